@@ -1,0 +1,42 @@
+"""The group roles made by the bootstrap, and the grants of views/90_grants.sql,
+exercised by switching roles: what is allowed and what is denied."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+
+def as_role(conn: psycopg.Connection, role: str) -> None:
+    conn.execute(f"set local role {role}")
+
+
+def test_the_bootstrap_creates_both_group_roles_without_login(conn: psycopg.Connection) -> None:
+    roles = conn.execute(
+        "select rolname, rolcanlogin from pg_roles where rolname like 'toolsdb\\_%' order by 1"
+    ).fetchall()
+    assert roles == [("toolsdb_app", False), ("toolsdb_readonly", False)], "the group roles are NOLOGIN"
+
+
+def test_the_app_role_writes_and_the_timestamps_trigger_fires_for_it(conn: psycopg.Connection) -> None:
+    as_role(conn, "toolsdb_app")
+    row = conn.execute(
+        "insert into toolsdb.users (username, email, created_at) values ('app-writer', 'app@example.com', "
+        "'2000-01-01') returning created_at > '2020-01-01'"
+    ).fetchone()
+    assert row == (True,), "the app role can insert, and created_at is set by the trigger, not the client"
+    conn.execute("update toolsdb.users set display_name = 'App' where username = 'app-writer'")
+    conn.execute("delete from toolsdb.users where username = 'app-writer'")
+
+
+def test_the_readonly_role_reads_but_cannot_write(conn: psycopg.Connection) -> None:
+    as_role(conn, "toolsdb_readonly")
+    assert conn.execute("select count(*) from toolsdb.agents").fetchone() is not None
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table users"):
+        conn.execute("insert into toolsdb.users (username, email) values ('nope', 'nope@example.com')")
+
+
+def test_no_client_role_can_call_the_private_functions(conn: psycopg.Connection) -> None:
+    as_role(conn, "toolsdb_app")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for schema toolsdb_private"):
+        conn.execute("select toolsdb_private.tg__timestamps()")
