@@ -40,7 +40,7 @@ create table if not exists toolsdb.mcp_servers (
     ),
     constraint env_is_object check (jsonb_typeof(env) = 'object'),
     constraint env_values_are_strings check (
-        not jsonb_path_exists(env, '$.* ? (@.type() != "string")')
+        not jsonb_path_exists(env, 'strict $.* ? (@.type() != "string")')
     ),
     constraint timeout_ms_is_positive check (timeout_ms > 0),
     constraint tools_is_array check (jsonb_typeof(tools) = 'array'),
