@@ -81,9 +81,12 @@ def validate(conninfo: str, source: str) -> str:
             "(expected postgresql://user@host:port/dbname or 'host=... dbname=...')"
         )
     try:
-        pg_conninfo.conninfo_to_dict(text)
+        params = pg_conninfo.conninfo_to_dict(text)
     except psycopg.ProgrammingError as exc:
         raise ToolsdbError(f"{source} is malformed: {_first_line(exc)}") from None
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ToolsdbError(f"{source} is malformed: port {port!r} is not a number from 1 to 65535")
     return text
 
 
