@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,8 +37,15 @@ _counter = itertools.count()
 
 
 def pg15_bindir() -> Path | None:
-    """Debian's PostgreSQL 15 server binaries, if this machine has them."""
+    """PostgreSQL 15 server binaries, if this machine has them: where
+    `pg_config` says when it is 15, else Debian's postgresql-15 layout."""
     candidates = [Path("/usr/lib/postgresql/15/bin")]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--version", "--bindir"], capture_output=True, text=True, check=False)
+        lines = out.stdout.split("\n")
+        if out.returncode == 0 and len(lines) >= 2 and lines[0].startswith("PostgreSQL 15."):
+            candidates.insert(0, Path(lines[1].strip()))
     for candidate in candidates:
         if (candidate / "postgres").exists() and (candidate / "pg_ctl").exists():
             return candidate
@@ -241,3 +249,12 @@ def conn(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
     """A connection to a fresh migrated database (autocommit off)."""
     with psycopg.connect(pg.conninfo(db)) as connection:
         yield connection
+
+
+@pytest.fixture
+def sql_copy(tmp_path: Path) -> Path:
+    """A copy of the SQL tree (for TOOLSDB_SQL_ROOT) that a test may change."""
+    root = tmp_path / "sql"
+    for folder in ("schema", "migrations", "views", "seeds"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return root

@@ -540,15 +540,6 @@ def test_status_on_a_migrated_database_lists_everything_applied(pg: Pg, db: str,
 # -- 7. new-migration ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sql_copy(tmp_path: Path) -> Path:
-    """A copy of the SQL tree for TOOLSDB_SQL_ROOT."""
-    root = tmp_path / "sql"
-    for folder in ("schema", "migrations", "views", "seeds"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
-
-
 def test_new_migration_creates_the_next_numbered_pair(sql_copy: Path, tmp_path: Path) -> None:
     previous = migration_ids(sql_copy)[-1]
     new_id = f"{int(previous[:4]) + 1:04d}.add_widgets"

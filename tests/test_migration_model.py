@@ -3,7 +3,6 @@ idempotent, all-or-nothing and safe under concurrency, files are re-runnable."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -100,15 +99,6 @@ def test_rolling_back_everything_leaves_no_table(pg: Pg, db: str) -> None:
         ).fetchall()
     assert left == []
     assert yoyo_rows(pg, db) == []
-
-
-@pytest.fixture
-def sql_copy(tmp_path: Path) -> Path:
-    """A copy of the SQL tree that a test may add migrations to."""
-    root = tmp_path / "sql"
-    for folder in ("schema", "migrations", "views", "seeds"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
 
 
 def add_migration(root: Path, name: str, body: str, rollback: str = "") -> str:
