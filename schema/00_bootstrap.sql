@@ -20,14 +20,17 @@ comment on schema toolsdb_private is
 comment on schema toolsdb_migrations is
 'Bookkeeping of yoyo-migrations (applied migrations, log, lock); managed by toolsdb migrate.';
 
--- Group roles (NOLOGIN). Cluster-wide, so two databases on one cluster may
--- race to create them: a duplicate is not an error. A connecting user without
--- CREATEROLE gets a notice and the roles are left to an administrator.
+-- Group roles (NOLOGIN), see docs/security.md: toolsdb_owner owns every
+-- object and runs migrations, toolsdb_app is the application, toolsdb_readonly
+-- reads. Cluster-wide, so two databases on one cluster may race to create
+-- them: a duplicate is not an error. A connecting user without CREATEROLE
+-- gets a clear error: an administrator runs this file once, then any member
+-- of toolsdb_owner can migrate.
 do $bootstrap$
 declare
     wanted_role text;
 begin
-    foreach wanted_role in array array['toolsdb_app', 'toolsdb_readonly'] loop
+    foreach wanted_role in array array['toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly'] loop
         if not exists (select from pg_catalog.pg_roles where rolname = wanted_role) then
             begin
                 execute pg_catalog.format('create role %I nologin', wanted_role);
@@ -35,10 +38,48 @@ begin
                 when duplicate_object or unique_violation then
                     null;
                 when insufficient_privilege then
-                    raise notice 'toolsdb: cannot create role % (no CREATEROLE); ask an administrator to create it', wanted_role;
+                    raise exception 'toolsdb needs the role % and % may not create roles', wanted_role, current_user
+                        using errcode = 'insufficient_privilege',
+                        hint = 'ask an administrator to run schema/00_bootstrap.sql once, or grant CREATEROLE';
             end;
         end if;
     end loop;
+end
+$bootstrap$;
+
+-- toolsdb_owner owns the namespaces (and, through `toolsdb migrate`, which
+-- runs as it, everything in them). The connecting user becomes a member so
+-- it can act as the owner; yoyo tables made before this are handed over.
+do $bootstrap$
+declare
+    schema_name text;
+    table_name text;
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'toolsdb_owner') then
+        return;
+    end if;
+    if not pg_catalog.pg_has_role(current_user, 'toolsdb_owner', 'MEMBER') then
+        begin
+            execute pg_catalog.format('grant toolsdb_owner to %I', current_user);
+        exception
+            when insufficient_privilege or invalid_grant_operation then
+                raise notice 'toolsdb: % cannot become a member of toolsdb_owner', current_user;
+                return;
+        end;
+    end if;
+    foreach schema_name in array array['toolsdb', 'toolsdb_private', 'toolsdb_migrations'] loop
+        execute pg_catalog.format('alter schema %I owner to toolsdb_owner', schema_name);
+    end loop;
+    for table_name in
+        select c.relname from pg_catalog.pg_class as c
+        where c.relnamespace = 'toolsdb_migrations'::regnamespace and c.relkind = 'r'
+            and c.relowner <> 'toolsdb_owner'::regrole
+    loop
+        execute pg_catalog.format('alter table toolsdb_migrations.%I owner to toolsdb_owner', table_name);
+    end loop;
+    -- Functions toolsdb_owner creates are not executable by public; each is
+    -- granted to named roles in views/90_grants.sql.
+    alter default privileges for role toolsdb_owner revoke execute on functions from public;
 end
 $bootstrap$;
 

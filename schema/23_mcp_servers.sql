@@ -105,3 +105,6 @@ comment on column toolsdb.mcp_servers.updated_at is
 comment on trigger _100_timestamps on toolsdb.mcp_servers is
 'Keeps created_at unforgeable and updated_at strictly increasing '
 '(toolsdb_private.tg__timestamps()).';
+
+-- Change capture into toolsdb.audit_logs (docs/security.md).
+select toolsdb.audit_table('toolsdb.mcp_servers');

@@ -51,3 +51,6 @@ comment on column toolsdb.preferences.updated_at is
 comment on trigger _100_timestamps on toolsdb.preferences is
 'Keeps created_at unforgeable and updated_at strictly increasing '
 '(toolsdb_private.tg__timestamps()).';
+
+-- Change capture into toolsdb.audit_logs (docs/security.md).
+select toolsdb.audit_table('toolsdb.preferences');

@@ -74,7 +74,7 @@ def test_every_table_view_and_column_has_a_comment(conn) -> None:
         from pg_class c
         join pg_namespace n on n.oid = c.relnamespace
         join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-        where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v', 'm')
+        where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
           and coalesce(col_description(c.oid, a.attnum), '') = ''
         """,
         list(APP_SCHEMAS),
@@ -319,3 +319,82 @@ def test_every_plpgsql_function_pins_search_path(conn) -> None:
         list(APP_SCHEMAS),
     )
     assert unpinned == [], f"plpgsql functions without search_path: {unpinned}"
+
+
+def test_every_table_is_audited_or_exempt_with_a_reason(conn) -> None:
+    unaudited = rows(
+        conn,
+        """
+        select c.oid::regclass::text
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = any(%s) and c.relkind in ('r', 'p') and not c.relispartition
+          and not exists (
+            select from pg_trigger t
+            where t.tgrelid = c.oid and t.tgname = '_900_audit'
+              and t.tgfoid = 'toolsdb_private.tg__audit()'::regprocedure)
+          and not exists (
+            select from toolsdb_private.audit_exemptions e
+            where e.table_name = n.nspname || '.' || c.relname)
+        """,
+        list(APP_SCHEMAS),
+    )
+    assert unaudited == [], f"tables neither audited (toolsdb.audit_table) nor exempt with a reason: {unaudited}"
+
+
+def test_every_audited_table_also_captures_truncate(conn) -> None:
+    missing = rows(
+        conn,
+        """
+        select t.tgrelid::regclass::text from pg_trigger t
+        where t.tgname = '_900_audit'
+          and not exists (select from pg_trigger u where u.tgrelid = t.tgrelid and u.tgname = '_900_audit_truncate')
+        """,
+    )
+    assert missing == [], f"audited tables without the truncate trigger: {missing}"
+
+
+def test_every_view_is_security_invoker(conn) -> None:
+    definer_views = rows(
+        conn,
+        """
+        select c.oid::regclass::text
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = any(%s) and c.relkind = 'v'
+          and not coalesce('security_invoker=true' = any(c.reloptions), false)
+        """,
+        list(APP_SCHEMAS),
+    )
+    assert definer_views == [], f"views that would bypass row-level security (not security_invoker): {definer_views}"
+
+
+def test_every_table_with_a_session_or_project_has_row_level_security(conn) -> None:
+    exposed = rows(
+        conn,
+        """
+        select c.oid::regclass::text
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'toolsdb' and c.relkind in ('r', 'p') and not c.relispartition
+          and exists (select from pg_attribute a where a.attrelid = c.oid and not a.attisdropped
+                      and a.attname in ('session_id', 'project_id'))
+          and not (c.relrowsecurity
+                   and exists (select from pg_policy p where p.polrelid = c.oid
+                               and 'toolsdb_app'::regrole = any(p.polroles)))
+        """,
+    )
+    assert exposed == [], f"tables with a session or project but no row-level security for toolsdb_app: {exposed}"
+
+
+def test_no_function_is_executable_by_public(conn) -> None:
+    # A null proacl means the default: execute for public.
+    public_functions = rows(
+        conn,
+        """
+        select p.oid::regprocedure::text
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = any(%s)
+          and (p.proacl is null
+               or exists (select from aclexplode(p.proacl) x where x.grantee = 0 and x.privilege_type = 'EXECUTE'))
+        """,
+        list(APP_SCHEMAS),
+    )
+    assert public_functions == [], f"functions executable by public: {public_functions}"

@@ -5,7 +5,8 @@
 -- (create or replace view can only add columns at the end).
 -- Needs: toolsdb.agents, toolsdb.mcp_servers, toolsdb.agent_mcp_servers.
 
-create or replace view toolsdb.agent_tools as
+create or replace view toolsdb.agent_tools
+with (security_invoker = true) as
 select
     a.agent_id,
     a.name as agent_name,

@@ -109,6 +109,12 @@ class _TracingCursor:
                 self._backend.failed_sql = sql
             raise
 
+    @property
+    def description(self):
+        # yoyo prints the rows of any migration statement that returns some
+        # (a `select toolsdb.audit_table(...)`); migrations are quiet here.
+        return None
+
     def __getattr__(self, name):
         return getattr(self._cursor, name)
 
@@ -128,6 +134,12 @@ def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
             raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise ToolsdbError(f"cannot prepare the database: {exc.diag.message_primary}") from None
+        # Objects belong to toolsdb_owner: act as it when we may (docs/security.md).
+        if conn.execute(
+            "select case when exists (select from pg_roles where rolname = 'toolsdb_owner')"
+            " then pg_has_role(current_user, 'toolsdb_owner', 'MEMBER') else false end"
+        ).fetchone()[0]:
+            conn.execute("set role toolsdb_owner")
         backend.init_database()
         backend.ensure_internal_schema_updated()
         yield backend

@@ -1,0 +1,1049 @@
+-- migrations/0002.security.sql
+-- The security spine (docs/security.md): transaction context helpers,
+-- the audit log with its partitions, capture, retention and seals, the
+-- config store, change capture on the identity tables and row-level
+-- security on toolsdb.projects. The same statements as schema/11_context.sql,
+-- schema/12_audit.sql, schema/13_config.sql and the tails of schema/20..25.
+-- depends: 0001.baseline
+--
+-- Every index here is on a table created in this same migration (empty,
+-- invisible to others until commit), so a plain create index blocks nobody.
+-- squawk-ignore-file require-concurrent-index-creation
+
+-- ---- from schema/11_context.sql ----
+
+create or replace function toolsdb.setting_uuid(setting_name text)
+returns uuid
+language plpgsql
+stable
+set search_path = ''
+as $function$
+declare
+    raw text := nullif(pg_catalog.current_setting(setting_name, true), '');
+begin
+    if raw is null then
+        return null;
+    end if;
+    if raw !~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' then
+        raise exception 'setting % is not a uuid: %', setting_name, pg_catalog.quote_literal(raw)
+            using errcode = 'invalid_parameter_value',
+            hint = 'set local ' || setting_name || ' = ''<uuid>''';
+    end if;
+    return raw::uuid;
+end;
+$function$;
+
+comment on function toolsdb.setting_uuid(text) is
+'The uuid held by a custom setting such as toolsdb.project_id, or null when it is unset or empty. '
+'A value that is not a uuid (8-4-4-4-12 hex digits) raises invalid_parameter_value (22023) naming '
+'the setting.';
+
+create or replace function toolsdb.current_session_id()
+returns text
+language sql
+stable
+set search_path = ''
+return nullif(pg_catalog.current_setting('toolsdb.session_id', true), '');
+
+comment on function toolsdb.current_session_id() is
+'The agent session the current transaction acts for (setting toolsdb.session_id), or null. '
+'Row-level security shows the application only rows of this session.';
+
+create or replace function toolsdb.current_project_id()
+returns uuid
+language sql
+stable
+set search_path = ''
+return toolsdb.setting_uuid('toolsdb.project_id');
+
+comment on function toolsdb.current_project_id() is
+'The project the current transaction acts for (setting toolsdb.project_id, a uuid), or null. '
+'Row-level security shows the application only rows of this project.';
+
+create or replace function toolsdb.current_user_id()
+returns uuid
+language sql
+stable
+set search_path = ''
+return toolsdb.setting_uuid('toolsdb.user_id');
+
+comment on function toolsdb.current_user_id() is
+'The toolsdb user acting in the current transaction (setting toolsdb.user_id, a uuid), or null.';
+
+create or replace function toolsdb.current_agent_id()
+returns uuid
+language sql
+stable
+set search_path = ''
+return toolsdb.setting_uuid('toolsdb.agent_id');
+
+comment on function toolsdb.current_agent_id() is
+'The agent acting in the current transaction (setting toolsdb.agent_id, a uuid), or null.';
+
+-- ---- from schema/12_audit.sql ----
+
+-- ---------------------------------------------------------------------------
+-- The log
+-- ---------------------------------------------------------------------------
+
+create table if not exists toolsdb.audit_logs (
+    audit_id bigint generated always as identity,
+    logged_at timestamptz not null default now(),
+    actor text not null default session_user,
+    actor_user_id uuid,
+    actor_agent_id uuid,
+    session_id text,
+    action text not null,
+    entity_type text,
+    entity_id text,
+    old_values jsonb,
+    new_values jsonb,
+    details jsonb not null default '{}',
+    client_addr inet,
+    user_agent text,
+    db_role text not null default session_user,
+    transaction_id xid8 not null default pg_current_xact_id(),
+    constraint audit_logs_pkey primary key (transaction_id, audit_id, logged_at),
+    constraint actor_length_is_valid check (char_length(actor) between 1 and 200),
+    constraint session_id_length_is_valid check (char_length(session_id) between 1 and 200),
+    constraint action_is_valid check (action ~ '^[a-z][a-z0-9_.]*$' and char_length(action) <= 100),
+    constraint entity_type_is_valid check (entity_type ~ '^[a-z][a-z0-9_.]*$' and char_length(entity_type) <= 100),
+    constraint entity_id_length_is_valid check (char_length(entity_id) between 1 and 1000),
+    constraint captured_change_names_its_entity check (
+        action not in ('insert', 'update', 'delete') or (entity_type is not null and entity_id is not null)
+    ),
+    constraint old_values_is_object check (jsonb_typeof(old_values) = 'object'),
+    constraint new_values_is_object check (jsonb_typeof(new_values) = 'object'),
+    constraint details_is_object check (jsonb_typeof(details) = 'object'),
+    constraint user_agent_length_is_valid check (char_length(user_agent) between 1 and 1000),
+    constraint db_role_length_is_valid check (char_length(db_role) between 1 and 63)
+) partition by range (logged_at);
+
+create table if not exists toolsdb.audit_logs_default
+partition of toolsdb.audit_logs default;
+
+comment on table toolsdb.audit_logs_default is
+'Default partition of toolsdb.audit_logs: entries of months without their own partition land here '
+'until toolsdb.audit_create_partitions() moves them.';
+
+create index if not exists audit_logs_entity_type_entity_id_idx
+on toolsdb.audit_logs (entity_type, entity_id);
+
+create index if not exists audit_logs_actor_idx on toolsdb.audit_logs (actor);
+
+create index if not exists audit_logs_session_id_idx
+on toolsdb.audit_logs (session_id) where session_id is not null;
+
+create index if not exists audit_logs_logged_at_idx on toolsdb.audit_logs using brin (logged_at);
+
+comment on table toolsdb.audit_logs is
+'The one audit log of the database, append-only: explicit events (toolsdb.audit_event) and '
+'changes captured on audited tables (toolsdb.audit_table). Partitioned by month of logged_at '
+'(audit_logs_yYYYYmMM, plus audit_logs_default as a safety net); retention drops whole months. '
+'Sealed rows are tamper-evident: see toolsdb.audit_seal() and toolsdb.audit_verify().';
+comment on column toolsdb.audit_logs.audit_id is
+'Increasing id of the entry (identity); order of insertion, not of commit.';
+comment on column toolsdb.audit_logs.logged_at is
+'When the entry was written: the start time of the writing transaction (now()). Partition key.';
+comment on column toolsdb.audit_logs.actor is
+'Who acted, always set: setting toolsdb.actor, else toolsdb.user_id, else toolsdb.agent_id, else the '
+'database login role (session_user).';
+comment on column toolsdb.audit_logs.actor_user_id is
+'The acting toolsdb user (setting toolsdb.user_id), if any. No foreign key: the log outlives users.';
+comment on column toolsdb.audit_logs.actor_agent_id is
+'The acting agent (setting toolsdb.agent_id), if any. No foreign key: the log outlives agents.';
+comment on column toolsdb.audit_logs.session_id is
+'The agent session acted for (setting toolsdb.session_id), if any. The application reads only its '
+'own session''s entries (row-level security).';
+comment on column toolsdb.audit_logs.action is
+'What happened: insert, update, delete or truncate for captured changes; an event name in '
+'snake_case (e.g. permission_changed, config_updated, notification_sent) for explicit events.';
+comment on column toolsdb.audit_logs.entity_type is
+'Kind of thing acted on: the table name for captured changes (e.g. users), free snake_case for '
+'events (e.g. permission).';
+comment on column toolsdb.audit_logs.entity_id is
+'Which one: the primary key value as text (a JSON object for composite keys); null for truncate.';
+comment on column toolsdb.audit_logs.old_values is
+'Before: the whole row for delete, only the changed columns for update; null otherwise. '
+'Secret columns read "[redacted]".';
+comment on column toolsdb.audit_logs.new_values is
+'After: the whole row for insert, only the changed columns for update; null otherwise. '
+'Secret columns read "[redacted]".';
+comment on column toolsdb.audit_logs.details is
+'Free JSON object with anything else worth keeping (event details, request ids).';
+comment on column toolsdb.audit_logs.client_addr is
+'Address of the end client: setting toolsdb.client_addr, else the database connection''s address.';
+comment on column toolsdb.audit_logs.user_agent is
+'User agent of the end client (setting toolsdb.user_agent), if any.';
+comment on column toolsdb.audit_logs.db_role is
+'The database login role (session_user) that wrote the entry.';
+comment on column toolsdb.audit_logs.transaction_id is
+'Id of the writing transaction (pg_current_xact_id()). Sealing covers ranges of finished '
+'transactions; also groups the entries of one transaction.';
+
+-- ---------------------------------------------------------------------------
+-- Append-only guard: for every role, the owner included
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb_private.tg__audit_append_only()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    raise exception 'toolsdb.audit_logs is append-only: % is not allowed', tg_op
+        using errcode = 'insufficient_privilege',
+        hint = 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()';
+end;
+$function$;
+
+comment on function toolsdb_private.tg__audit_append_only() is
+'Guard trigger of toolsdb.audit_logs and its partitions: UPDATE, DELETE and TRUNCATE raise '
+'insufficient_privilege (42501) saying the log is append-only, whoever runs them.';
+
+create or replace trigger _010_append_only
+before update or delete on toolsdb.audit_logs
+for each row
+execute function toolsdb_private.tg__audit_append_only();
+
+create or replace trigger _010_append_only_truncate
+before truncate on toolsdb.audit_logs
+for each statement
+execute function toolsdb_private.tg__audit_append_only();
+
+-- Statement triggers are not inherited by partitions: each gets its own.
+create or replace trigger _010_append_only_truncate
+before truncate on toolsdb.audit_logs_default
+for each statement
+execute function toolsdb_private.tg__audit_append_only();
+
+-- ---------------------------------------------------------------------------
+-- Writing entries
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb_private.audit_write(
+    p_action text,
+    p_entity_type text,
+    p_entity_id text,
+    p_old_values jsonb,
+    p_new_values jsonb,
+    p_details jsonb
+)
+returns bigint
+language sql
+volatile
+begin atomic
+    insert into toolsdb.audit_logs (
+        actor, actor_user_id, actor_agent_id, session_id, action, entity_type, entity_id,
+        old_values, new_values, details, client_addr, user_agent
+    )
+    values (
+        coalesce(
+            nullif(pg_catalog.current_setting('toolsdb.actor', true), ''),
+            nullif(pg_catalog.current_setting('toolsdb.user_id', true), ''),
+            nullif(pg_catalog.current_setting('toolsdb.agent_id', true), ''),
+            session_user
+        ),
+        toolsdb.current_user_id(),
+        toolsdb.current_agent_id(),
+        toolsdb.current_session_id(),
+        p_action,
+        p_entity_type,
+        p_entity_id,
+        p_old_values,
+        p_new_values,
+        coalesce(p_details, '{}'),
+        coalesce(
+            nullif(pg_catalog.current_setting('toolsdb.client_addr', true), '')::inet,
+            pg_catalog.inet_client_addr()
+        ),
+        nullif(pg_catalog.current_setting('toolsdb.user_agent', true), '')
+    )
+    returning audit_id;
+end;
+
+comment on function toolsdb_private.audit_write(text, text, text, jsonb, jsonb, jsonb) is
+'Writes one audit entry with the actor, session, address and user agent taken from the '
+'transaction''s toolsdb.* settings. Called by toolsdb.audit_event() and the capture triggers.';
+
+create or replace function toolsdb.audit_event(
+    action text,
+    entity_type text default null,
+    entity_id text default null,
+    details jsonb default '{}',
+    old_values jsonb default null,
+    new_values jsonb default null
+)
+returns bigint
+language sql
+volatile
+security definer
+set search_path = ''
+return toolsdb_private.audit_write(action, entity_type, entity_id, old_values, new_values, details);
+
+comment on function toolsdb.audit_event(text, text, text, jsonb, jsonb, jsonb) is
+'Records an explicit audit event, e.g. select toolsdb.audit_event(''permission_changed'', '
+'''project'', ''<id>'', ''{"granted": "write"}''); returns its audit_id. Actor, session, address '
+'and user agent come from the toolsdb.* settings of the transaction. The only way clients write '
+'to the log.';
+
+create or replace function toolsdb_private.tg__audit()
+returns trigger
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    key_columns text[] := pg_catalog.string_to_array(tg_argv[0], ',');
+    redacted text[] := pg_catalog.string_to_array(nullif(tg_argv[1], ''), ',');
+    whole_row jsonb;
+    old_row jsonb;
+    new_row jsonb;
+    entity text;
+    secret text;
+begin
+    if tg_op = 'INSERT' then
+        new_row := pg_catalog.to_jsonb(new);
+        whole_row := new_row;
+    elsif tg_op = 'DELETE' then
+        old_row := pg_catalog.to_jsonb(old);
+        whole_row := old_row;
+    else
+        whole_row := pg_catalog.to_jsonb(new);
+        -- Only what changed, on both sides.
+        select
+            pg_catalog.jsonb_object_agg(o.key, o.value),
+            pg_catalog.jsonb_object_agg(n.key, n.value)
+        into old_row, new_row
+        from pg_catalog.jsonb_each(pg_catalog.to_jsonb(old)) as o
+        inner join pg_catalog.jsonb_each(whole_row) as n on o.key = n.key
+        where o.value is distinct from n.value;
+        old_row := coalesce(old_row, '{}');
+        new_row := coalesce(new_row, '{}');
+    end if;
+    if redacted is not null then
+        foreach secret in array redacted loop
+            if old_row ? secret then
+                old_row := pg_catalog.jsonb_set(old_row, array[secret], '"[redacted]"');
+            end if;
+            if new_row ? secret then
+                new_row := pg_catalog.jsonb_set(new_row, array[secret], '"[redacted]"');
+            end if;
+        end loop;
+    end if;
+    if pg_catalog.cardinality(key_columns) = 1 then
+        entity := whole_row ->> key_columns[1];
+    else
+        select pg_catalog.jsonb_object_agg(k, whole_row -> k)::text
+        into entity
+        from pg_catalog.unnest(key_columns) as k;
+    end if;
+    perform toolsdb_private.audit_write(
+        pg_catalog.lower(tg_op), tg_table_name::text, entity, old_row, new_row, null
+    );
+    return null;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__audit() is
+'Change capture (AFTER INSERT OR UPDATE OR DELETE, FOR EACH ROW) installed by '
+'toolsdb.audit_table(). Arguments: the primary key columns and the redacted columns, '
+'comma-separated. Writes the whole row for insert and delete, only changed columns for update.';
+
+create or replace function toolsdb_private.tg__audit_truncate()
+returns trigger
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+begin
+    perform toolsdb_private.audit_write('truncate', tg_table_name::text, null, null, null, null);
+    return null;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__audit_truncate() is
+'Change capture for TRUNCATE (a statement trigger: row triggers never see it), installed by '
+'toolsdb.audit_table().';
+
+create or replace function toolsdb.audit_table(target regclass, redact text[] default '{}')
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    key_columns text;
+    unknown text;
+begin
+    select pg_catalog.string_agg(a.attname, ',' order by k.ordinality)
+    into key_columns
+    from pg_catalog.pg_index as i
+    cross join lateral pg_catalog.unnest(i.indkey) with ordinality as k (attnum, ordinality)
+    inner join pg_catalog.pg_attribute as a on a.attrelid = i.indrelid and a.attnum = k.attnum
+    where i.indrelid = target and i.indisprimary;
+    if key_columns is null then
+        raise exception 'cannot audit %: it has no primary key', target
+            using errcode = 'invalid_table_definition';
+    end if;
+    select r into unknown
+    from pg_catalog.unnest(redact) as r
+    where not exists (
+        select from pg_catalog.pg_attribute as a
+        where a.attrelid = target and a.attname = r and a.attnum > 0 and not a.attisdropped
+    )
+    limit 1;
+    if unknown is not null then
+        raise exception 'cannot redact %.%: no such column', target, unknown
+            using errcode = 'undefined_column';
+    end if;
+    execute pg_catalog.format(
+        'create or replace trigger _900_audit after insert or update or delete on %s '
+        'for each row execute function toolsdb_private.tg__audit(%L, %L)',
+        target, key_columns, pg_catalog.array_to_string(redact, ',')
+    );
+    execute pg_catalog.format(
+        'create or replace trigger _900_audit_truncate after truncate on %s '
+        'for each statement execute function toolsdb_private.tg__audit_truncate()',
+        target
+    );
+end;
+$function$;
+
+comment on function toolsdb.audit_table(regclass, text[]) is
+'Opts a table into change capture: triggers _900_audit (rows) and _900_audit_truncate. '
+'redact names the columns whose values never reach the log (they read "[redacted]"). '
+'Idempotent; call it again to change the redacted columns. Call it in the table''s schema file.';
+
+-- Tables that are not audited, each with its reason (docs/security.md).
+create table if not exists toolsdb_private.audit_exemptions (
+    table_name text not null,
+    reason text not null,
+    constraint audit_exemptions_pkey primary key (table_name),
+    constraint table_name_is_valid check (table_name ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$'),
+    constraint reason_length_is_valid check (char_length(reason) between 10 and 500)
+);
+
+comment on table toolsdb_private.audit_exemptions is
+'Tables deliberately not audited by change capture, each with its reason; every other table of '
+'schemas toolsdb and toolsdb_private is audited (a catalog test checks it).';
+comment on column toolsdb_private.audit_exemptions.table_name is
+'Schema-qualified table name, e.g. toolsdb.audit_logs.';
+comment on column toolsdb_private.audit_exemptions.reason is 'Why the table is not audited.';
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb.audit_logs', 'the audit log itself: append-only and sealed'),
+('toolsdb.audit_seals', 'the proof over the audit log: append-only, chained'),
+('toolsdb.audit_prunes', 'written only by audit retention, which leaves an audit event itself'),
+('toolsdb_private.audit_exemptions', 'this list: changed only by schema files and migrations')
+on conflict (table_name) do nothing;
+
+-- ---------------------------------------------------------------------------
+-- Partitions and retention
+-- ---------------------------------------------------------------------------
+
+create table if not exists toolsdb.audit_prunes (
+    period date not null,
+    partition_name text not null,
+    row_count bigint not null,
+    max_age interval not null,
+    pruned_at timestamptz not null default now(),
+    pruned_by text not null default session_user,
+    constraint audit_prunes_pkey primary key (period),
+    constraint period_is_month check (period = date_trunc('month', period)::date),
+    constraint partition_name_is_valid check (partition_name ~ '^audit_logs_y[0-9]{4}m[0-9]{2}$'),
+    constraint row_count_is_valid check (row_count >= 0),
+    constraint pruned_by_length_is_valid check (char_length(pruned_by) between 1 and 63)
+);
+
+comment on table toolsdb.audit_prunes is
+'Months of the audit log dropped by retention (toolsdb.audit_apply_retention). Verification skips '
+'the row check of seals over these months; their seals still chain.';
+comment on column toolsdb.audit_prunes.period is 'First day of the month dropped (UTC).';
+comment on column toolsdb.audit_prunes.partition_name is 'The partition dropped, e.g. audit_logs_y2025m01.';
+comment on column toolsdb.audit_prunes.row_count is 'How many entries the partition held.';
+comment on column toolsdb.audit_prunes.max_age is 'The retention age in force when it was dropped.';
+comment on column toolsdb.audit_prunes.pruned_at is 'When it was dropped.';
+comment on column toolsdb.audit_prunes.pruned_by is 'Database role that ran the retention.';
+
+create or replace function toolsdb_private.audit_partition_name(period date)
+returns text
+language sql
+immutable
+return 'audit_logs_' || pg_catalog.to_char(period, '"y"YYYY"m"MM');
+
+comment on function toolsdb_private.audit_partition_name(date) is
+'Name of the monthly partition holding the given month: audit_logs_yYYYYmMM.';
+
+create or replace function toolsdb.audit_create_partitions(months_ahead integer default 3)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    month_start date;
+    created integer := 0;
+    stranded_months date[];
+begin
+    if months_ahead is null or months_ahead not between 0 and 120 then
+        raise exception 'months_ahead must be between 0 and 120, not %', months_ahead
+            using errcode = 'invalid_parameter_value';
+    end if;
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.audit_create_partitions'));
+    -- Rows that landed in the default partition (months nobody created in
+    -- time) move to their own month: detach the default, create the months,
+    -- route its rows through the parent, then drop it and start a new one.
+    select pg_catalog.array_agg(distinct pg_catalog.date_trunc('month', d.logged_at at time zone 'UTC')::date)
+    into stranded_months
+    from toolsdb.audit_logs_default as d;
+    if stranded_months is not null then
+        alter table toolsdb.audit_logs detach partition toolsdb.audit_logs_default;
+        alter table toolsdb.audit_logs_default rename to audit_logs_stranded;
+    end if;
+    for month_start in
+        select pg_catalog.date_trunc(
+            'month', (pg_catalog.now() at time zone 'UTC') + pg_catalog.make_interval(months => i)
+        )::date
+        from pg_catalog.generate_series(0, months_ahead) as i
+        union
+        select m from pg_catalog.unnest(stranded_months) as m
+    loop
+        if pg_catalog.to_regclass('toolsdb.' || toolsdb_private.audit_partition_name(month_start)) is null then
+            execute pg_catalog.format(
+                'create table toolsdb.%I partition of toolsdb.audit_logs for values from (%L) to (%L)',
+                toolsdb_private.audit_partition_name(month_start),
+                month_start::timestamp at time zone 'UTC',
+                (month_start + interval '1 month')::timestamp at time zone 'UTC'
+            );
+            execute pg_catalog.format(
+                'create trigger _010_append_only_truncate before truncate on toolsdb.%I '
+                'for each statement execute function toolsdb_private.tg__audit_append_only()',
+                toolsdb_private.audit_partition_name(month_start)
+            );
+            execute pg_catalog.format(
+                'comment on table toolsdb.%I is %L',
+                toolsdb_private.audit_partition_name(month_start),
+                'Partition of toolsdb.audit_logs for ' || pg_catalog.to_char(month_start, 'YYYY-MM') || ' (UTC).'
+            );
+            created := created + 1;
+        end if;
+    end loop;
+    if stranded_months is not null then
+        create table toolsdb.audit_logs_default partition of toolsdb.audit_logs default;
+        create trigger _010_append_only_truncate before truncate on toolsdb.audit_logs_default
+        for each statement execute function toolsdb_private.tg__audit_append_only();
+        comment on table toolsdb.audit_logs_default is
+        'Default partition of toolsdb.audit_logs: entries of months without their own partition land here '
+        'until toolsdb.audit_create_partitions() moves them.';
+        execute 'insert into toolsdb.audit_logs overriding system value select * from toolsdb.audit_logs_stranded';
+        execute 'drop table toolsdb.audit_logs_stranded';
+    end if;
+    return created;
+end;
+$function$;
+
+comment on function toolsdb.audit_create_partitions(integer) is
+'Creates the monthly partitions of toolsdb.audit_logs for this month and the next months_ahead '
+'months (default 3), and for any month whose entries landed in the default partition (they are '
+'moved). Returns how many it created. Run by every toolsdb migrate; schedule it monthly too.';
+
+create or replace function toolsdb.audit_apply_retention(max_age interval default null)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    age interval := max_age;
+    cutoff timestamptz;
+    part record;
+    dropped text[] := '{}';
+    dropped_rows bigint := 0;
+    part_rows bigint;
+begin
+    if age is null then
+        select (c.value #>> '{}')::interval into age
+        from toolsdb.config as c
+        where c.key = 'audit.retention' and not c.is_secret;
+    end if;
+    age := coalesce(age, interval '13 months');
+    if age < interval '1 month' then
+        raise exception 'audit retention must keep at least one month, not %', age
+            using errcode = 'invalid_parameter_value';
+    end if;
+    cutoff := pg_catalog.now() - age;
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.audit_create_partitions'));
+    for part in
+        select
+            c.relname,
+            pg_catalog.to_date(pg_catalog.substr(c.relname, 13), '"y"YYYY"m"MM') as period
+        from pg_catalog.pg_inherits as i
+        inner join pg_catalog.pg_class as c on i.inhrelid = c.oid
+        where i.inhparent = 'toolsdb.audit_logs'::regclass and c.relname ~ '^audit_logs_y[0-9]{4}m[0-9]{2}$'
+        order by 2
+    loop
+        -- Only whole months that ended before the cutoff.
+        continue when (part.period + interval '1 month')::timestamp at time zone 'UTC' > cutoff;
+        execute pg_catalog.format('select count(*) from toolsdb.%I', part.relname) into part_rows;
+        execute pg_catalog.format('alter table toolsdb.audit_logs detach partition toolsdb.%I', part.relname);
+        execute pg_catalog.format('drop table toolsdb.%I', part.relname);
+        insert into toolsdb.audit_prunes (period, partition_name, row_count, max_age)
+        values (part.period, part.relname, part_rows, age)
+        on conflict (period) do nothing;
+        dropped := dropped || part.relname::text;
+        dropped_rows := dropped_rows + part_rows;
+    end loop;
+    perform toolsdb_private.audit_write(
+        'audit_retention', 'audit_logs', null, null, null,
+        pg_catalog.jsonb_build_object(
+            'max_age', age::text, 'cutoff', cutoff, 'dropped_partitions', pg_catalog.to_jsonb(dropped),
+            'dropped_rows', dropped_rows
+        )
+    );
+    return pg_catalog.cardinality(dropped);
+end;
+$function$;
+
+comment on function toolsdb.audit_apply_retention(interval) is
+'Drops the monthly partitions of toolsdb.audit_logs that ended more than max_age ago (default: '
+'config key audit.retention, e.g. "400 days", else 13 months; at least one month). Whole months '
+'only, never single rows. Records each month in toolsdb.audit_prunes and writes an '
+'audit_retention event. Returns the number of partitions dropped.';
+
+-- ---------------------------------------------------------------------------
+-- Seals: tamper evidence without serializing writers
+-- ---------------------------------------------------------------------------
+
+create table if not exists toolsdb.audit_seals (
+    seal_id bigint generated always as identity,
+    period date not null,
+    first_transaction_id xid8 not null,
+    end_transaction_id xid8 not null,
+    row_count bigint not null,
+    first_audit_id bigint not null,
+    last_audit_id bigint not null,
+    rows_hash bytea not null,
+    previous_hash bytea,
+    seal_hash bytea not null,
+    sealed_at timestamptz not null default now(),
+    sealed_by text not null default session_user,
+    constraint audit_seals_pkey primary key (seal_id),
+    constraint audit_seals_end_transaction_id_period_key unique (end_transaction_id, period),
+    constraint period_is_month check (period = date_trunc('month', period)::date),
+    constraint transaction_range_is_valid check (first_transaction_id < end_transaction_id),
+    constraint row_count_is_positive check (row_count > 0),
+    constraint audit_id_range_is_valid check (first_audit_id <= last_audit_id),
+    constraint rows_hash_is_sha256 check (octet_length(rows_hash) = 32),
+    constraint previous_hash_is_sha256 check (octet_length(previous_hash) = 32),
+    constraint seal_hash_is_sha256 check (octet_length(seal_hash) = 32),
+    constraint sealed_by_length_is_valid check (char_length(sealed_by) between 1 and 63)
+);
+
+comment on table toolsdb.audit_seals is
+'Seals over toolsdb.audit_logs, append-only. Each call of toolsdb.audit_seal() seals the entries '
+'of every finished transaction not sealed yet (a transaction id range), one row per month, and '
+'chains each seal to the previous one. toolsdb.audit_verify() recomputes them.';
+comment on column toolsdb.audit_seals.seal_id is 'Order of sealing.';
+comment on column toolsdb.audit_seals.period is 'Month (UTC, first day) of the entries this seal covers.';
+comment on column toolsdb.audit_seals.first_transaction_id is
+'Start of the sealed transaction id range (inclusive): the end of the previous batch.';
+comment on column toolsdb.audit_seals.end_transaction_id is
+'End of the sealed range (exclusive): the xmin of the sealing snapshot, below which every '
+'transaction has finished, so no entry can join the range later.';
+comment on column toolsdb.audit_seals.row_count is 'How many entries of the month lie in the range.';
+comment on column toolsdb.audit_seals.first_audit_id is 'Lowest audit_id covered.';
+comment on column toolsdb.audit_seals.last_audit_id is 'Highest audit_id covered.';
+comment on column toolsdb.audit_seals.rows_hash is
+'SHA-256 over the SHA-256 digests of the covered entries'' canonical text, in audit_id order.';
+comment on column toolsdb.audit_seals.previous_hash is 'seal_hash of the previous seal; null for the first.';
+comment on column toolsdb.audit_seals.seal_hash is
+'SHA-256 of previous_hash and this seal''s period, range, count and rows_hash: the chain. Publish '
+'the newest one outside the database to anchor the log.';
+comment on column toolsdb.audit_seals.sealed_at is 'When the seal was made.';
+comment on column toolsdb.audit_seals.sealed_by is 'Database role that made it.';
+
+create or replace trigger _010_append_only
+before update or delete on toolsdb.audit_seals
+for each row
+execute function toolsdb_private.tg__audit_append_only();
+
+create or replace trigger _010_append_only_truncate
+before truncate on toolsdb.audit_seals
+for each statement
+execute function toolsdb_private.tg__audit_append_only();
+
+create or replace function toolsdb_private.audit_row_digest(entry toolsdb.audit_logs)
+returns bytea
+language sql
+stable
+return pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+    entry.audit_id,
+    extract(epoch from entry.logged_at) * 1000000,
+    entry.actor, entry.actor_user_id, entry.actor_agent_id, entry.session_id, entry.action,
+    entry.entity_type, entry.entity_id, entry.old_values, entry.new_values, entry.details,
+    entry.client_addr::text, entry.user_agent, entry.db_role, entry.transaction_id::text
+)::text, 'UTF8'));
+
+comment on function toolsdb_private.audit_row_digest(toolsdb.audit_logs) is
+'SHA-256 of an audit entry''s canonical text (every column; time as epoch microseconds, so the '
+'session time zone does not matter).';
+
+create or replace function toolsdb_private.audit_seal_hash(
+    previous_hash bytea, period date, first_transaction_id xid8, end_transaction_id xid8,
+    row_count bigint, rows_hash bytea
+)
+returns bytea
+language sql
+immutable
+return pg_catalog.sha256(coalesce(previous_hash, ''::bytea) || pg_catalog.convert_to(pg_catalog.concat_ws(
+    '|', pg_catalog.to_char(period, 'YYYY-MM-DD'), first_transaction_id::text, end_transaction_id::text,
+    row_count::text, pg_catalog.encode(rows_hash, 'hex')
+), 'UTF8'));
+
+comment on function toolsdb_private.audit_seal_hash(bytea, date, xid8, xid8, bigint, bytea) is
+'The chain link: SHA-256 of the previous seal hash and a seal''s fields.';
+
+create or replace function toolsdb.audit_seal()
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    low xid8;
+    high xid8;
+    chain bytea;
+    previous bytea;
+    batch record;
+    sealed integer := 0;
+begin
+    -- One sealer at a time; writers never wait for it.
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.audit_seal'));
+    -- Every transaction below this xmin has finished: no entry can join the range later.
+    high := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    select s.end_transaction_id, s.seal_hash into low, chain
+    from toolsdb.audit_seals as s
+    order by s.seal_id desc
+    limit 1;
+    low := coalesce(low, '0'::xid8);
+    if low >= high then
+        return 0;
+    end if;
+    for batch in
+        select
+            pg_catalog.date_trunc('month', l.logged_at at time zone 'UTC')::date as period,
+            count(*) as row_count,
+            min(l.audit_id) as first_audit_id,
+            max(l.audit_id) as last_audit_id,
+            pg_catalog.sha256(pg_catalog.string_agg(toolsdb_private.audit_row_digest(l), ''::bytea order by l.audit_id))
+            as rows_hash
+        from toolsdb.audit_logs as l
+        where l.transaction_id >= low and l.transaction_id < high
+        group by 1
+        order by 1
+    loop
+        previous := chain;
+        chain := toolsdb_private.audit_seal_hash(previous, batch.period, low, high, batch.row_count, batch.rows_hash);
+        insert into toolsdb.audit_seals (
+            period, first_transaction_id, end_transaction_id, row_count, first_audit_id, last_audit_id,
+            rows_hash, previous_hash, seal_hash
+        )
+        values (
+            batch.period, low, high, batch.row_count, batch.first_audit_id, batch.last_audit_id,
+            batch.rows_hash, previous, chain
+        );
+        sealed := sealed + 1;
+    end loop;
+    return sealed;
+end;
+$function$;
+
+comment on function toolsdb.audit_seal() is
+'Seals every audit entry written by a finished transaction and not sealed yet; returns the number '
+'of seal rows written (0 when there was nothing new). Safe to run concurrently with writers and '
+'with itself; schedule it often (toolsdb audit seal).';
+
+create or replace function toolsdb.audit_verify()
+returns table (
+    seal_id bigint,
+    period date,
+    first_transaction_id xid8,
+    end_transaction_id xid8,
+    sealed_rows bigint,
+    found_rows bigint,
+    problem text
+)
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $function$
+begin
+    return query
+    with
+    chain as (
+        select
+            s.seal_id, s.period, s.first_transaction_id, s.end_transaction_id, s.row_count,
+            s.previous_hash, s.seal_hash,
+            toolsdb_private.audit_seal_hash(
+                s.previous_hash, s.period, s.first_transaction_id, s.end_transaction_id, s.row_count, s.rows_hash
+            ) as recomputed,
+            pg_catalog.lag(s.seal_hash) over (order by s.seal_id) as prior_hash,
+            pg_catalog.lag(s.end_transaction_id) over (order by s.seal_id) as prior_end,
+            pg_catalog.lag(s.first_transaction_id) over (order by s.seal_id) as prior_first
+        from toolsdb.audit_seals as s
+    ),
+    batches as (
+        select distinct s.first_transaction_id as low, s.end_transaction_id as high
+        from toolsdb.audit_seals as s
+    ),
+    found as (
+        select
+            b.low, b.high,
+            pg_catalog.date_trunc('month', l.logged_at at time zone 'UTC')::date as period,
+            count(*) as row_count,
+            pg_catalog.sha256(pg_catalog.string_agg(toolsdb_private.audit_row_digest(l), ''::bytea order by l.audit_id))
+            as rows_hash
+        from batches as b
+        inner join toolsdb.audit_logs as l on l.transaction_id >= b.low and l.transaction_id < b.high
+        group by b.low, b.high, 3
+    ),
+    problems as (
+        select
+            c.seal_id, c.period, c.first_transaction_id, c.end_transaction_id, c.row_count as sealed_rows,
+            null::bigint as found_rows,
+            case
+                when c.recomputed <> c.seal_hash then 'seal hash does not match its fields'
+                when c.previous_hash is distinct from c.prior_hash then 'seal chain broken: previous_hash differs'
+                else 'transaction ranges of seals are not contiguous'
+            end as problem
+        from chain as c
+        where c.recomputed <> c.seal_hash
+            or c.previous_hash is distinct from c.prior_hash
+            or (c.prior_end is not null and c.first_transaction_id <> c.prior_end
+                and c.first_transaction_id <> c.prior_first)
+        union all
+        select
+            s.seal_id,
+            coalesce(s.period, f.period),
+            coalesce(s.first_transaction_id, f.low),
+            coalesce(s.end_transaction_id, f.high),
+            s.row_count,
+            coalesce(f.row_count, 0),
+            case
+                when s.seal_id is null then 'entries in a sealed range that no seal covers'
+                when f.row_count is null or f.row_count < s.row_count then 'sealed entries missing'
+                when f.row_count > s.row_count then 'entries added to a sealed range'
+                else 'sealed entries changed'
+            end
+        from toolsdb.audit_seals as s
+        full join found as f
+            on s.first_transaction_id = f.low and s.end_transaction_id = f.high and s.period = f.period
+        where not exists (
+            select from toolsdb.audit_prunes as p where p.period = coalesce(s.period, f.period)
+        )
+        and (s.seal_id is null or f.row_count is null or s.row_count <> f.row_count or s.rows_hash <> f.rows_hash)
+    )
+    select
+        p.seal_id, p.period, p.first_transaction_id, p.end_transaction_id, p.sealed_rows, p.found_rows, p.problem
+    from problems as p
+    order by p.first_transaction_id, p.period, p.seal_id;
+end;
+$function$;
+
+comment on function toolsdb.audit_verify() is
+'Checks the audit log against its seals: every seal''s hash and chain link, and every sealed '
+'range''s entries (months dropped by retention excepted). Returns one row per problem, first bad '
+'range first; no row means the sealed log is intact. Entries not sealed yet are not covered.';
+
+-- ---------------------------------------------------------------------------
+-- Row-level security: the application reads only its session's entries
+-- ---------------------------------------------------------------------------
+
+alter table toolsdb.audit_logs enable row level security;
+
+drop policy if exists session_isolation on toolsdb.audit_logs;
+create policy session_isolation on toolsdb.audit_logs
+for select to toolsdb_app
+using (session_id = toolsdb.current_session_id());
+
+drop policy if exists readonly_reads_all on toolsdb.audit_logs;
+create policy readonly_reads_all on toolsdb.audit_logs
+for select to toolsdb_readonly
+using (true);
+
+-- ---- from schema/13_config.sql ----
+
+create table if not exists toolsdb.config (
+    key text not null,
+    value jsonb,
+    is_secret boolean not null default false,
+    secret_value text,
+    description text,
+    updated_by text not null default session_user,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint config_pkey primary key (key),
+    constraint key_is_valid check (key ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$' and char_length(key) <= 200),
+    constraint secret_is_consistent check (
+        (is_secret and value is null and secret_value is not null)
+        or (not is_secret and value is not null and secret_value is null)
+    ),
+    constraint secret_value_is_fernet_token check (
+        secret_value ~ '^gAAAAA[A-Za-z0-9_-]+=*$' and char_length(secret_value) <= 100000
+    ),
+    constraint description_length_is_valid check (char_length(description) between 1 and 1000),
+    constraint updated_by_length_is_valid check (char_length(updated_by) between 1 and 200)
+);
+
+comment on table toolsdb.config is
+'Configuration by key (e.g. audit.retention, notifications.slack_webhook_url). Plain values are '
+'JSON; secrets are Fernet tokens encrypted by the client with the key from TOOLSDB_KEY or the key '
+'file, so neither the database nor its backups hold their plaintext. Write through '
+'toolsdb.config_set / config_set_secret / config_unset, or the toolsdb config command.';
+comment on column toolsdb.config.key is
+'Dotted lowercase name, e.g. audit.retention; at most 200 characters.';
+comment on column toolsdb.config.value is
+'The value as JSON (a string, number, boolean, object or array); null for secrets.';
+comment on column toolsdb.config.is_secret is
+'True when the value is a secret: it is then in secret_value, encrypted, and value is null.';
+comment on column toolsdb.config.secret_value is
+'For secrets only: the Fernet token (base64url, starts with gAAAAA) of the UTF-8 value. Never '
+'written to the audit log (redacted).';
+comment on column toolsdb.config.description is 'What the setting is for, 1-1000 characters.';
+comment on column toolsdb.config.updated_by is
+'Who set it last: setting toolsdb.actor, else the database login role.';
+comment on column toolsdb.config.created_at is 'When the key was first set; set by trigger _100_timestamps.';
+comment on column toolsdb.config.updated_at is 'When it was last set; set by trigger _100_timestamps.';
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.config
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+select toolsdb.audit_table('toolsdb.config', redact => array['secret_value']);
+
+create or replace function toolsdb.config_set(key text, value jsonb, description text default null)
+returns void
+language sql
+volatile
+security definer
+set search_path = ''
+begin atomic
+    insert into toolsdb.config as c (key, value, is_secret, secret_value, description, updated_by)
+    values (
+        config_set.key, config_set.value, false, null, config_set.description,
+        coalesce(nullif(pg_catalog.current_setting('toolsdb.actor', true), ''), session_user)
+    )
+    on conflict on constraint config_pkey do update
+        set
+            value = excluded.value,
+            is_secret = false,
+            secret_value = null,
+            description = coalesce(excluded.description, c.description),
+            updated_by = excluded.updated_by;
+end;
+
+comment on function toolsdb.config_set(text, jsonb, text) is
+'Sets a plain configuration value (JSON), e.g. select toolsdb.config_set(''audit.retention'', '
+'''"400 days"''). A null description keeps the existing one.';
+
+create or replace function toolsdb.config_set_secret(key text, token text, description text default null)
+returns void
+language sql
+volatile
+security definer
+set search_path = ''
+begin atomic
+    insert into toolsdb.config as c (key, value, is_secret, secret_value, description, updated_by)
+    values (
+        config_set_secret.key, null, true, config_set_secret.token, config_set_secret.description,
+        coalesce(nullif(pg_catalog.current_setting('toolsdb.actor', true), ''), session_user)
+    )
+    on conflict on constraint config_pkey do update
+        set
+            value = null,
+            is_secret = true,
+            secret_value = excluded.secret_value,
+            description = coalesce(excluded.description, c.description),
+            updated_by = excluded.updated_by;
+end;
+
+comment on function toolsdb.config_set_secret(text, text, text) is
+'Stores a secret as a Fernet token encrypted by the client (toolsdb config set KEY VALUE --secret '
+'does it). The database never sees the plaintext. A null description keeps the existing one.';
+
+create or replace function toolsdb.config_get(key text)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $function$
+declare
+    found toolsdb.config;
+begin
+    select * into found from toolsdb.config as c where c.key = config_get.key;
+    if found.is_secret then
+        raise exception 'config key % is a secret: read it with toolsdb config get (it decrypts)', key
+            using errcode = 'insufficient_privilege';
+    end if;
+    return found.value;
+end;
+$function$;
+
+comment on function toolsdb.config_get(text) is
+'The plain value of a configuration key, or null when unset. Secrets raise insufficient_privilege: '
+'they are decrypted by the client, never in the database.';
+
+create or replace function toolsdb.config_unset(key text)
+returns boolean
+language sql
+volatile
+security definer
+set search_path = ''
+begin atomic
+    with gone as (
+        delete from toolsdb.config as c
+        where c.key = config_unset.key returning 1
+    )
+
+    select exists(select from gone);
+end;
+
+comment on function toolsdb.config_unset(text) is
+'Removes a configuration key; returns false when it was not set.';
+
+-- ---- from schema/20..25: change capture on the identity tables ----
+
+select toolsdb.audit_table('toolsdb.users');
+select toolsdb.audit_table('toolsdb.projects');
+select toolsdb.audit_table('toolsdb.agents');
+select toolsdb.audit_table('toolsdb.mcp_servers');
+select toolsdb.audit_table('toolsdb.agent_mcp_servers');
+select toolsdb.audit_table('toolsdb.preferences');
+
+-- ---- from schema/21_projects.sql: row-level security ----
+
+-- Row-level security (docs/security.md): the application sees and changes
+-- only the project of its transaction (setting toolsdb.project_id), and
+-- nothing without it; reporting reads all; the owner is the maintenance path.
+alter table toolsdb.projects enable row level security;
+
+drop policy if exists project_isolation on toolsdb.projects;
+create policy project_isolation on toolsdb.projects
+for all to toolsdb_app
+using (project_id = toolsdb.current_project_id())
+with check (project_id = toolsdb.current_project_id());
+
+drop policy if exists readonly_reads_all on toolsdb.projects;
+create policy readonly_reads_all on toolsdb.projects
+for select to toolsdb_readonly
+using (true);
