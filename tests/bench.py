@@ -8,7 +8,12 @@ against a baseline measured in the same run, on the same throwaway server:
 * `toolsdb migrate` on an empty database (bootstrap + every migration + views);
 * `toolsdb migrate` again (the no-op: lock, bootstrap check, views re-applied);
 * in-process: cloning the migrated template (what each test pays) against
-  migrating an empty database in-process.
+  migrating an empty database in-process;
+* audit cost: pgbench insert throughput into toolsdb.agents with change
+  capture against the same table without it (triggers dropped), 1 and 4
+  clients, rounds interleaved; the ratio is plain tps / audited tps (the
+  issue's target: at most 1.4);
+* sealing and verifying 100,000 audit entries, against inserting them.
 
 Medians of several rounds; absolute times are printed too, for context only.
 """
@@ -30,6 +35,12 @@ from toolsdb.server import EmbeddedServer
 from toolsdb.target import Target
 
 ROUNDS = 7
+PGBENCH_SECONDS = 5
+PGBENCH_ROUNDS = 3
+INSERT_AGENT = (
+    "insert into toolsdb.agents (name, agent_type, model_provider, model_name, tags)\n"
+    "values (gen_random_uuid()::text, 'coding', 'anthropic', 'claude', array['bench']);\n"
+)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -84,6 +95,8 @@ def main() -> int:
                 lambda i: fresh(f"bench_inproc_{i}"),
                 lambda i: engine.migrate(Target(server.conninfo(info, dbname=f"bench_inproc_{i}"), "bench")),
             )
+            audit_rows = audit_cost(server, info, admin, Path(tmp))
+            seal_rows = seal_cost(server, info)
         finally:
             admin.close()
             server.stop()
@@ -101,7 +114,83 @@ def main() -> int:
     for name, value, base in rows:
         against = "status" if base is baseline else "in-process migrate"
         print(f"{name:40} {value * 1000:8.1f}ms {value / base:7.2f}x  {against}")
+    print(f"\ninsert into toolsdb.agents, pgbench, median of {PGBENCH_ROUNDS} rounds of {PGBENCH_SECONDS}s")
+    print(f"{'clients':>8} {'plain tps':>10} {'audited tps':>12} {'cost':>8}  (plain / audited; target <= 1.40)")
+    for clients, plain, audited in audit_rows:
+        print(f"{clients:>8} {plain:10.0f} {audited:12.0f} {plain / audited:7.2f}x")
+    print("\n100,000 audit entries")
+    insert_time = seal_rows[0][1]
+    for name, value in seal_rows:
+        print(f"{name:40} {value * 1000:8.1f}ms {value / insert_time:7.2f}x  against inserting them")
     return 0
+
+
+def pgbench_tps(server: EmbeddedServer, info, dbname: str, script: Path, clients: int) -> float:
+    out = subprocess.run(
+        [
+            str(server.binary("pgbench")),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(clients),
+            "-T",
+            str(PGBENCH_SECONDS),
+            "-f",
+            str(script),
+            "-h",
+            info.socket_dir,
+            "-p",
+            str(info.port),
+            "-U",
+            "postgres",
+            dbname,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("tps = "))
+    return float(line.split()[2])
+
+
+def audit_cost(server: EmbeddedServer, info, admin: psycopg.Connection, tmp: Path) -> list[tuple[int, float, float]]:
+    """pgbench tps of the same insert into an audited and an unaudited agents table."""
+    for name in ("bench_plain", "bench_audited"):
+        admin.execute(f"drop database if exists {name} with (force)")
+        admin.execute(f"create database {name}")
+        engine.migrate(Target(server.conninfo(info, dbname=name), "bench"))
+    with psycopg.connect(server.conninfo(info, dbname="bench_plain"), autocommit=True) as conn:
+        conn.execute("drop trigger _900_audit on toolsdb.agents")
+        conn.execute("drop trigger _900_audit_truncate on toolsdb.agents")
+    script = tmp / "insert_agent.sql"
+    script.write_text(INSERT_AGENT)
+    results = []
+    for clients in (1, 4):
+        plain, audited = [], []
+        for _ in range(PGBENCH_ROUNDS):  # interleaved, so drift hits both alike
+            plain.append(pgbench_tps(server, info, "bench_plain", script, clients))
+            audited.append(pgbench_tps(server, info, "bench_audited", script, clients))
+        results.append((clients, statistics.median(plain), statistics.median(audited)))
+    return results
+
+
+def seal_cost(server: EmbeddedServer, info) -> list[tuple[str, float]]:
+    """Insert 100,000 audit entries, then seal and verify them."""
+    with psycopg.connect(server.conninfo(info, dbname="bench_audited"), autocommit=True) as conn:
+        conn.execute("select toolsdb.audit_seal()")
+        insert = timed(
+            lambda: conn.execute(
+                "insert into toolsdb.audit_logs (action, entity_type, entity_id, details)"
+                " select 'bench_event', 'bench', g::text, jsonb_build_object('n', g)"
+                " from generate_series(1, 100000) as g"
+            )
+        )
+        seal = timed(lambda: conn.execute("select toolsdb.audit_seal()"))
+        verify = timed(lambda: conn.execute("select count(*) from toolsdb.audit_verify()").fetchone())
+    return [("insert 100,000 entries (baseline)", insert), ("audit_seal()", seal), ("audit_verify()", verify)]
 
 
 if __name__ == "__main__":

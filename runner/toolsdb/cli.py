@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timezone
 
 import click
 import psycopg
@@ -254,6 +255,191 @@ def server_url(tcp: bool) -> None:
     srv = EmbeddedServer()
     info = srv.info() or srv.start()
     click.echo(srv.url(info, tcp=tcp))
+
+
+@cli.group()
+def audit() -> None:
+    """The audit log: seal it, verify it, keep its partitions (docs/security.md)."""
+
+
+@audit.command("seal")
+@common_options
+def audit_seal(settings: Settings) -> None:
+    """Seal every audit entry of finished transactions (toolsdb.audit_seal()).
+
+    Run it often (cron); print the newest seal hash to anchor it elsewhere.
+    """
+    with settings.target().connect() as conn:
+        sealed = conn.execute("select toolsdb.audit_seal()").fetchone()[0]
+        latest = conn.execute(
+            "select seal_id, encode(seal_hash, 'hex') from toolsdb.audit_seals order by seal_id desc limit 1"
+        ).fetchone()
+    if latest is None:
+        click.echo("nothing to seal: the audit log is empty")
+        return
+    click.echo(f"sealed {sealed} new range(s); newest seal {latest[0]}: {latest[1]}")
+
+
+@audit.command("verify")
+@common_options
+def audit_verify(settings: Settings) -> None:
+    """Check the sealed audit log; exit 1 and name the first bad range if it was tampered with."""
+    with settings.target().connect() as conn:
+        problems = conn.execute("select * from toolsdb.audit_verify()").fetchall()
+        seals, sealed_rows = conn.execute(
+            "select count(*), coalesce(sum(row_count), 0) from toolsdb.audit_seals s"
+            " where not exists (select from toolsdb.audit_prunes p where p.period = s.period)"
+        ).fetchone()
+        total = conn.execute("select count(*) from toolsdb.audit_logs").fetchone()[0]
+    if not problems:
+        click.echo(
+            f"audit log intact: {seals} seal(s) cover {sealed_rows} entries; {total - sealed_rows} not sealed yet"
+        )
+        return
+    print_table(
+        ["seal", "month", "transactions", "sealed", "found", "problem"],
+        [(p[0], p[1], f"{p[2]}..{p[3]}", p[4], p[5], p[6]) for p in problems],
+    )
+    seal_id, period, low, high, _, _, problem = problems[0]
+    raise ToolsdbError(
+        f"audit log tampered: first bad range is seal {seal_id if seal_id is not None else '-'}, "
+        f"month {period:%Y-%m}, transactions {low}..{high}: {problem}"
+    )
+
+
+@audit.command("maintain")
+@click.option(
+    "--months-ahead",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 120),
+    help="Create monthly partitions this many months ahead.",
+)
+@click.option(
+    "--retention",
+    metavar="INTERVAL",
+    help="Drop whole months older than this (default: config audit.retention, else 13 months).",
+)
+@common_options
+def audit_maintain(settings: Settings, months_ahead: int, retention: str | None) -> None:
+    """Create the coming monthly partitions and apply retention (schedule monthly)."""
+    with settings.target().connect() as conn:
+        created = conn.execute("select toolsdb.audit_create_partitions(%s)", (months_ahead,)).fetchone()[0]
+        try:
+            dropped = conn.execute("select toolsdb.audit_apply_retention(%s::interval)", (retention,)).fetchone()[0]
+        except (psycopg.errors.InvalidDatetimeFormat, psycopg.errors.InvalidParameterValue) as exc:
+            raise ToolsdbError(f"--retention {retention!r}: {exc.diag.message_primary}") from None
+    click.echo(f"created {created} partition(s), dropped {dropped} partition(s) past retention")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration in toolsdb.config; secrets encrypted with Fernet on this side.
+
+    The key comes from TOOLSDB_KEY or the key file (TOOLSDB_KEY_FILE, default
+    ~/.config/toolsdb/key, created with mode 0600 on first use).
+    """
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--secret", is_flag=True, help="Encrypt the value (the database stores only the token).")
+@click.option("--string", "as_string", is_flag=True, help="Store VALUE as a JSON string even if it parses as JSON.")
+@click.option("--description", help="What the setting is for (kept when omitted).")
+@common_options
+def config_set(
+    settings: Settings, key: str, value: str, secret: bool, as_string: bool, description: str | None
+) -> None:
+    """Set KEY to VALUE (JSON when it parses as JSON, else a string)."""
+    from . import config as cfg
+
+    keys = cfg.KeyRing.load() if secret else None
+    with settings.target().connect() as conn:
+        if secret:
+            cfg.set_secret(conn, key, value, description, keys)
+        else:
+            cfg.set_value(conn, key, cfg.parse_cli_value(value, as_string), description)
+    click.echo(f"set {key}{' (secret)' if secret else ''}")
+
+
+@config_group.command("get")
+@click.argument("key")
+@common_options
+def config_get(settings: Settings, key: str) -> None:
+    """Print the value of KEY (secrets decrypted); exit 1 when unset."""
+    import json
+
+    from . import config as cfg
+
+    with settings.target().connect() as conn:
+        missing = object()
+        value = cfg.get(conn, key, missing)
+    if value is missing:
+        raise ToolsdbError(f"config key {key!r} is not set")
+    click.echo(value if isinstance(value, str) else json.dumps(value))
+
+
+@config_group.command("list")
+@click.option("--reveal", is_flag=True, help="Decrypt and show secret values.")
+@common_options
+def config_list(settings: Settings, reveal: bool) -> None:
+    """List every key; secrets are masked unless --reveal."""
+    import json
+
+    from . import config as cfg
+
+    with settings.target().connect() as conn:
+        found = cfg.items(conn, reveal=reveal)
+    print_table(
+        ["key", "value", "secret", "updated at (UTC)", "by", "description"],
+        [
+            (
+                i.key,
+                i.value if isinstance(i.value, str) else json.dumps(i.value),
+                "yes" if i.is_secret else "",
+                i.updated_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+                i.updated_by,
+                i.description,
+            )
+            for i in found
+        ],
+    )
+
+
+@config_group.command("unset")
+@click.argument("key")
+@common_options
+def config_unset(settings: Settings, key: str) -> None:
+    """Remove KEY; exit 1 when it was not set."""
+    from . import config as cfg
+
+    with settings.target().connect() as conn:
+        removed = cfg.unset(conn, key)
+    if not removed:
+        raise ToolsdbError(f"config key {key!r} is not set")
+    click.echo(f"unset {key}")
+
+
+@config_group.command("rotate-key")
+@common_options
+def config_rotate_key(settings: Settings) -> None:
+    """Re-encrypt every secret under a new key, in one transaction.
+
+    With a key file, the file keeps the old key too until the transaction
+    commits, then holds only the new one. With TOOLSDB_KEY, the new key is
+    printed: set TOOLSDB_KEY to it.
+    """
+    from . import config as cfg
+
+    keys = cfg.KeyRing.load(create=False)
+    with settings.target().connect() as conn:
+        count, new_key = cfg.rotate_key(conn, keys)
+    if keys.path is None:
+        click.echo(f"re-encrypted {count} secret(s); set {cfg.KEY_ENV} to the new key:")
+        click.echo(new_key.decode())
+    else:
+        click.echo(f"re-encrypted {count} secret(s); {keys.path} now holds only the new key")
 
 
 def main() -> None:
