@@ -25,6 +25,7 @@ drop trigger if exists _900_audit on toolsdb.preferences;
 drop trigger if exists _900_audit_truncate on toolsdb.preferences;
 
 drop function if exists toolsdb.config_unset(text);
+drop function if exists toolsdb_private.tg__config_protect_keys() cascade;
 drop function if exists toolsdb.config_get(text);
 drop function if exists toolsdb.config_set_secret(text, text, text);
 drop function if exists toolsdb.config_set(text, jsonb, text);

@@ -276,17 +276,28 @@ create or replace function toolsdb.audit_event(
     new_values jsonb default null
 )
 returns bigint
-language sql
+language plpgsql
 volatile
 security definer
 set search_path = ''
-return toolsdb_private.audit_write(action, entity_type, entity_id, old_values, new_values, details);
+as $function$
+begin
+    -- Captured changes and the log's own maintenance cannot be forged.
+    if action in ('insert', 'update', 'delete', 'truncate') or action like 'audit\_%' then
+        raise exception 'audit action % is reserved for toolsdb itself', pg_catalog.quote_literal(action)
+            using errcode = 'insufficient_privilege',
+            hint = 'insert, update, delete and truncate come from change capture (toolsdb.audit_table); '
+            || 'audit_* from the log''s maintenance';
+    end if;
+    return toolsdb_private.audit_write(action, entity_type, entity_id, old_values, new_values, details);
+end;
+$function$;
 
 comment on function toolsdb.audit_event(text, text, text, jsonb, jsonb, jsonb) is
 'Records an explicit audit event, e.g. select toolsdb.audit_event(''permission_changed'', '
 '''project'', ''<id>'', ''{"granted": "write"}''); returns its audit_id. Actor, session, address '
 'and user agent come from the toolsdb.* settings of the transaction. The only way clients write '
-'to the log.';
+'to the log. The actions insert, update, delete, truncate and audit_* are reserved (42501).';
 
 create or replace function toolsdb_private.tg__audit()
 returns trigger
@@ -958,6 +969,37 @@ for each row
 execute function toolsdb_private.tg__timestamps();
 
 select toolsdb.audit_table('toolsdb.config', redact => array['secret_value']);
+
+-- Keys under audit. steer the audit log (e.g. audit.retention): only members
+-- of toolsdb_owner may change them, or the application could shorten the
+-- retention of its own audit trail. Checked on the login role (session_user),
+-- since the config functions run as the owner.
+create or replace function toolsdb_private.tg__config_protect_keys()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    touched text := case when tg_op = 'DELETE' then old.key else new.key end;
+begin
+    if (touched like 'audit.%' or (tg_op = 'UPDATE' and old.key like 'audit.%'))
+        and not pg_catalog.pg_has_role(session_user, 'toolsdb_owner', 'MEMBER') then
+        raise exception 'config key % may only be changed by toolsdb_owner', touched
+            using errcode = 'insufficient_privilege';
+    end if;
+    return case when tg_op = 'DELETE' then old else new end;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__config_protect_keys() is
+'Guard trigger of toolsdb.config: keys under audit. (audit.retention) may only be written by a '
+'login that is a member of toolsdb_owner; others get insufficient_privilege (42501).';
+
+create or replace trigger _050_protect_keys
+before insert or update or delete on toolsdb.config
+for each row
+execute function toolsdb_private.tg__config_protect_keys();
 
 create or replace function toolsdb.config_set(key text, value jsonb, description text default null)
 returns void

@@ -200,17 +200,28 @@ create or replace function toolsdb.audit_event(
     new_values jsonb default null
 )
 returns bigint
-language sql
+language plpgsql
 volatile
 security definer
 set search_path = ''
-return toolsdb_private.audit_write(action, entity_type, entity_id, old_values, new_values, details);
+as $function$
+begin
+    -- Captured changes and the log's own maintenance cannot be forged.
+    if action in ('insert', 'update', 'delete', 'truncate') or action like 'audit\_%' then
+        raise exception 'audit action % is reserved for toolsdb itself', pg_catalog.quote_literal(action)
+            using errcode = 'insufficient_privilege',
+            hint = 'insert, update, delete and truncate come from change capture (toolsdb.audit_table); '
+            || 'audit_* from the log''s maintenance';
+    end if;
+    return toolsdb_private.audit_write(action, entity_type, entity_id, old_values, new_values, details);
+end;
+$function$;
 
 comment on function toolsdb.audit_event(text, text, text, jsonb, jsonb, jsonb) is
 'Records an explicit audit event, e.g. select toolsdb.audit_event(''permission_changed'', '
 '''project'', ''<id>'', ''{"granted": "write"}''); returns its audit_id. Actor, session, address '
 'and user agent come from the toolsdb.* settings of the transaction. The only way clients write '
-'to the log.';
+'to the log. The actions insert, update, delete, truncate and audit_* are reserved (42501).';
 
 create or replace function toolsdb_private.tg__audit()
 returns trigger

@@ -56,6 +56,37 @@ execute function toolsdb_private.tg__timestamps();
 
 select toolsdb.audit_table('toolsdb.config', redact => array['secret_value']);
 
+-- Keys under audit. steer the audit log (e.g. audit.retention): only members
+-- of toolsdb_owner may change them, or the application could shorten the
+-- retention of its own audit trail. Checked on the login role (session_user),
+-- since the config functions run as the owner.
+create or replace function toolsdb_private.tg__config_protect_keys()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    touched text := case when tg_op = 'DELETE' then old.key else new.key end;
+begin
+    if (touched like 'audit.%' or (tg_op = 'UPDATE' and old.key like 'audit.%'))
+        and not pg_catalog.pg_has_role(session_user, 'toolsdb_owner', 'MEMBER') then
+        raise exception 'config key % may only be changed by toolsdb_owner', touched
+            using errcode = 'insufficient_privilege';
+    end if;
+    return case when tg_op = 'DELETE' then old else new end;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__config_protect_keys() is
+'Guard trigger of toolsdb.config: keys under audit. (audit.retention) may only be written by a '
+'login that is a member of toolsdb_owner; others get insufficient_privilege (42501).';
+
+create or replace trigger _050_protect_keys
+before insert or update or delete on toolsdb.config
+for each row
+execute function toolsdb_private.tg__config_protect_keys();
+
 create or replace function toolsdb.config_set(key text, value jsonb, description text default null)
 returns void
 language sql
