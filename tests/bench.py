@@ -36,7 +36,7 @@ from toolsdb.target import Target
 
 ROUNDS = 7
 PGBENCH_SECONDS = 5
-PGBENCH_ROUNDS = 3
+PGBENCH_ROUNDS = 5
 INSERT_AGENT = (
     "insert into toolsdb.agents (name, agent_type, model_provider, model_name, tags)\n"
     "values (gen_random_uuid()::text, 'coding', 'anthropic', 'claude', array['bench']);\n"
