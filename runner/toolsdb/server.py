@@ -11,11 +11,9 @@ created with ``useradd --system`` when missing).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -25,6 +23,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ToolsdbError
 
@@ -119,12 +118,14 @@ class EmbeddedServer:
     # -- running as root ---------------------------------------------------
     @property
     def _as_root(self) -> bool:
-        return os.geteuid() == 0
+        return getattr(os, "geteuid", lambda: -1)() == 0
 
-    def _server_user(self) -> pwd.struct_passwd | None:
+    def _server_user(self) -> Any:
         """The unprivileged account the server runs as when we are root."""
         if not self._as_root:
             return None
+        import pwd  # POSIX only, like running as root
+
         name = os.environ.get("TOOLSDB_SERVER_USER", DEFAULT_SERVER_USER)
         try:
             return pwd.getpwnam(name)
@@ -214,6 +215,13 @@ class EmbeddedServer:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Serialize init/start/stop between processes sharing this folder."""
+        try:
+            import fcntl
+        except ImportError:
+            raise ToolsdbError(
+                "the embedded server needs a POSIX system; set DATABASE_URL (or PGHOST/PGDATABASE/..., "
+                "or pass --database) to use an existing PostgreSQL server"
+            ) from None
         self._make_root()
         with open(self.root / "lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
