@@ -68,7 +68,10 @@ begin
         end;
     end if;
     foreach schema_name in array array['toolsdb', 'toolsdb_private', 'toolsdb_migrations'] loop
-        execute pg_catalog.format('alter schema %I owner to toolsdb_owner', schema_name);
+        if (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = schema_name)
+            <> 'toolsdb_owner'::regrole then
+            execute pg_catalog.format('alter schema %I owner to toolsdb_owner', schema_name);
+        end if;
     end loop;
     for table_name in
         select c.relname from pg_catalog.pg_class as c
@@ -86,10 +89,17 @@ $bootstrap$;
 -- psql users land in the application schema: `\d+` lists the toolsdb tables.
 do $bootstrap$
 begin
-    execute pg_catalog.format(
-        'alter database %I set search_path = toolsdb, public',
-        pg_catalog.current_database()
-    );
+    if not exists (
+        select from pg_catalog.pg_db_role_setting as s
+        inner join pg_catalog.pg_database as d on s.setdatabase = d.oid
+        where d.datname = pg_catalog.current_database() and s.setrole = 0
+            and 'search_path=toolsdb, public' = any(s.setconfig)
+    ) then
+        execute pg_catalog.format(
+            'alter database %I set search_path = toolsdb, public',
+            pg_catalog.current_database()
+        );
+    end if;
 exception
     when insufficient_privilege then
         raise notice 'toolsdb: not the database owner; set search_path = toolsdb yourself';

@@ -44,16 +44,34 @@ def test_schema_files_and_migrations_build_the_same_database(pg: Pg, empty_db: s
     assert from_schema == from_migrations, "schema/ + views/ and migrations/ disagree"
 
 
+BOOTSTRAP_ROWS = """
+    select 'schema ' || nspname, xmin::text from pg_namespace where nspname like 'toolsdb%%'
+    union all
+    select 'database setting', s.xmin::text from pg_db_role_setting s
+    join pg_database d on d.oid = s.setdatabase where d.datname = current_database()
+    union all
+    select 'role ' || rolname, xmin::text from pg_authid where rolname like 'toolsdb\\_%%'
+    order by 1
+"""
+
+
 def test_migrating_twice_changes_nothing(pg: Pg, db: str) -> None:
+    # A clone of the template lacks the database-level search_path (CREATE
+    # DATABASE ... TEMPLATE does not copy settings): the first migrate sets it.
+    migrate(pg, db)
     schema_before, data_before = pg.dump_schema(db), pg.dump_data(db)
     with psycopg.connect(pg.conninfo(db)) as conn:
         log_before = conn.execute("select count(*) from toolsdb_migrations._yoyo_log").fetchone()
-    assert migrate(pg, db) == [], "a second migrate applied something"
+        bootstrap_before = conn.execute(BOOTSTRAP_ROWS).fetchall()
+    assert migrate(pg, db) == [], "migrating again applied something"
     assert pg.dump_schema(db) == schema_before
     assert pg.dump_data(db) == data_before
     with psycopg.connect(pg.conninfo(db)) as conn:
         log_after = conn.execute("select count(*) from toolsdb_migrations._yoyo_log").fetchone()
+        bootstrap_after = conn.execute(BOOTSTRAP_ROWS).fetchall()
     assert log_after == log_before, "a no-op migrate wrote to yoyo's log"
+    assert len(bootstrap_after) == 7, bootstrap_after
+    assert bootstrap_after == bootstrap_before, "a no-op migrate rewrote schemas, roles or database settings"
 
 
 def sql_file_params() -> list:

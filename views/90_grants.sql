@@ -4,58 +4,101 @@
 -- later migration is granted without a migration of its own. Grants are
 -- named table by table from the catalog: partitions get none (a role reads
 -- the audit log through its parent, where row-level security applies).
+-- Each grant or revoke runs only when it would change something, so a
+-- migrate with nothing to do rewrites no catalog row and takes no lock.
 -- Needs: every object of schemas toolsdb and toolsdb_private.
 
 do $grants$
 declare
-    rel record;
+    grantee text;
+    fn record;
+    wanted record;
     write_protected text[] := array['audit_logs', 'audit_seals', 'audit_prunes', 'config'];
+    app_functions text[] := array[
+        'toolsdb.setting_uuid(text)',
+        'toolsdb.current_session_id()',
+        'toolsdb.current_project_id()',
+        'toolsdb.current_user_id()',
+        'toolsdb.current_agent_id()',
+        'toolsdb.audit_event(text,text,text,jsonb,jsonb,jsonb)',
+        'toolsdb.config_set(text,jsonb,text)',
+        'toolsdb.config_set_secret(text,text,text)',
+        'toolsdb.config_get(text)',
+        'toolsdb.config_unset(text)'
+    ];
+    readonly_functions text[] := array[
+        'toolsdb.setting_uuid(text)',
+        'toolsdb.current_session_id()',
+        'toolsdb.current_project_id()',
+        'toolsdb.current_user_id()',
+        'toolsdb.current_agent_id()',
+        'toolsdb.audit_verify()'
+    ];
 begin
-    grant usage on schema toolsdb to toolsdb_app, toolsdb_readonly;
-    for rel in
-        select c.relname, c.relkind
+    -- Schemas: the application schema is usable, the private one is not.
+    foreach grantee in array array['toolsdb_app', 'toolsdb_readonly'] loop
+        if not pg_catalog.has_schema_privilege(grantee, 'toolsdb', 'USAGE') then
+            execute pg_catalog.format('grant usage on schema toolsdb to %I', grantee);
+        end if;
+    end loop;
+    if pg_catalog.has_schema_privilege('public', 'toolsdb_private', 'USAGE') then
+        revoke all on schema toolsdb_private from public;
+    end if;
+
+    -- Tables and views: one (role, relation, privilege) per row, granted if
+    -- missing (has_table_privilege with a list would answer "any of them").
+    for wanted in
+        select g.grantee, c.relname, privilege
         from pg_catalog.pg_class as c
-        where c.relnamespace = 'toolsdb'::regnamespace and c.relkind in ('r', 'p', 'v') and not c.relispartition
+        cross join lateral (
+            select
+                'toolsdb_app' as grantee,
+                case
+                    when c.relkind = 'v' or c.relname in ('audit_logs', 'config') then array['select']
+                    when c.relname = any(write_protected) then array[]::text[]
+                    else array['select', 'insert', 'update', 'delete']
+                end as privileges
+            union all
+            select
+                'toolsdb_readonly',
+                case when c.relname = 'config' then array[]::text[] else array['select'] end
+        ) as g
+        cross join lateral pg_catalog.unnest(g.privileges) as privilege
+        where c.relnamespace = 'toolsdb'::regnamespace and c.relkind in ('r', 'p', 'v')
+            and not c.relispartition
     loop
-        if rel.relkind = 'v' then
-            execute pg_catalog.format('grant select on toolsdb.%I to toolsdb_app, toolsdb_readonly', rel.relname);
-        elsif rel.relname = any(write_protected) then
-            -- Written only through security definer functions.
-            if rel.relname in ('audit_logs', 'config') then
-                execute pg_catalog.format('grant select on toolsdb.%I to toolsdb_app', rel.relname);
-            end if;
-            if rel.relname <> 'config' then
-                execute pg_catalog.format('grant select on toolsdb.%I to toolsdb_readonly', rel.relname);
-            end if;
-        else
+        if not pg_catalog.has_table_privilege(
+            wanted.grantee, pg_catalog.format('toolsdb.%I', wanted.relname), wanted.privilege
+        ) then
             execute pg_catalog.format(
-                'grant select, insert, update, delete on toolsdb.%I to toolsdb_app', rel.relname
+                'grant %s on toolsdb.%I to %I', wanted.privilege, wanted.relname, wanted.grantee
             );
-            execute pg_catalog.format('grant select on toolsdb.%I to toolsdb_readonly', rel.relname);
+        end if;
+    end loop;
+
+    -- Functions: nothing for public; each role gets what it needs.
+    for fn in
+        select p.oid::regprocedure::text as signature
+        from pg_catalog.pg_proc as p
+        where p.pronamespace in ('toolsdb'::regnamespace, 'toolsdb_private'::regnamespace)
+            and (p.proacl is null or exists (
+                select from pg_catalog.aclexplode(p.proacl) as a
+                where a.grantee = 0 and a.privilege_type = 'EXECUTE'
+            ))
+    loop
+        execute pg_catalog.format('revoke execute on function %s from public', fn.signature);
+    end loop;
+    for fn in
+        select f.signature, r.grantee
+        from pg_catalog.unnest(app_functions) as f (signature)
+        cross join (select 'toolsdb_app' as grantee) as r
+        union all
+        select f.signature, 'toolsdb_readonly'
+        from pg_catalog.unnest(readonly_functions) as f (signature)
+    loop
+        if not pg_catalog.has_function_privilege(fn.grantee, fn.signature, 'EXECUTE') then
+            execute pg_catalog.format('grant execute on function %s to %I', fn.signature, fn.grantee);
         end if;
     end loop;
 end
 $grants$;
-
--- Functions: nothing for public; each role gets what it needs.
-revoke execute on all functions in schema toolsdb from public;
-revoke execute on all functions in schema toolsdb_private from public;
-revoke all on schema toolsdb_private from public;
-
-grant execute on function
-toolsdb.setting_uuid(text),
-toolsdb.current_session_id(),
-toolsdb.current_project_id(),
-toolsdb.current_user_id(),
-toolsdb.current_agent_id()
-to toolsdb_app, toolsdb_readonly;
-
-grant execute on function
-toolsdb.audit_event(text, text, text, jsonb, jsonb, jsonb),
-toolsdb.config_set(text, jsonb, text),
-toolsdb.config_set_secret(text, text, text),
-toolsdb.config_get(text),
-toolsdb.config_unset(text)
-to toolsdb_app;
-
-grant execute on function toolsdb.audit_verify() to toolsdb_readonly;
