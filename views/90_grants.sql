@@ -13,7 +13,10 @@ declare
     grantee text;
     fn record;
     wanted record;
-    write_protected text[] := array['audit_logs', 'audit_seals', 'audit_prunes', 'config'];
+    -- The application only reads these (written through functions, or rules):
+    read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions'];
+    -- and does not touch these at all:
+    hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
     app_functions text[] := array[
         'toolsdb.setting_uuid(text)',
         'toolsdb.current_session_id()',
@@ -24,7 +27,9 @@ declare
         'toolsdb.config_set(text,jsonb,text)',
         'toolsdb.config_set_secret(text,text,text)',
         'toolsdb.config_get(text)',
-        'toolsdb.config_unset(text)'
+        'toolsdb.config_unset(text)',
+        'toolsdb.task_transition(uuid,text)',
+        'toolsdb.priority_from_label(text)'
     ];
     readonly_functions text[] := array[
         'toolsdb.setting_uuid(text)',
@@ -32,7 +37,8 @@ declare
         'toolsdb.current_project_id()',
         'toolsdb.current_user_id()',
         'toolsdb.current_agent_id()',
-        'toolsdb.audit_verify()'
+        'toolsdb.audit_verify()',
+        'toolsdb.priority_from_label(text)'
     ];
 begin
     -- Schemas: the application schema is usable, the private one is not.
@@ -54,8 +60,8 @@ begin
             select
                 'toolsdb_app' as grantee,
                 case
-                    when c.relkind = 'v' or c.relname in ('audit_logs', 'config') then array['select']
-                    when c.relname = any(write_protected) then array[]::text[]
+                    when c.relkind = 'v' or c.relname = any(read_only_for_app) then array['select']
+                    when c.relname = any(hidden_from_app) then array[]::text[]
                     else array['select', 'insert', 'update', 'delete']
                 end as privileges
             union all
