@@ -53,4 +53,5 @@ drop function if exists toolsdb.current_agent_id();
 drop function if exists toolsdb.current_user_id();
 drop function if exists toolsdb.current_project_id();
 drop function if exists toolsdb.current_session_id();
+drop function if exists toolsdb.isolate_rows(regclass, text);
 drop function if exists toolsdb.setting_uuid(text);

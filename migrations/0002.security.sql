@@ -80,6 +80,48 @@ return toolsdb.setting_uuid('toolsdb.agent_id');
 comment on function toolsdb.current_agent_id() is
 'The agent acting in the current transaction (setting toolsdb.agent_id, a uuid), or null.';
 
+create or replace function toolsdb.isolate_rows(target regclass, by_column text)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    policy_name text;
+    reader text := 'toolsdb.current_' || pg_catalog.left(by_column, -3) || '_id()';
+begin
+    if by_column not in ('project_id', 'session_id') then
+        raise exception 'rows are isolated by project_id or session_id, not %', by_column
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if not exists (
+        select from pg_catalog.pg_attribute as a
+        where a.attrelid = target and a.attname = by_column and a.attnum > 0 and not a.attisdropped
+    ) then
+        raise exception 'cannot isolate %: it has no column %', target, by_column
+            using errcode = 'undefined_column';
+    end if;
+    policy_name := pg_catalog.left(by_column, -3) || '_isolation';
+    execute pg_catalog.format('alter table %s enable row level security', target);
+    execute pg_catalog.format('drop policy if exists %I on %s', policy_name, target);
+    execute pg_catalog.format(
+        'create policy %I on %s for all to toolsdb_app using (%I = %s) with check (%I = %s)',
+        policy_name, target, by_column, reader, by_column, reader
+    );
+    execute pg_catalog.format('drop policy if exists readonly_reads_all on %s', target);
+    execute pg_catalog.format(
+        'create policy readonly_reads_all on %s for select to toolsdb_readonly using (true)', target
+    );
+end;
+$function$;
+
+comment on function toolsdb.isolate_rows(regclass, text) is
+'Row-level security the toolsdb way (docs/security.md): enables RLS on the table, lets '
+'toolsdb_app see and change only the rows of its transaction''s project or session (by_column '
+'project_id or session_id, compared with toolsdb.current_project_id() or current_session_id(); '
+'nothing when unset) and toolsdb_readonly read all. The owner is not forced. Idempotent; call it '
+'in the table''s schema file.';
+
 -- ---- from schema/12_audit.sql ----
 
 -- ---------------------------------------------------------------------------
@@ -907,17 +949,7 @@ comment on function toolsdb.audit_verify() is
 -- Row-level security: the application reads only its session's entries
 -- ---------------------------------------------------------------------------
 
-alter table toolsdb.audit_logs enable row level security;
-
-drop policy if exists session_isolation on toolsdb.audit_logs;
-create policy session_isolation on toolsdb.audit_logs
-for select to toolsdb_app
-using (session_id = toolsdb.current_session_id());
-
-drop policy if exists readonly_reads_all on toolsdb.audit_logs;
-create policy readonly_reads_all on toolsdb.audit_logs
-for select to toolsdb_readonly
-using (true);
+select toolsdb.isolate_rows('toolsdb.audit_logs', 'session_id');
 
 -- ---- from schema/13_config.sql ----
 
@@ -1106,15 +1138,4 @@ select toolsdb.audit_table('toolsdb.preferences');
 -- Row-level security (docs/security.md): the application sees and changes
 -- only the project of its transaction (setting toolsdb.project_id), and
 -- nothing without it; reporting reads all; the owner is the maintenance path.
-alter table toolsdb.projects enable row level security;
-
-drop policy if exists project_isolation on toolsdb.projects;
-create policy project_isolation on toolsdb.projects
-for all to toolsdb_app
-using (project_id = toolsdb.current_project_id())
-with check (project_id = toolsdb.current_project_id());
-
-drop policy if exists readonly_reads_all on toolsdb.projects;
-create policy readonly_reads_all on toolsdb.projects
-for select to toolsdb_readonly
-using (true);
+select toolsdb.isolate_rows('toolsdb.projects', 'project_id');

@@ -831,14 +831,4 @@ comment on function toolsdb.audit_verify() is
 -- Row-level security: the application reads only its session's entries
 -- ---------------------------------------------------------------------------
 
-alter table toolsdb.audit_logs enable row level security;
-
-drop policy if exists session_isolation on toolsdb.audit_logs;
-create policy session_isolation on toolsdb.audit_logs
-for select to toolsdb_app
-using (session_id = toolsdb.current_session_id());
-
-drop policy if exists readonly_reads_all on toolsdb.audit_logs;
-create policy readonly_reads_all on toolsdb.audit_logs
-for select to toolsdb_readonly
-using (true);
+select toolsdb.isolate_rows('toolsdb.audit_logs', 'session_id');

@@ -87,15 +87,4 @@ select toolsdb.audit_table('toolsdb.projects');
 -- Row-level security (docs/security.md): the application sees and changes
 -- only the project of its transaction (setting toolsdb.project_id), and
 -- nothing without it; reporting reads all; the owner is the maintenance path.
-alter table toolsdb.projects enable row level security;
-
-drop policy if exists project_isolation on toolsdb.projects;
-create policy project_isolation on toolsdb.projects
-for all to toolsdb_app
-using (project_id = toolsdb.current_project_id())
-with check (project_id = toolsdb.current_project_id());
-
-drop policy if exists readonly_reads_all on toolsdb.projects;
-create policy readonly_reads_all on toolsdb.projects
-for select to toolsdb_readonly
-using (true);
+select toolsdb.isolate_rows('toolsdb.projects', 'project_id');

@@ -262,18 +262,7 @@ execute function toolsdb_private.tg__task_rules();
 
 select toolsdb.audit_table('toolsdb.tasks');
 
-alter table toolsdb.tasks enable row level security;
-
-drop policy if exists project_isolation on toolsdb.tasks;
-create policy project_isolation on toolsdb.tasks
-for all to toolsdb_app
-using (project_id = toolsdb.current_project_id())
-with check (project_id = toolsdb.current_project_id());
-
-drop policy if exists readonly_reads_all on toolsdb.tasks;
-create policy readonly_reads_all on toolsdb.tasks
-for select to toolsdb_readonly
-using (true);
+select toolsdb.isolate_rows('toolsdb.tasks', 'project_id');
 
 create or replace function toolsdb.task_transition(task_id uuid, to_status text)
 returns text

@@ -42,3 +42,24 @@ def test_no_client_role_can_call_the_private_functions(conn: psycopg.Connection)
     as_role(conn, "toolsdb_app")
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for schema toolsdb_private"):
         conn.execute("select toolsdb_private.tg__timestamps()")
+
+
+def test_isolate_rows_refuses_a_column_it_does_not_isolate_by(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="by project_id or session_id, not owner_id"):
+        conn.execute("select toolsdb.isolate_rows('toolsdb.projects', 'owner_id')")
+
+
+def test_isolate_rows_refuses_a_table_without_that_column(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.UndefinedColumn, match=r"toolsdb\.agents: it has no column project_id"):
+        conn.execute("select toolsdb.isolate_rows('toolsdb.agents', 'project_id')")
+
+
+def test_isolate_rows_twice_leaves_the_same_two_policies(conn: psycopg.Connection) -> None:
+    query = (
+        "select polname, polcmd, polroles::regrole[]::text, pg_get_expr(polqual, polrelid) from pg_policy"
+        " where polrelid = 'toolsdb.tasks'::regclass order by 1"
+    )
+    before = conn.execute(query).fetchall()
+    conn.execute("select toolsdb.isolate_rows('toolsdb.tasks', 'project_id')")
+    assert conn.execute(query).fetchall() == before
+    assert [row[0] for row in before] == ["project_isolation", "readonly_reads_all"]
