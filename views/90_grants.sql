@@ -14,7 +14,7 @@ declare
     fn record;
     wanted record;
     -- The application only reads these (written through functions, or rules):
-    read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions'];
+    read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions', 'model_prices'];
     -- and does not touch these at all:
     hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
     app_functions text[] := array[
@@ -29,7 +29,17 @@ declare
         'toolsdb.config_get(text)',
         'toolsdb.config_unset(text)',
         'toolsdb.task_transition(uuid,text)',
-        'toolsdb.priority_from_label(text)'
+        'toolsdb.priority_from_label(text)',
+        'toolsdb.model_price_at(text,text,timestamp with time zone)',
+        'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)',
+        'toolsdb.execution_create(uuid,uuid,jsonb)',
+        'toolsdb.execution_move(uuid,text,jsonb,jsonb,bigint,bigint,bigint,numeric)',
+        'toolsdb.execution_start(uuid)',
+        'toolsdb.execution_log(uuid,text,text,jsonb)',
+        'toolsdb.execution_complete(uuid,jsonb,bigint,bigint,bigint,numeric)',
+        'toolsdb.execution_fail(uuid,jsonb,bigint,bigint,bigint,numeric)',
+        'toolsdb.execution_time_out(uuid,bigint,bigint,bigint)',
+        'toolsdb.execution_cancel(uuid)'
     ];
     readonly_functions text[] := array[
         'toolsdb.setting_uuid(text)',
@@ -38,7 +48,9 @@ declare
         'toolsdb.current_user_id()',
         'toolsdb.current_agent_id()',
         'toolsdb.audit_verify()',
-        'toolsdb.priority_from_label(text)'
+        'toolsdb.priority_from_label(text)',
+        'toolsdb.model_price_at(text,text,timestamp with time zone)',
+        'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)'
     ];
 begin
     -- Schemas: the application schema is usable, the private one is not.

@@ -1,0 +1,488 @@
+-- migrations/0004.executions.sql
+-- Work tracking, second slice: toolsdb.model_prices with toolsdb.model_price_at()
+-- and toolsdb.token_cost(); toolsdb.agent_executions with its rules trigger,
+-- its append-only log toolsdb.agent_execution_logs and the functions that
+-- drive a run. The same statements as schema/31_model_prices.sql and
+-- schema/32_agent_executions.sql.
+-- depends: 0003.tasks
+--
+-- Every index here is on a table created in this same migration (empty,
+-- invisible to others until commit), so a plain create index blocks nobody.
+-- squawk-ignore-file require-concurrent-index-creation
+
+-- ---- from schema/31_model_prices.sql ----
+
+create table if not exists toolsdb.model_prices (
+    model_provider text not null,
+    model_name text not null,
+    valid_from timestamptz not null,
+    input_usd_per_mtok numeric(12, 6) not null,
+    output_usd_per_mtok numeric(12, 6) not null,
+    cached_input_usd_per_mtok numeric(12, 6) not null default 0,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint model_prices_pkey primary key (model_provider, model_name, valid_from),
+    constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
+    constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200),
+    constraint prices_are_not_negative check (
+        input_usd_per_mtok >= 0 and output_usd_per_mtok >= 0 and cached_input_usd_per_mtok >= 0
+    )
+);
+
+comment on table toolsdb.model_prices is
+'Price list of models over time: each row is in force from valid_from until the next row of the '
+'same model. An execution is priced at the row in force when it started (toolsdb.model_price_at).';
+comment on column toolsdb.model_prices.model_provider is 'Who serves the model, as in toolsdb.agents.model_provider.';
+comment on column toolsdb.model_prices.model_name is 'The model, as in toolsdb.agents.model_name.';
+comment on column toolsdb.model_prices.valid_from is 'From when this price applies.';
+comment on column toolsdb.model_prices.input_usd_per_mtok is 'USD per million uncached input tokens.';
+comment on column toolsdb.model_prices.output_usd_per_mtok is 'USD per million output tokens.';
+comment on column toolsdb.model_prices.cached_input_usd_per_mtok is 'USD per million cached input tokens.';
+comment on column toolsdb.model_prices.created_at is 'When the row was added; set by trigger _100_timestamps.';
+comment on column toolsdb.model_prices.updated_at is 'When it last changed; set by trigger _100_timestamps.';
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.model_prices
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+select toolsdb.audit_table('toolsdb.model_prices');
+
+create or replace function toolsdb.model_price_at(model_provider text, model_name text, at timestamptz)
+returns toolsdb.model_prices
+language sql
+stable
+set search_path = ''
+as $function$
+    select p.*
+    from toolsdb.model_prices as p
+    where
+        p.model_provider = model_price_at.model_provider
+        and p.model_name = model_price_at.model_name
+        and p.valid_from <= model_price_at.at
+    order by p.valid_from desc
+    limit 1;
+$function$;
+
+comment on function toolsdb.model_price_at(text, text, timestamptz) is
+'The price of a model in force at a moment (the newest row with valid_from <= at), or null.';
+
+create or replace function toolsdb.token_cost(
+    model_provider text,
+    model_name text,
+    at timestamptz,
+    input_tokens bigint,
+    output_tokens bigint,
+    cached_tokens bigint default 0
+)
+returns numeric
+language sql
+stable
+set search_path = ''
+as $function$
+    select round(
+        (
+            token_cost.input_tokens * p.input_usd_per_mtok
+            + token_cost.output_tokens * p.output_usd_per_mtok
+            + token_cost.cached_tokens * p.cached_input_usd_per_mtok
+        ) / 1000000,
+        6
+    )
+    from toolsdb.model_price_at(token_cost.model_provider, token_cost.model_name, token_cost.at) as p
+    where p.model_provider is not null;
+$function$;
+
+comment on function toolsdb.token_cost(text, text, timestamptz, bigint, bigint, bigint) is
+'USD cost of a run at the price in force at a moment: uncached input, output and cached input '
+'tokens times their prices per million, rounded to 6 decimals; null when the model has no price.';
+
+-- ---- from schema/32_agent_executions.sql ----
+
+create table if not exists toolsdb.agent_executions (
+    execution_id uuid not null default gen_random_uuid(),
+    agent_id uuid not null,
+    task_id uuid not null,
+    project_id uuid not null,
+    agent_type text not null,
+    agent_config jsonb not null default '{}',
+    model_provider text,
+    model_name text,
+    status text not null default 'pending',
+    input_tokens bigint not null default 0,
+    output_tokens bigint not null default 0,
+    cached_tokens bigint not null default 0,
+    cost_usd numeric(14, 6),
+    cost_is_given boolean not null default false,
+    error_details jsonb,
+    result jsonb,
+    evidence_id uuid,
+    started_at timestamptz,
+    completed_at timestamptz,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint agent_executions_pkey primary key (execution_id),
+    constraint agent_executions_agent_id_fkey foreign key (agent_id)
+    references toolsdb.agents (agent_id) on delete restrict,
+    constraint agent_executions_task_id_fkey foreign key (task_id)
+    references toolsdb.tasks (task_id) on delete cascade,
+    constraint agent_executions_project_id_fkey foreign key (project_id)
+    references toolsdb.projects (project_id) on delete cascade,
+    constraint agent_type_length_is_valid check (char_length(agent_type) between 1 and 63),
+    constraint agent_config_is_object check (jsonb_typeof(agent_config) = 'object'),
+    constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
+    constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200),
+    constraint status_is_valid check (
+        status in ('pending', 'running', 'success', 'failure', 'timeout', 'cancelled')
+    ),
+    constraint tokens_are_not_negative check (input_tokens >= 0 and output_tokens >= 0 and cached_tokens >= 0),
+    constraint cost_usd_is_not_negative check (cost_usd >= 0),
+    constraint error_details_is_object check (jsonb_typeof(error_details) = 'object'),
+    constraint started_at_matches_status check ((status = 'pending') = (started_at is null) or status = 'cancelled'),
+    constraint completed_at_matches_status check (
+        (status in ('success', 'failure', 'timeout', 'cancelled')) = (completed_at is not null)
+    ),
+    constraint completed_at_is_after_started_at check (completed_at >= started_at)
+);
+
+create index if not exists agent_executions_agent_id_idx on toolsdb.agent_executions (agent_id, created_at);
+
+create index if not exists agent_executions_task_id_idx on toolsdb.agent_executions (task_id);
+
+create index if not exists agent_executions_project_id_idx on toolsdb.agent_executions (project_id, created_at);
+
+create index if not exists agent_executions_status_idx on toolsdb.agent_executions (status);
+
+comment on table toolsdb.agent_executions is
+'One run of an agent on a task, with its tokens and cost (002''s agent_executions, 004''s '
+'task_executions). Status pending -> running -> success, failure or timeout; pending or running '
+'-> cancelled. Drive it with toolsdb.execution_create/start/log/complete/fail/time_out/cancel; the '
+'database sets the times and the cost. The application sees its project''s runs only.';
+comment on column toolsdb.agent_executions.execution_id is 'Primary key: a random UUID.';
+comment on column toolsdb.agent_executions.agent_id is 'The agent that ran (retire agents, do not delete them).';
+comment on column toolsdb.agent_executions.task_id is 'The task it worked on; runs go with their task.';
+comment on column toolsdb.agent_executions.project_id is
+'The task''s project, filled in by the database (for row-level security and reports).';
+comment on column toolsdb.agent_executions.agent_type is
+'The agent''s type when it ran (004''s agent_type, e.g. claude-code); copied from the agent unless given.';
+comment on column toolsdb.agent_executions.agent_config is 'Configuration of this run (JSON object).';
+comment on column toolsdb.agent_executions.model_provider is 'Model provider of the run; copied from the agent.';
+comment on column toolsdb.agent_executions.model_name is 'Model of the run; copied from the agent; prices it.';
+comment on column toolsdb.agent_executions.status is
+'pending, running, success, failure, timeout or cancelled; moves only forward (see the table).';
+comment on column toolsdb.agent_executions.input_tokens is 'Uncached input tokens used.';
+comment on column toolsdb.agent_executions.output_tokens is 'Output tokens produced.';
+comment on column toolsdb.agent_executions.cached_tokens is 'Cached input tokens read.';
+comment on column toolsdb.agent_executions.cost_usd is
+'Cost in USD: given by the caller, else computed at the end from the tokens at the price in force '
+'when the run started (toolsdb.token_cost); null while running or when the model has no price.';
+comment on column toolsdb.agent_executions.cost_is_given is 'True when the caller gave cost_usd.';
+comment on column toolsdb.agent_executions.error_details is 'JSON object describing the failure, if any.';
+comment on column toolsdb.agent_executions.result is 'What the run produced (JSON).';
+comment on column toolsdb.agent_executions.evidence_id is 'Supporting evidence of the result, if any.';
+comment on column toolsdb.agent_executions.started_at is 'When it started running; set by the database.';
+comment on column toolsdb.agent_executions.completed_at is
+'When it ended (success, failure, timeout or cancelled); set by the database; never before started_at.';
+comment on column toolsdb.agent_executions.created_at is 'When it was created; set by trigger _100_timestamps.';
+comment on column toolsdb.agent_executions.updated_at is 'When it last changed; set by trigger _100_timestamps.';
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.agent_executions
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+create or replace function toolsdb_private.tg__execution_rules()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    agent toolsdb.agents;
+begin
+    if tg_op = 'INSERT' then
+        -- The run belongs to its task's project, and remembers its agent's kind and model.
+        select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
+        if new.project_id is null then
+            raise exception 'task % not found', new.task_id
+                using errcode = 'foreign_key_violation', constraint = 'agent_executions_task_id_fkey',
+                hint = 'is toolsdb.project_id set to its project?';
+        end if;
+        select * into agent from toolsdb.agents as a where a.agent_id = new.agent_id;
+        if agent.agent_id is null then
+            raise exception 'agent % not found', new.agent_id
+                using errcode = 'foreign_key_violation', constraint = 'agent_executions_agent_id_fkey';
+        end if;
+        new.agent_type := coalesce(new.agent_type, agent.agent_type);
+        new.model_provider := coalesce(new.model_provider, agent.model_provider);
+        new.model_name := coalesce(new.model_name, agent.model_name);
+        new.status := 'pending';
+        new.started_at := null;
+        new.completed_at := null;
+        new.cost_usd := null;
+        new.cost_is_given := false;
+        return new;
+    end if;
+    new.project_id := old.project_id;
+    new.started_at := old.started_at;
+    new.completed_at := old.completed_at;
+    if new.status is distinct from old.status then
+        if not (
+            (old.status = 'pending' and new.status in ('running', 'cancelled'))
+            or (old.status = 'running' and new.status in ('success', 'failure', 'timeout', 'cancelled'))
+        ) then
+            raise exception 'execution % cannot move from % to %', old.execution_id, old.status, new.status
+                using errcode = 'object_not_in_prerequisite_state',
+                hint = 'pending -> running -> success, failure or timeout; pending or running -> cancelled';
+        end if;
+        if new.status = 'running' then
+            new.started_at := pg_catalog.clock_timestamp();
+        else
+            new.completed_at := pg_catalog.clock_timestamp();
+        end if;
+    elsif old.status in ('success', 'failure', 'timeout', 'cancelled')
+        and pg_catalog.to_jsonb(new) - 'evidence_id' - 'updated_at' - 'created_at'
+        <> pg_catalog.to_jsonb(old) - 'evidence_id' - 'updated_at' - 'created_at' then
+        raise exception 'execution % is % and can no longer change (but for its evidence_id)',
+            old.execution_id, old.status
+            using errcode = 'object_not_in_prerequisite_state';
+    end if;
+    -- Cost: the caller's, else tokens at the price in force when the run started.
+    if new.status is distinct from old.status and new.completed_at is not null and new.cost_usd is null then
+        new.cost_is_given := false;
+        new.cost_usd := toolsdb.token_cost(
+            new.model_provider, new.model_name, coalesce(new.started_at, new.completed_at),
+            new.input_tokens, new.output_tokens, new.cached_tokens
+        );
+    elsif new.cost_usd is distinct from old.cost_usd then
+        new.cost_is_given := true;
+    end if;
+    return new;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__execution_rules() is
+'Trigger of toolsdb.agent_executions (_200_execution_rules, BEFORE INSERT OR UPDATE): fills '
+'project, agent type and model from the task and agent; a new run is pending; status moves only '
+'forward (else 55000 naming both states) and a finished run is frozen but for evidence_id; '
+'started_at and '
+'completed_at are the database''s; cost_usd is the caller''s or computed at the end.';
+
+create or replace trigger _200_execution_rules
+before insert or update on toolsdb.agent_executions
+for each row
+execute function toolsdb_private.tg__execution_rules();
+
+select toolsdb.audit_table('toolsdb.agent_executions');
+
+select toolsdb.isolate_rows('toolsdb.agent_executions', 'project_id');
+
+create table if not exists toolsdb.agent_execution_logs (
+    log_id bigint generated always as identity,
+    execution_id uuid not null,
+    project_id uuid not null,
+    logged_at timestamptz not null default clock_timestamp(),
+    level text not null default 'info',
+    message text not null,
+    data jsonb not null default '{}',
+    constraint agent_execution_logs_pkey primary key (log_id),
+    constraint agent_execution_logs_execution_id_fkey foreign key (execution_id)
+    references toolsdb.agent_executions (execution_id) on delete cascade,
+    constraint agent_execution_logs_project_id_fkey foreign key (project_id)
+    references toolsdb.projects (project_id) on delete cascade,
+    constraint level_is_valid check (level in ('debug', 'info', 'warning', 'error')),
+    constraint message_length_is_valid check (char_length(message) between 1 and 100000),
+    constraint data_is_object check (jsonb_typeof(data) = 'object')
+);
+
+create index if not exists agent_execution_logs_execution_id_idx
+on toolsdb.agent_execution_logs (execution_id, log_id);
+
+create index if not exists agent_execution_logs_project_id_idx on toolsdb.agent_execution_logs (project_id);
+
+comment on table toolsdb.agent_execution_logs is
+'Log entries of agent executions, appended as a run goes (toolsdb.execution_log) and never '
+'rewritten: UPDATE is refused. Not audited: high-volume and append-only. Entries go with their run.';
+comment on column toolsdb.agent_execution_logs.log_id is 'Increasing id: the order of the entries.';
+comment on column toolsdb.agent_execution_logs.execution_id is 'The run (toolsdb.agent_executions).';
+comment on column toolsdb.agent_execution_logs.project_id is 'The run''s project, for row-level security.';
+comment on column toolsdb.agent_execution_logs.logged_at is 'When the entry was written.';
+comment on column toolsdb.agent_execution_logs.level is 'debug, info (default), warning or error.';
+comment on column toolsdb.agent_execution_logs.message is 'The entry, 1-100,000 characters.';
+comment on column toolsdb.agent_execution_logs.data is 'Structured data of the entry (JSON object).';
+
+create or replace function toolsdb_private.tg__execution_log_append_only()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    raise exception 'toolsdb.agent_execution_logs is append-only: entries are never rewritten'
+        using errcode = 'insufficient_privilege';
+end;
+$function$;
+
+comment on function toolsdb_private.tg__execution_log_append_only() is
+'Guard of toolsdb.agent_execution_logs: UPDATE raises insufficient_privilege (entries are appended, '
+'never rewritten). Deleting a run still deletes its entries.';
+
+create or replace trigger _010_append_only
+before update on toolsdb.agent_execution_logs
+for each row
+execute function toolsdb_private.tg__execution_log_append_only();
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb.agent_execution_logs', 'high-volume, append-only log entries of executions (never updated)')
+on conflict (table_name) do nothing;
+
+select toolsdb.isolate_rows('toolsdb.agent_execution_logs', 'project_id');
+
+-- ---------------------------------------------------------------------------
+-- Driving a run
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb.execution_create(agent_id uuid, task_id uuid, agent_config jsonb default '{}')
+returns uuid
+language sql
+volatile
+set search_path = ''
+as $function$
+    insert into toolsdb.agent_executions (agent_id, task_id, agent_config)
+    values (execution_create.agent_id, execution_create.task_id, coalesce(execution_create.agent_config, '{}'))
+    returning execution_id;
+$function$;
+
+comment on function toolsdb.execution_create(uuid, uuid, jsonb) is
+'Creates a pending run of an agent on a task; returns its execution_id.';
+
+create or replace function toolsdb.execution_move(
+    p_execution_id uuid,
+    p_status text,
+    p_result jsonb default null,
+    p_error_details jsonb default null,
+    p_input_tokens bigint default null,
+    p_output_tokens bigint default null,
+    p_cached_tokens bigint default null,
+    p_cost_usd numeric default null
+)
+returns toolsdb.agent_executions
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    moved toolsdb.agent_executions;
+begin
+    update toolsdb.agent_executions as e
+    set
+        status = p_status,
+        result = coalesce(p_result, e.result),
+        error_details = coalesce(p_error_details, e.error_details),
+        input_tokens = coalesce(p_input_tokens, e.input_tokens),
+        output_tokens = coalesce(p_output_tokens, e.output_tokens),
+        cached_tokens = coalesce(p_cached_tokens, e.cached_tokens),
+        cost_usd = coalesce(p_cost_usd, e.cost_usd)
+    where e.execution_id = p_execution_id
+    returning e.* into moved;
+    if not found then
+        raise exception 'execution % not found', p_execution_id
+            using errcode = 'no_data_found', hint = 'is toolsdb.project_id set to its project?';
+    end if;
+    return moved;
+end;
+$function$;
+
+comment on function toolsdb.execution_move(uuid, text, jsonb, jsonb, bigint, bigint, bigint, numeric) is
+'Moves a run to a status with what it reports (null keeps a value); the rules are the '
+'trigger''s. The execution_start/complete/fail/time_out/cancel functions call it.';
+
+create or replace function toolsdb.execution_start(execution_id uuid)
+returns toolsdb.agent_executions
+language sql
+volatile
+set search_path = ''
+return toolsdb.execution_move(execution_id, 'running');
+
+comment on function toolsdb.execution_start(uuid) is 'pending -> running; sets started_at.';
+
+create or replace function toolsdb.execution_log(
+    execution_id uuid, message text, level text default 'info', data jsonb default '{}'
+)
+returns bigint
+language sql
+volatile
+set search_path = ''
+as $function$
+    insert into toolsdb.agent_execution_logs (execution_id, project_id, level, message, data)
+    select e.execution_id, e.project_id, execution_log.level, execution_log.message, coalesce(execution_log.data, '{}')
+    from toolsdb.agent_executions as e
+    where e.execution_id = execution_log.execution_id
+    returning log_id;
+$function$;
+
+comment on function toolsdb.execution_log(uuid, text, text, jsonb) is
+'Appends a log entry to a run; returns its log_id (null when the run is not visible).';
+
+create or replace function toolsdb.execution_complete(
+    execution_id uuid,
+    result jsonb default null,
+    input_tokens bigint default null,
+    output_tokens bigint default null,
+    cached_tokens bigint default null,
+    cost_usd numeric default null
+)
+returns toolsdb.agent_executions
+language sql
+volatile
+set search_path = ''
+return toolsdb.execution_move(
+    execution_id, 'success', result, null, input_tokens, output_tokens, cached_tokens, cost_usd
+);
+
+comment on function toolsdb.execution_complete(uuid, jsonb, bigint, bigint, bigint, numeric) is
+'running -> success with its result and tokens; cost_usd computed from the tokens unless given.';
+
+create or replace function toolsdb.execution_fail(
+    execution_id uuid,
+    error_details jsonb,
+    input_tokens bigint default null,
+    output_tokens bigint default null,
+    cached_tokens bigint default null,
+    cost_usd numeric default null
+)
+returns toolsdb.agent_executions
+language sql
+volatile
+set search_path = ''
+return toolsdb.execution_move(
+    execution_id, 'failure', null, error_details, input_tokens, output_tokens, cached_tokens, cost_usd
+);
+
+comment on function toolsdb.execution_fail(uuid, jsonb, bigint, bigint, bigint, numeric) is
+'running -> failure with its error details (a JSON object) and tokens.';
+
+create or replace function toolsdb.execution_time_out(
+    execution_id uuid,
+    input_tokens bigint default null,
+    output_tokens bigint default null,
+    cached_tokens bigint default null
+)
+returns toolsdb.agent_executions
+language sql
+volatile
+set search_path = ''
+return toolsdb.execution_move(
+    execution_id, 'timeout', null, null, input_tokens, output_tokens, cached_tokens, null
+);
+
+comment on function toolsdb.execution_time_out(uuid, bigint, bigint, bigint) is
+'running -> timeout with the tokens used so far.';
+
+create or replace function toolsdb.execution_cancel(execution_id uuid)
+returns toolsdb.agent_executions
+language sql
+volatile
+set search_path = ''
+return toolsdb.execution_move(execution_id, 'cancelled');
+
+comment on function toolsdb.execution_cancel(uuid) is 'pending or running -> cancelled.';
