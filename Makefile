@@ -50,8 +50,9 @@ lint: $(STAMP) ## sqlfluff on the SQL, squawk on migrations/, ruff on the Python
 test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed, 15)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline)
+bench: $(STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; several minutes)
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench_work
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start

@@ -272,6 +272,8 @@ create index if not exists agents_is_active_idx on toolsdb.agents (is_active);
 
 create index if not exists agents_tags_idx on toolsdb.agents using gin (tags);
 
+create index if not exists agents_capabilities_idx on toolsdb.agents using gin (capabilities jsonb_path_ops);
+
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.agents
 for each row
@@ -300,7 +302,7 @@ comment on column toolsdb.agents.model_name is
 'characters; null for agents without a language model.';
 comment on column toolsdb.agents.capabilities is
 'JSON object describing what the agent can do (e.g. {"languages": ["python"], "can_open_prs": '
-'true}); default {}.';
+'true}); default {}. GIN-indexed for containment: capabilities @> ''{"can_open_prs": true}''.';
 comment on column toolsdb.agents.tags is
 'Free labels for filtering (at most 64, none empty or null), searched with tags @> array[...] '
 'through the GIN index agents_tags_idx; default empty.';

@@ -125,7 +125,8 @@ create table if not exists toolsdb.tasks (
     )
 );
 
-create index if not exists tasks_project_id_status_idx on toolsdb.tasks (project_id, status);
+create index if not exists tasks_project_id_status_idx on toolsdb.tasks (project_id, status)
+include (github_pr_number);
 
 create index if not exists tasks_parent_task_id_idx on toolsdb.tasks (parent_task_id);
 

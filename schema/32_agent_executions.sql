@@ -55,11 +55,22 @@ create table if not exists toolsdb.agent_executions (
     constraint completed_at_is_after_started_at check (completed_at >= started_at)
 );
 
-create index if not exists agent_executions_agent_id_idx on toolsdb.agent_executions (agent_id, created_at);
+-- The two covering indexes serve the reports (views/40_work.sql) per agent and
+-- per project from the index alone, once vacuum has marked pages all-visible.
+create index if not exists agent_executions_agent_id_idx on toolsdb.agent_executions (agent_id, created_at)
+include (
+    model_provider, model_name, status, started_at, completed_at, input_tokens, output_tokens, cached_tokens, cost_usd
+);
 
 create index if not exists agent_executions_task_id_idx on toolsdb.agent_executions (task_id);
 
-create index if not exists agent_executions_project_id_idx on toolsdb.agent_executions (project_id, created_at);
+create index if not exists agent_executions_project_id_idx on toolsdb.agent_executions (project_id, created_at)
+include (agent_type, status, started_at, completed_at, input_tokens, output_tokens, cached_tokens, cost_usd);
+
+-- Cost per day (toolsdb.cost_by_day) of one project over a date range.
+create index if not exists agent_executions_project_id_completed_day_idx
+on toolsdb.agent_executions (project_id, ((completed_at at time zone 'UTC')::date))
+where completed_at is not null;
 
 create index if not exists agent_executions_status_idx on toolsdb.agent_executions (status);
 

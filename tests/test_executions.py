@@ -212,6 +212,16 @@ def run_in(conn: psycopg.Connection, world: World, status: str) -> Any:
 # ---------------------------------------------------------------------------
 
 
+def new_evidence(tx: psycopg.Connection, world: World) -> Any:
+    """A piece of evidence in project A, for runs to point to."""
+    return scalar(
+        tx,
+        "insert into toolsdb.evidence (project_id, source_type, title) values (%s, 'test_result', 'proof')"
+        " returning evidence_id",
+        (world.project_a,),
+    )
+
+
 @dataclass(frozen=True)
 class Committed:
     """The committed rows of the module database, for the login role tests."""
@@ -489,7 +499,7 @@ def test_a_finished_run_cannot_change_but_for_its_evidence_id(
         assert "can no longer change" in str(caught) and status in str(caught), (
             f"Changing a {status} run ({change}) should fail saying it can no longer change, but says: {caught}"
         )
-    evidence_id = scalar(tx, "select gen_random_uuid()")
+    evidence_id = new_evidence(tx, world)
     tx.execute(
         "update toolsdb.agent_executions set evidence_id = %s where execution_id = %s", (evidence_id, execution_id)
     )
@@ -719,7 +729,8 @@ def test_setting_the_evidence_of_a_finished_unpriced_run_leaves_its_cost(tx: psy
     )
     add_prices(tx, world.model_name)
     tx.execute(
-        "update toolsdb.agent_executions set evidence_id = gen_random_uuid() where execution_id = %s", (execution_id,)
+        "update toolsdb.agent_executions set evidence_id = %s where execution_id = %s",
+        (new_evidence(tx, world), execution_id),
     )
     cost = run_of(tx, execution_id)["cost_usd"]
     assert cost is None, (

@@ -315,11 +315,17 @@ def _update_one_row(conn: psycopg.Connection, table: str, ctid: str, assignments
     return row
 
 
+# A finished run or a settled validation is frozen by its domain's rules: pick
+# a row that may still change (one that is not finished, if the table has a status).
+FROZEN_STATUSES = ("success", "failure", "timeout", "passed", "failed", "cancelled")
+
+
 def _seeded_row(conn: psycopg.Connection, table: str) -> tuple | None:
-    query = sql.SQL("select ctid::text, created_at, updated_at from {} order by created_at limit 1").format(
-        sql.SQL(table)
-    )
-    return conn.execute(query).fetchone()
+    query = sql.SQL(
+        "select ctid::text, created_at, updated_at from {} as t"
+        " order by coalesce(to_jsonb(t) ->> 'status' = any(%s), false), created_at limit 1"
+    ).format(sql.SQL(table))
+    return conn.execute(query, (list(FROZEN_STATUSES),)).fetchone()
 
 
 def _rows_to_update(conn: psycopg.Connection) -> dict[str, tuple]:

@@ -11,10 +11,13 @@
 do $grants$
 declare
     grantee text;
+    protected_table text;
     fn record;
     wanted record;
     -- The application only reads these (written through functions, or rules):
     read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions', 'model_prices'];
+    -- appends to these and never changes or removes an entry:
+    append_only_for_app text[] := array['activity_feed', 'agent_execution_logs'];
     -- and does not touch these at all:
     hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
     app_functions text[] := array[
@@ -39,7 +42,13 @@ declare
         'toolsdb.execution_complete(uuid,jsonb,bigint,bigint,bigint,numeric)',
         'toolsdb.execution_fail(uuid,jsonb,bigint,bigint,bigint,numeric)',
         'toolsdb.execution_time_out(uuid,bigint,bigint,bigint)',
-        'toolsdb.execution_cancel(uuid)'
+        'toolsdb.execution_cancel(uuid)',
+        'toolsdb.validation_record_check(uuid,text,boolean,jsonb)',
+        'toolsdb.validation_settle(uuid)',
+        'toolsdb.validation_cancel(uuid)',
+        'toolsdb.error_record(text,text,uuid,uuid,jsonb,text)',
+        'toolsdb.error_record_recovery(uuid,boolean,jsonb)',
+        'toolsdb.activity_record(uuid,text,text,uuid,jsonb,boolean)'
     ];
     readonly_functions text[] := array[
         'toolsdb.setting_uuid(text)',
@@ -74,6 +83,7 @@ begin
                 case
                     when c.relkind = 'v' or c.relname = any(read_only_for_app) then array['select']
                     when c.relname = any(hidden_from_app) then array[]::text[]
+                    when c.relname = any(append_only_for_app) then array['select', 'insert']
                     else array['select', 'insert', 'update', 'delete']
                 end as privileges
             union all
@@ -91,6 +101,16 @@ begin
             execute pg_catalog.format(
                 'grant %s on toolsdb.%I to %I', wanted.privilege, wanted.relname, wanted.grantee
             );
+        end if;
+    end loop;
+
+    -- Append-only tables: take back any change the application held.
+    foreach protected_table in array append_only_for_app loop
+        if pg_catalog.to_regclass('toolsdb.' || protected_table) is not null
+            and pg_catalog.has_table_privilege(
+                'toolsdb_app', 'toolsdb.' || protected_table, 'UPDATE, DELETE, TRUNCATE'
+            ) then
+            execute pg_catalog.format('revoke update, delete, truncate on toolsdb.%I from toolsdb_app', protected_table);
         end if;
     end loop;
 

@@ -1,0 +1,108 @@
+-- schema/37_activity_feed.sql
+-- Tier 30: the activity feed of a project (seed 002): a high-volume,
+-- append-only stream of what happened, for people to read. Not audited (its
+-- own rows are the record; listed in toolsdb_private.audit_exemptions);
+-- row-level security per project. Write with toolsdb.activity_record().
+-- Needs: schema/30_tasks.sql, schema/20_users.sql, schema/22_agents.sql.
+
+create table if not exists toolsdb.activity_feed (
+    activity_id bigint generated always as identity,
+    project_id uuid not null,
+    task_id uuid,
+    user_id uuid,
+    agent_id uuid,
+    activity_type text not null,
+    summary text not null,
+    metadata jsonb not null default '{}',
+    is_public boolean not null default true,
+    created_at timestamptz not null default now(),
+    constraint activity_feed_pkey primary key (activity_id),
+    constraint activity_feed_project_id_fkey foreign key (project_id)
+    references toolsdb.projects (project_id) on delete cascade,
+    constraint activity_feed_task_id_fkey foreign key (task_id)
+    references toolsdb.tasks (task_id) on delete cascade,
+    constraint activity_feed_user_id_fkey foreign key (user_id)
+    references toolsdb.users (user_id) on delete set null,
+    constraint activity_feed_agent_id_fkey foreign key (agent_id)
+    references toolsdb.agents (agent_id) on delete set null,
+    constraint activity_type_is_valid check (
+        activity_type ~ '^[a-z][a-z0-9_.]*$' and char_length(activity_type) <= 100
+    ),
+    constraint summary_length_is_valid check (char_length(summary) between 1 and 2000),
+    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object')
+);
+
+create index if not exists activity_feed_project_id_idx on toolsdb.activity_feed (project_id, created_at desc);
+
+create index if not exists activity_feed_task_id_idx on toolsdb.activity_feed (task_id, created_at desc);
+
+create index if not exists activity_feed_user_id_idx on toolsdb.activity_feed (user_id);
+
+create index if not exists activity_feed_agent_id_idx on toolsdb.activity_feed (agent_id);
+
+create index if not exists activity_feed_created_at_idx on toolsdb.activity_feed using brin (created_at);
+
+comment on table toolsdb.activity_feed is
+'What happened in a project, newest first, for people to read (002''s activity feed): task '
+'created, pull request opened, run failed, ... Append-only and high-volume: not audited, never '
+'updated.';
+comment on column toolsdb.activity_feed.activity_id is 'Increasing id.';
+comment on column toolsdb.activity_feed.project_id is 'The project it happened in.';
+comment on column toolsdb.activity_feed.task_id is 'The task concerned, if any.';
+comment on column toolsdb.activity_feed.user_id is 'The user who acted, if a user did.';
+comment on column toolsdb.activity_feed.agent_id is 'The agent that acted, if an agent did.';
+comment on column toolsdb.activity_feed.activity_type is
+'What kind of thing happened, dotted snake_case (task.created).';
+comment on column toolsdb.activity_feed.summary is 'One line for people, 1-2000 characters.';
+comment on column toolsdb.activity_feed.metadata is 'Details (JSON object).';
+comment on column toolsdb.activity_feed.is_public is 'False for entries only project members should see.';
+comment on column toolsdb.activity_feed.created_at is 'When it happened.';
+
+create or replace function toolsdb_private.tg__activity_append_only()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    raise exception 'toolsdb.activity_feed is append-only: entries are never rewritten'
+        using errcode = 'insufficient_privilege';
+end;
+$function$;
+
+comment on function toolsdb_private.tg__activity_append_only() is
+'Guard of toolsdb.activity_feed: UPDATE raises insufficient_privilege. Entries leave only with '
+'their project or task.';
+
+create or replace trigger _010_append_only
+before update on toolsdb.activity_feed
+for each row
+execute function toolsdb_private.tg__activity_append_only();
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb.activity_feed', 'high-volume, append-only feed for people; its rows are the record')
+on conflict (table_name) do nothing;
+
+select toolsdb.isolate_rows('toolsdb.activity_feed', 'project_id');
+
+create or replace function toolsdb.activity_record(
+    project_id uuid,
+    activity_type text,
+    summary text,
+    task_id uuid default null,
+    metadata jsonb default '{}',
+    is_public boolean default true
+)
+returns bigint
+language sql
+volatile
+set search_path = ''
+as $function$
+    insert into toolsdb.activity_feed (project_id, task_id, user_id, agent_id, activity_type, summary, metadata, is_public)
+    values ($1, $4, toolsdb.current_user_id(), toolsdb.current_agent_id(), $2, $3, coalesce($5, '{}'), $6)
+    returning activity_id;
+$function$;
+
+comment on function toolsdb.activity_record(uuid, text, text, uuid, jsonb, boolean) is
+'Adds an entry to a project''s activity feed; the acting user and agent come from the settings '
+'toolsdb.user_id and toolsdb.agent_id. Returns its activity_id.';
