@@ -1,8 +1,8 @@
 -- seeds/32_collaboration.sql
 -- Demo history around the demo tasks and runs: a settled and a running PR
 -- validation, two errors (one recovered), evidence behind the successful
--- run, a comment from a person and one from an agent, an attachment and a
--- few activity feed entries; enough for every view of views/40_work.sql to
+-- run, a comment from a person and one from an agent, an attachment, a
+-- permission change in the audit trail and a few activity feed entries; enough for every view of views/40_work.sql to
 -- return rows. Each row is made only when missing (its natural key is
 -- named at each insert), through the same functions an application calls.
 -- Needs: seeds/10_identity.sql, seeds/30_tasks.sql, seeds/31_executions.sql.
@@ -92,6 +92,17 @@ begin
     where not exists (
         select from toolsdb.task_attachments as f where f.task_id = sealing_task and f.file_name = 'seal-chain.png'
     );
+
+    -- An explicit audit event (toolsdb.audit_trail_events): natural key (action, entity).
+    if not exists (
+        select from toolsdb.audit_logs as l
+        where l.action = 'permission_changed' and l.entity_type = 'project' and l.entity_id = 'toolsdb'
+    ) then
+        perform toolsdb.audit_event(
+            'permission_changed', 'project', 'toolsdb', '{"granted": "write", "to": "bob"}',
+            '{"bob": "read"}', '{"bob": "write"}'
+        );
+    end if;
 
     -- Activity feed: natural key (project, type, summary).
     insert into toolsdb.activity_feed (project_id, task_id, activity_type, summary)

@@ -194,3 +194,19 @@ def test_migration_file_names_follow_the_pattern() -> None:
     numbers = sorted(int(name[:4]) for name in forward)
     assert numbers == list(range(1, len(numbers) + 1)), f"numbers have gaps or repeats: {numbers}"
     assert min(forward).endswith(".baseline.sql"), "the first migration is the baseline"
+
+
+def test_seeding_twice_changes_nothing_and_fills_every_view(pg: Pg, db: str) -> None:
+    # All seeds in order, as `toolsdb seed` applies them: the second run must
+    # write nothing at all (no row, no audit entry), and every view has rows.
+    first = run_cli("seed", "--database", pg.url(db))
+    assert first.returncode == 0, first.stderr
+    data_once = pg.dump_data(db)
+    second = run_cli("seed", "--database", pg.url(db))
+    assert second.returncode == 0, second.stderr
+    assert pg.dump_data(db) == data_once, "a second `toolsdb seed` changed data (or wrote audit entries)"
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        views = [r[0] for r in conn.execute("select viewname from pg_views where schemaname = 'toolsdb' order by 1")]
+        empty = [v for v in views if conn.execute(f"select count(*) from toolsdb.{v}").fetchone()[0] == 0]
+    assert len(views) >= 11, views
+    assert empty == [], f"views with no row after seeding: {empty}"
