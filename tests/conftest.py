@@ -31,6 +31,9 @@ from toolsdb import migrate as engine
 from toolsdb.server import SUPERUSER, EmbeddedServer, embedded_bindir
 from toolsdb.target import Target
 
+# Helpers shared by test modules get pytest's assertion messages too.
+pytest.register_assert_rewrite("tests.dbhelpers")
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "toolsdb_template"
 _counter = itertools.count()

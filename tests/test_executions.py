@@ -21,10 +21,8 @@ fail runs in a savepoint, so the transaction stays usable.
 
 from __future__ import annotations
 
-import itertools
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -32,14 +30,24 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .conftest import SUPERUSER, Pg
-
-Row = dict[str, Any]
-_serial = itertools.count(1)
+from .conftest import Pg
+from .dbhelpers import (
+    Row,
+    committed_conn,
+    connect_app,
+    ensure_login,
+    expect_error,
+    insert,
+    one,
+    rolled_back_tx,
+    rows,
+    scalar,
+    set_project,
+    unique,
+)
+from .dbhelpers import call as call_function
 
 STATUSES = ("pending", "running", "success", "failure", "timeout", "cancelled")
 FINISHED = ("success", "failure", "timeout", "cancelled")
@@ -64,80 +72,13 @@ LATE = datetime(2100, 1, 1, tzinfo=timezone.utc)
 # ---------------------------------------------------------------------------
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}-{next(_serial)}"
-
-
-def scalar(conn: psycopg.Connection, query: str, params: tuple | dict | None = None) -> Any:
-    row = conn.execute(query, params).fetchone()
-    assert row is not None, f"The query should have returned a row: {query}"
-    return row[0]
-
-
-def rows(conn: psycopg.Connection, query: str, params: tuple | dict | None = None) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()
-
-
-def one(conn: psycopg.Connection, query: str, params: tuple | dict | None = None) -> Row:
-    found = rows(conn, query, params)
-    assert len(found) == 1, f"The query should have returned exactly one row, but returned {found}: {query}"
-    return found[0]
-
-
-def insert(conn: psycopg.Connection, table: str, **values: object) -> Row:
-    """Insert one row into toolsdb.<table> and return it as stored (after triggers)."""
-    query = sql.SQL("insert into toolsdb.{table} ({columns}) values ({values}) returning *").format(
-        table=sql.Identifier(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, values)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(values)),
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, list(values.values())).fetchone()
-    assert row is not None, f"The insert into toolsdb.{table} should have returned the new row."
-    return row
-
-
 def run_of(conn: psycopg.Connection, execution_id: Any) -> Row:
     return one(conn, "select * from toolsdb.agent_executions where execution_id = %s", (execution_id,))
 
 
 def call(conn: psycopg.Connection, function: str, *args: object) -> Row:
     """Call toolsdb.<function>(args) returning a row of toolsdb.agent_executions."""
-    query = sql.SQL("select * from toolsdb.{fn}({args})").format(
-        fn=sql.Identifier(function), args=sql.SQL(", ").join(sql.Placeholder() * len(args))
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, args).fetchone()
-    assert row is not None, f"toolsdb.{function} should have returned the run."
-    return row
-
-
-def expect_error(
-    conn: psycopg.Connection,
-    sqlstate: str | tuple[str, ...],
-    statement: Callable[[], object],
-    constraint: str | None = None,
-) -> psycopg.Error:
-    """Run ``statement`` in a savepoint and check it fails with ``sqlstate``
-    (one of them, if a tuple) and, if given, names ``constraint``; the
-    transaction stays usable."""
-    wanted = (sqlstate,) if isinstance(sqlstate, str) else sqlstate
-    try:
-        with conn.transaction():
-            statement()
-    except psycopg.Error as exc:
-        caught = exc
-    else:
-        pytest.fail(f"The statement should have failed with SQLSTATE {sqlstate} ({constraint}), but it succeeded.")
-    assert caught.sqlstate in wanted, (
-        f"The statement should fail with SQLSTATE {' or '.join(wanted)}, but it failed with {caught.sqlstate}: {caught}"
-    )
-    if constraint is not None:
-        assert caught.diag.constraint_name == constraint, (
-            f"The error should name constraint {constraint}, but it names {caught.diag.constraint_name!r}: {caught}"
-        )
-    return caught
+    return call_function(conn, function, *args, returns="run")
 
 
 @dataclass(frozen=True)
@@ -239,11 +180,7 @@ class Committed:
 @pytest.fixture(scope="module")
 def app_login(pg: Pg, template: str) -> str:
     """A login role in toolsdb_app (cluster-wide, created once, idempotently)."""
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as su:
-        if su.execute("select from pg_catalog.pg_roles where rolname = %s", (APP_LOGIN,)).fetchone() is None:
-            with suppress(errors.DuplicateObject):
-                su.execute(sql.SQL("create role {} login in role toolsdb_app").format(sql.Identifier(APP_LOGIN)))
-    return APP_LOGIN
+    return ensure_login(pg, APP_LOGIN)
 
 
 @pytest.fixture(scope="module")
@@ -275,37 +212,13 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
         janitor.drop()
 
 
-@pytest.fixture(scope="module")
-def shared_conn(pg: Pg, committed: Committed) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(pg.conninfo(committed.dbname)) as connection:
-        yield connection
-
-
-@pytest.fixture
-def tx(shared_conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """The module database as the superuser, in a transaction always rolled back."""
-    with shared_conn.transaction(force_rollback=True):
-        yield shared_conn
+shared_conn = pytest.fixture(committed_conn, scope="module")
+tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture
 def world(tx: psycopg.Connection) -> World:
     return seed(tx)
-
-
-@contextmanager
-def connect_app(pg: Pg, dbname: str, login: str) -> Iterator[psycopg.Connection]:
-    """A connection as the app login that rolls back whatever it did."""
-    connection = psycopg.connect(pg.conninfo(dbname).replace(f"user={SUPERUSER}", f"user={login}"))
-    try:
-        yield connection
-    finally:
-        connection.rollback()
-        connection.close()
-
-
-def set_project(connection: psycopg.Connection, project_id: str) -> None:
-    connection.execute("select set_config('toolsdb.project_id', %s, true)", (project_id,))
 
 
 # ---------------------------------------------------------------------------

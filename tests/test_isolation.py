@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 import pytest
 from psycopg import errors, sql
 
-from .conftest import SUPERUSER, Pg
+from .conftest import Pg
+from .dbhelpers import connect_app, ensure_login
 
 # Login roles are cluster-wide and outlive a test; their names must not start
 # with toolsdb_, which test_roles.py reserves for the three group roles.
@@ -43,20 +44,12 @@ class Seeded:
     events: dict[str | None, list[int]]
 
 
-def login_conninfo(pg: Pg, dbname: str, who: str) -> str:
-    return pg.conninfo(dbname).replace(f"user={SUPERUSER}", f"user={LOGINS[who][0]}")
-
-
 @contextmanager
 def connect_as(pg: Pg, dbname: str, who: str) -> Iterator[psycopg.Connection]:
     """A connection as the login role of `who` (app, readonly, owner) that
     rolls back whatever it did unless the test commits explicitly."""
-    connection = psycopg.connect(login_conninfo(pg, dbname, who))
-    try:
+    with connect_app(pg, dbname, LOGINS[who][0]) as connection:
         yield connection
-    finally:
-        connection.rollback()
-        connection.close()
 
 
 @contextmanager
@@ -111,13 +104,8 @@ def seed(pg: Pg, dbname: str) -> Seeded:
 @pytest.fixture(scope="session")
 def logins(pg: Pg, template: str) -> dict[str, str]:
     """Login roles in each group role (cluster-wide, so once per server)."""
-    with connect_super(pg, "postgres") as su:
-        for name, group in LOGINS.values():
-            if su.execute("select from pg_catalog.pg_roles where rolname = %s", (name,)).fetchone() is None:
-                with suppress(errors.DuplicateObject):
-                    su.execute(
-                        sql.SQL("create role {} login in role {}").format(sql.Identifier(name), sql.Identifier(group))
-                    )
+    for name, group in LOGINS.values():
+        ensure_login(pg, name, group)
     return {who: name for who, (name, _group) in LOGINS.items()}
 
 

@@ -22,20 +22,27 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .conftest import SUPERUSER, Pg
-
-Row = dict[str, Any]
-_serial = itertools.count(1)
+from .conftest import Pg
+from .dbhelpers import (
+    Row,
+    committed_conn,
+    connect_app,
+    ensure_login,
+    expect_error,
+    insert,
+    rolled_back_tx,
+    rows,
+    scalar,
+    set_project,
+    unique,
+)
 
 STATUSES = ("draft", "open", "in_progress", "in_review", "blocked", "completed", "failed", "cancelled")
 CLOSED = frozenset({"completed", "failed", "cancelled"})
@@ -58,34 +65,6 @@ APP_LOGIN = "tasks_app"
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}-{next(_serial)}"
-
-
-def scalar(conn: psycopg.Connection, query: str, params: tuple | dict | None = None) -> Any:
-    row = conn.execute(query, params).fetchone()
-    assert row is not None, f"The query should have returned a row: {query}"
-    return row[0]
-
-
-def rows(conn: psycopg.Connection, query: str, params: tuple | dict | None = None) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()
-
-
-def insert(conn: psycopg.Connection, table: str, **values: object) -> Row:
-    """Insert one row into toolsdb.<table> and return it as stored (after triggers)."""
-    query = sql.SQL("insert into toolsdb.{table} ({columns}) values ({values}) returning *").format(
-        table=sql.Identifier(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, values)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(values)),
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, list(values.values())).fetchone()
-    assert row is not None, f"The insert into toolsdb.{table} should have returned the new row."
-    return row
 
 
 @dataclass(frozen=True)
@@ -115,31 +94,6 @@ def seed(conn: psycopg.Connection) -> World:
 
 def new_task(conn: psycopg.Connection, project_id: Any, **values: object) -> Row:
     return insert(conn, "tasks", **{"project_id": project_id, "title": unique("task "), **values})
-
-
-def expect_error(
-    conn: psycopg.Connection,
-    sqlstate: str,
-    statement: Callable[[], object],
-    constraint: str | None = None,
-) -> psycopg.Error:
-    """Run ``statement`` in a savepoint and check it fails with ``sqlstate``
-    (and, if given, names ``constraint``); the transaction stays usable."""
-    try:
-        with conn.transaction():
-            statement()
-    except psycopg.Error as exc:
-        caught = exc
-    else:
-        pytest.fail(f"The statement should have failed with SQLSTATE {sqlstate} ({constraint}), but it succeeded.")
-    assert caught.sqlstate == sqlstate, (
-        f"The statement should fail with SQLSTATE {sqlstate}, but it failed with {caught.sqlstate}: {caught}"
-    )
-    if constraint is not None:
-        assert caught.diag.constraint_name == constraint, (
-            f"The error should name constraint {constraint}, but it names {caught.diag.constraint_name!r}: {caught}"
-        )
-    return caught
 
 
 def expect_violation(conn: psycopg.Connection, constraint: str, statement: Callable[[], object]) -> psycopg.Error:
@@ -191,11 +145,7 @@ class Committed:
 @pytest.fixture(scope="module")
 def app_login(pg: Pg, template: str) -> str:
     """A login role in toolsdb_app (cluster-wide, created once, idempotently)."""
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as su:
-        if su.execute("select from pg_catalog.pg_roles where rolname = %s", (APP_LOGIN,)).fetchone() is None:
-            with suppress(errors.DuplicateObject):
-                su.execute(sql.SQL("create role {} login in role toolsdb_app").format(sql.Identifier(APP_LOGIN)))
-    return APP_LOGIN
+    return ensure_login(pg, APP_LOGIN)
 
 
 @pytest.fixture(scope="module")
@@ -222,33 +172,13 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
         janitor.drop()
 
 
-@pytest.fixture(scope="module")
-def shared_conn(pg: Pg, committed: Committed) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(pg.conninfo(committed.dbname)) as connection:
-        yield connection
-
-
-@pytest.fixture
-def tx(shared_conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """The module database as the superuser, in a transaction always rolled back."""
-    with shared_conn.transaction(force_rollback=True):
-        yield shared_conn
+shared_conn = pytest.fixture(committed_conn, scope="module")
+tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture
 def world(tx: psycopg.Connection) -> World:
     return seed(tx)
-
-
-@contextmanager
-def connect_app(pg: Pg, dbname: str, login: str) -> Iterator[psycopg.Connection]:
-    """A connection as the app login that rolls back whatever it did."""
-    connection = psycopg.connect(pg.conninfo(dbname).replace(f"user={SUPERUSER}", f"user={login}"))
-    try:
-        yield connection
-    finally:
-        connection.rollback()
-        connection.close()
 
 
 # ---------------------------------------------------------------------------
@@ -684,10 +614,6 @@ def test_inserting_and_moving_a_task_is_captured_in_the_audit_log(tx: psycopg.Co
 # ---------------------------------------------------------------------------
 # Row-level security (a login in toolsdb_app, committed rows)
 # ---------------------------------------------------------------------------
-
-
-def set_project(connection: psycopg.Connection, project_id: str) -> None:
-    connection.execute("select set_config('toolsdb.project_id', %s, true)", (project_id,))
 
 
 def test_the_app_sees_and_changes_only_its_projects_tasks(pg: Pg, committed: Committed, app_login: str) -> None:

@@ -19,7 +19,6 @@ login in toolsdb_app.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -32,11 +31,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors, sql
-from psycopg.rows import dict_row
 
 from .conftest import ROOT, SUPERUSER, Pg
-
-_serial = itertools.count(1)
+from .dbhelpers import insert, rolled_back_tx, scalar, unique
 
 VIEWS_SQL = ROOT / "views" / "40_work.sql"
 VIEWS = (
@@ -62,31 +59,8 @@ DAY2 = datetime(2025, 3, 2, tzinfo=timezone.utc)
 # ---------------------------------------------------------------------------
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}-{next(_serial)}"
-
-
-def scalar(conn: psycopg.Connection, query: str, params: tuple | None = None) -> Any:
-    row = conn.execute(query, params).fetchone()
-    assert row is not None, f"The query should have returned a row: {query}"
-    return row[0]
-
-
 def tuples(conn: psycopg.Connection, query: str, params: tuple | None = None) -> list[tuple]:
     return conn.execute(query, params).fetchall()
-
-
-def insert(conn: psycopg.Connection, table: str, **values: object) -> dict[str, Any]:
-    """Insert one row into toolsdb.<table> and return it as stored (after triggers)."""
-    query = sql.SQL("insert into toolsdb.{table} ({columns}) values ({values}) returning *").format(
-        table=sql.Identifier(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, values)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(values)),
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, list(values.values())).fetchone()
-    assert row is not None, f"The insert into toolsdb.{table} should have returned the new row."
-    return row
 
 
 def cost(input_tokens: int, output_tokens: int, cached_tokens: int) -> Decimal:
@@ -260,11 +234,7 @@ def shared_conn(pg: Pg, template: str) -> Iterator[psycopg.Connection]:
         janitor.drop()
 
 
-@pytest.fixture
-def tx(shared_conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """The module database as the superuser, in a transaction always rolled back."""
-    with shared_conn.transaction(force_rollback=True):
-        yield shared_conn
+tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture
