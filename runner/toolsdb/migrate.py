@@ -131,9 +131,8 @@ def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
             with conn.transaction():
                 apply_file(conn, paths.bootstrap_file(), echo)
         except StatementError as exc:
+            # e.g. 42501 "toolsdb needs the role toolsdb_owner and alice may not create roles"
             raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise ToolsdbError(f"cannot prepare the database: {exc.diag.message_primary}") from None
         # Objects belong to toolsdb_owner: act as it when we may (docs/security.md).
         if conn.execute(
             "select case when exists (select from pg_roles where rolname = 'toolsdb_owner')"
