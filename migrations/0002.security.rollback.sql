@@ -47,7 +47,7 @@ drop function if exists toolsdb.audit_event(text, text, text, jsonb, jsonb, json
 drop function if exists toolsdb_private.audit_write(text, text, text, jsonb, jsonb, jsonb);
 drop table if exists toolsdb.audit_logs cascade;
 drop function if exists toolsdb_private.audit_row_digest(toolsdb.audit_logs);
-drop function if exists toolsdb_private.tg__audit_append_only();
+drop function if exists toolsdb_private.tg__append_only();
 
 drop function if exists toolsdb.current_agent_id();
 drop function if exists toolsdb.current_user_id();

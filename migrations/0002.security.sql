@@ -227,38 +227,46 @@ comment on column toolsdb.audit_logs.transaction_id is
 -- Append-only guard: for every role, the owner included
 -- ---------------------------------------------------------------------------
 
-create or replace function toolsdb_private.tg__audit_append_only()
+create or replace function toolsdb_private.tg__append_only()
 returns trigger
 language plpgsql
 volatile
 set search_path = ''
 as $function$
 begin
-    raise exception 'toolsdb.audit_logs is append-only: % is not allowed', tg_op
-        using errcode = 'insufficient_privilege',
-        hint = 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()';
+    raise exception '% is append-only: % is not allowed',
+        coalesce(tg_argv[0], tg_table_schema || '.' || tg_table_name), tg_op
+        using errcode = 'insufficient_privilege', hint = coalesce(tg_argv[1], '');
 end;
 $function$;
 
-comment on function toolsdb_private.tg__audit_append_only() is
-'Guard trigger of toolsdb.audit_logs and its partitions: UPDATE, DELETE and TRUNCATE raise '
-'insufficient_privilege (42501) saying the log is append-only, whoever runs them.';
+comment on function toolsdb_private.tg__append_only() is
+'Guard trigger of every append-only table (the audit log and its partitions, the seals, execution '
+'logs, the activity feed): the operations it is attached to (UPDATE, DELETE, TRUNCATE) raise '
+'insufficient_privilege (42501) saying the table is append-only, whoever runs them. Arguments: the '
+'table to name (a partition names its parent) and a hint.';
 
 create or replace trigger _010_append_only
 before update or delete on toolsdb.audit_logs
 for each row
-execute function toolsdb_private.tg__audit_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.audit_logs', 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
+);
 
 create or replace trigger _010_append_only_truncate
 before truncate on toolsdb.audit_logs
 for each statement
-execute function toolsdb_private.tg__audit_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.audit_logs', 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
+);
 
 -- Statement triggers are not inherited by partitions: each gets its own.
 create or replace trigger _010_append_only_truncate
 before truncate on toolsdb.audit_logs_default
 for each statement
-execute function toolsdb_private.tg__audit_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.audit_logs', 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
+);
 
 -- ---------------------------------------------------------------------------
 -- Writing entries
@@ -600,8 +608,9 @@ begin
             );
             execute pg_catalog.format(
                 'create trigger _010_append_only_truncate before truncate on toolsdb.%I '
-                'for each statement execute function toolsdb_private.tg__audit_append_only()',
-                toolsdb_private.audit_partition_name(month_start)
+                'for each statement execute function toolsdb_private.tg__append_only(%L, %L)',
+                toolsdb_private.audit_partition_name(month_start), 'toolsdb.audit_logs',
+                'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
             );
             execute pg_catalog.format(
                 'comment on table toolsdb.%I is %L',
@@ -614,7 +623,9 @@ begin
     if stranded_months is not null then
         create table toolsdb.audit_logs_default partition of toolsdb.audit_logs default;
         create trigger _010_append_only_truncate before truncate on toolsdb.audit_logs_default
-        for each statement execute function toolsdb_private.tg__audit_append_only();
+        for each statement execute function toolsdb_private.tg__append_only(
+            'toolsdb.audit_logs', 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
+        );
         comment on table toolsdb.audit_logs_default is
         'Default partition of toolsdb.audit_logs: entries of months without their own partition land here '
         'until toolsdb.audit_create_partitions() moves them.';
@@ -753,12 +764,16 @@ comment on column toolsdb.audit_seals.sealed_by is 'Database role that made it.'
 create or replace trigger _010_append_only
 before update or delete on toolsdb.audit_seals
 for each row
-execute function toolsdb_private.tg__audit_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.audit_seals', 'seals are only added, by toolsdb.audit_seal()'
+);
 
 create or replace trigger _010_append_only_truncate
 before truncate on toolsdb.audit_seals
 for each statement
-execute function toolsdb_private.tg__audit_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.audit_seals', 'seals are only added, by toolsdb.audit_seal()'
+);
 
 create or replace function toolsdb_private.audit_row_digest(entry toolsdb.audit_logs)
 returns bytea

@@ -16,7 +16,6 @@ drop function if exists toolsdb.execution_create(uuid, uuid, jsonb);
 delete from toolsdb_private.audit_exemptions
 where table_name = 'toolsdb.agent_execution_logs';
 drop table if exists toolsdb.agent_execution_logs cascade;
-drop function if exists toolsdb_private.tg__execution_log_append_only();
 drop table if exists toolsdb.agent_executions cascade;
 drop function if exists toolsdb_private.tg__execution_rules();
 drop function if exists toolsdb.token_cost(text, text, timestamptz, bigint, bigint, bigint);

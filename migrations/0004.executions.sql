@@ -321,26 +321,12 @@ comment on column toolsdb.agent_execution_logs.level is 'debug, info (default), 
 comment on column toolsdb.agent_execution_logs.message is 'The entry, 1-100,000 characters.';
 comment on column toolsdb.agent_execution_logs.data is 'Structured data of the entry (JSON object).';
 
-create or replace function toolsdb_private.tg__execution_log_append_only()
-returns trigger
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-begin
-    raise exception 'toolsdb.agent_execution_logs is append-only: entries are never rewritten'
-        using errcode = 'insufficient_privilege';
-end;
-$function$;
-
-comment on function toolsdb_private.tg__execution_log_append_only() is
-'Guard of toolsdb.agent_execution_logs: UPDATE raises insufficient_privilege (entries are appended, '
-'never rewritten). Deleting a run still deletes its entries.';
-
 create or replace trigger _010_append_only
 before update on toolsdb.agent_execution_logs
 for each row
-execute function toolsdb_private.tg__execution_log_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.agent_execution_logs', 'entries are appended, never rewritten; they go with their run'
+);
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.agent_execution_logs', 'high-volume, append-only log entries of executions (never updated)')

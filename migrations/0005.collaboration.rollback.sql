@@ -11,7 +11,6 @@ drop function if exists toolsdb.activity_record(uuid, text, text, uuid, jsonb, b
 delete from toolsdb_private.audit_exemptions
 where table_name = 'toolsdb.activity_feed';
 drop table if exists toolsdb.activity_feed cascade;
-drop function if exists toolsdb_private.tg__activity_append_only();
 drop table if exists toolsdb.task_attachments cascade;
 drop table if exists toolsdb.task_comments cascade;
 drop function if exists toolsdb_private.tg__project_from_task();

@@ -749,26 +749,12 @@ comment on column toolsdb.activity_feed.metadata is 'Details (JSON object).';
 comment on column toolsdb.activity_feed.is_public is 'False for entries only project members should see.';
 comment on column toolsdb.activity_feed.created_at is 'When it happened.';
 
-create or replace function toolsdb_private.tg__activity_append_only()
-returns trigger
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-begin
-    raise exception 'toolsdb.activity_feed is append-only: entries are never rewritten'
-        using errcode = 'insufficient_privilege';
-end;
-$function$;
-
-comment on function toolsdb_private.tg__activity_append_only() is
-'Guard of toolsdb.activity_feed: UPDATE raises insufficient_privilege. Entries leave only with '
-'their project or task.';
-
 create or replace trigger _010_append_only
 before update on toolsdb.activity_feed
 for each row
-execute function toolsdb_private.tg__activity_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.activity_feed', 'entries are never rewritten; they leave only with their project or task'
+);
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.activity_feed', 'high-volume, append-only feed for people; its rows are the record')

@@ -7,7 +7,8 @@
 -- execution_complete, execution_fail, execution_time_out, execution_cancel.
 -- Audited (the log is exempt: high-volume, append-only); row-level security
 -- per project on both tables.
--- Needs: schema/30_tasks.sql, schema/31_model_prices.sql, schema/22_agents.sql.
+-- Needs: schema/12_audit.sql (toolsdb_private.tg__append_only),
+--        schema/30_tasks.sql, schema/31_model_prices.sql, schema/22_agents.sql.
 
 create table if not exists toolsdb.agent_executions (
     execution_id uuid not null default gen_random_uuid(),
@@ -232,26 +233,12 @@ comment on column toolsdb.agent_execution_logs.level is 'debug, info (default), 
 comment on column toolsdb.agent_execution_logs.message is 'The entry, 1-100,000 characters.';
 comment on column toolsdb.agent_execution_logs.data is 'Structured data of the entry (JSON object).';
 
-create or replace function toolsdb_private.tg__execution_log_append_only()
-returns trigger
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-begin
-    raise exception 'toolsdb.agent_execution_logs is append-only: entries are never rewritten'
-        using errcode = 'insufficient_privilege';
-end;
-$function$;
-
-comment on function toolsdb_private.tg__execution_log_append_only() is
-'Guard of toolsdb.agent_execution_logs: UPDATE raises insufficient_privilege (entries are appended, '
-'never rewritten). Deleting a run still deletes its entries.';
-
 create or replace trigger _010_append_only
 before update on toolsdb.agent_execution_logs
 for each row
-execute function toolsdb_private.tg__execution_log_append_only();
+execute function toolsdb_private.tg__append_only(
+    'toolsdb.agent_execution_logs', 'entries are appended, never rewritten; they go with their run'
+);
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.agent_execution_logs', 'high-volume, append-only log entries of executions (never updated)')

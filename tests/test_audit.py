@@ -626,7 +626,7 @@ def test_every_partition_has_the_append_only_guards(tx: psycopg.Connection) -> N
               select count(*) from pg_catalog.pg_trigger as t
               where t.tgrelid = c.oid
                 and t.tgname in ('_010_append_only', '_010_append_only_truncate')
-                and t.tgfoid = 'toolsdb_private.tg__audit_append_only()'::regprocedure
+                and t.tgfoid = 'toolsdb_private.tg__append_only()'::regprocedure
                 and t.tgenabled <> 'D'
           )
         order by 1
