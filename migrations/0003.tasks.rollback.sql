@@ -8,5 +8,6 @@
 drop function if exists toolsdb.priority_from_label(text);
 drop function if exists toolsdb.task_transition(uuid, text);
 drop table if exists toolsdb.tasks cascade;
+drop function if exists toolsdb_private.tg__project_from_task();
 drop function if exists toolsdb_private.tg__task_rules();
 drop table if exists toolsdb.task_status_transitions cascade;

@@ -2,13 +2,15 @@
 -- Work tracking, first slice: toolsdb.tasks with its lifecycle lookup
 -- table toolsdb.task_status_transitions, the rules trigger, change capture,
 -- row-level security per project, toolsdb.task_transition() and
--- toolsdb.priority_from_label(). The same statements as schema/30_tasks.sql.
+-- toolsdb.priority_from_label(), and the trigger function that gives rows
+-- hanging off a task its project. The same statements as schema/30_tasks.sql.
 -- depends: 0002.security
 --
 -- Every index here is on a table created in this same migration (empty,
 -- invisible to others until commit), so a plain create index blocks nobody.
 -- squawk-ignore-file require-concurrent-index-creation
 
+-- ---- from schema/30_tasks.sql ----
 
 create table if not exists toolsdb.task_status_transitions (
     from_status text not null,
@@ -262,6 +264,34 @@ execute function toolsdb_private.tg__task_rules();
 select toolsdb.audit_table('toolsdb.tasks');
 
 select toolsdb.isolate_rows('toolsdb.tasks', 'project_id');
+
+-- Rows that hang off a task take its project (for row-level security).
+create or replace function toolsdb_private.tg__project_from_task()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    if tg_op = 'UPDATE' then
+        new.project_id := old.project_id;
+        new.task_id := old.task_id;
+        return new;
+    end if;
+    select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
+    if new.project_id is null then
+        raise exception 'task % not found', new.task_id
+            using errcode = 'foreign_key_violation', constraint = tg_table_name || '_task_id_fkey',
+            hint = 'is toolsdb.project_id set to its project?';
+    end if;
+    return new;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__project_from_task() is
+'Trigger (_050_project_from_task) of rows that hang off a task (runs, validations, comments, '
+'attachments): project_id is the task''s, set on insert; task and project cannot change afterwards. '
+'An unknown or invisible task raises 23503 naming <table>_task_id_fkey.';
 
 create or replace function toolsdb.task_transition(task_id uuid, to_status text)
 returns text

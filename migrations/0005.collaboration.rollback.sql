@@ -13,7 +13,7 @@ where table_name = 'toolsdb.activity_feed';
 drop table if exists toolsdb.activity_feed cascade;
 drop table if exists toolsdb.task_attachments cascade;
 drop table if exists toolsdb.task_comments cascade;
-drop function if exists toolsdb_private.tg__project_from_task();
+
 drop index if exists toolsdb.agent_executions_evidence_id_idx;
 alter table toolsdb.agent_executions drop constraint if exists agent_executions_evidence_id_fkey;
 drop table if exists toolsdb.evidence cascade;

@@ -77,6 +77,11 @@ comment on column toolsdb.pr_validations.completed_at is 'When it was settled or
 comment on column toolsdb.pr_validations.created_at is 'When it was created; set by trigger _100_timestamps.';
 comment on column toolsdb.pr_validations.updated_at is 'When it last changed; set by trigger _100_timestamps.';
 
+create or replace trigger _050_project_from_task
+before insert or update on toolsdb.pr_validations
+for each row
+execute function toolsdb_private.tg__project_from_task();
+
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.pr_validations
 for each row
@@ -90,13 +95,11 @@ set search_path = ''
 as $function$
 begin
     if tg_op = 'INSERT' then
-        select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
         new.status := 'pending';
         new.started_at := null;
         new.completed_at := null;
         return new;
     end if;
-    new.project_id := old.project_id;
     new.started_at := old.started_at;
     new.completed_at := old.completed_at;
     if new.status is distinct from old.status then
@@ -122,9 +125,9 @@ end;
 $function$;
 
 comment on function toolsdb_private.tg__validation_rules() is
-'Trigger of toolsdb.pr_validations (_200_validation_rules): project from the task, a new '
-'validation is pending, status moves only forward (else 55000 naming both states), a settled one '
-'is frozen, started_at and completed_at are the database''s.';
+'Trigger of toolsdb.pr_validations (_200_validation_rules): a new validation is pending (its '
+'project comes from _050_project_from_task), status moves only forward (else 55000 naming both '
+'states), a settled one is frozen, started_at and completed_at are the database''s.';
 
 create or replace trigger _200_validation_rules
 before insert or update on toolsdb.pr_validations
@@ -537,33 +540,6 @@ $evidence$;
 create index if not exists agent_executions_evidence_id_idx on toolsdb.agent_executions (evidence_id);
 
 -- ---- from schema/36_task_discussion.sql ----
-
-create or replace function toolsdb_private.tg__project_from_task()
-returns trigger
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-begin
-    if tg_op = 'UPDATE' then
-        new.project_id := old.project_id;
-        new.task_id := old.task_id;
-        return new;
-    end if;
-    select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
-    if new.project_id is null then
-        raise exception 'task % not found', new.task_id
-            using errcode = 'foreign_key_violation', constraint = tg_table_name || '_task_id_fkey',
-            hint = 'is toolsdb.project_id set to its project?';
-    end if;
-    return new;
-end;
-$function$;
-
-comment on function toolsdb_private.tg__project_from_task() is
-'Trigger (_050_project_from_task) of rows that hang off a task: project_id is the task''s, set on '
-'insert; task and project cannot change afterwards. An unknown or invisible task raises 23503 '
-'naming <table>_task_id_fkey.';
 
 create table if not exists toolsdb.task_comments (
     comment_id uuid not null default gen_random_uuid(),

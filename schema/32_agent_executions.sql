@@ -108,6 +108,11 @@ comment on column toolsdb.agent_executions.completed_at is
 comment on column toolsdb.agent_executions.created_at is 'When it was created; set by trigger _100_timestamps.';
 comment on column toolsdb.agent_executions.updated_at is 'When it last changed; set by trigger _100_timestamps.';
 
+create or replace trigger _050_project_from_task
+before insert or update on toolsdb.agent_executions
+for each row
+execute function toolsdb_private.tg__project_from_task();
+
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.agent_executions
 for each row
@@ -123,13 +128,8 @@ declare
     agent toolsdb.agents;
 begin
     if tg_op = 'INSERT' then
-        -- The run belongs to its task's project, and remembers its agent's kind and model.
-        select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
-        if new.project_id is null then
-            raise exception 'task % not found', new.task_id
-                using errcode = 'foreign_key_violation', constraint = 'agent_executions_task_id_fkey',
-                hint = 'is toolsdb.project_id set to its project?';
-        end if;
+        -- The run remembers its agent's kind and model (its project comes
+        -- from _050_project_from_task).
         select * into agent from toolsdb.agents as a where a.agent_id = new.agent_id;
         if agent.agent_id is null then
             raise exception 'agent % not found', new.agent_id
@@ -145,7 +145,6 @@ begin
         new.cost_is_given := false;
         return new;
     end if;
-    new.project_id := old.project_id;
     new.started_at := old.started_at;
     new.completed_at := old.completed_at;
     if new.status is distinct from old.status then
@@ -185,10 +184,10 @@ $function$;
 
 comment on function toolsdb_private.tg__execution_rules() is
 'Trigger of toolsdb.agent_executions (_200_execution_rules, BEFORE INSERT OR UPDATE): fills '
-'project, agent type and model from the task and agent; a new run is pending; status moves only '
-'forward (else 55000 naming both states) and a finished run is frozen but for evidence_id; '
-'started_at and '
-'completed_at are the database''s; cost_usd is the caller''s or computed at the end.';
+'agent type and model from the agent (the project comes from _050_project_from_task); a new run '
+'is pending; status moves only forward (else 55000 naming both states) and a finished run is '
+'frozen but for evidence_id; started_at and completed_at are the database''s; cost_usd is the '
+'caller''s or computed at the end.';
 
 create or replace trigger _200_execution_rules
 before insert or update on toolsdb.agent_executions

@@ -71,6 +71,11 @@ comment on column toolsdb.pr_validations.completed_at is 'When it was settled or
 comment on column toolsdb.pr_validations.created_at is 'When it was created; set by trigger _100_timestamps.';
 comment on column toolsdb.pr_validations.updated_at is 'When it last changed; set by trigger _100_timestamps.';
 
+create or replace trigger _050_project_from_task
+before insert or update on toolsdb.pr_validations
+for each row
+execute function toolsdb_private.tg__project_from_task();
+
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.pr_validations
 for each row
@@ -84,13 +89,11 @@ set search_path = ''
 as $function$
 begin
     if tg_op = 'INSERT' then
-        select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
         new.status := 'pending';
         new.started_at := null;
         new.completed_at := null;
         return new;
     end if;
-    new.project_id := old.project_id;
     new.started_at := old.started_at;
     new.completed_at := old.completed_at;
     if new.status is distinct from old.status then
@@ -116,9 +119,9 @@ end;
 $function$;
 
 comment on function toolsdb_private.tg__validation_rules() is
-'Trigger of toolsdb.pr_validations (_200_validation_rules): project from the task, a new '
-'validation is pending, status moves only forward (else 55000 naming both states), a settled one '
-'is frozen, started_at and completed_at are the database''s.';
+'Trigger of toolsdb.pr_validations (_200_validation_rules): a new validation is pending (its '
+'project comes from _050_project_from_task), status moves only forward (else 55000 naming both '
+'states), a settled one is frozen, started_at and completed_at are the database''s.';
 
 create or replace trigger _200_validation_rules
 before insert or update on toolsdb.pr_validations

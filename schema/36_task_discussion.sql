@@ -4,34 +4,7 @@
 -- toolsdb.task_attachments (files stored elsewhere, described here).
 -- Audited; row-level security per project (the project is filled in from
 -- the task by the database).
--- Needs: schema/30_tasks.sql, schema/20_users.sql, schema/22_agents.sql.
-
-create or replace function toolsdb_private.tg__project_from_task()
-returns trigger
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-begin
-    if tg_op = 'UPDATE' then
-        new.project_id := old.project_id;
-        new.task_id := old.task_id;
-        return new;
-    end if;
-    select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
-    if new.project_id is null then
-        raise exception 'task % not found', new.task_id
-            using errcode = 'foreign_key_violation', constraint = tg_table_name || '_task_id_fkey',
-            hint = 'is toolsdb.project_id set to its project?';
-    end if;
-    return new;
-end;
-$function$;
-
-comment on function toolsdb_private.tg__project_from_task() is
-'Trigger (_050_project_from_task) of rows that hang off a task: project_id is the task''s, set on '
-'insert; task and project cannot change afterwards. An unknown or invisible task raises 23503 '
-'naming <table>_task_id_fkey.';
+-- Needs: schema/30_tasks.sql (toolsdb_private.tg__project_from_task), schema/20_users.sql, schema/22_agents.sql.
 
 create table if not exists toolsdb.task_comments (
     comment_id uuid not null default gen_random_uuid(),
