@@ -285,6 +285,18 @@ def test_settling_passes_only_when_every_check_passed(
     )
 
 
+def test_a_validation_of_an_unknown_task_names_the_foreign_key(tx: psycopg.Connection, world: World) -> None:
+    expect_error(
+        tx,
+        "23503",
+        lambda: tx.execute(
+            "insert into toolsdb.pr_validations (task_id, pr_number, repository)"
+            " values (gen_random_uuid(), 1, 'example/toolsdb')"
+        ),
+        constraint="pr_validations_task_id_fkey",
+    )
+
+
 def test_a_pending_validation_cannot_be_settled(tx: psycopg.Connection, world: World) -> None:
     validation_id = validation_in(tx, world.task_a, "pending")
     caught = expect_error(tx, "55000", lambda: call(tx, "validation_settle", validation_id))
