@@ -22,7 +22,8 @@ comment on schema toolsdb_migrations is
 
 -- Group roles (NOLOGIN), see docs/security.md: toolsdb_owner owns every
 -- object and runs migrations, toolsdb_app is the application, toolsdb_readonly
--- reads. Cluster-wide, so two databases on one cluster may race to create
+-- reads, toolsdb_worker drains the queues (claims across sessions through
+-- security definer functions only). Cluster-wide, so two databases on one cluster may race to create
 -- them: a duplicate is not an error. A connecting user without CREATEROLE
 -- gets a clear error: an administrator runs this file once, then any member
 -- of toolsdb_owner can migrate.
@@ -30,7 +31,7 @@ do $bootstrap$
 declare
     wanted_role text;
 begin
-    foreach wanted_role in array array['toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly'] loop
+    foreach wanted_role in array array['toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker'] loop
         if not exists (select from pg_catalog.pg_roles where rolname = wanted_role) then
             begin
                 execute pg_catalog.format('create role %I nologin', wanted_role);

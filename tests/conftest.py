@@ -148,7 +148,9 @@ def normalize_dump(text: str) -> str:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without anything that would pick another database."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PG") and k not in ("DATABASE_URL", "TOOLSDB_SQL_ROOT")
+        k: v for k, v in os.environ.items() if not k.startswith("PG")
+        and k not in ("DATABASE_URL", "TOOLSDB_SQL_ROOT", "TOOLSDB_HOME", "TOOLSDB_HOOK_LOG")
+        and k not in ("TOOLSDB_USER_ID", "TOOLSDB_AGENT_ID", "TOOLSDB_PROJECT_ID")
     }
     env.update(extra)
     return env

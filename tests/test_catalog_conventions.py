@@ -271,7 +271,8 @@ def test_every_constraint_is_named_by_the_convention(conn) -> None:
 
 def test_every_text_column_is_bounded_by_a_check(conn) -> None:
     # text instead of varchar(n): each text column of a table is named in at
-    # least one CHECK constraint (length, format or allowed values).
+    # least one CHECK constraint (length, format or allowed values), or is a
+    # foreign key, bounded by the CHECKs of the column it references.
     unbounded = rows(
         conn,
         """
@@ -282,7 +283,7 @@ def test_every_text_column_is_bounded_by_a_check(conn) -> None:
         where n.nspname = any(%s) and c.relkind in ('r', 'p')
           and a.attnum > 0 and not a.attisdropped and a.atttypid = 'text'::regtype
           and not exists (select from pg_constraint k
-                          where k.conrelid = c.oid and k.contype = 'c' and a.attnum = any(k.conkey))
+                          where k.conrelid = c.oid and k.contype in ('c', 'f') and a.attnum = any(k.conkey))
         """,
         list(APP_SCHEMAS),
     )

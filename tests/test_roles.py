@@ -11,13 +11,16 @@ def as_role(conn: psycopg.Connection, role: str) -> None:
     conn.execute(f"set local role {role}")
 
 
-def test_the_bootstrap_creates_the_three_group_roles_without_login(conn: psycopg.Connection) -> None:
+def test_the_bootstrap_creates_the_four_group_roles_without_login(conn: psycopg.Connection) -> None:
     roles = conn.execute(
         "select rolname, rolcanlogin from pg_roles where rolname like 'toolsdb\\_%' order by 1"
     ).fetchall()
-    assert roles == [("toolsdb_app", False), ("toolsdb_owner", False), ("toolsdb_readonly", False)], (
-        "the group roles are NOLOGIN"
-    )
+    assert roles == [
+        ("toolsdb_app", False),
+        ("toolsdb_owner", False),
+        ("toolsdb_readonly", False),
+        ("toolsdb_worker", False),
+    ], "the group roles are NOLOGIN"
 
 
 def test_the_app_role_writes_and_the_timestamps_trigger_fires_for_it(conn: psycopg.Connection) -> None:

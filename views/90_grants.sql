@@ -17,7 +17,7 @@ declare
     -- The application only reads these (written through functions, or rules):
     read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions', 'model_prices'];
     -- appends to these and never changes or removes an entry:
-    append_only_for_app text[] := array['activity_feed', 'agent_execution_logs'];
+    append_only_for_app text[] := array['activity_feed', 'agent_execution_logs', 'events', 'notifications', 'metrics'];
     -- and does not touch these at all:
     hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
     app_functions text[] := array[
@@ -48,7 +48,31 @@ declare
         'toolsdb.validation_cancel(uuid)',
         'toolsdb.error_record(text,text,uuid,uuid,jsonb,text)',
         'toolsdb.error_record_recovery(uuid,boolean,jsonb)',
-        'toolsdb.activity_record(uuid,text,text,uuid,jsonb,boolean)'
+        'toolsdb.activity_record(uuid,text,text,uuid,jsonb,boolean)',
+        'toolsdb.create_session(text,text,text,text,jsonb,uuid,uuid,uuid)',
+        'toolsdb.update_session_activity(text)',
+        'toolsdb.set_session_idle(text,boolean)',
+        'toolsdb.end_session(text,text)',
+        'toolsdb.create_message(text,text,text,jsonb,integer,jsonb)',
+        'toolsdb.memory_set(uuid,text,text,uuid,jsonb)',
+        'toolsdb.memory_get(uuid,text,uuid)',
+        'toolsdb.insert_event(text,text,jsonb,text)',
+        'toolsdb.hook_ingest(jsonb,jsonb)',
+        'toolsdb.insert_notification(text,text,text,jsonb,bigint,integer,text,timestamp with time zone)',
+        'toolsdb.insert_metric(text,double precision,text,jsonb,timestamp with time zone)',
+        'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)'
+    ];
+    -- The queue workers: claims and settlements across sessions, nothing else.
+    worker_functions text[] := array[
+        'toolsdb.get_unprocessed_events(integer,interval,text)',
+        'toolsdb.mark_events_processed(bigint[],uuid)',
+        'toolsdb.mark_event_processed(bigint,uuid)',
+        'toolsdb.claim_notifications(integer,interval,text)',
+        'toolsdb.mark_notifications_sent(bigint[],uuid)',
+        'toolsdb.mark_notification_sent(bigint,uuid)',
+        'toolsdb.mark_notification_failed(bigint,uuid,text,interval,interval)',
+        'toolsdb.get_dead_notifications(integer)',
+        'toolsdb.redrive_notifications(bigint[])'
     ];
     readonly_functions text[] := array[
         'toolsdb.setting_uuid(text)',
@@ -59,11 +83,13 @@ declare
         'toolsdb.audit_verify()',
         'toolsdb.priority_from_label(text)',
         'toolsdb.model_price_at(text,text,timestamp with time zone)',
-        'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)'
+        'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)',
+        'toolsdb.memory_get(uuid,text,uuid)',
+        'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)'
     ];
 begin
     -- Schemas: the application schema is usable, the private one is not.
-    foreach grantee in array array['toolsdb_app', 'toolsdb_readonly'] loop
+    foreach grantee in array array['toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker'] loop
         if not pg_catalog.has_schema_privilege(grantee, 'toolsdb', 'USAGE') then
             execute pg_catalog.format('grant usage on schema toolsdb to %I', grantee);
         end if;
@@ -133,6 +159,9 @@ begin
         union all
         select f.signature, 'toolsdb_readonly'
         from pg_catalog.unnest(readonly_functions) as f (signature)
+        union all
+        select f.signature, 'toolsdb_worker'
+        from pg_catalog.unnest(worker_functions) as f (signature)
     loop
         if not pg_catalog.has_function_privilege(fn.grantee, fn.signature, 'EXECUTE') then
             execute pg_catalog.format('grant execute on function %s to %I', fn.signature, fn.grantee);

@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timezone
+from pathlib import Path
 
 import click
 import psycopg
@@ -193,6 +194,71 @@ def reset(settings: Settings, force: bool) -> None:
     target = Target(server.conninfo(), "embedded", server)
     applied = engine.migrate(target, settings.echo())
     click.echo(f"reset the embedded database and applied {len(applied)} migration(s)")
+
+
+@cli.command()
+@click.option("--strict", is_flag=True, help="Exit 1 (with the error on stderr) when the payload cannot be stored.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Where failures are logged (default $TOOLSDB_HOOK_LOG, else ~/.local/state/toolsdb/hook.log).",
+)
+@common_options
+def hook(settings: Settings, strict: bool, log_file: str | None) -> None:
+    """Store one agent hook payload (JSON on stdin) as an event; update its session.
+
+    Wire it into Claude Code's settings.json for every hook event (README). It
+    prints nothing, connects with a short timeout (TOOLSDB_HOOK_CONNECT_TIMEOUT,
+    default 2 s) and never blocks the agent: any failure is logged, with the
+    payload, and the exit status is 0 unless --strict. Git branch and terminal
+    come from this process; TOOLSDB_USER_ID, TOOLSDB_AGENT_ID and
+    TOOLSDB_PROJECT_ID link the session. The embedded server is found through
+    TOOLSDB_HOME (its .toolsdb folder) and is never started by this command.
+    """
+    from .hook import run
+
+    sys.exit(run(settings.database, strict, Path(log_file) if log_file else None))
+
+
+@cli.command("import-v1")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@common_options
+def import_v1(settings: Settings, directory: Path) -> None:
+    """Import the V1 JSON files of DIRECTORY (e.g. ~/.claude), once.
+
+    Reads config/slack-config.json (into config as slack.*, the webhook URL
+    encrypted with the key of `toolsdb config`), state/tool_requests/
+    {session_id}_{timestamp}.json (as processed events) and
+    state/notification_states.json (sent ones as sent, others as dead letters
+    to redrive); the same names directly in DIRECTORY work too. Running it
+    again imports nothing twice. A bad file is reported by name and the rest
+    go on; the exit status is 1 when any was bad.
+    """
+    from . import config as config_module
+    from . import importv1
+
+    problems: list[str] = []
+    keys = config_module.KeyRing.load()
+    items = importv1.plan(directory, keys, problems)
+    summary = importv1.Summary(problems=problems)
+    if not items and not problems:
+        raise ToolsdbError(
+            f"no V1 files in {directory}: expected config/slack-config.json, "
+            "state/tool_requests/*.json or state/notification_states.json"
+        )
+    with (
+        settings.target().connect() as conn,
+        click.progressbar(
+            length=len(items), label="importing", file=sys.stderr, show_pos=True, show_eta=len(items) > 100
+        ) as bar,
+    ):
+        importv1.run_items(conn, items, summary, lambda _item: bar.update(1))
+    for problem in summary.problems:
+        click.echo(f"bad: {problem}", err=True)
+    for line in summary.lines():
+        click.echo(line)
+    if summary.problems:
+        sys.exit(1)
 
 
 @cli.group()

@@ -21,14 +21,12 @@ import stat
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ToolsdbError
+from .serverinfo import DEFAULT_DBNAME, SUPERUSER, ServerInfo, default_root, read_server_info
 
-DEFAULT_DBNAME = "toolsdb"
-SUPERUSER = "postgres"
 DEFAULT_SERVER_USER = "toolsdb-pg"
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
@@ -55,21 +53,11 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class ServerInfo:
-    """What postmaster.pid says about a running server."""
-
-    pid: int
-    port: int
-    socket_dir: str
-    listen_addresses: str
-
-
 class EmbeddedServer:
     """One PostgreSQL cluster in a folder (``.toolsdb/`` of the working directory)."""
 
     def __init__(self, root: Path | None = None, bindir: Path | None = None, dbname: str = DEFAULT_DBNAME):
-        self.root = (root or Path.cwd() / ".toolsdb").absolute()
+        self.root = (root or default_root()).absolute()
         self.data = self.root / "data"
         self.logdir = self.root / "log"
         self.logfile = self.logdir / "server.log"
@@ -288,21 +276,7 @@ class EmbeddedServer:
     # -- state ------------------------------------------------------------------
     def info(self) -> ServerInfo | None:
         """The running server's pid, port and socket folder, or None if stopped."""
-        pidfile = self.data / "postmaster.pid"
-        try:
-            lines = pidfile.read_text().splitlines()
-        except (FileNotFoundError, PermissionError):
-            return None
-        if len(lines) < 6:
-            return None
-        try:
-            pid = int(lines[0])
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
-            return None
-        except PermissionError:
-            pass  # alive, owned by another user
-        return ServerInfo(pid=pid, port=int(lines[3]), socket_dir=lines[4], listen_addresses=lines[5].strip())
+        return read_server_info(self.data)
 
     def is_running(self) -> bool:
         return self.info() is not None
@@ -379,7 +353,7 @@ class EmbeddedServer:
         info = info or self.info()
         if info is None:
             raise ToolsdbError("the embedded server is not running: `toolsdb server start`")
-        return f"host={info.socket_dir} port={info.port} user={SUPERUSER} dbname={dbname or self.dbname}"
+        return info.conninfo(dbname or self.dbname)
 
     def url(self, info: ServerInfo | None = None, tcp: bool = False, dbname: str | None = None) -> str:
         """A postgresql:// URI that psql and libpq accept."""

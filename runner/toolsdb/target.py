@@ -17,20 +17,8 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from .errors import ToolsdbError
+from .libpq import LIBPQ_TARGET_VARS
 from .server import EmbeddedServer
-
-# The variables that make libpq pick a server or database (see "Environment
-# Variables" in the libpq manual); any one of them set means "use it".
-LIBPQ_TARGET_VARS = (
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGDATABASE",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-)
 
 
 @dataclass

@@ -1,0 +1,233 @@
+"""``toolsdb hook``: store one agent hook payload, fast, and never get in the way.
+
+Claude Code runs a hook command on every event (every tool use included) and
+writes the event as one JSON object on its stdin. This command sends that
+JSON, unchanged, with the context only the hook process knows (git branch of
+the working directory, terminal, TOOLSDB_USER_ID / TOOLSDB_AGENT_ID /
+TOOLSDB_PROJECT_ID) to ``toolsdb.hook_ingest()``, which stores the raw event
+and updates the session in one statement. The rules live in that function.
+
+It runs inside the agent's loop, so it imports only the standard library and
+talks to libpq through ctypes (``toolsdb.libpq``), connects with a short
+timeout, prints nothing on stdout, and on any failure appends one line (with
+the payload, so nothing is lost) to its log file and exits 0. With
+``--strict`` a failure exits 1 (never 2, which would block Claude's tool call).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from .libpq import LIBPQ_TARGET_VARS, Connection, LibpqError
+from .serverinfo import default_root, read_server_info
+
+INGEST_SQL = "select toolsdb.hook_ingest($1::jsonb, $2::jsonb)"
+CONNECT_TIMEOUT_ENV = "TOOLSDB_HOOK_CONNECT_TIMEOUT"
+LOG_ENV = "TOOLSDB_HOOK_LOG"
+LOGGED_PAYLOAD_MAX = 65536
+
+# Environment variables that describe the terminal, kept in terminal_info.
+TERMINAL_VARS = (
+    "TERM",
+    "TERM_PROGRAM",
+    "TERM_PROGRAM_VERSION",
+    "COLORTERM",
+    "TMUX",
+    "TMUX_PANE",
+    "STY",
+    "WINDOWID",
+    "KITTY_WINDOW_ID",
+    "WT_SESSION",
+    "ALACRITTY_WINDOW_ID",
+    "SSH_TTY",
+)
+TERM_PROGRAMS = {
+    "vscode": "vscode",
+    "iTerm.app": "iterm",
+    "Apple_Terminal": "apple_terminal",
+    "WezTerm": "wezterm",
+    "ghostty": "ghostty",
+    "Hyper": "hyper",
+    "tmux": "tmux",
+}
+
+
+class HookError(Exception):
+    """Why a payload could not be stored (one line)."""
+
+
+def default_log_file() -> Path:
+    """``TOOLSDB_HOOK_LOG``, else ``$XDG_STATE_HOME/toolsdb/hook.log`` (~/.local/state)."""
+    if os.environ.get(LOG_ENV):
+        return Path(os.environ[LOG_ENV])
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "toolsdb" / "hook.log"
+
+
+def git_branch(start: str | None) -> str | None:
+    """The branch checked out in ``start`` (read from .git/HEAD, no git process), or a short sha."""
+    if not start:
+        return None
+    path = Path(start)
+    for folder in (path, *path.parents):
+        dotgit = folder / ".git"
+        try:
+            if dotgit.is_file():  # a worktree or submodule: "gitdir: <path>"
+                target = dotgit.read_text().strip().removeprefix("gitdir:").strip()
+                dotgit = (folder / target).resolve()
+            head = (dotgit / "HEAD").read_text().strip()
+        except OSError:
+            continue
+        if head.startswith("ref:"):
+            return head.removeprefix("ref:").strip().removeprefix("refs/heads/")[:255] or None
+        return head[:12] or None
+    return None
+
+
+def terminal(env: os._Environ[str] | dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    """Terminal type (tmux, screen, vscode, iterm, ...) and the variables describing it."""
+    info = {name.lower(): env[name] for name in TERMINAL_VARS if env.get(name)}
+    if env.get("TMUX"):
+        kind = "tmux"
+    elif env.get("STY"):
+        kind = "screen"
+    elif env.get("TERM_PROGRAM"):
+        kind = TERM_PROGRAMS.get(env["TERM_PROGRAM"], env["TERM_PROGRAM"])
+    elif env.get("KITTY_WINDOW_ID"):
+        kind = "kitty"
+    elif env.get("WT_SESSION"):
+        kind = "windows_terminal"
+    elif env.get("ALACRITTY_WINDOW_ID"):
+        kind = "alacritty"
+    else:
+        kind = env.get("TERM") or ""
+    kind = re.sub(r"[^a-z0-9_.-]", "_", kind.lower()).lstrip("0123456789_.-")[:50]
+    return (kind or None), info
+
+
+def context(payload: dict, env: os._Environ[str] | dict[str, str]) -> dict:
+    """What the hook process adds to the payload: branch, terminal, and configured ids."""
+    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
+    kind, info = terminal(env)
+    ctx: dict = {"git_branch": git_branch(cwd or os.getcwd()), "terminal_type": kind, "terminal_info": info}
+    for name in ("user_id", "agent_id", "project_id"):
+        value = env.get(f"TOOLSDB_{name.upper()}")
+        if value:
+            ctx[name] = value
+    return {k: v for k, v in ctx.items() if v is not None}
+
+
+def connection_params(database: str | None) -> dict[str, str]:
+    """libpq parameters: --database, DATABASE_URL, PG* variables, else the running embedded server."""
+    target = database or os.environ.get("DATABASE_URL")
+    if not target and not any(os.environ.get(var) for var in LIBPQ_TARGET_VARS):
+        root = default_root()
+        info = read_server_info(root / "data")
+        if info is None:
+            raise HookError(
+                f"no database: the embedded server in {root} is not running "
+                "(set DATABASE_URL, or TOOLSDB_HOME to the .toolsdb folder of the checkout that runs it)"
+            )
+        target = info.conninfo()
+    timeout = os.environ.get(CONNECT_TIMEOUT_ENV, "2")
+    if not timeout.isdigit() or int(timeout) < 1:
+        raise HookError(f"{CONNECT_TIMEOUT_ENV} must be a whole number of seconds, not {timeout!r}")
+    return {
+        "dbname": target or "",
+        "connect_timeout": timeout,
+        "application_name": "toolsdb-hook",
+        "options": "-c statement_timeout=5000 -c lock_timeout=2000",
+    }
+
+
+def ingest(raw: str, database: str | None = None, env: os._Environ[str] | dict[str, str] | None = None) -> int:
+    """Store one raw hook payload; return its event_id. Raises HookError with one line."""
+    env = os.environ if env is None else env
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise HookError(f"the hook payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise HookError(f"the hook payload is a JSON object, not {type(payload).__name__}")
+    try:
+        conn = Connection(connection_params(database))
+        try:
+            event_id = conn.execute(INGEST_SQL, [raw, json.dumps(context(payload, env))])
+        finally:
+            conn.close()
+    except LibpqError as exc:
+        raise HookError(str(exc)) from None
+    return int(event_id or 0)
+
+
+def log_failure(log_file: Path, message: str, raw: str) -> None:
+    """Append one line (time, error, payload) to the log; never raise."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = json.dumps({"at": stamp, "error": message, "payload": raw[:LOGGED_PAYLOAD_MAX]}, ensure_ascii=False)
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError as exc:
+        print(f"toolsdb hook: {message} (and the log {log_file} is not writable: {exc.strerror})", file=sys.stderr)
+
+
+def run(database: str | None = None, strict: bool = False, log_file: Path | None = None) -> int:
+    """Read stdin, store it, and return the exit code: 0, or 1 on failure with ``strict``."""
+    raw = ""
+    try:
+        raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+        ingest(raw, database)
+        return 0
+    except HookError as exc:
+        message = str(exc)
+    except Exception as exc:  # never break the agent's loop, whatever happened
+        message = f"{type(exc).__name__}: {exc}"
+    log_failure(log_file or default_log_file(), message, raw)
+    if strict:
+        print(f"Error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def fast_main(argv: list[str]) -> int | None:
+    """Run ``toolsdb [-d URL] hook [--strict] [--log-file F] [-d URL]`` without click.
+
+    Returns the exit code, or None when ``argv`` is not such a command (or
+    asks for help, or has an option we do not know): click then handles it.
+    """
+    database: str | None = None
+    strict = False
+    log_file: Path | None = None
+    seen_hook = False
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-d", "--database", "--log-file"):
+            if not args:
+                return None
+            value = args.pop(0)
+            if arg == "--log-file":
+                log_file = Path(value)
+            else:
+                database = value
+        elif arg.startswith("--database="):
+            database = arg.split("=", 1)[1]
+        elif arg.startswith("--log-file="):
+            log_file = Path(arg.split("=", 1)[1])
+        elif arg in ("-v", "--verbose"):
+            continue
+        elif arg == "--strict" and seen_hook:
+            strict = True
+        elif arg == "hook" and not seen_hook:
+            seen_hook = True
+        else:
+            return None
+    if not seen_hook:
+        return None
+    return run(database, strict, log_file)
