@@ -511,6 +511,11 @@ begin
         select e.event_id into new_id
         from toolsdb.events as e
         where e.idempotency_key = insert_event.idempotency_key;
+        if new_id is null then
+            -- Stored, but row-level security hides it: another session's key.
+            raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(insert_event.idempotency_key)
+                using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
+        end if;
     end if;
     return new_id;
 end;
@@ -518,7 +523,8 @@ $function$;
 
 comment on function toolsdb.insert_event(text, text, jsonb, text) is
 'Queues a raw event (seed 001''s insert_event), creating a bare session row if the session is new. '
-'With an idempotency_key already stored, inserts nothing and returns the existing event_id.';
+'With an idempotency_key already stored, inserts nothing and returns the existing event_id '
+'(unique_violation when the key belongs to a session the caller cannot see).';
 
 create or replace function toolsdb.hook_ingest(payload jsonb, context jsonb default '{}')
 returns bigint
@@ -875,6 +881,11 @@ begin
         select n.notification_id into new_id
         from toolsdb.notifications as n
         where n.idempotency_key = insert_notification.idempotency_key;
+        if new_id is null then
+            -- Stored, but row-level security hides it: another session's key.
+            raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(insert_notification.idempotency_key)
+                using errcode = 'unique_violation', constraint = 'notifications_idempotency_key_key';
+        end if;
     end if;
     return new_id;
 end;
@@ -883,7 +894,8 @@ $function$;
 comment on function toolsdb.insert_notification(text, text, text, jsonb, bigint, integer, text, timestamptz) is
 'Queues a notification (seed 001''s insert_notification): pending, deliverable from deliver_at '
 '(default now). With an idempotency_key already stored, inserts nothing and returns the existing '
-'notification_id. Wakes listeners on toolsdb_notifications.';
+'notification_id (unique_violation when the key belongs to a session the caller cannot see). '
+'Wakes listeners on toolsdb_notifications.';
 
 create or replace function toolsdb.claim_notifications(
     batch_size integer default 10,
@@ -941,7 +953,8 @@ comment on function toolsdb.claim_notifications(integer, interval, text) is
 'Claims up to batch_size due notifications, oldest due first: status sending, attempts + 1, '
 'leased until now() + lease under one new claim_token. Rows of a worker that died come back when '
 'their lease ends (or become dead letters if that was the last attempt). Concurrent claimers never '
-'get the same row (for update skip locked). Commit the claim before delivering. For toolsdb_worker.';
+'get the same row (for update skip locked); returned in notification_id order. Commit the claim '
+'before delivering. For toolsdb_worker.';
 
 create or replace function toolsdb.mark_notifications_sent(notification_ids bigint[], claim_token uuid)
 returns integer

@@ -116,6 +116,11 @@ begin
         select e.event_id into new_id
         from toolsdb.events as e
         where e.idempotency_key = insert_event.idempotency_key;
+        if new_id is null then
+            -- Stored, but row-level security hides it: another session's key.
+            raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(insert_event.idempotency_key)
+                using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
+        end if;
     end if;
     return new_id;
 end;
@@ -123,7 +128,8 @@ $function$;
 
 comment on function toolsdb.insert_event(text, text, jsonb, text) is
 'Queues a raw event (seed 001''s insert_event), creating a bare session row if the session is new. '
-'With an idempotency_key already stored, inserts nothing and returns the existing event_id.';
+'With an idempotency_key already stored, inserts nothing and returns the existing event_id '
+'(unique_violation when the key belongs to a session the caller cannot see).';
 
 create or replace function toolsdb.hook_ingest(payload jsonb, context jsonb default '{}')
 returns bigint

@@ -59,7 +59,9 @@ select
     count(*) filter (where n.status = 'sending' and n.next_attempt_at > now()) as leased,
     count(*) filter (where n.status = 'failed' or (n.status = 'sending' and n.next_attempt_at <= now())) as retrying,
     count(*) filter (where n.status = 'dead') as dead,
-    min(n.created_at) filter (where n.status in ('pending', 'failed') and n.next_attempt_at <= now()) as oldest_ready_at
+    min(n.created_at) filter (
+        where n.status in ('pending', 'sending', 'failed') and n.next_attempt_at <= now()
+    ) as oldest_ready_at
 from toolsdb.notifications as n
 where n.status <> 'sent';
 
