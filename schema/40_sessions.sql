@@ -88,7 +88,8 @@ comment on column toolsdb.sessions.terminal_info is
 comment on column toolsdb.sessions.metadata is 'Anything else about the session (JSON object).';
 comment on column toolsdb.sessions.last_event_type is 'Type of the last hook event seen (hook_event_name).';
 comment on column toolsdb.sessions.message_count is
-'How many messages the session has; toolsdb.messages takes its next position from here.';
+'How many messages were ever added to the session (a deleted one still counts: positions are '
+'never reused); toolsdb.messages takes its next position from here.';
 comment on column toolsdb.sessions.is_idle is
 'True while the agent waits for the user (idle notification); false again on the next prompt or tool use.';
 comment on column toolsdb.sessions.started_at is 'When the session was first seen.';

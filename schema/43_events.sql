@@ -145,6 +145,10 @@ declare
     );
     ctx jsonb := coalesce(context, '{}');
     previous_session text := pg_catalog.current_setting('toolsdb.session_id', true);
+    uuid_pattern constant text := '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$';
+    ctx_user uuid;
+    ctx_agent uuid;
+    ctx_project uuid;
     goes_idle boolean;
     wakes boolean;
     new_id bigint;
@@ -161,10 +165,14 @@ begin
         raise exception 'the hook payload has no session_id string'
             using errcode = 'invalid_parameter_value';
     end if;
-    goes_idle := kind = 'Notification' and (
+    -- Ids from the hook's environment, in any case; anything else is ignored.
+    ctx_user := case when ctx ->> 'user_id' ~ uuid_pattern then (ctx ->> 'user_id')::uuid end;
+    ctx_agent := case when ctx ->> 'agent_id' ~ uuid_pattern then (ctx ->> 'agent_id')::uuid end;
+    ctx_project := case when ctx ->> 'project_id' ~ uuid_pattern then (ctx ->> 'project_id')::uuid end;
+    goes_idle := coalesce(kind = 'Notification' and (
         payload ->> 'notification_type' = 'idle_prompt'
         or (payload ->> 'notification_type' is null and payload ->> 'message' ilike '%waiting for your input%')
-    );
+    ), false);
     wakes := kind in ('UserPromptSubmit', 'PreToolUse', 'PostToolUse', 'PostToolUseFailure', 'SessionStart');
     -- Act as the payload's session (row-level security), and put the
     -- caller's setting back afterwards.
@@ -175,15 +183,17 @@ begin
     )
     values (
         sid,
-        nullif(payload ->> 'cwd', ''),
-        nullif(payload ->> 'transcript_path', ''),
-        nullif(payload ->> 'permission_mode', ''),
-        nullif(ctx ->> 'git_branch', ''),
-        nullif(ctx ->> 'terminal_type', ''),
-        coalesce(ctx -> 'terminal_info', '{}'),
-        (select u.user_id from toolsdb.users as u where u.user_id::text = ctx ->> 'user_id'),
-        (select a.agent_id from toolsdb.agents as a where a.agent_id::text = ctx ->> 'agent_id'),
-        (select p.project_id from toolsdb.projects as p where p.project_id::text = ctx ->> 'project_id'),
+        -- A value the session's CHECKs would refuse is left out, never the
+        -- event: the payload keeps it.
+        case when char_length(payload ->> 'cwd') between 1 and 4096 then payload ->> 'cwd' end,
+        case when char_length(payload ->> 'transcript_path') between 1 and 4096 then payload ->> 'transcript_path' end,
+        case when payload ->> 'permission_mode' ~ '^[A-Za-z][A-Za-z0-9_-]{0,49}$' then payload ->> 'permission_mode' end,
+        case when char_length(ctx ->> 'git_branch') between 1 and 255 then ctx ->> 'git_branch' end,
+        case when ctx ->> 'terminal_type' ~ '^[a-z][a-z0-9_.-]{0,49}$' then ctx ->> 'terminal_type' end,
+        case when pg_catalog.jsonb_typeof(ctx -> 'terminal_info') = 'object' then ctx -> 'terminal_info' else '{}' end,
+        (select u.user_id from toolsdb.users as u where u.user_id = ctx_user),
+        (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent),
+        (select p.project_id from toolsdb.projects as p where p.project_id = ctx_project),
         kind,
         goes_idle,
         case when kind = 'SessionEnd' then pg_catalog.now() end,
@@ -228,7 +238,8 @@ comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'SessionStart reopens. Unknown events and fields are kept as they are. context (from the hook '
 'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
 'such a row exists. A payload that is not an object or has no session_id is invalid_parameter_value '
-'(22023). Used by `toolsdb hook`.';
+'(22023). A field the session''s CHECKs would refuse (an odd permission_mode, a cwd over 4096 '
+'characters) is left out of the session, never the event. Used by `toolsdb hook`.';
 
 create or replace function toolsdb.get_unprocessed_events(
     batch_size integer default 100,

@@ -176,7 +176,7 @@ begin
         inner join pg_catalog.pg_class as c on i.inhrelid = c.oid
         where i.inhparent = 'toolsdb.metrics'::regclass
             and c.relname ~ '^metrics_y[0-9]{4}m[0-9]{2}d[0-9]{2}$'
-            and pg_catalog.to_date(pg_catalog.substring(c.relname, 10), '"y"YYYY"m"MM"d"DD') < cutoff
+            and pg_catalog.to_date(pg_catalog.substring(c.relname, 9), '"y"YYYY"m"MM"d"DD') < cutoff
         order by c.relname
     loop
         execute pg_catalog.format('select pg_catalog.count(*) from toolsdb.%I', part.relname) into part_rows;

@@ -36,7 +36,8 @@ comment on column toolsdb.active_sessions.terminal_type is 'Terminal the agent r
 comment on column toolsdb.active_sessions.terminal_info is 'Terminal details (JSON object).';
 comment on column toolsdb.active_sessions.is_idle is 'True while the agent waits for the user.';
 comment on column toolsdb.active_sessions.last_event_type is 'The last hook event seen.';
-comment on column toolsdb.active_sessions.message_count is 'How many messages the session has.';
+comment on column toolsdb.active_sessions.message_count is
+'How many messages were ever added (sessions.message_count).';
 comment on column toolsdb.active_sessions.started_at is 'When the session was first seen.';
 comment on column toolsdb.active_sessions.last_activity_at is 'When it was last active.';
 comment on column toolsdb.active_sessions.inactive_for is 'Time since last_activity_at.';

@@ -29,7 +29,8 @@ from .serverinfo import default_root, read_server_info
 INGEST_SQL = "select toolsdb.hook_ingest($1::jsonb, $2::jsonb)"
 CONNECT_TIMEOUT_ENV = "TOOLSDB_HOOK_CONNECT_TIMEOUT"
 LOG_ENV = "TOOLSDB_HOOK_LOG"
-LOGGED_PAYLOAD_MAX = 65536
+# jsonb refuses \u0000 (22P05) and lone surrogates (22P02) that JSON allows.
+JSONB_REFUSALS = ("22P05", "22P02")
 
 # Environment variables that describe the terminal, kept in terminal_info.
 TERMINAL_VARS = (
@@ -157,7 +158,16 @@ def ingest(raw: str, database: str | None = None, env: os._Environ[str] | dict[s
     try:
         conn = Connection(connection_params(database))
         try:
-            event_id = conn.execute(INGEST_SQL, [raw, json.dumps(context(payload, env))])
+            ctx = json.dumps(context(payload, env))
+            try:
+                event_id = conn.execute(INGEST_SQL, [raw, ctx])
+            except LibpqError as exc:
+                if exc.sqlstate not in JSONB_REFUSALS:
+                    raise
+                # Valid JSON that jsonb cannot hold (a NUL character, half a
+                # surrogate pair, e.g. from binary tool output): store it with
+                # those characters replaced rather than lose the event.
+                event_id = conn.execute(INGEST_SQL, [json.dumps(jsonb_safe(payload), ensure_ascii=False), ctx])
         finally:
             conn.close()
     except LibpqError as exc:
@@ -165,10 +175,21 @@ def ingest(raw: str, database: str | None = None, env: os._Environ[str] | dict[s
     return int(event_id or 0)
 
 
+def jsonb_safe(value: object) -> object:
+    """The JSON value with NUL characters and lone surrogates replaced by U+FFFD, which jsonb refuses."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonb_safe(v) for v in value]
+    return value
+
+
 def log_failure(log_file: Path, message: str, raw: str) -> None:
-    """Append one line (time, error, payload) to the log; never raise."""
+    """Append one line (time, error, the whole payload) to the log; never raise."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = json.dumps({"at": stamp, "error": message, "payload": raw[:LOGGED_PAYLOAD_MAX]}, ensure_ascii=False)
+    line = json.dumps({"at": stamp, "error": message, "payload": raw}, ensure_ascii=False)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a", encoding="utf-8") as handle:

@@ -12,7 +12,8 @@ import sys
 
 
 def main() -> None:
-    if "hook" in sys.argv[1:]:
+    hook = "hook" in sys.argv[1:]
+    if hook:
         from .hook import fast_main
 
         code = fast_main(sys.argv[1:])
@@ -20,7 +21,14 @@ def main() -> None:
             sys.exit(code)
     from .cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as exc:
+        # Claude Code reads exit status 2 of a hook as "block this tool call":
+        # a mistyped `toolsdb hook` line in settings.json must not do that.
+        if hook and exc.code == 2:
+            sys.exit(1)
+        raise
 
 
 if __name__ == "__main__":
