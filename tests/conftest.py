@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -87,6 +88,16 @@ class Pg:
             as_template=as_template,
         )
 
+    @contextlib.contextmanager
+    def clone(self, dbname: str, template: str | None) -> Iterator[str]:
+        """A database ``dbname`` cloned from ``template`` (empty when None), dropped on exit."""
+        janitor = self.janitor(dbname, template=template)
+        janitor.init()
+        try:
+            yield dbname
+        finally:
+            janitor.drop()
+
     def psql(
         self, dbname: str, *args: str, check: bool = True, env: dict | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -148,7 +159,9 @@ def normalize_dump(text: str) -> str:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without anything that would pick another database."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PG")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PG")
         and k not in ("DATABASE_URL", "TOOLSDB_SQL_ROOT", "TOOLSDB_HOME", "TOOLSDB_HOOK_LOG")
         and k not in ("TOOLSDB_USER_ID", "TOOLSDB_AGENT_ID", "TOOLSDB_PROJECT_ID")
     }
@@ -228,25 +241,15 @@ def _fresh_name(prefix: str) -> str:
 @pytest.fixture
 def db(pg: Pg, template: str) -> Iterator[str]:
     """A fresh clone of the migrated template; yields its name."""
-    name = _fresh_name("test")
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(_fresh_name("test"), template) as name:
         yield name
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture
 def empty_db(pg: Pg) -> Iterator[str]:
     """A fresh, empty database; yields its name."""
-    name = _fresh_name("empty")
-    janitor = pg.janitor(name)
-    janitor.init()
-    try:
+    with pg.clone(_fresh_name("empty"), None) as name:
         yield name
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture

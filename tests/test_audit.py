@@ -253,16 +253,11 @@ def expect_first_problem(conn: psycopg.Connection, problem: str, seal_row: Row) 
 def shared_db(pg: Pg, template: str) -> Iterator[str]:
     """One clone of the migrated template per module and major, with one
     committed and sealed audit entry; tests only see it through ``tx``."""
-    name = f"audit_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"audit_{os.getpid()}_{pg.major}", template) as name:
         with psycopg.connect(pg.conninfo(name)) as connection:
             event(connection, "fixture_entry")
             assert seal(connection) > 0, "The module fixture should have sealed its entry."
         yield name
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture(scope="module")

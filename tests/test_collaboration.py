@@ -194,10 +194,7 @@ def seed_project_rows(conn: psycopg.Connection, project_id: Any, task_id: Any) -
 def committed(pg: Pg, template: str) -> Iterator[Committed]:
     """One clone per module and major, holding two projects with a row of
     each collaboration table (a running validation, an open error, ...)."""
-    name = f"collab_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"collab_{os.getpid()}_{pg.major}", template) as name:
         with psycopg.connect(pg.conninfo(name)) as su:
             world = seed(su)
             in_a = seed_project_rows(su, world.project_a, world.task_a)
@@ -205,8 +202,6 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             su.commit()
         ids = {table: (in_a[table], in_b[table]) for table in TABLES}
         yield Committed(name, str(world.project_a), str(world.project_b), str(world.task_b), ids)
-    finally:
-        janitor.drop()
 
 
 shared_conn = pytest.fixture(committed_conn, scope="module")

@@ -187,10 +187,7 @@ def app_login(pg: Pg, template: str) -> str:
 def committed(pg: Pg, template: str) -> Iterator[Committed]:
     """One clone per module and major, holding two projects with a pending
     run each, a log entry on B's run and prices for the agent's model."""
-    name = f"executions_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"executions_{os.getpid()}_{pg.major}", template) as name:
         with psycopg.connect(pg.conninfo(name)) as su:
             world = seed(su)
             add_prices(su, world.model_name)
@@ -208,8 +205,6 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             log_b,
             world.model_name,
         )
-    finally:
-        janitor.drop()
 
 
 shared_conn = pytest.fixture(committed_conn, scope="module")

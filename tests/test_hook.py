@@ -175,13 +175,8 @@ def assert_stored(result: Result, log: Path) -> None:
 def hook_db(pg: Pg, template: str) -> Iterator[str]:
     """One clone of the migrated template per module and major: tests tell
     their rows apart by session id (a fresh uuid each)."""
-    name = f"hook_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"hook_{os.getpid()}_{pg.major}", template) as name:
         yield name
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture

@@ -214,14 +214,9 @@ def load(pg: Pg, dbname: str, *files: Path) -> None:
 def shared_db(pg: Pg, template: str) -> Iterator[str]:
     """One clone of the migrated template per module and major, loaded once with
     seeds/10_identity.sql through psql; tests only see it through ``tx``."""
-    name = f"identity_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"identity_{os.getpid()}_{pg.major}", template) as name:
         load(pg, name, IDENTITY_SEED)
         yield name
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture(scope="module")

@@ -112,13 +112,8 @@ def logins(pg: Pg, template: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def shared(pg: Pg, template: str, logins: dict[str, str]) -> Iterator[Seeded]:
     """One seeded clone per server for the tests that commit nothing."""
-    name = f"isolation_shared_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"isolation_shared_{pg.major}", template) as name:
         yield seed(pg, name)
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture

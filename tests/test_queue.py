@@ -269,13 +269,8 @@ class Shared:
 def committed(pg: Pg, template: str) -> Iterator[Shared]:
     """One clone per module and major with nothing committed in it: the
     ``tx`` tests leave no row behind, so a claim only ever sees its own test's rows."""
-    name = f"queue_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"queue_{os.getpid()}_{pg.major}", template) as name:
         yield Shared(name)
-    finally:
-        janitor.drop()
 
 
 shared_conn = pytest.fixture(committed_conn, scope="module")

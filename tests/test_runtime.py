@@ -51,14 +51,11 @@ APP_LOGIN = "runtime_app"
 @pytest.fixture(scope="module")
 def shared_conn(pg: Pg, template: str) -> Iterator[psycopg.Connection]:
     """One clone of the template per module and major, as the superuser."""
-    name = f"runtime_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
-        with psycopg.connect(pg.conninfo(name)) as connection:
-            yield connection
-    finally:
-        janitor.drop()
+    with (
+        pg.clone(f"runtime_{os.getpid()}_{pg.major}", template) as name,
+        psycopg.connect(pg.conninfo(name)) as connection,
+    ):
+        yield connection
 
 
 tx = pytest.fixture(rolled_back_tx)

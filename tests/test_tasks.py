@@ -152,10 +152,7 @@ def app_login(pg: Pg, template: str) -> str:
 def committed(pg: Pg, template: str) -> Iterator[Committed]:
     """One clone per module and major, holding two projects with committed
     tasks (A: open, in_progress, completed; B: open, in_progress)."""
-    name = f"tasks_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
+    with pg.clone(f"tasks_{os.getpid()}_{pg.major}", template) as name:
         with psycopg.connect(pg.conninfo(name)) as su:
             world = seed(su)
             tasks_a = [
@@ -168,8 +165,6 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             ]
             su.commit()
         yield Committed(name, str(world.project_a), str(world.project_b), frozenset(tasks_a), frozenset(tasks_b))
-    finally:
-        janitor.drop()
 
 
 shared_conn = pytest.fixture(committed_conn, scope="module")

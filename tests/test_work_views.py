@@ -224,14 +224,11 @@ def error(conn: psycopg.Connection, error_type: str, recoveries: tuple[bool, ...
 @pytest.fixture(scope="module")
 def shared_conn(pg: Pg, template: str) -> Iterator[psycopg.Connection]:
     """One clone of the template per module and major."""
-    name = f"work_views_{os.getpid()}_{pg.major}"
-    janitor = pg.janitor(name, template=template)
-    janitor.init()
-    try:
-        with psycopg.connect(pg.conninfo(name)) as connection:
-            yield connection
-    finally:
-        janitor.drop()
+    with (
+        pg.clone(f"work_views_{os.getpid()}_{pg.major}", template) as name,
+        psycopg.connect(pg.conninfo(name)) as connection,
+    ):
+        yield connection
 
 
 tx = pytest.fixture(rolled_back_tx)
