@@ -1,12 +1,155 @@
 -- migrations/0006.runtime.sql
 -- The agent runtime: sessions, messages, memories, raw hook events with
 -- their claim queue and hook ingestion, notifications with leases, retries
--- and dead letters, and daily-partitioned metrics. The same statements as
--- schema/40..46, with the import of the V1 JSON files.
+-- and dead letters, daily-partitioned metrics, and the import of the V1
+-- JSON files. The same statements as schema/40..46, plus the partition
+-- helper of schema/14_partitions.sql that the audit log (whose
+-- audit_create_partitions now calls it) and metrics share.
 -- depends: 0005.collaboration
 --
 -- Every index here is on a table created in this same migration.
 -- squawk-ignore-file require-concurrent-index-creation
+
+-- ---- from schema/14_partitions.sql ----
+
+create or replace function toolsdb_private.create_range_partitions(
+    parent regclass,
+    period text,
+    periods_ahead integer,
+    append_only_hint text default null
+)
+returns integer
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    parent_name text;
+    parent_schema text;
+    step interval;
+    name_format text;
+    period_start date;
+    part_name text;
+    default_name text;
+    created integer := 0;
+    stranded_periods date[];
+begin
+    if period not in ('day', 'month') then
+        raise exception 'partitions are by day or month, not %', period using errcode = 'invalid_parameter_value';
+    end if;
+    select c.relname, n.nspname into parent_name, parent_schema
+    from pg_catalog.pg_class as c
+    inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
+    where c.oid = parent;
+    step := case period when 'day' then interval '1 day' else interval '1 month' end;
+    name_format := case period when 'day' then '"y"YYYY"m"MM"d"DD' else '"y"YYYY"m"MM' end;
+    default_name := parent_name || '_default';
+    -- Rows that landed in the default partition move to their own period:
+    -- detach the default, create the periods, route its rows through the
+    -- parent, then drop it and start a new one.
+    execute pg_catalog.format(
+        'select pg_catalog.array_agg(distinct pg_catalog.date_trunc(%L, p.%I at time zone %L)::date) from %I.%I as p',
+        period,
+        (
+            select a.attname
+            from pg_catalog.pg_partitioned_table as pt
+            inner join pg_catalog.pg_attribute as a on pt.partrelid = a.attrelid and a.attnum = pt.partattrs[0]
+            where pt.partrelid = parent
+        ),
+        'UTC',
+        parent_schema,
+        default_name
+    ) into stranded_periods;
+    if stranded_periods is not null then
+        execute pg_catalog.format('alter table %s detach partition %I.%I', parent, parent_schema, default_name);
+        execute pg_catalog.format('alter table %I.%I rename to %I', parent_schema, default_name, parent_name || '_stranded');
+    end if;
+    for period_start in
+        select pg_catalog.date_trunc(period, (pg_catalog.now() at time zone 'UTC') + step * i)::date
+        from pg_catalog.generate_series(0, periods_ahead) as i
+        union
+        select s from pg_catalog.unnest(stranded_periods) as s
+    loop
+        part_name := parent_name || '_' || pg_catalog.to_char(period_start, name_format);
+        if pg_catalog.to_regclass(pg_catalog.format('%I.%I', parent_schema, part_name)) is null then
+            execute pg_catalog.format(
+                'create table %I.%I partition of %s for values from (%L) to (%L)',
+                parent_schema, part_name, parent,
+                period_start::timestamp at time zone 'UTC',
+                (period_start + step)::timestamp at time zone 'UTC'
+            );
+            execute pg_catalog.format(
+                'comment on table %I.%I is %L', parent_schema, part_name,
+                'Partition of ' || parent::text || ' for '
+                || pg_catalog.to_char(period_start, case period when 'day' then 'YYYY-MM-DD' else 'YYYY-MM' end)
+                || ' (UTC).'
+            );
+            if append_only_hint is not null then
+                execute pg_catalog.format(
+                    'create trigger _010_append_only_truncate before truncate on %I.%I '
+                    'for each statement execute function toolsdb_private.tg__append_only(%L, %L)',
+                    parent_schema, part_name, parent::text, append_only_hint
+                );
+            end if;
+            created := created + 1;
+        end if;
+    end loop;
+    if stranded_periods is not null then
+        execute pg_catalog.format('create table %I.%I partition of %s default', parent_schema, default_name, parent);
+        execute pg_catalog.format(
+            'comment on table %I.%I is %L', parent_schema, default_name,
+            'Default partition of ' || parent::text || ': rows of ' || period || 's without their own partition '
+            || 'land here until their partition is created (they are moved then).'
+        );
+        if append_only_hint is not null then
+            execute pg_catalog.format(
+                'create trigger _010_append_only_truncate before truncate on %I.%I '
+                'for each statement execute function toolsdb_private.tg__append_only(%L, %L)',
+                parent_schema, default_name, parent::text, append_only_hint
+            );
+        end if;
+        execute pg_catalog.format(
+            'insert into %s overriding system value select * from %I.%I', parent, parent_schema, parent_name || '_stranded'
+        );
+        execute pg_catalog.format('drop table %I.%I', parent_schema, parent_name || '_stranded');
+    end if;
+    return created;
+end;
+$function$;
+
+comment on function toolsdb_private.create_range_partitions(regclass, text, integer, text) is
+'Creates the partitions of a table range-partitioned on one timestamptz column for the current '
+'period (day or month, UTC) and the next periods_ahead, named <table>_yYYYYmMM or _yYYYYmMMdDD, '
+'and for every period whose rows landed in the default partition <table>_default (they are moved '
+'there). With append_only_hint, each new partition gets the append-only truncate guard. Returns '
+'how many it created. Callers check arguments and hold their table''s advisory lock.';
+
+-- ---- toolsdb.audit_create_partitions, as now in schema/12_audit.sql: through create_range_partitions ----
+
+create or replace function toolsdb.audit_create_partitions(months_ahead integer default 3)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+begin
+    if months_ahead is null or months_ahead not between 0 and 120 then
+        raise exception 'months_ahead must be between 0 and 120, not %', months_ahead
+            using errcode = 'invalid_parameter_value';
+    end if;
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.audit_create_partitions'));
+    return toolsdb_private.create_range_partitions(
+        'toolsdb.audit_logs', 'month', months_ahead,
+        'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
+    );
+end;
+$function$;
+
+comment on function toolsdb.audit_create_partitions(integer) is
+'Creates the monthly partitions of toolsdb.audit_logs for this month and the next months_ahead '
+'months (default 3), and for any month whose entries landed in the default partition (they are '
+'moved). Returns how many it created. Run by every toolsdb migrate; schedule it monthly too.';
 
 -- ---- from schema/40_sessions.sql ----
 
@@ -1198,54 +1341,13 @@ volatile
 security definer
 set search_path = ''
 as $function$
-declare
-    day date;
-    created integer := 0;
-    stranded_days date[];
 begin
     if days_ahead is null or days_ahead not between 0 and 366 then
         raise exception 'days_ahead must be between 0 and 366, not %', days_ahead
             using errcode = 'invalid_parameter_value';
     end if;
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.metrics_create_partitions'));
-    -- Rows that landed in the default partition move to their own day.
-    select pg_catalog.array_agg(distinct (d.created_at at time zone 'UTC')::date)
-    into stranded_days
-    from toolsdb.metrics_default as d;
-    if stranded_days is not null then
-        alter table toolsdb.metrics detach partition toolsdb.metrics_default;
-        alter table toolsdb.metrics_default rename to metrics_stranded;
-    end if;
-    for day in
-        select ((pg_catalog.now() at time zone 'UTC') + pg_catalog.make_interval(days => i))::date
-        from pg_catalog.generate_series(0, days_ahead) as i
-        union
-        select d from pg_catalog.unnest(stranded_days) as d
-    loop
-        if pg_catalog.to_regclass('toolsdb.' || toolsdb_private.metrics_partition_name(day)) is null then
-            execute pg_catalog.format(
-                'create table toolsdb.%I partition of toolsdb.metrics for values from (%L) to (%L)',
-                toolsdb_private.metrics_partition_name(day),
-                day::timestamp at time zone 'UTC',
-                (day + 1)::timestamp at time zone 'UTC'
-            );
-            execute pg_catalog.format(
-                'comment on table toolsdb.%I is %L',
-                toolsdb_private.metrics_partition_name(day),
-                'Partition of toolsdb.metrics for ' || pg_catalog.to_char(day, 'YYYY-MM-DD') || ' (UTC).'
-            );
-            created := created + 1;
-        end if;
-    end loop;
-    if stranded_days is not null then
-        create table toolsdb.metrics_default partition of toolsdb.metrics default;
-        comment on table toolsdb.metrics_default is
-        'Default partition of toolsdb.metrics: rows of days without their own partition land here until '
-        'toolsdb.metrics_create_partitions() moves them.';
-        execute 'insert into toolsdb.metrics overriding system value select * from toolsdb.metrics_stranded';
-        execute 'drop table toolsdb.metrics_stranded';
-    end if;
-    return created;
+    return toolsdb_private.create_range_partitions('toolsdb.metrics', 'day', days_ahead);
 end;
 $function$;
 

@@ -4,7 +4,8 @@
 -- toolsdb.audit_event(), change capture that a table opts into with
 -- toolsdb.audit_table(), partition maintenance and retention, and the seals
 -- (toolsdb.audit_seal(), toolsdb.audit_verify()) that make tampering evident.
--- Needs: schema/00_bootstrap.sql, schema/11_context.sql.
+-- Needs: schema/00_bootstrap.sql, schema/11_context.sql,
+--        schema/14_partitions.sql (create_range_partitions, when called).
 
 -- ---------------------------------------------------------------------------
 -- The log
@@ -453,68 +454,16 @@ volatile
 security definer
 set search_path = ''
 as $function$
-declare
-    month_start date;
-    created integer := 0;
-    stranded_months date[];
 begin
     if months_ahead is null or months_ahead not between 0 and 120 then
         raise exception 'months_ahead must be between 0 and 120, not %', months_ahead
             using errcode = 'invalid_parameter_value';
     end if;
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.audit_create_partitions'));
-    -- Rows that landed in the default partition (months nobody created in
-    -- time) move to their own month: detach the default, create the months,
-    -- route its rows through the parent, then drop it and start a new one.
-    select pg_catalog.array_agg(distinct pg_catalog.date_trunc('month', d.logged_at at time zone 'UTC')::date)
-    into stranded_months
-    from toolsdb.audit_logs_default as d;
-    if stranded_months is not null then
-        alter table toolsdb.audit_logs detach partition toolsdb.audit_logs_default;
-        alter table toolsdb.audit_logs_default rename to audit_logs_stranded;
-    end if;
-    for month_start in
-        select pg_catalog.date_trunc(
-            'month', (pg_catalog.now() at time zone 'UTC') + pg_catalog.make_interval(months => i)
-        )::date
-        from pg_catalog.generate_series(0, months_ahead) as i
-        union
-        select m from pg_catalog.unnest(stranded_months) as m
-    loop
-        if pg_catalog.to_regclass('toolsdb.' || toolsdb_private.audit_partition_name(month_start)) is null then
-            execute pg_catalog.format(
-                'create table toolsdb.%I partition of toolsdb.audit_logs for values from (%L) to (%L)',
-                toolsdb_private.audit_partition_name(month_start),
-                month_start::timestamp at time zone 'UTC',
-                (month_start + interval '1 month')::timestamp at time zone 'UTC'
-            );
-            execute pg_catalog.format(
-                'create trigger _010_append_only_truncate before truncate on toolsdb.%I '
-                'for each statement execute function toolsdb_private.tg__append_only(%L, %L)',
-                toolsdb_private.audit_partition_name(month_start), 'toolsdb.audit_logs',
-                'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
-            );
-            execute pg_catalog.format(
-                'comment on table toolsdb.%I is %L',
-                toolsdb_private.audit_partition_name(month_start),
-                'Partition of toolsdb.audit_logs for ' || pg_catalog.to_char(month_start, 'YYYY-MM') || ' (UTC).'
-            );
-            created := created + 1;
-        end if;
-    end loop;
-    if stranded_months is not null then
-        create table toolsdb.audit_logs_default partition of toolsdb.audit_logs default;
-        create trigger _010_append_only_truncate before truncate on toolsdb.audit_logs_default
-        for each statement execute function toolsdb_private.tg__append_only(
-            'toolsdb.audit_logs', 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
-        );
-        comment on table toolsdb.audit_logs_default is
-        'Default partition of toolsdb.audit_logs: entries of months without their own partition land here '
-        'until toolsdb.audit_create_partitions() moves them.';
-        execute 'insert into toolsdb.audit_logs overriding system value select * from toolsdb.audit_logs_stranded';
-        execute 'drop table toolsdb.audit_logs_stranded';
-    end if;
-    return created;
+    return toolsdb_private.create_range_partitions(
+        'toolsdb.audit_logs', 'month', months_ahead,
+        'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
+    );
 end;
 $function$;
 

@@ -6,7 +6,8 @@
 -- security: the application sees and writes its session's metrics and the
 -- global ones (no session). Append-only; not audited.
 -- Needs: schema/40_sessions.sql, schema/12_audit.sql (tg__append_only),
---        schema/13_config.sql (metrics.retention).
+--        schema/13_config.sql (metrics.retention),
+--        schema/14_partitions.sql (create_range_partitions).
 
 create table if not exists toolsdb.metrics (
     metric_id bigint generated always as identity,
@@ -87,54 +88,13 @@ volatile
 security definer
 set search_path = ''
 as $function$
-declare
-    day date;
-    created integer := 0;
-    stranded_days date[];
 begin
     if days_ahead is null or days_ahead not between 0 and 366 then
         raise exception 'days_ahead must be between 0 and 366, not %', days_ahead
             using errcode = 'invalid_parameter_value';
     end if;
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.metrics_create_partitions'));
-    -- Rows that landed in the default partition move to their own day.
-    select pg_catalog.array_agg(distinct (d.created_at at time zone 'UTC')::date)
-    into stranded_days
-    from toolsdb.metrics_default as d;
-    if stranded_days is not null then
-        alter table toolsdb.metrics detach partition toolsdb.metrics_default;
-        alter table toolsdb.metrics_default rename to metrics_stranded;
-    end if;
-    for day in
-        select ((pg_catalog.now() at time zone 'UTC') + pg_catalog.make_interval(days => i))::date
-        from pg_catalog.generate_series(0, days_ahead) as i
-        union
-        select d from pg_catalog.unnest(stranded_days) as d
-    loop
-        if pg_catalog.to_regclass('toolsdb.' || toolsdb_private.metrics_partition_name(day)) is null then
-            execute pg_catalog.format(
-                'create table toolsdb.%I partition of toolsdb.metrics for values from (%L) to (%L)',
-                toolsdb_private.metrics_partition_name(day),
-                day::timestamp at time zone 'UTC',
-                (day + 1)::timestamp at time zone 'UTC'
-            );
-            execute pg_catalog.format(
-                'comment on table toolsdb.%I is %L',
-                toolsdb_private.metrics_partition_name(day),
-                'Partition of toolsdb.metrics for ' || pg_catalog.to_char(day, 'YYYY-MM-DD') || ' (UTC).'
-            );
-            created := created + 1;
-        end if;
-    end loop;
-    if stranded_days is not null then
-        create table toolsdb.metrics_default partition of toolsdb.metrics default;
-        comment on table toolsdb.metrics_default is
-        'Default partition of toolsdb.metrics: rows of days without their own partition land here until '
-        'toolsdb.metrics_create_partitions() moves them.';
-        execute 'insert into toolsdb.metrics overriding system value select * from toolsdb.metrics_stranded';
-        execute 'drop table toolsdb.metrics_stranded';
-    end if;
-    return created;
+    return toolsdb_private.create_range_partitions('toolsdb.metrics', 'day', days_ahead);
 end;
 $function$;
 
