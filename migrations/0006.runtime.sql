@@ -181,15 +181,21 @@ create table if not exists toolsdb.sessions (
     references toolsdb.agents (agent_id) on delete set null,
     constraint sessions_project_id_fkey foreign key (project_id)
     references toolsdb.projects (project_id) on delete set null,
-    constraint session_id_is_valid check (session_id ~ '^[[:graph:]]{1,200}$'),
+    constraint session_id_is_valid check (session_id ~ '^[[:graph:]]+$' and char_length(session_id) <= 200),
     constraint cwd_length_is_valid check (char_length(cwd) between 1 and 4096),
     constraint transcript_path_length_is_valid check (char_length(transcript_path) between 1 and 4096),
-    constraint permission_mode_is_valid check (permission_mode ~ '^[A-Za-z][A-Za-z0-9_-]{0,49}$'),
+    constraint permission_mode_is_valid check (
+        permission_mode ~ '^[A-Za-z][A-Za-z0-9_-]*$' and char_length(permission_mode) <= 50
+    ),
     constraint git_branch_length_is_valid check (char_length(git_branch) between 1 and 255),
-    constraint terminal_type_is_valid check (terminal_type ~ '^[a-z][a-z0-9_.-]{0,49}$'),
+    constraint terminal_type_is_valid check (
+        terminal_type ~ '^[a-z][a-z0-9_.-]*$' and char_length(terminal_type) <= 50
+    ),
     constraint terminal_info_is_object check (jsonb_typeof(terminal_info) = 'object'),
     constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
-    constraint last_event_type_is_valid check (last_event_type ~ '^[[:graph:]]{1,100}$'),
+    constraint last_event_type_is_valid check (
+        last_event_type ~ '^[[:graph:]]+$' and char_length(last_event_type) <= 100
+    ),
     constraint message_count_is_not_negative check (message_count >= 0),
     constraint end_reason_length_is_valid check (char_length(end_reason) between 1 and 100),
     constraint ended_after_start check (ended_at >= started_at),
@@ -563,7 +569,7 @@ create table if not exists toolsdb.events (
     constraint events_idempotency_key_key unique (idempotency_key),
     constraint events_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
-    constraint event_type_is_valid check (event_type ~ '^[[:graph:]]{1,100}$'),
+    constraint event_type_is_valid check (event_type ~ '^[[:graph:]]+$' and char_length(event_type) <= 100),
     constraint payload_is_object check (jsonb_typeof(payload) = 'object'),
     constraint idempotency_key_length_is_valid check (char_length(idempotency_key) between 1 and 300),
     constraint attempts_is_not_negative check (attempts >= 0),
@@ -726,9 +732,16 @@ begin
         -- event: the payload keeps it.
         case when char_length(payload ->> 'cwd') between 1 and 4096 then payload ->> 'cwd' end,
         case when char_length(payload ->> 'transcript_path') between 1 and 4096 then payload ->> 'transcript_path' end,
-        case when payload ->> 'permission_mode' ~ '^[A-Za-z][A-Za-z0-9_-]{0,49}$' then payload ->> 'permission_mode' end,
+        case
+            when payload ->> 'permission_mode' ~ '^[A-Za-z][A-Za-z0-9_-]*$'
+                and char_length(payload ->> 'permission_mode') <= 50
+                then payload ->> 'permission_mode'
+        end,
         case when char_length(ctx ->> 'git_branch') between 1 and 255 then ctx ->> 'git_branch' end,
-        case when ctx ->> 'terminal_type' ~ '^[a-z][a-z0-9_.-]{0,49}$' then ctx ->> 'terminal_type' end,
+        case
+            when ctx ->> 'terminal_type' ~ '^[a-z][a-z0-9_.-]*$' and char_length(ctx ->> 'terminal_type') <= 50
+                then ctx ->> 'terminal_type'
+        end,
         case when pg_catalog.jsonb_typeof(ctx -> 'terminal_info') = 'object' then ctx -> 'terminal_info' else '{}' end,
         (select u.user_id from toolsdb.users as u where u.user_id = ctx_user),
         (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent),
@@ -802,23 +815,26 @@ begin
         raise exception 'lease must be between 1 second and 1 day, not %', lease
             using errcode = 'invalid_parameter_value';
     end if;
+    -- The ids first, as an array: the update then finds each row by its
+    -- primary key, whatever the table's size (a join could hash it whole).
     return query
-    with picked as (
-        select e.event_id
-        from toolsdb.events as e
-        where e.processed_at is null and e.visible_at <= pg_catalog.now()
-        order by e.visible_at, e.event_id
-        limit batch_size
-        for update skip locked
+    with claimed as (
+        update toolsdb.events as e
+        set visible_at = pg_catalog.now() + lease,
+            attempts = e.attempts + 1,
+            claim_token = token,
+            claimed_by = worker
+        where e.event_id = any(array(
+            select p.event_id
+            from toolsdb.events as p
+            where p.processed_at is null and p.visible_at <= pg_catalog.now()
+            order by p.visible_at, p.event_id
+            limit batch_size
+            for update skip locked
+        ))
+        returning e.*
     )
-    update toolsdb.events as e
-    set visible_at = pg_catalog.now() + lease,
-        attempts = e.attempts + 1,
-        claim_token = token,
-        claimed_by = worker
-    from picked
-    where e.event_id = picked.event_id
-    returning e.*;
+    select * from claimed order by claimed.event_id;
 end;
 $function$;
 
@@ -926,7 +942,9 @@ create table if not exists toolsdb.notifications (
     references toolsdb.events (event_id) on delete set null,
     constraint notifications_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
-    constraint notification_type_is_valid check (notification_type ~ '^[a-z][a-z0-9_]{0,49}$'),
+    constraint notification_type_is_valid check (
+        notification_type ~ '^[a-z][a-z0-9_]*$' and char_length(notification_type) <= 50
+    ),
     constraint backend_is_valid check (backend in ('slack', 'discord', 'email', 'webhook')),
     constraint status_is_valid check (status in ('pending', 'sending', 'sent', 'failed', 'dead')),
     constraint payload_is_object check (jsonb_typeof(payload) = 'object'),
@@ -1076,28 +1094,30 @@ begin
     end if;
     -- A row still "sending" whose lease ended after its last attempt is not
     -- tried again: it becomes a dead letter (its worker died on it).
+    -- The ids first, as an array: the update then finds each row by its
+    -- primary key, whatever the table's size (a join could hash it whole).
     return query
-    with picked as (
-        select n.notification_id, n.attempts >= n.max_attempts as exhausted
-        from toolsdb.notifications as n
-        where n.status in ('pending', 'sending', 'failed') and n.next_attempt_at <= pg_catalog.now()
-        order by n.next_attempt_at, n.notification_id
-        limit batch_size
-        for update skip locked
-    ),
-    claimed as (
+    with claimed as (
         update toolsdb.notifications as n
-        set status = case when picked.exhausted then 'dead' else 'sending' end,
-            attempts = case when picked.exhausted then n.attempts else n.attempts + 1 end,
+        set status = case when n.attempts >= n.max_attempts then 'dead' else 'sending' end,
+            attempts = case when n.attempts >= n.max_attempts then n.attempts else n.attempts + 1 end,
             last_error = case
-                when picked.exhausted then 'lease ended after the last attempt (worker lost)'
+                when n.attempts >= n.max_attempts then 'lease ended after the last attempt (worker lost)'
                 else n.last_error
             end,
-            next_attempt_at = case when picked.exhausted then n.next_attempt_at else pg_catalog.now() + lease end,
-            claim_token = case when picked.exhausted then null else token end,
+            next_attempt_at = case
+                when n.attempts >= n.max_attempts then n.next_attempt_at else pg_catalog.now() + lease
+            end,
+            claim_token = case when n.attempts >= n.max_attempts then null else token end,
             claimed_by = worker
-        from picked
-        where n.notification_id = picked.notification_id
+        where n.notification_id = any(array(
+            select p.notification_id
+            from toolsdb.notifications as p
+            where p.status in ('pending', 'sending', 'failed') and p.next_attempt_at <= pg_catalog.now()
+            order by p.next_attempt_at, p.notification_id
+            limit batch_size
+            for update skip locked
+        ))
         returning n.*
     )
     select * from claimed where claimed.status = 'sending' order by claimed.notification_id;
@@ -1272,7 +1292,7 @@ create table if not exists toolsdb.metrics (
     constraint metrics_pkey primary key (metric_id, created_at),
     constraint metrics_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
-    constraint metric_name_is_valid check (metric_name ~ '^[a-z][a-z0-9_.]{0,199}$'),
+    constraint metric_name_is_valid check (metric_name ~ '^[a-z][a-z0-9_.]*$' and char_length(metric_name) <= 200),
     constraint metric_value_is_finite check (metric_value not in ('NaN', 'Infinity', '-Infinity')),
     constraint tags_is_object check (jsonb_typeof(tags) = 'object')
 ) partition by range (created_at);
@@ -1446,6 +1466,7 @@ returns table (
 language sql
 stable
 set search_path = ''
+set work_mem = '64MB'
 as $function$
     select
         $1,
@@ -1465,7 +1486,8 @@ $function$;
 comment on function toolsdb.get_metric_stats(text, timestamptz, timestamptz) is
 'Statistics of one metric over [since, until) (seed 001''s get_metric_stats; default: all kept '
 'rows): count, avg, min, max and the continuous percentiles p50, p95, p99 (null when there are '
-'no rows). Reads only the window''s daily partitions.';
+'no rows). Reads only the window''s daily partitions; runs with work_mem 64MB so the percentile '
+'sort of a week of values stays in memory.';
 
 -- ---- from schema/46_import_v1.sql ----
 

@@ -36,15 +36,21 @@ create table if not exists toolsdb.sessions (
     references toolsdb.agents (agent_id) on delete set null,
     constraint sessions_project_id_fkey foreign key (project_id)
     references toolsdb.projects (project_id) on delete set null,
-    constraint session_id_is_valid check (session_id ~ '^[[:graph:]]{1,200}$'),
+    constraint session_id_is_valid check (session_id ~ '^[[:graph:]]+$' and char_length(session_id) <= 200),
     constraint cwd_length_is_valid check (char_length(cwd) between 1 and 4096),
     constraint transcript_path_length_is_valid check (char_length(transcript_path) between 1 and 4096),
-    constraint permission_mode_is_valid check (permission_mode ~ '^[A-Za-z][A-Za-z0-9_-]{0,49}$'),
+    constraint permission_mode_is_valid check (
+        permission_mode ~ '^[A-Za-z][A-Za-z0-9_-]*$' and char_length(permission_mode) <= 50
+    ),
     constraint git_branch_length_is_valid check (char_length(git_branch) between 1 and 255),
-    constraint terminal_type_is_valid check (terminal_type ~ '^[a-z][a-z0-9_.-]{0,49}$'),
+    constraint terminal_type_is_valid check (
+        terminal_type ~ '^[a-z][a-z0-9_.-]*$' and char_length(terminal_type) <= 50
+    ),
     constraint terminal_info_is_object check (jsonb_typeof(terminal_info) = 'object'),
     constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
-    constraint last_event_type_is_valid check (last_event_type ~ '^[[:graph:]]{1,100}$'),
+    constraint last_event_type_is_valid check (
+        last_event_type ~ '^[[:graph:]]+$' and char_length(last_event_type) <= 100
+    ),
     constraint message_count_is_not_negative check (message_count >= 0),
     constraint end_reason_length_is_valid check (char_length(end_reason) between 1 and 100),
     constraint ended_after_start check (ended_at >= started_at),

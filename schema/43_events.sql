@@ -24,7 +24,7 @@ create table if not exists toolsdb.events (
     constraint events_idempotency_key_key unique (idempotency_key),
     constraint events_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
-    constraint event_type_is_valid check (event_type ~ '^[[:graph:]]{1,100}$'),
+    constraint event_type_is_valid check (event_type ~ '^[[:graph:]]+$' and char_length(event_type) <= 100),
     constraint payload_is_object check (jsonb_typeof(payload) = 'object'),
     constraint idempotency_key_length_is_valid check (char_length(idempotency_key) between 1 and 300),
     constraint attempts_is_not_negative check (attempts >= 0),
@@ -187,9 +187,16 @@ begin
         -- event: the payload keeps it.
         case when char_length(payload ->> 'cwd') between 1 and 4096 then payload ->> 'cwd' end,
         case when char_length(payload ->> 'transcript_path') between 1 and 4096 then payload ->> 'transcript_path' end,
-        case when payload ->> 'permission_mode' ~ '^[A-Za-z][A-Za-z0-9_-]{0,49}$' then payload ->> 'permission_mode' end,
+        case
+            when payload ->> 'permission_mode' ~ '^[A-Za-z][A-Za-z0-9_-]*$'
+                and char_length(payload ->> 'permission_mode') <= 50
+                then payload ->> 'permission_mode'
+        end,
         case when char_length(ctx ->> 'git_branch') between 1 and 255 then ctx ->> 'git_branch' end,
-        case when ctx ->> 'terminal_type' ~ '^[a-z][a-z0-9_.-]{0,49}$' then ctx ->> 'terminal_type' end,
+        case
+            when ctx ->> 'terminal_type' ~ '^[a-z][a-z0-9_.-]*$' and char_length(ctx ->> 'terminal_type') <= 50
+                then ctx ->> 'terminal_type'
+        end,
         case when pg_catalog.jsonb_typeof(ctx -> 'terminal_info') = 'object' then ctx -> 'terminal_info' else '{}' end,
         (select u.user_id from toolsdb.users as u where u.user_id = ctx_user),
         (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent),
@@ -263,23 +270,26 @@ begin
         raise exception 'lease must be between 1 second and 1 day, not %', lease
             using errcode = 'invalid_parameter_value';
     end if;
+    -- The ids first, as an array: the update then finds each row by its
+    -- primary key, whatever the table's size (a join could hash it whole).
     return query
-    with picked as (
-        select e.event_id
-        from toolsdb.events as e
-        where e.processed_at is null and e.visible_at <= pg_catalog.now()
-        order by e.visible_at, e.event_id
-        limit batch_size
-        for update skip locked
+    with claimed as (
+        update toolsdb.events as e
+        set visible_at = pg_catalog.now() + lease,
+            attempts = e.attempts + 1,
+            claim_token = token,
+            claimed_by = worker
+        where e.event_id = any(array(
+            select p.event_id
+            from toolsdb.events as p
+            where p.processed_at is null and p.visible_at <= pg_catalog.now()
+            order by p.visible_at, p.event_id
+            limit batch_size
+            for update skip locked
+        ))
+        returning e.*
     )
-    update toolsdb.events as e
-    set visible_at = pg_catalog.now() + lease,
-        attempts = e.attempts + 1,
-        claim_token = token,
-        claimed_by = worker
-    from picked
-    where e.event_id = picked.event_id
-    returning e.*;
+    select * from claimed order by claimed.event_id;
 end;
 $function$;
 

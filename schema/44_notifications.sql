@@ -33,7 +33,9 @@ create table if not exists toolsdb.notifications (
     references toolsdb.events (event_id) on delete set null,
     constraint notifications_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
-    constraint notification_type_is_valid check (notification_type ~ '^[a-z][a-z0-9_]{0,49}$'),
+    constraint notification_type_is_valid check (
+        notification_type ~ '^[a-z][a-z0-9_]*$' and char_length(notification_type) <= 50
+    ),
     constraint backend_is_valid check (backend in ('slack', 'discord', 'email', 'webhook')),
     constraint status_is_valid check (status in ('pending', 'sending', 'sent', 'failed', 'dead')),
     constraint payload_is_object check (jsonb_typeof(payload) = 'object'),
@@ -183,28 +185,30 @@ begin
     end if;
     -- A row still "sending" whose lease ended after its last attempt is not
     -- tried again: it becomes a dead letter (its worker died on it).
+    -- The ids first, as an array: the update then finds each row by its
+    -- primary key, whatever the table's size (a join could hash it whole).
     return query
-    with picked as (
-        select n.notification_id, n.attempts >= n.max_attempts as exhausted
-        from toolsdb.notifications as n
-        where n.status in ('pending', 'sending', 'failed') and n.next_attempt_at <= pg_catalog.now()
-        order by n.next_attempt_at, n.notification_id
-        limit batch_size
-        for update skip locked
-    ),
-    claimed as (
+    with claimed as (
         update toolsdb.notifications as n
-        set status = case when picked.exhausted then 'dead' else 'sending' end,
-            attempts = case when picked.exhausted then n.attempts else n.attempts + 1 end,
+        set status = case when n.attempts >= n.max_attempts then 'dead' else 'sending' end,
+            attempts = case when n.attempts >= n.max_attempts then n.attempts else n.attempts + 1 end,
             last_error = case
-                when picked.exhausted then 'lease ended after the last attempt (worker lost)'
+                when n.attempts >= n.max_attempts then 'lease ended after the last attempt (worker lost)'
                 else n.last_error
             end,
-            next_attempt_at = case when picked.exhausted then n.next_attempt_at else pg_catalog.now() + lease end,
-            claim_token = case when picked.exhausted then null else token end,
+            next_attempt_at = case
+                when n.attempts >= n.max_attempts then n.next_attempt_at else pg_catalog.now() + lease
+            end,
+            claim_token = case when n.attempts >= n.max_attempts then null else token end,
             claimed_by = worker
-        from picked
-        where n.notification_id = picked.notification_id
+        where n.notification_id = any(array(
+            select p.notification_id
+            from toolsdb.notifications as p
+            where p.status in ('pending', 'sending', 'failed') and p.next_attempt_at <= pg_catalog.now()
+            order by p.next_attempt_at, p.notification_id
+            limit batch_size
+            for update skip locked
+        ))
         returning n.*
     )
     select * from claimed where claimed.status = 'sending' order by claimed.notification_id;

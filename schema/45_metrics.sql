@@ -19,7 +19,7 @@ create table if not exists toolsdb.metrics (
     constraint metrics_pkey primary key (metric_id, created_at),
     constraint metrics_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
-    constraint metric_name_is_valid check (metric_name ~ '^[a-z][a-z0-9_.]{0,199}$'),
+    constraint metric_name_is_valid check (metric_name ~ '^[a-z][a-z0-9_.]*$' and char_length(metric_name) <= 200),
     constraint metric_value_is_finite check (metric_value not in ('NaN', 'Infinity', '-Infinity')),
     constraint tags_is_object check (jsonb_typeof(tags) = 'object')
 ) partition by range (created_at);
@@ -193,6 +193,7 @@ returns table (
 language sql
 stable
 set search_path = ''
+set work_mem = '64MB'
 as $function$
     select
         $1,
@@ -212,4 +213,5 @@ $function$;
 comment on function toolsdb.get_metric_stats(text, timestamptz, timestamptz) is
 'Statistics of one metric over [since, until) (seed 001''s get_metric_stats; default: all kept '
 'rows): count, avg, min, max and the continuous percentiles p50, p95, p99 (null when there are '
-'no rows). Reads only the window''s daily partitions.';
+'no rows). Reads only the window''s daily partitions; runs with work_mem 64MB so the percentile '
+'sort of a week of values stays in memory.';

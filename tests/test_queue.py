@@ -66,20 +66,20 @@ MARKER = "marker"
 # The inner select of each claim, exactly as in the function (checked
 # against the function's source before it is explained).
 NOTIFICATIONS_CLAIM_SELECT = """
-        select n.notification_id, n.attempts >= n.max_attempts as exhausted
-        from toolsdb.notifications as n
-        where n.status in ('pending', 'sending', 'failed') and n.next_attempt_at <= pg_catalog.now()
-        order by n.next_attempt_at, n.notification_id
-        limit batch_size
-        for update skip locked
+            select p.notification_id
+            from toolsdb.notifications as p
+            where p.status in ('pending', 'sending', 'failed') and p.next_attempt_at <= pg_catalog.now()
+            order by p.next_attempt_at, p.notification_id
+            limit batch_size
+            for update skip locked
 """
 EVENTS_CLAIM_SELECT = """
-        select e.event_id
-        from toolsdb.events as e
-        where e.processed_at is null and e.visible_at <= pg_catalog.now()
-        order by e.visible_at, e.event_id
-        limit batch_size
-        for update skip locked
+            select p.event_id
+            from toolsdb.events as p
+            where p.processed_at is null and p.visible_at <= pg_catalog.now()
+            order by p.visible_at, p.event_id
+            limit batch_size
+            for update skip locked
 """
 
 # ---------------------------------------------------------------------------
