@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Benchmark-only virtualenv: the project plus the queues tests/bench_queue.py compares with.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 TOOLSDB := $(BIN)/toolsdb
 SQL_DIRS := schema migrations views seeds
 
@@ -50,9 +53,16 @@ lint: $(STAMP) ## sqlfluff on the SQL, squawk on migrations/, ruff on the Python
 test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed, 15)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; several minutes)
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . procrastinate pgqueuer
+	@touch $@
+
+bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; several minutes)
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_work
+	$(BENCH_VENV)/bin/python -m tests.bench_queue
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start
@@ -63,7 +73,7 @@ db-stop: $(STAMP) ## Stop the embedded PostgreSQL server
 reset: $(STAMP) ## Drop, re-create and migrate the embedded database (asks; force=1 skips)
 	$(TOOLSDB) reset $(if $(force),--force)
 
-clean: ## Stop the embedded server and remove .venv, .toolsdb and caches
+clean: ## Stop the embedded server and remove .venv, .venv-bench, .toolsdb and caches
 	-@test -x $(TOOLSDB) && $(TOOLSDB) server stop
-	rm -rf $(VENV) .toolsdb build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .toolsdb build dist .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
