@@ -17,7 +17,9 @@ declare
     -- The application only reads these (written through functions, or rules):
     read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions', 'model_prices'];
     -- appends to these and never changes or removes an entry:
-    append_only_for_app text[] := array['activity_feed', 'agent_execution_logs', 'events', 'notifications', 'metrics'];
+    append_only_for_app text[] := array[
+        'activity_feed', 'agent_execution_logs', 'events', 'notifications', 'metrics', 'vision_cache_hits'
+    ];
     -- and does not touch these at all:
     hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
     app_functions text[] := array[
@@ -60,7 +62,16 @@ declare
         'toolsdb.hook_ingest(jsonb,jsonb)',
         'toolsdb.insert_notification(text,text,text,jsonb,bigint,integer,text,timestamp with time zone)',
         'toolsdb.insert_metric(text,double precision,text,jsonb,timestamp with time zone)',
-        'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)'
+        'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.vision_cache_store(text,jsonb,double precision,text,interval)',
+        'toolsdb.vision_cache_get(text,text)',
+        'toolsdb.vision_cache_stats()',
+        'toolsdb.report_bug(text,text,text,text)',
+        'toolsdb.bug_escalation_move(text,text,uuid)',
+        'toolsdb.prompt_create_version(text,text,jsonb,text[])',
+        'toolsdb.prompt_set_label(text,integer,text)',
+        'toolsdb.prompt_activate(text,integer)',
+        'toolsdb.prompt_get(text,text,integer)'
     ];
     -- The queue workers: claims and settlements across sessions, nothing else.
     worker_functions text[] := array[
@@ -85,7 +96,9 @@ declare
         'toolsdb.model_price_at(text,text,timestamp with time zone)',
         'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)',
         'toolsdb.memory_get(uuid,text,uuid)',
-        'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)'
+        'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.vision_cache_stats()',
+        'toolsdb.prompt_get(text,text,integer)'
     ];
 begin
     -- Schemas: the application schema is usable, the private one is not.
