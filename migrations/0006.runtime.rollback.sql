@@ -1,7 +1,8 @@
 -- migrations/0006.runtime.rollback.sql
 -- Undo 0006.runtime.sql: drop metrics (with every daily partition),
 -- notifications, events, memories, messages and sessions, every row, with
--- their functions, and give audit_create_partitions back its 0002 body.
+-- their functions, and give audit_create_partitions and isolate_rows back
+-- their 0002 definitions.
 -- The views in views/50_runtime.sql go with them (cascade) and come back
 -- with the next migrate. Undoing this migration is what a
 -- rollback is for, so squawk's drop rules do not apply.
@@ -133,3 +134,47 @@ comment on function toolsdb.audit_create_partitions(integer) is
 'months (default 3), and for any month whose entries landed in the default partition (they are '
 'moved). Returns how many it created. Run by every toolsdb migrate; schedule it monthly too.';
 drop function if exists toolsdb_private.create_range_partitions(regclass, text, integer, text);
+
+-- isolate_rows goes back to its 0002 signature (without shared_when_null).
+drop function if exists toolsdb.isolate_rows(regclass, text, boolean);
+create or replace function toolsdb.isolate_rows(target regclass, by_column text)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    policy_name text;
+    reader text := 'toolsdb.current_' || pg_catalog.left(by_column, -3) || '_id()';
+begin
+    if by_column not in ('project_id', 'session_id') then
+        raise exception 'rows are isolated by project_id or session_id, not %', by_column
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if not exists (
+        select from pg_catalog.pg_attribute as a
+        where a.attrelid = target and a.attname = by_column and a.attnum > 0 and not a.attisdropped
+    ) then
+        raise exception 'cannot isolate %: it has no column %', target, by_column
+            using errcode = 'undefined_column';
+    end if;
+    policy_name := pg_catalog.left(by_column, -3) || '_isolation';
+    execute pg_catalog.format('alter table %s enable row level security', target);
+    execute pg_catalog.format('drop policy if exists %I on %s', policy_name, target);
+    execute pg_catalog.format(
+        'create policy %I on %s for all to toolsdb_app using (%I = %s) with check (%I = %s)',
+        policy_name, target, by_column, reader, by_column, reader
+    );
+    execute pg_catalog.format('drop policy if exists readonly_reads_all on %s', target);
+    execute pg_catalog.format(
+        'create policy readonly_reads_all on %s for select to toolsdb_readonly using (true)', target
+    );
+end;
+$function$;
+
+comment on function toolsdb.isolate_rows(regclass, text) is
+'Row-level security the toolsdb way (docs/security.md): enables RLS on the table, lets '
+'toolsdb_app see and change only the rows of its transaction''s project or session (by_column '
+'project_id or session_id, compared with toolsdb.current_project_id() or current_session_id(); '
+'nothing when unset) and toolsdb_readonly read all. The owner is not forced. Idempotent; call it '
+'in the table''s schema file.';

@@ -4,11 +4,75 @@
 -- and dead letters, daily-partitioned metrics, and the import of the V1
 -- JSON files. The same statements as schema/40..46, plus the partition
 -- helper of schema/14_partitions.sql that the audit log (whose
--- audit_create_partitions now calls it) and metrics share.
+-- audit_create_partitions now calls it) and metrics share, and
+-- isolate_rows() with shared_when_null (for the global metrics).
 -- depends: 0005.collaboration
 --
 -- Every index here is on a table created in this same migration.
--- squawk-ignore-file require-concurrent-index-creation
+-- isolate_rows(regclass, text) is dropped for its three-argument successor,
+-- which two-argument calls reach through the default: nothing depends on it.
+-- squawk-ignore-file require-concurrent-index-creation, ban-drop-function
+
+-- ---- toolsdb.isolate_rows, as now in schema/11_context.sql: with shared_when_null ----
+
+-- Until 0006 isolate_rows had no shared_when_null; drop that signature so
+-- the two never coexist (calls with two arguments would be ambiguous).
+drop function if exists toolsdb.isolate_rows(regclass, text);
+
+create or replace function toolsdb.isolate_rows(
+    target regclass,
+    by_column text,
+    shared_when_null boolean default false
+)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    policy_name text;
+    reader text := 'toolsdb.current_' || pg_catalog.left(by_column, -3) || '_id()';
+    visible text;
+begin
+    if by_column not in ('project_id', 'session_id') then
+        raise exception 'rows are isolated by project_id or session_id, not %', by_column
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if not exists (
+        select from pg_catalog.pg_attribute as a
+        where a.attrelid = target and a.attname = by_column and a.attnum > 0 and not a.attisdropped
+    ) then
+        raise exception 'cannot isolate %: it has no column %', target, by_column
+            using errcode = 'undefined_column';
+    end if;
+    policy_name := pg_catalog.left(by_column, -3) || '_isolation';
+    execute pg_catalog.format('alter table %s enable row level security', target);
+    execute pg_catalog.format('drop policy if exists %I on %s', policy_name, target);
+    -- Rows of the transaction's project or session; with shared_when_null
+    -- also the rows that belong to none (shared by every project or session).
+    visible := case
+        when coalesce(shared_when_null, false)
+            then pg_catalog.format('%I is null or %I = %s', by_column, by_column, reader)
+        else pg_catalog.format('%I = %s', by_column, reader)
+    end;
+    execute pg_catalog.format(
+        'create policy %I on %s for all to toolsdb_app using (%s) with check (%s)',
+        policy_name, target, visible, visible
+    );
+    execute pg_catalog.format('drop policy if exists readonly_reads_all on %s', target);
+    execute pg_catalog.format(
+        'create policy readonly_reads_all on %s for select to toolsdb_readonly using (true)', target
+    );
+end;
+$function$;
+
+comment on function toolsdb.isolate_rows(regclass, text, boolean) is
+'Row-level security the toolsdb way (docs/security.md): enables RLS on the table, lets '
+'toolsdb_app see and change only the rows of its transaction''s project or session (by_column '
+'project_id or session_id, compared with toolsdb.current_project_id() or current_session_id(); '
+'nothing when unset) and toolsdb_readonly read all. With shared_when_null, rows whose by_column '
+'is null belong to every project or session and are visible (and writable) too, as global metrics '
+'are. The owner is not forced. Idempotent; call it in the table''s schema file.';
 
 -- ---- from schema/14_partitions.sql ----
 
@@ -853,7 +917,7 @@ security definer
 set search_path = ''
 as $function$
 declare
-    wanted integer := coalesce(pg_catalog.cardinality(event_ids), 0);
+    wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i);
     done integer;
 begin
     update toolsdb.events as e
@@ -864,7 +928,7 @@ begin
         and e.processed_at is null
         and e.visible_at > pg_catalog.now();
     get diagnostics done = row_count;
-    if done <> (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i) then
+    if done <> wanted then
         raise exception 'lease lost: % of % events are no longer held by this claim', wanted - done, wanted
             using errcode = 'object_not_in_prerequisite_state',
             hint = 'their lease ended or another worker claimed them; nothing was marked';
@@ -1334,16 +1398,8 @@ insert into toolsdb_private.audit_exemptions (table_name, reason) values
 on conflict (table_name) do nothing;
 
 -- Session metrics are isolated per session; global ones (no session) are
--- shared. Hence not toolsdb.isolate_rows(), which would hide the global ones.
-alter table toolsdb.metrics enable row level security;
-
-drop policy if exists session_isolation on toolsdb.metrics;
-create policy session_isolation on toolsdb.metrics for all to toolsdb_app
-using (session_id is null or session_id = toolsdb.current_session_id())
-with check (session_id is null or session_id = toolsdb.current_session_id());
-
-drop policy if exists readonly_reads_all on toolsdb.metrics;
-create policy readonly_reads_all on toolsdb.metrics for select to toolsdb_readonly using (true);
+-- shared by all.
+select toolsdb.isolate_rows('toolsdb.metrics', 'session_id', shared_when_null => true);
 
 create or replace function toolsdb_private.metrics_partition_name(day date)
 returns text

@@ -74,7 +74,15 @@ return toolsdb.setting_uuid('toolsdb.agent_id');
 comment on function toolsdb.current_agent_id() is
 'The agent acting in the current transaction (setting toolsdb.agent_id, a uuid), or null.';
 
-create or replace function toolsdb.isolate_rows(target regclass, by_column text)
+-- Until 0006 isolate_rows had no shared_when_null; drop that signature so
+-- the two never coexist (calls with two arguments would be ambiguous).
+drop function if exists toolsdb.isolate_rows(regclass, text);
+
+create or replace function toolsdb.isolate_rows(
+    target regclass,
+    by_column text,
+    shared_when_null boolean default false
+)
 returns void
 language plpgsql
 volatile
@@ -83,6 +91,7 @@ as $function$
 declare
     policy_name text;
     reader text := 'toolsdb.current_' || pg_catalog.left(by_column, -3) || '_id()';
+    visible text;
 begin
     if by_column not in ('project_id', 'session_id') then
         raise exception 'rows are isolated by project_id or session_id, not %', by_column
@@ -98,9 +107,16 @@ begin
     policy_name := pg_catalog.left(by_column, -3) || '_isolation';
     execute pg_catalog.format('alter table %s enable row level security', target);
     execute pg_catalog.format('drop policy if exists %I on %s', policy_name, target);
+    -- Rows of the transaction's project or session; with shared_when_null
+    -- also the rows that belong to none (shared by every project or session).
+    visible := case
+        when coalesce(shared_when_null, false)
+            then pg_catalog.format('%I is null or %I = %s', by_column, by_column, reader)
+        else pg_catalog.format('%I = %s', by_column, reader)
+    end;
     execute pg_catalog.format(
-        'create policy %I on %s for all to toolsdb_app using (%I = %s) with check (%I = %s)',
-        policy_name, target, by_column, reader, by_column, reader
+        'create policy %I on %s for all to toolsdb_app using (%s) with check (%s)',
+        policy_name, target, visible, visible
     );
     execute pg_catalog.format('drop policy if exists readonly_reads_all on %s', target);
     execute pg_catalog.format(
@@ -109,9 +125,10 @@ begin
 end;
 $function$;
 
-comment on function toolsdb.isolate_rows(regclass, text) is
+comment on function toolsdb.isolate_rows(regclass, text, boolean) is
 'Row-level security the toolsdb way (docs/security.md): enables RLS on the table, lets '
 'toolsdb_app see and change only the rows of its transaction''s project or session (by_column '
 'project_id or session_id, compared with toolsdb.current_project_id() or current_session_id(); '
-'nothing when unset) and toolsdb_readonly read all. The owner is not forced. Idempotent; call it '
-'in the table''s schema file.';
+'nothing when unset) and toolsdb_readonly read all. With shared_when_null, rows whose by_column '
+'is null belong to every project or session and are visible (and writable) too, as global metrics '
+'are. The owner is not forced. Idempotent; call it in the table''s schema file.';

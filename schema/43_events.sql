@@ -308,7 +308,7 @@ security definer
 set search_path = ''
 as $function$
 declare
-    wanted integer := coalesce(pg_catalog.cardinality(event_ids), 0);
+    wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i);
     done integer;
 begin
     update toolsdb.events as e
@@ -319,7 +319,7 @@ begin
         and e.processed_at is null
         and e.visible_at > pg_catalog.now();
     get diagnostics done = row_count;
-    if done <> (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i) then
+    if done <> wanted then
         raise exception 'lease lost: % of % events are no longer held by this claim', wanted - done, wanted
             using errcode = 'object_not_in_prerequisite_state',
             hint = 'their lease ended or another worker claimed them; nothing was marked';

@@ -61,16 +61,8 @@ insert into toolsdb_private.audit_exemptions (table_name, reason) values
 on conflict (table_name) do nothing;
 
 -- Session metrics are isolated per session; global ones (no session) are
--- shared. Hence not toolsdb.isolate_rows(), which would hide the global ones.
-alter table toolsdb.metrics enable row level security;
-
-drop policy if exists session_isolation on toolsdb.metrics;
-create policy session_isolation on toolsdb.metrics for all to toolsdb_app
-using (session_id is null or session_id = toolsdb.current_session_id())
-with check (session_id is null or session_id = toolsdb.current_session_id());
-
-drop policy if exists readonly_reads_all on toolsdb.metrics;
-create policy readonly_reads_all on toolsdb.metrics for select to toolsdb_readonly using (true);
+-- shared by all.
+select toolsdb.isolate_rows('toolsdb.metrics', 'session_id', shared_when_null => true);
 
 create or replace function toolsdb_private.metrics_partition_name(day date)
 returns text

@@ -11,8 +11,10 @@ test_isolation.py).
   ``set_project`` sets toolsdb.project_id for the transaction.
 * Fixture bodies, declared by each module so that it picks them up
   (``tx = pytest.fixture(rolled_back_tx)``, ``shared_conn =
-  pytest.fixture(committed_conn, scope="module")``): importing a fixture by
-  name would clash with the test arguments of the same name (ruff F811).
+  pytest.fixture(committed_conn, scope="module")``, ``su =
+  pytest.fixture(autocommit_conn)``): importing a fixture by name would
+  clash with the test arguments of the same name (ruff F811).
+  ``committed = empty_module_clone("name")`` makes a module's empty clone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
@@ -39,6 +42,31 @@ class HasDbname(Protocol):
     """What ``committed_conn`` needs of a module's ``committed`` fixture."""
 
     dbname: str
+
+
+@dataclass(frozen=True)
+class Clone:
+    """A module's database, by name (a ``HasDbname``)."""
+
+    dbname: str
+
+
+def empty_module_clone(prefix: str) -> Callable:
+    """A module-scoped ``committed`` fixture: one clone of the template per
+    module and major, with nothing committed in it by the fixture."""
+
+    @pytest.fixture(scope="module")
+    def committed(pg: Pg, template: str) -> Iterator[Clone]:
+        with pg.clone(f"{prefix}_{os.getpid()}_{pg.major}", template) as name:
+            yield Clone(name)
+
+    return committed
+
+
+def autocommit_conn(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
+    """A superuser connection in autocommit to the test's fresh clone (``db``)."""
+    with psycopg.connect(pg.conninfo(db), autocommit=True) as connection:
+        yield connection
 
 
 # ---------------------------------------------------------------------------

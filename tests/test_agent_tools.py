@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -28,9 +26,12 @@ from psycopg.types.json import Jsonb
 
 from .conftest import SUPERUSER, Pg
 from .dbhelpers import (
+    Clone,
     Row,
+    autocommit_conn,
     committed_conn,
     connect_app,
+    empty_module_clone,
     ensure_login,
     expect_error,
     one,
@@ -198,27 +199,13 @@ def connect(pg: Pg, db: str, login: str | None = None, autocommit: bool = True) 
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Shared:
-    dbname: str
-
-
-@pytest.fixture(scope="module")
-def committed(pg: Pg, template: str) -> Iterator[Shared]:
-    """One clone per module and major with nothing committed in it by the ``tx`` tests."""
-    with pg.clone(f"agent_tools_{os.getpid()}_{pg.major}", template) as name:
-        yield Shared(name)
-
-
+# One clone per module and major with nothing committed in it by the ``tx`` tests.
+committed = empty_module_clone("agent_tools")
 shared_conn = pytest.fixture(committed_conn, scope="module")
 tx = pytest.fixture(rolled_back_tx)
 
 
-@pytest.fixture
-def su(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
-    """An autocommit superuser connection to a fresh clone."""
-    with psycopg.connect(pg.conninfo(db), autocommit=True) as connection:
-        yield connection
+su = pytest.fixture(autocommit_conn)
 
 
 @pytest.fixture(scope="module")
@@ -800,7 +787,7 @@ def test_activating_a_missing_version_is_no_data_found(tx: psycopg.Connection) -
 # ---------------------------------------------------------------------------
 
 
-def test_the_app_uses_the_agent_tools(pg: Pg, committed: Shared, app_login: str) -> None:
+def test_the_app_uses_the_agent_tools(pg: Pg, committed: Clone, app_login: str) -> None:
     with connect_app(pg, committed.dbname, app_login) as app:
         h = image_hash()
         store(app, h)
@@ -826,6 +813,6 @@ def test_the_app_uses_the_agent_tools(pg: Pg, committed: Shared, app_login: str)
         "delete from toolsdb.vision_cache_hits",
     ],
 )
-def test_the_app_cannot_maintain_the_cache(pg: Pg, committed: Shared, app_login: str, statement: str) -> None:
+def test_the_app_cannot_maintain_the_cache(pg: Pg, committed: Clone, app_login: str, statement: str) -> None:
     with connect_app(pg, committed.dbname, app_login) as app:
         expect_error(app, DENIED, lambda: app.execute(statement))

@@ -26,12 +26,10 @@ Only test_a_late_ack_after_a_real_lease_loss_is_refused waits, for one real
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -42,8 +40,10 @@ from psycopg.types.json import Jsonb
 from .conftest import SUPERUSER, Pg
 from .dbhelpers import (
     Row,
+    autocommit_conn,
     committed_conn,
     connect_app,
+    empty_module_clone,
     ensure_login,
     expect_error,
     one,
@@ -260,28 +260,14 @@ def run_workers(count: int, work: Callable[[int, threading.Barrier], None]) -> N
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Shared:
-    dbname: str
-
-
-@pytest.fixture(scope="module")
-def committed(pg: Pg, template: str) -> Iterator[Shared]:
-    """One clone per module and major with nothing committed in it: the
-    ``tx`` tests leave no row behind, so a claim only ever sees its own test's rows."""
-    with pg.clone(f"queue_{os.getpid()}_{pg.major}", template) as name:
-        yield Shared(name)
-
-
+# One clone per module and major with nothing committed in it: the ``tx`` tests
+# leave no row behind, so a claim only ever sees its own test's rows.
+committed = empty_module_clone("queue")
 shared_conn = pytest.fixture(committed_conn, scope="module")
 tx = pytest.fixture(rolled_back_tx)
 
 
-@pytest.fixture
-def su(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
-    """A superuser connection to a fresh clone in autocommit, for tests of committed rows."""
-    with psycopg.connect(pg.conninfo(db), autocommit=True) as connection:
-        yield connection
+su = pytest.fixture(autocommit_conn)
 
 
 @pytest.fixture(scope="module")
