@@ -12,6 +12,9 @@
 create schema if not exists toolsdb;
 create schema if not exists toolsdb_private;
 create schema if not exists toolsdb_migrations;
+-- The schema validator's sandbox (schema/53_schema_validator.sql): always
+-- empty, since everything made in it is rolled back.
+create schema if not exists toolsdb_scratch;
 
 comment on schema toolsdb is
 'toolsdb application data: identity (users, projects, agents, MCP servers, preferences) and every later domain.';
@@ -19,11 +22,15 @@ comment on schema toolsdb_private is
 'toolsdb internals: trigger functions and helpers that clients never call directly.';
 comment on schema toolsdb_migrations is
 'Bookkeeping of yoyo-migrations (applied migrations, log, lock); managed by toolsdb migrate.';
+comment on schema toolsdb_scratch is
+'Sandbox of toolsdb.validate_schema(): statements under validation create their objects here, as '
+'toolsdb_validator, in a subtransaction that is always rolled back. Always empty.';
 
 -- Group roles (NOLOGIN), see docs/security.md: toolsdb_owner owns every
 -- object and runs migrations, toolsdb_app is the application, toolsdb_readonly
 -- reads, toolsdb_worker drains the queues (claims across sessions through
--- security definer functions only). Cluster-wide, so two databases on one cluster may race to create
+-- security definer functions only), toolsdb_validator runs the statements
+-- under validation (owns only the scratch schema). Cluster-wide, so two databases on one cluster may race to create
 -- them: a duplicate is not an error. A connecting user without CREATEROLE
 -- gets a clear error: an administrator runs this file once, then any member
 -- of toolsdb_owner can migrate.
@@ -31,7 +38,9 @@ do $bootstrap$
 declare
     wanted_role text;
 begin
-    foreach wanted_role in array array['toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker'] loop
+    foreach wanted_role in array array[
+        'toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker', 'toolsdb_validator'
+    ] loop
         if not exists (select from pg_catalog.pg_roles where rolname = wanted_role) then
             begin
                 execute pg_catalog.format('create role %I nologin', wanted_role);
@@ -67,6 +76,15 @@ begin
                 raise notice 'toolsdb: % cannot become a member of toolsdb_owner', current_user;
                 return;
         end;
+    end if;
+    -- toolsdb_owner may act as toolsdb_validator (it owns the function that
+    -- runs statements under validation, and the scratch schema).
+    if not pg_catalog.pg_has_role('toolsdb_owner', 'toolsdb_validator', 'MEMBER') then
+        grant toolsdb_validator to toolsdb_owner;
+    end if;
+    if (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'toolsdb_scratch')
+        <> 'toolsdb_validator'::regrole then
+        alter schema toolsdb_scratch owner to toolsdb_validator;
     end if;
     foreach schema_name in array array['toolsdb', 'toolsdb_private', 'toolsdb_migrations'] loop
         if (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = schema_name)

@@ -11,7 +11,7 @@ def as_role(conn: psycopg.Connection, role: str) -> None:
     conn.execute(f"set local role {role}")
 
 
-def test_the_bootstrap_creates_the_four_group_roles_without_login(conn: psycopg.Connection) -> None:
+def test_the_bootstrap_creates_the_five_group_roles_without_login(conn: psycopg.Connection) -> None:
     roles = conn.execute(
         "select rolname, rolcanlogin from pg_roles where rolname like 'toolsdb\\_%' order by 1"
     ).fetchall()
@@ -19,6 +19,7 @@ def test_the_bootstrap_creates_the_four_group_roles_without_login(conn: psycopg.
         ("toolsdb_app", False),
         ("toolsdb_owner", False),
         ("toolsdb_readonly", False),
+        ("toolsdb_validator", False),
         ("toolsdb_worker", False),
     ], "the group roles are NOLOGIN"
 

@@ -71,7 +71,8 @@ declare
         'toolsdb.prompt_create_version(text,text,jsonb,text[])',
         'toolsdb.prompt_set_label(text,integer,text)',
         'toolsdb.prompt_activate(text,integer)',
-        'toolsdb.prompt_get(text,text,integer)'
+        'toolsdb.prompt_get(text,text,integer)',
+        'toolsdb.validate_schema(text,boolean)'
     ];
     -- The queue workers: claims and settlements across sessions, nothing else.
     worker_functions text[] := array[
@@ -85,6 +86,10 @@ declare
         'toolsdb.get_dead_notifications(integer)',
         'toolsdb.redrive_notifications(bigint[])'
     ];
+    -- The role statements under validation run as (schema/53_schema_validator.sql):
+    -- it checks what they made, and may reference toolsdb's tables and fire its
+    -- trigger functions from the scratch schema, no more.
+    validator_functions text[] := array['toolsdb_private.convention_findings(regnamespace[])'];
     readonly_functions text[] := array[
         'toolsdb.setting_uuid(text)',
         'toolsdb.current_session_id()',
@@ -110,6 +115,20 @@ begin
     if pg_catalog.has_schema_privilege('public', 'toolsdb_private', 'USAGE') then
         revoke all on schema toolsdb_private from public;
     end if;
+    if not pg_catalog.has_schema_privilege('toolsdb_validator', 'toolsdb_private', 'USAGE') then
+        grant usage on schema toolsdb_private to toolsdb_validator;
+    end if;
+    if not pg_catalog.has_schema_privilege('toolsdb_validator', 'toolsdb', 'USAGE') then
+        grant usage on schema toolsdb to toolsdb_validator;
+    end if;
+    -- A foreign key to a toolsdb table can be validated (REFERENCES reads no row).
+    for wanted in
+        select c.relname from pg_catalog.pg_class as c
+        where c.relnamespace = 'toolsdb'::regnamespace and c.relkind in ('r', 'p') and not c.relispartition
+            and not pg_catalog.has_table_privilege('toolsdb_validator', c.oid, 'REFERENCES')
+    loop
+        execute pg_catalog.format('grant references on toolsdb.%I to toolsdb_validator', wanted.relname);
+    end loop;
 
     -- Tables and views: one (role, relation, privilege) per row, granted if
     -- missing (has_table_privilege with a list would answer "any of them").
@@ -175,6 +194,14 @@ begin
         union all
         select f.signature, 'toolsdb_worker'
         from pg_catalog.unnest(worker_functions) as f (signature)
+        union all
+        select f.signature, 'toolsdb_validator'
+        from pg_catalog.unnest(validator_functions) as f (signature)
+        union all
+        -- Trigger functions cannot be called, only named by CREATE TRIGGER.
+        select p.oid::regprocedure::text, 'toolsdb_validator'
+        from pg_catalog.pg_proc as p
+        where p.pronamespace = 'toolsdb_private'::regnamespace and p.prorettype = 'pg_catalog.trigger'::regtype
     loop
         if not pg_catalog.has_function_privilege(fn.grantee, fn.signature, 'EXECUTE') then
             execute pg_catalog.format('grant execute on function %s to %I', fn.signature, fn.grantee);

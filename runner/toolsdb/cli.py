@@ -220,6 +220,50 @@ def hook(settings: Settings, strict: bool, log_file: str | None) -> None:
     sys.exit(run(settings.database, strict, Path(log_file) if log_file else None))
 
 
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--refresh", is_flag=True, help="Run the script again even when its report is stored.")
+@common_options
+def validate(settings: Settings, file: Path, as_json: bool, refresh: bool) -> None:
+    """Validate the CREATE, ALTER and COMMENT statements of FILE (- for stdin).
+
+    Three checks: it parses as PostgreSQL (pglast); it runs, in a scratch
+    schema inside a transaction that is always rolled back; what it makes
+    meets toolsdb's conventions (primary key, timestamptz, text with CHECKs,
+    indexed foreign keys, comments, names). Prints FILE:LINE: severity [rule]
+    message per finding; exit 1 on any error (warnings pass). Anything but a
+    definition is refused. Reports are stored by script hash, so validating
+    the same script again is a lookup (--refresh runs it again).
+    """
+    import json
+
+    from . import validator
+
+    name = "<stdin>" if str(file) == "-" else str(file)
+    try:
+        sql = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ToolsdbError(f"{name}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ToolsdbError(f"{name}: cannot read it: {exc}") from None
+    with settings.target().connect() as conn:
+        try:
+            report = validator.validate(conn, sql, refresh=refresh)
+        except ToolsdbError as exc:
+            raise ToolsdbError(f"{name}: {exc.message}") from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        for line in validator.format_findings(report, name):
+            click.echo(line)
+        verdict = "valid" if report["valid"] else "invalid"
+        source = "stored report" if report["cached"] else "validated"
+        click.echo(f"{name}: {verdict}, {report['errors']} error(s), {report['warnings']} warning(s) ({source})")
+    if not report["valid"]:
+        sys.exit(1)
+
+
 @cli.command("import-v1")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @common_options
@@ -259,6 +303,22 @@ def import_v1(settings: Settings, directory: Path) -> None:
         click.echo(line)
     if summary.problems:
         sys.exit(1)
+
+
+@cli.command("mcp")
+@common_options
+def mcp_command(settings: Settings) -> None:
+    """Serve the agent tools to an MCP client (e.g. Claude Code) over stdio.
+
+    Tools: validate_schema, vision_cache_lookup, vision_cache_store,
+    audit_query, audit_record, bug_report, bug_list. Runs until the client
+    closes stdin; stdout carries only the protocol, logs go to stderr
+    (--verbose: more of them). Register it with
+    `claude mcp add toolsdb -- toolsdb mcp` (README).
+    """
+    from .mcp_server import serve
+
+    serve(settings.target(), verbose=settings.verbose)
 
 
 @cli.group()
