@@ -63,6 +63,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_work
 	$(BENCH_VENV)/bin/python -m tests.bench_queue
+	$(BIN)/python -m tests.bench_agent_tools
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start
