@@ -61,6 +61,22 @@ on conflict (table_name) do nothing;
 -- The lexer: statements of a script, with their lines
 -- ---------------------------------------------------------------------------
 
+create or replace function toolsdb_private.newlines_before(body text, at_position integer)
+returns integer
+language sql
+immutable
+strict
+set search_path = ''
+as $function$
+    select
+        pg_catalog.length(pg_catalog.substr(body, 1, greatest(at_position - 1, 0)))
+        - pg_catalog.length(pg_catalog.replace(pg_catalog.substr(body, 1, greatest(at_position - 1, 0)), E'\n', ''));
+$function$;
+
+comment on function toolsdb_private.newlines_before(text, integer) is
+'How many line breaks come before character at_position (from 1) of body; 0 for a position of 0 or '
+'less. Turns a position in a script into a line number for the validator''s findings.';
+
 create or replace function toolsdb_private.sql_statements(script text)
 returns table (statement_no integer, line integer, statement text, skeleton text)
 language plpgsql
@@ -116,8 +132,7 @@ begin
             shape := pg_catalog.btrim(pg_catalog.regexp_replace(shape, '\s+', ' ', 'g'));
             if shape <> '' then
                 statement_no := statement_no + 1;
-                line := 1 + pg_catalog.length(pg_catalog.substr(script, 1, first_token - 1))
-                    - pg_catalog.length(pg_catalog.replace(pg_catalog.substr(script, 1, first_token - 1), E'\n', ''));
+                line := 1 + toolsdb_private.newlines_before(script, first_token);
                 statement := pg_catalog.rtrim(pg_catalog.substr(script, first_token, pos - first_token), E' \t\r\n');
                 skeleton := shape;
                 return next;
@@ -451,12 +466,7 @@ begin
                     findings := findings || pg_catalog.jsonb_build_object(
                         'rule', case when error_state = '42601' then 'syntax' else 'execute' end,
                         'severity', 'error',
-                        'line', lines[statement_no] + case when found_at > 0 then
-                            pg_catalog.length(pg_catalog.substr(statements[statement_no], 1, found_at))
-                            - pg_catalog.length(pg_catalog.replace(
-                                pg_catalog.substr(statements[statement_no], 1, found_at), E'\n', ''
-                            ))
-                            else 0 end,
+                        'line', lines[statement_no] + toolsdb_private.newlines_before(statements[statement_no], found_at),
                         'message', error_message || coalesce('; ' || nullif(error_hint, ''), '')
                         || ' (SQLSTATE ' || error_state || ')'
                         || case when error_state = '42501' then
@@ -519,13 +529,7 @@ begin
                             1, 1, 0, 'i', 1
                         );
                     end if;
-                    if found_at > 0 then
-                        finding_line := finding_line
-                            + pg_catalog.length(pg_catalog.substr(statements[source_statement], 1, found_at))
-                            - pg_catalog.length(pg_catalog.replace(
-                                pg_catalog.substr(statements[source_statement], 1, found_at), E'\n', ''
-                            ));
-                    end if;
+                    finding_line := finding_line + toolsdb_private.newlines_before(statements[source_statement], found_at);
                 end if;
                 findings := findings || pg_catalog.jsonb_build_object(
                     'rule', finding.rule,
@@ -640,6 +644,24 @@ comment on function toolsdb_private.validation_refusal(text, boolean) is
 'STATISTICS, POLICY; ALTER of those; COMMENT ON. In a script that defines functions, also refuses '
 'ADD COLUMN and partition bounds, whose expressions PostgreSQL evaluates while defining.';
 
+create or replace function toolsdb_private.validation_report(stored toolsdb.schema_validations, cached boolean)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $function$
+    select pg_catalog.jsonb_build_object(
+        'valid', stored.valid, 'statement_hash', stored.statement_hash, 'cached', cached,
+        'statements', stored.statement_count, 'errors', stored.error_count,
+        'warnings', stored.warning_count, 'findings', stored.findings,
+        'validated_at', stored.validated_at, 'rules_version', stored.rules_version
+    );
+$function$;
+
+comment on function toolsdb_private.validation_report(toolsdb.schema_validations, boolean) is
+'The report toolsdb.validate_schema() returns, from a stored row of toolsdb.schema_validations; '
+'cached says whether the row was looked up (true) or just made (false).';
+
 create or replace function toolsdb.validate_schema(script text, refresh boolean default false)
 returns jsonb
 language plpgsql
@@ -675,12 +697,7 @@ begin
         from toolsdb.schema_validations as v
         where v.statement_hash = script_hash and v.rules_version = current_rules_version;
         if found then
-            return pg_catalog.jsonb_build_object(
-                'valid', stored.valid, 'statement_hash', stored.statement_hash, 'cached', true,
-                'statements', stored.statement_count, 'errors', stored.error_count,
-                'warnings', stored.warning_count, 'findings', stored.findings,
-                'validated_at', stored.validated_at, 'rules_version', stored.rules_version
-            );
+            return toolsdb_private.validation_report(stored, true);
         end if;
     end if;
 
@@ -732,13 +749,7 @@ begin
         validated_by = excluded.validated_by,
         validated_at = excluded.validated_at
     returning v.* into stored;
-
-    return pg_catalog.jsonb_build_object(
-        'valid', stored.valid, 'statement_hash', stored.statement_hash, 'cached', false,
-        'statements', stored.statement_count, 'errors', stored.error_count,
-        'warnings', stored.warning_count, 'findings', stored.findings,
-        'validated_at', stored.validated_at, 'rules_version', stored.rules_version
-    );
+    return toolsdb_private.validation_report(stored, false);
 end;
 $function$;
 

@@ -125,7 +125,9 @@ def main() -> int:
     return 0
 
 
-def pgbench_tps(server: EmbeddedServer, info, dbname: str, script: Path, clients: int) -> float:
+def pgbench_tps(
+    server: EmbeddedServer, info, dbname: str, script: Path, clients: int, seconds: int = PGBENCH_SECONDS
+) -> float:
     out = subprocess.run(
         [
             str(server.binary("pgbench")),
@@ -137,7 +139,7 @@ def pgbench_tps(server: EmbeddedServer, info, dbname: str, script: Path, clients
             "-j",
             str(clients),
             "-T",
-            str(PGBENCH_SECONDS),
+            str(seconds),
             "-f",
             str(script),
             "-h",

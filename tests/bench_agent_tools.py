@@ -54,9 +54,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -71,7 +68,8 @@ from toolsdb import migrate as engine
 from toolsdb.server import EmbeddedServer
 from toolsdb.target import Target
 
-from .bench import timed
+from .bench import pgbench_tps, timed
+from .bench_queue import median, progress, spread, verdict
 
 ROUNDS = 5
 SECONDS = 5
@@ -108,22 +106,6 @@ SIDES = {"get": GET_SQL, "plain": PLAIN_SQL}
 SCENARIOS = {"hot": "one hot key", "spread": f"{KEYS:,} keys, uniform"}
 
 
-def median(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
-def spread(samples: list[float]) -> float:
-    return max(samples) / min(samples) if min(samples) > 0 else float("inf")
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 def statement(side: str, n: str) -> str:
     return SIDES[side].format(hash=HASH.format(n=n), model=MODEL)
 
@@ -132,38 +114,6 @@ def script(side: str, scenario: str) -> str:
     """One pgbench transaction: pick the key, one autocommitted call."""
     pick = f"\\set k {HOT_KEY}" if scenario == "hot" else f"\\set k random(1, {KEYS})"
     return f"{pick}\n{statement(side, ':k::int')};\n"
-
-
-def pgbench_rate(server: EmbeddedServer, info, script_path: Path, clients: int, seconds: int) -> float:
-    """Transactions per second of pgbench -M prepared (tests.bench.pgbench_tps, with the duration a parameter)."""
-    out = subprocess.run(
-        [
-            str(server.binary("pgbench")),
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            str(clients),
-            "-j",
-            str(clients),
-            "-T",
-            str(seconds),
-            "-f",
-            str(script_path),
-            "-h",
-            info.socket_dir,
-            "-p",
-            str(info.port),
-            "-U",
-            "postgres",
-            DBNAME,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("tps = "))
-    return float(line.split()[2])
 
 
 class WaitSampler:
@@ -230,9 +180,9 @@ def measure_reads(server: EmbeddedServer, info, tmp: Path, rounds: int, seconds:
                         if clients == max(CLIENTS):
                             counts = reads.waits.setdefault((scenario, side), Counter())
                             with WaitSampler(sampler, counts):
-                                rate = pgbench_rate(server, info, scripts[(scenario, side)], clients, seconds)
+                                rate = pgbench_tps(server, info, DBNAME, scripts[(scenario, side)], clients, seconds)
                         else:
-                            rate = pgbench_rate(server, info, scripts[(scenario, side)], clients, seconds)
+                            rate = pgbench_tps(server, info, DBNAME, scripts[(scenario, side)], clients, seconds)
                         reads.rates.setdefault((scenario, side, clients), []).append(rate)
             progress(f"reads, round {i + 1} of {rounds}: done")
     return reads
@@ -561,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute("truncate toolsdb.vision_cache_hits")  # empty already: so its size is this run's
                 hot = tmp / "hot_get.sql"
                 hot.write_text(script("get", "hot"))
-                hot_rate = pgbench_rate(server, info, hot, max(CLIENTS), seconds)
+                hot_rate = pgbench_tps(server, info, DBNAME, hot, max(CLIENTS), seconds)
                 flushes.append(flush(conn, f"one {seconds}s run, hot key, {max(CLIENTS)} clients"))
                 progress("breakdown")
                 breakdown = measure_breakdown(conninfo, calls, breakdown_rounds)

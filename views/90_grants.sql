@@ -89,7 +89,10 @@ declare
     -- The role statements under validation run as (schema/53_schema_validator.sql):
     -- it checks what they made, and may reference toolsdb's tables and fire its
     -- trigger functions from the scratch schema, no more.
-    validator_functions text[] := array['toolsdb_private.convention_findings(regnamespace[])'];
+    validator_functions text[] := array[
+        'toolsdb_private.convention_findings(regnamespace[])',
+        'toolsdb_private.newlines_before(text,integer)'
+    ];
     readonly_functions text[] := array[
         'toolsdb.setting_uuid(text)',
         'toolsdb.current_session_id()',
