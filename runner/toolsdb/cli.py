@@ -568,6 +568,34 @@ def config_rotate_key(settings: Settings) -> None:
         click.echo(f"re-encrypted {count} secret(s); {keys.path} now holds only the new key")
 
 
+@cli.group("redis")
+def redis_group() -> None:
+    """The Redis toolkit's server (REDIS_URL or REDIS_HOST/PORT/PASSWORD/DB/SSL)."""
+
+
+@redis_group.command("ping")
+@click.option("--url", metavar="URL", help="Redis URL (default: $REDIS_URL, else the REDIS_* variables).")
+def redis_ping(url: str | None) -> None:
+    """Check that Redis answers; print its version and mode."""
+    from .redis.connection import RedisSettings, client_where, translate_errors
+
+    settings = RedisSettings.from_env(url=url)
+    client = settings.connect()
+    try:
+        with translate_errors(client):
+            cluster = client.__class__.__name__ == "RedisCluster"
+            info = client.info("server")
+            if cluster:  # RedisCluster answers per node: {node name: info}
+                first = next(iter(info.values())) if info and isinstance(next(iter(info.values())), dict) else info
+                version = first.get("redis_version", "?")
+                mode = f"cluster of {len(client.get_primaries())} primaries"
+            else:
+                version, mode = info.get("redis_version", "?"), "standalone"
+        click.echo(f"PONG: Redis {version} ({mode}) at {client_where(client)}")
+    finally:
+        client.close()
+
+
 def main() -> None:
     """Entry point: user mistakes become one line and a non-zero exit."""
     try:
