@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Benchmark-only virtualenv: the project plus the queues tests/bench_queue.py compares with.
+# Benchmark-only virtualenv: the project plus what the benchmarks compare with (the queues of
+# tests/bench_queue.py, the limits library of tests/bench_redis.py).
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 TOOLSDB := $(BIN)/toolsdb
@@ -56,7 +57,7 @@ test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e . procrastinate pgqueuer
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . procrastinate pgqueuer limits
 	@touch $@
 
 bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; several minutes)
@@ -64,6 +65,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BIN)/python -m tests.bench_work
 	$(BENCH_VENV)/bin/python -m tests.bench_queue
 	$(BIN)/python -m tests.bench_agent_tools
+	$(BENCH_VENV)/bin/python -m tests.bench_redis
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start
