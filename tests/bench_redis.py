@@ -38,7 +38,9 @@ scripts loaded, its connections open) before its first timed run of a setting.
    acquire(name) + release(name) (one EVALSHA each; acquire also increments the
    fencing counter), and its lease(name) + release_lease(lease), against
    redis-py's Lock (client.lock(name, timeout=30), made once per client;
-   acquire(blocking=False) is a SET NX PX, release one EVALSHA).
+   acquire(blocking=False) is a SET NX PX, release one EVALSHA); and
+   DistributedLock(fencing=False), whose acquire is the same SET NX PX, to show
+   what the fencing counter costs.
    Then, for context and without a target, 8 clients on one name with blocking
    acquires and nothing done while held: pairs/s and the busiest client's share
    of them. Each library's waiting policy (toolsdb's backoff from 2 ms, redis-py's
@@ -92,6 +94,7 @@ START_DELAY = 0.1  # seconds between sending a run to the clients and its start
 TOOLSDB = "toolsdb"
 TOOLSDB_LEASE = "toolsdb lease"
 TOOLSDB_HIT = "toolsdb hit"
+TOOLSDB_NOFENCE = "toolsdb nofence"
 LIMITS = "limits"
 LIMITS_STATS = "limits +stats"
 REDIS_PY = "redis-py Lock"
@@ -100,6 +103,7 @@ TOP_LEVEL = {
     TOOLSDB: ("evalsha",),
     TOOLSDB_HIT: ("evalsha",),
     TOOLSDB_LEASE: ("evalsha",),
+    TOOLSDB_NOFENCE: ("set", "evalsha"),
     LIMITS: ("evalsha",),
     LIMITS_STATS: ("evalsha",),
     REDIS_PY: ("set", "evalsha"),
@@ -195,6 +199,18 @@ class Client:
 
     def _lock_step(self, task: Task) -> Callable[[], bool]:
         name = f"bench-{self.index}"
+        if task.system == TOOLSDB_NOFENCE:
+            plain = self._made(
+                "plain-lock",
+                lambda: DistributedLock(get_redis_client(url=self.url, fresh=True), LOCK_TIMEOUT, fencing=False),
+            )
+
+            def plain_step() -> bool:
+                if plain.acquire(name):
+                    return plain.release(name)
+                return False
+
+            return plain_step
         if task.system in (TOOLSDB, TOOLSDB_LEASE):
             lock = self._made("lock", lambda: DistributedLock(get_redis_client(url=self.url, fresh=True), LOCK_TIMEOUT))
             if task.system == TOOLSDB_LEASE:
@@ -480,7 +496,7 @@ def main() -> int:
     started = time.perf_counter()
     binaries = newest()
     limiter_systems = [TOOLSDB, TOOLSDB_HIT] + ([LIMITS, LIMITS_STATS] if limits is not None else [])
-    lock_systems = [TOOLSDB, TOOLSDB_LEASE, REDIS_PY]
+    lock_systems = [TOOLSDB, TOOLSDB_LEASE, TOOLSDB_NOFENCE, REDIS_PY]
     with tempfile.TemporaryDirectory(prefix="toolsdb-bench-redis-") as tmpdir:
         server = RedisServer(binaries, Path(tmpdir) / "redis").start()
         clients = None
@@ -525,6 +541,7 @@ def main() -> int:
         [
             ("lock", "acquire(name) + release(name)", TOOLSDB, REDIS_PY),
             ("lock", "lease(name) + release_lease()", TOOLSDB_LEASE, REDIS_PY),
+            ("lock", "fencing=False acquire+release", TOOLSDB_NOFENCE, REDIS_PY),
         ],
         "pairs",
     )

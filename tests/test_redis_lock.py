@@ -621,3 +621,56 @@ def test_release_lease_needs_the_lease_token(redis_client, lock):
     assert 59_000 < redis_client.pttl(lock.keys("direct")[0]) <= 60_000
     assert lock.release_lease(lease) is True
     assert lock.release_lease(lease) is False
+
+
+# -- fencing=False: a plain SET NX PX, no counter key ----------------------------
+
+
+def test_without_fencing_acquire_keeps_no_counter_and_leases_carry_none(redis_client):
+    lock = DistributedLock(redis_client, timeout_seconds=30, fencing=False)
+    assert lock.acquire("plain")
+    assert lock.fencing_token("plain") is None
+    assert all_keys(redis_client) == {"toolsdb:lock:{plain}"}, "no fencing counter is written"
+    assert not DistributedLock(redis_client, fencing=False).acquire("plain")
+    assert not DistributedLock(redis_client).acquire("plain"), "both kinds of lock exclude each other"
+    assert lock.release("plain")
+    assert all_keys(redis_client) == set()
+    with lock.hold("plain") as lease:
+        assert lease.fencing_token is None
+        assert lock.extend_lease(lease, 5)
+        assert 4000 < redis_client.pttl("toolsdb:lock:{plain}") <= 5000
+
+
+def test_without_fencing_a_blocked_acquire_waits_for_the_release(redis_client):
+    holder = DistributedLock(redis_client, timeout_seconds=30, fencing=False)
+    lease = holder.lease("wait")
+    assert lease is not None
+    timer = threading.Timer(0.3, holder.release_lease, args=(lease,))  # by lease: another thread releases
+    timer.start()
+    try:
+        started = time.monotonic()
+        assert DistributedLock(redis_client, fencing=False).acquire("wait", blocking=True, blocking_timeout=10)
+        assert time.monotonic() - started >= 0.25
+    finally:
+        timer.join()
+
+
+def test_without_fencing_threads_never_overlap(redis_client):
+    lock = DistributedLock(redis_client, timeout_seconds=30, fencing=False)
+    results: list = []
+    threads = [
+        threading.Thread(target=lambda: results.append(critical_sections(lock, redis_client, "plain-mutex", 10)))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert int(redis_client.get(COUNTER)) == 60, "an update was lost: two holders overlapped"
+    assert max(most for _, most in results) == 1
+
+
+@pytest.mark.parametrize("fencing", [None, 0, "yes"])
+def test_fencing_must_be_a_bool(redis_client, fencing):
+    with pytest.raises(TypeError, match="fencing must be True or False"):
+        DistributedLock(redis_client, fencing=fencing)

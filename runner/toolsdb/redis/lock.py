@@ -33,23 +33,34 @@ class LockLost(ToolsdbError, RuntimeError):
 @dataclass(frozen=True)
 class Lease:
     """One acquisition: the lock's name, the holder's token, and the fencing
-    token (grows by one with every acquisition of this name, never reused)."""
+    token (grows with every acquisition of this name, never reused; None on a
+    lock made with ``fencing=False``)."""
 
     name: str
     token: str
-    fencing_token: int
+    fencing_token: int | None
 
 
 class DistributedLock:
     """Named locks under ``<prefix>lock:{<name>}`` that expire after
-    ``timeout_seconds`` unless extended."""
+    ``timeout_seconds`` unless extended. ``fencing=False`` skips the fencing
+    counter: acquire is then a plain SET NX PX, and no counter key is kept per
+    name (for many short-lived names where nothing checks a fence)."""
 
     def __init__(
-        self, client: Client | None = None, timeout_seconds: float = DEFAULT_TIMEOUT, *, prefix: str | None = None
+        self,
+        client: Client | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT,
+        *,
+        prefix: str | None = None,
+        fencing: bool = True,
     ) -> None:
         self.client = client if client is not None else get_redis_client()
         self.namespace = default_prefix(prefix) + "lock:"
         self.timeout_ms = milliseconds(timeout_seconds, "timeout_seconds")
+        if not isinstance(fencing, bool):
+            raise TypeError(f"fencing must be True or False, got {type(fencing).__name__}")
+        self.fencing = fencing
         self._acquire = scripts.bind(self.client, "lock_acquire")
         self._release = scripts.bind(self.client, "compare_and_delete")
         self._expire = scripts.bind(self.client, "compare_and_expire")
@@ -72,10 +83,15 @@ class DistributedLock:
     # -- leases --------------------------------------------------------------
 
     @translated
-    def try_lease(self, name: str) -> tuple[Lease | None, int]:
-        """One attempt: (the lease, 0) when taken, else (None, the holder's ms left)."""
+    def try_lease(self, name: str) -> tuple[Lease | None, int | None]:
+        """One attempt: (the lease, 0) when taken, else (None, the holder's ms
+        left, or None when not asked: a lock without fencing does not ask)."""
         keys = self.keys(name)
         token = secrets.token_hex(16)
+        if not self.fencing:
+            if self.client.set(keys[0], token, nx=True, px=self.timeout_ms):
+                return Lease(name, token, None), 0
+            return None, None
         taken, value = self._acquire(keys=keys, args=[token, self.timeout_ms])
         if taken == 1:
             return Lease(name, token, int(value)), 0
@@ -96,7 +112,8 @@ class DistributedLock:
         deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
         delay = FIRST_BACKOFF
         while True:
-            pause = min(delay, max(holder_ms, 1) / 1000) * random.uniform(0.5, 1.0)
+            pause = delay if holder_ms is None else min(delay, max(holder_ms, 1) / 1000)
+            pause *= random.uniform(0.5, 1.0)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
