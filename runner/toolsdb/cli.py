@@ -568,6 +568,43 @@ def config_rotate_key(settings: Settings) -> None:
         click.echo(f"re-encrypted {count} secret(s); {keys.path} now holds only the new key")
 
 
+@cli.command("docs")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/schema.md"),
+    show_default=True,
+    help="The file to write ('-': standard output).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the file differs from the database.")
+@common_options
+def docs(settings: Settings, output: Path, check: bool) -> None:
+    """Generate docs/schema.md (Mermaid diagrams, every table and column with its COMMENT) from the database."""
+    from .schemadoc import generate
+
+    with settings.target().connect() as conn:
+        text = generate(conn)
+    if str(output) == "-":
+        click.echo(text, nl=False)
+        return
+    current = output.read_text(encoding="utf-8") if output.exists() else None
+    if check:
+        if current != text:
+            raise ToolsdbError(f"{output} is out of date with the database; run `toolsdb docs` to regenerate it")
+        click.echo(f"{output} is up to date")
+        return
+    if current == text:
+        click.echo(f"{output} is up to date")
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ToolsdbError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}")
+
+
 @cli.group("redis")
 def redis_group() -> None:
     """The Redis toolkit's server (REDIS_URL or REDIS_HOST/PORT/PASSWORD/DB/SSL)."""
