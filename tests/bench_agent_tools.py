@@ -69,7 +69,7 @@ from toolsdb.server import EmbeddedServer
 from toolsdb.target import Target
 
 from .bench import pgbench_tps, timed
-from .bench_queue import median, progress, spread, verdict
+from .bench_queue import median, print_targets, progress, spread, verdict
 
 ROUNDS = 5
 SECONDS = 5
@@ -530,10 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     report_flushes(flushes, hot_rate)
     report_breakdown(breakdown, calls, breakdown_rounds)
     report_validator(validations, why, validate_runs)
-    print("targets")
-    for line in targets:
-        print(f"  {line}")
-    print(f"\ntotal runtime {time.perf_counter() - started:.0f}s")
+    print_targets(targets, started)
     return 0
 
 

@@ -216,6 +216,15 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def print_targets(targets: list[str], started: float) -> None:
+    """The closing block of a benchmark: each target's verdict line, then the run's
+    wall time since ``started`` (time.perf_counter())."""
+    print("targets")
+    for line in targets:
+        print(f"  {line}")
+    print(f"\ntotal runtime {time.perf_counter() - started:.0f}s")
+
+
 # -- the queue systems ------------------------------------------------------------------------------------
 
 
@@ -1039,10 +1048,7 @@ def main() -> int:
     targets += report_latencies(latencies, waiting)
     targets += report_hook(hook)
     report_metrics(metrics)
-    print("targets")
-    for line in targets:
-        print(f"  {line}")
-    print(f"\ntotal runtime {time.perf_counter() - started:.0f}s")
+    print_targets(targets, started)
     return 0
 
 

@@ -71,7 +71,7 @@ import redis
 
 from toolsdb.redis import DistributedLock, RateLimiter, get_redis_client
 
-from .bench_queue import installed_version, median, progress, spread, verdict
+from .bench_queue import installed_version, median, print_targets, progress, spread, verdict
 from .redis_servers import RedisServer, newest
 
 try:
@@ -561,10 +561,7 @@ def main() -> int:
         "3. Where the time goes, us per operation: the server's command time and CPU, and the clients' CPU",
         [(r.key, r.label, limiter_systems) for r in REGIMES] + [("lock", "lock pairs, uncontended", lock_systems)],
     )
-    print("targets")
-    for line in targets:
-        print(f"  {line}")
-    print(f"\ntotal runtime {time.perf_counter() - started:.0f}s")
+    print_targets(targets, started)
     return 0
 
 

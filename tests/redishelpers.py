@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 
 from redis.cluster import RedisCluster
 
-from toolsdb.redis import cache, ratelimit, sessions
 from toolsdb.redis.connection import reset_default_client
 
 # Every variable the toolkit reads; the clean_redis_env fixture removes them.
@@ -26,11 +26,8 @@ REDIS_VARS = (
 
 
 def reset_defaults() -> None:
-    """Forget the process-wide client and the managers built on it."""
+    """Forget the process-wide client (the managers built on it follow it)."""
     reset_default_client()
-    cache._default = None
-    ratelimit._default = None
-    sessions._default = None
 
 
 def all_keys(client) -> set[str]:
@@ -73,3 +70,26 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def run_together(count: int, call: Callable[[int], object]) -> tuple[list, list[BaseException]]:
+    """Start ``count`` threads that call ``call(index)`` at the same moment; their
+    results (in thread order) and the exceptions they raised."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = call(index)
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a caller never returned"
+    return results, errors

@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from toolsdb.errors import ToolsdbError
 from toolsdb.redis import CacheManager, RedisConfigError, cache_result, get_cache_manager, get_redis_client, scripts
 
-from .redishelpers import all_keys, reset_defaults, wait_until
+from .redishelpers import all_keys, reset_defaults, run_together, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_redis_env")
 
@@ -43,29 +43,6 @@ def one_line(exc: BaseException) -> str:
     text = str(exc)
     assert text and "\n" not in text, repr(text)
     return text
-
-
-def run_together(count: int, call: Callable[[], object]) -> tuple[list, list[BaseException]]:
-    """Start ``count`` threads that call ``call`` at the same moment; their results
-    (in thread order) and the exceptions they raised."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except BaseException as exc:  # reported to the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a caller never returned"
-    return results, errors
 
 
 @pytest.fixture
@@ -866,7 +843,7 @@ def test_waiters_take_over_when_the_filler_raises(cache):
             raise RuntimeError("first filler fails")
         return "second filler's value"
 
-    results, errors = run_together(4, fragile)
+    results, errors = run_together(4, lambda _: fragile())
     assert [str(e) for e in errors] == ["first filler fails"]
     assert sorted(r for r in results if r is not None) == ["second filler's value"] * 3
     assert len(calls) == 2
@@ -917,7 +894,7 @@ def test_stampede_of_threads_computes_once(cache, redis_client):
         time.sleep(0.3)
         return {"x": x, "token": uuid.uuid4().hex}
 
-    results, errors = run_together(16, lambda: slow(5))
+    results, errors = run_together(16, lambda _: slow(5))
     assert errors == []
     assert calls == [5]
     assert all(r == results[0] for r in results)
@@ -938,11 +915,11 @@ def test_stampede_after_hot_key_expiry_computes_once(cache, redis_client):
         time.sleep(0.3)
         return generation
 
-    first, errors = run_together(16, slow)
+    first, errors = run_together(16, lambda _: slow())
     assert errors == []
     assert first == [1] * 16
     wait_until(lambda: not redis_client.exists(slow.cache_key()), timeout=10, what="the hot entry to expire")
-    second, errors = run_together(16, slow)
+    second, errors = run_together(16, lambda _: slow())
     assert errors == []
     assert second == [2] * 16
     assert len(calls) == 2

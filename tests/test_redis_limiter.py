@@ -11,7 +11,6 @@ import contextlib
 import math
 import multiprocessing
 import re
-import threading
 import time
 import traceback
 
@@ -21,9 +20,8 @@ from redis.cluster import RedisCluster
 
 from toolsdb.redis import Decision, RateLimiter, get_rate_limiter, get_redis_client, scripts
 from toolsdb.redis import connection as redis_connection
-from toolsdb.redis import ratelimit as ratelimit_module
 
-from .redishelpers import all_keys, run_processes
+from .redishelpers import all_keys, run_processes, run_together
 
 # -- helpers ---------------------------------------------------------------------
 
@@ -295,8 +293,7 @@ def test_get_rate_limiter_uses_the_environment(redis_url, redis_client, monkeypa
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.delenv("REDIS_KEY_PREFIX", raising=False)
     monkeypatch.delenv("REDIS_CLUSTER", raising=False)
-    monkeypatch.setattr(redis_connection, "_default", None)
-    monkeypatch.setattr(ratelimit_module, "_default", None)
+    redis_connection.reset_default_client()  # the next get_rate_limiter() reads the environment
     limiter = get_rate_limiter()
     try:
         assert isinstance(limiter, RateLimiter)
@@ -358,22 +355,9 @@ def test_reset(redis_client, limiter):
 @pytest.mark.parametrize("limit", [1, 37, 500])
 def test_threads_admit_exactly_max_requests(redis_client, limiter, limit):
     threads_n, calls = 8, limit // 8 + 40
-    barrier = threading.Barrier(threads_n)
-    admitted = [0] * threads_n
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            admitted[i] = sum(limiter.is_allowed("shared", limit, 60) for _ in range(calls))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    admitted, errors = run_together(
+        threads_n, lambda _: sum(limiter.is_allowed("shared", limit, 60) for _ in range(calls))
+    )
     assert not errors, errors
     assert threads_n * calls > limit
     assert sum(admitted) == limit
@@ -397,22 +381,9 @@ def test_tight_loop_admissions_are_all_kept(redis_client, limiter):
     """Many admissions from 8 threads in a tight loop: every admission is one
     entry of the log, even when two land in the same microsecond."""
     threads_n, calls = 8, 250
-    barrier = threading.Barrier(threads_n)
-    admitted = [0] * threads_n
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            admitted[i] = sum(limiter.is_allowed("burst", 10_000, 60) for _ in range(calls))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    admitted, errors = run_together(
+        threads_n, lambda _: sum(limiter.is_allowed("burst", 10_000, 60) for _ in range(calls))
+    )
     assert not errors, errors
     assert sum(admitted) == threads_n * calls
     assert log_size(redis_client, limiter.namespace + "burst") == threads_n * calls

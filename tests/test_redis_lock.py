@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from toolsdb.errors import ToolsdbError
 from toolsdb.redis import DistributedLock, Lease, LockLost, LockTimeout, get_redis_client
 
-from .redishelpers import all_keys, run_processes
+from .redishelpers import all_keys, run_processes, run_together
 
 # -- helpers ---------------------------------------------------------------------
 
@@ -535,22 +535,7 @@ def test_hold_reraises_the_blocks_own_error_even_when_the_lease_expired(redis_cl
 
 def test_mutual_exclusion_between_threads(redis_client, lock):
     threads_n, iterations = 8, 8
-    barrier = threading.Barrier(threads_n)
-    results: list = [None] * threads_n
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = critical_sections(lock, redis_client, "mutex", iterations)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results, errors = run_together(threads_n, lambda _: critical_sections(lock, redis_client, "mutex", iterations))
     assert not errors, errors
     assert int(redis_client.get(COUNTER)) == threads_n * iterations, "an update was lost: two holders overlapped"
     assert max(most for _, most in results) == 1
@@ -657,15 +642,8 @@ def test_without_fencing_a_blocked_acquire_waits_for_the_release(redis_client):
 
 def test_without_fencing_threads_never_overlap(redis_client):
     lock = DistributedLock(redis_client, timeout_seconds=30, fencing=False)
-    results: list = []
-    threads = [
-        threading.Thread(target=lambda: results.append(critical_sections(lock, redis_client, "plain-mutex", 10)))
-        for _ in range(6)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results, errors = run_together(6, lambda _: critical_sections(lock, redis_client, "plain-mutex", 10))
+    assert not errors, errors
     assert int(redis_client.get(COUNTER)) == 60, "an update was lost: two holders overlapped"
     assert max(most for _, most in results) == 1
 

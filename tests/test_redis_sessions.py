@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 
 import pytest
 from redis.cluster import RedisCluster
@@ -15,7 +14,7 @@ from redis.cluster import RedisCluster
 from toolsdb.errors import ToolsdbError
 from toolsdb.redis import RedisConfigError, SessionExists, SessionManager, get_session_manager
 
-from .redishelpers import all_keys, wait_until
+from .redishelpers import all_keys, run_together, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_redis_env")
 
@@ -85,21 +84,14 @@ def test_create_existing_id_raises_session_exists_and_keeps_the_old_session(sess
 
 
 def test_concurrent_create_of_one_id_has_exactly_one_winner(sessions):
-    barrier = threading.Barrier(8)
-    outcomes: list = [None] * 8
-
-    def create(index: int) -> None:
-        barrier.wait(timeout=30)
+    def create(index: int) -> str:
         try:
-            outcomes[index] = sessions.create("contested", {"winner": index})
+            return sessions.create("contested", {"winner": index})
         except SessionExists:
-            outcomes[index] = "exists"
+            return "exists"
 
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes, errors = run_together(8, create)
+    assert not errors, errors
     winners = [i for i, outcome in enumerate(outcomes) if outcome == "contested"]
     assert len(winners) == 1, outcomes
     assert outcomes.count("exists") == 7

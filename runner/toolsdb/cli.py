@@ -614,20 +614,19 @@ def redis_group() -> None:
 @click.option("--url", metavar="URL", help="Redis URL (default: $REDIS_URL, else the REDIS_* variables).")
 def redis_ping(url: str | None) -> None:
     """Check that Redis answers; print its version and mode."""
+    from redis.cluster import RedisCluster
+
     from .redis.connection import RedisSettings, client_where, translate_errors
 
     settings = RedisSettings.from_env(url=url)
     client = settings.connect()
     try:
         with translate_errors(client):
-            cluster = client.__class__.__name__ == "RedisCluster"
-            info = client.info("server")
-            if cluster:  # RedisCluster answers per node: {node name: info}
-                first = next(iter(info.values())) if info and isinstance(next(iter(info.values())), dict) else info
-                version = first.get("redis_version", "?")
+            if isinstance(client, RedisCluster):  # ask one node, not each
+                version = client.info("server", target_nodes=RedisCluster.RANDOM).get("redis_version", "?")
                 mode = f"cluster of {len(client.get_primaries())} primaries"
             else:
-                version, mode = info.get("redis_version", "?"), "standalone"
+                version, mode = client.info("server").get("redis_version", "?"), "standalone"
         click.echo(f"PONG: Redis {version} ({mode}) at {client_where(client)}")
     finally:
         client.close()

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import inspect
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -17,7 +16,7 @@ from redis.cluster import RedisCluster
 
 from . import scripts
 from ._common import canonical, check_key, default_prefix, dumps, loads, milliseconds
-from .connection import Client, get_redis_client, translate_errors, translated
+from .connection import Client, get_redis_client, on_default_client, translate_errors, translated
 
 _MISSING = object()
 DEFAULT_TTL = 3600
@@ -170,19 +169,13 @@ class CacheManager:
         return value
 
 
-_default: CacheManager | None = None
-_default_lock = threading.Lock()
+_default = on_default_client(CacheManager)
 
 
 def get_cache_manager() -> CacheManager:
     """The process's CacheManager, on get_redis_client() (rebuilt after
     reset_default_client())."""
-    global _default
-    client = get_redis_client()
-    with _default_lock:
-        if _default is None or _default.client is not client:
-            _default = CacheManager(client)
-        return _default
+    return _default()
 
 
 def _drops_first(fn: Callable) -> bool:

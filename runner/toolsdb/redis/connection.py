@@ -110,32 +110,21 @@ class RedisSettings:
             "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES),
         }
 
-    def _standalone(self) -> redis.Redis:
-        common = {**self._common(), "health_check_interval": 30}
+    def _build(self, cls: type[redis.Redis] | type[RedisCluster], **options: Any) -> Client:
+        """A ``cls`` client from the URL, else from host, port, credentials and TLS."""
+        options = {**self._common(), **options}
         if self.url is not None:
-            return redis.Redis.from_url(self.url, **common)
-        return redis.Redis(
-            host=self.host,
-            port=self.port,
-            username=self.username,
-            password=self.password,
-            db=self.db,
-            ssl=self.ssl,
-            **common,
+            return cls.from_url(self.url, **options)
+        return cls(
+            host=self.host, port=self.port, username=self.username, password=self.password, ssl=self.ssl, **options
         )
 
+    def _standalone(self) -> redis.Redis:
+        database = {} if self.url is not None else {"db": self.db}  # a URL names its own database
+        return self._build(redis.Redis, health_check_interval=30, **database)
+
     def _cluster(self) -> RedisCluster:
-        common = self._common()
-        if self.url is not None:
-            return RedisCluster.from_url(self.url, **common)
-        return RedisCluster(
-            host=self.host,
-            port=self.port,
-            username=self.username,
-            password=self.password,
-            ssl=self.ssl,
-            **common,
-        )
+        return self._build(RedisCluster)
 
     def connect(self) -> Client:
         """A client that has answered PING; a RedisCluster client when the
@@ -309,6 +298,25 @@ def get_redis_client(url: str | None = None, *, fresh: bool = False) -> Client:
         if _default is None:
             _default = RedisSettings.from_env().connect()
         return _default
+
+
+M = TypeVar("M")
+
+
+def on_default_client(factory: Callable[[Client], M]) -> Callable[[], M]:
+    """A getter of ``factory(get_redis_client())``, built once per process
+    client: after reset_default_client() the next call builds it again."""
+    built: list = [None, None]  # the client, what factory made of it
+    lock = threading.Lock()
+
+    def get() -> M:
+        client = get_redis_client()
+        with lock:
+            if built[0] is not client:
+                built[:] = [client, factory(client)]
+            return built[1]
+
+    return get
 
 
 def reset_default_client() -> None:

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 from . import scripts
 from ._common import check_key, default_prefix, milliseconds, positive_int
-from .connection import Client, get_redis_client, translated
+from .connection import Client, get_redis_client, on_default_client, translated
 
 
 class Decision(NamedTuple):
@@ -102,16 +101,10 @@ def _window_us(window_seconds: float) -> int:
     return milliseconds(window_seconds, "window_seconds") * 1000
 
 
-_default: RateLimiter | None = None
-_default_lock = threading.Lock()
+_default = on_default_client(RateLimiter)
 
 
 def get_rate_limiter() -> RateLimiter:
     """The process's RateLimiter, on get_redis_client() (rebuilt after
     reset_default_client())."""
-    global _default
-    client = get_redis_client()
-    with _default_lock:
-        if _default is None or _default.client is not client:
-            _default = RateLimiter(client)
-        return _default
+    return _default()

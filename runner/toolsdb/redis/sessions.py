@@ -4,12 +4,11 @@ with a TTL; ids from ``secrets`` when the caller gives none."""
 from __future__ import annotations
 
 import secrets
-import threading
 from typing import Any
 
 from ..errors import ToolsdbError
 from ._common import default_prefix, dumps, loads, milliseconds
-from .connection import Client, get_redis_client, translated
+from .connection import Client, get_redis_client, on_default_client, translated
 
 DEFAULT_TTL = 3600
 MAX_ID_LENGTH = 256
@@ -102,16 +101,10 @@ def check_session_id(session_id: Any) -> str:
     return session_id
 
 
-_default: SessionManager | None = None
-_default_lock = threading.Lock()
+_default = on_default_client(SessionManager)
 
 
 def get_session_manager() -> SessionManager:
     """The process's SessionManager, on get_redis_client() (rebuilt after
     reset_default_client())."""
-    global _default
-    client = get_redis_client()
-    with _default_lock:
-        if _default is None or _default.client is not client:
-            _default = SessionManager(client)
-        return _default
+    return _default()
