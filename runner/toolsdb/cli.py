@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
 from datetime import timezone
 from pathlib import Path
 
@@ -15,58 +13,10 @@ import psycopg
 
 from . import __version__
 from . import migrate as engine
+from .clicommon import DATABASE_HELP, Settings, common_options, print_table
 from .errors import ToolsdbError
 from .server import EmbeddedServer
-from .target import Target, resolve
-
-DATABASE_HELP = (
-    "PostgreSQL URL (postgresql://user:pass@host:port/db) or libpq 'key=value' string. "
-    "Default: $DATABASE_URL, else libpq's PG* variables, else the embedded server in .toolsdb/."
-)
-
-
-class Settings:
-    """Options given on the group or on the command (the command's win)."""
-
-    def __init__(self) -> None:
-        self.database: str | None = None
-        self.verbose = False
-
-    def echo(self) -> Callable[[str], None] | None:
-        if not self.verbose:
-            return None
-        return lambda sql: click.echo(f"{sql.rstrip().rstrip(';')};", err=True)
-
-    def target(self) -> Target:
-        return resolve(self.database)
-
-
-def common_options(func: Callable) -> Callable:
-    """--database and --verbose, accepted before or after the command name."""
-
-    @click.option("--database", "-d", metavar="URL", help=DATABASE_HELP)
-    @click.option("--verbose", "-v", is_flag=True, help="Echo the SQL statements run (to stderr).")
-    @click.pass_context
-    @functools.wraps(func)
-    def wrapper(ctx: click.Context, database: str | None, verbose: bool, **kwargs):
-        settings = ctx.ensure_object(Settings)
-        if database is not None:
-            settings.database = database
-        settings.verbose = settings.verbose or verbose
-        return ctx.invoke(func, settings, **kwargs)
-
-    return wrapper
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print rows as an aligned, psql-like table."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    click.echo(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    click.echo("-+-".join("-" * w for w in widths))
-    for row in cells:
-        click.echo(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    click.echo(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
+from .target import Target
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

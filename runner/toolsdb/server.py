@@ -75,6 +75,10 @@ class EmbeddedServer:
     def binary(self, name: str) -> Path:
         return self.bindir / name
 
+    def has_library(self, name: str) -> bool:
+        """Whether this PostgreSQL ships the loadable module ``name`` (``lib/name.so``)."""
+        return (self.bindir.parent / "lib" / f"{name}.so").exists()
+
     def check_binaries(self) -> str:
         """Return ``postgres --version``; a clear error if they cannot run here."""
         exe = self.binary("postgres")
@@ -301,6 +305,9 @@ class EmbeddedServer:
             port = _free_port() if tcp else 5432
         listen = "127.0.0.1" if tcp else ""
         options = f"-c listen_addresses='{listen}' -k {sockdir} -p {port}"
+        if self.has_library("pg_stat_statements"):
+            # Query statistics for `toolsdb stats` and toolsdb_monitoring.slow_statements.
+            options += " -c shared_preload_libraries=pg_stat_statements"
         self._run(
             [
                 str(self.binary("pg_ctl")),
