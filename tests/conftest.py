@@ -161,8 +161,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("PG")
-        and k not in ("DATABASE_URL", "TOOLSDB_SQL_ROOT", "TOOLSDB_HOME", "TOOLSDB_HOOK_LOG")
+        if not k.startswith(("PG", "DB_"))
+        and k not in ("DATABASE_URL", "TOOLS_DB_URL", "DATABASE_REPLICA_URL")
+        and k not in ("TOOLSDB_SQL_ROOT", "TOOLSDB_HOME", "TOOLSDB_HOOK_LOG")
         and k not in ("TOOLSDB_USER_ID", "TOOLSDB_AGENT_ID", "TOOLSDB_PROJECT_ID")
     }
     env.update(extra)

@@ -15,7 +15,8 @@ from .target import Target, resolve
 
 DATABASE_HELP = (
     "PostgreSQL URL (postgresql://user:pass@host:port/db) or libpq 'key=value' string. "
-    "Default: $DATABASE_URL, else libpq's PG* variables, else the embedded server in .toolsdb/."
+    "Default: $DATABASE_URL (or $TOOLS_DB_URL), else libpq's PG* variables (or their DB_* aliases), "
+    "else the embedded server in .toolsdb/."
 )
 
 

@@ -1,16 +1,23 @@
 """Which database a command talks to; first match wins.
 
 1. ``--database URL`` (a ``postgresql://`` URI or a libpq ``key=value`` string);
-2. ``DATABASE_URL``;
+2. ``DATABASE_URL`` (or seed 000's ``TOOLS_DB_URL``, its alias);
 3. libpq's own ``PG*`` variables (PGHOST, PGPORT, PGDATABASE, PGUSER,
-   PGPASSWORD, PGSERVICE, ...), read by libpq itself exactly as psql reads them;
+   PGPASSWORD, PGSERVICE, ...), read by libpq itself exactly as psql reads them,
+   and seed 004's ``DB_*`` variables, aliases of them (see ``DB_ALIASES``);
 4. otherwise the embedded server under ``.toolsdb/``, started on demand.
+
+The ``DB_*`` variables count only at step 3 (names such as DB_HOST are common,
+so a ``--database`` or ``DATABASE_URL`` makes toolsdb ignore them). There they
+are checked: a port from 1 to 65535, one of libpq's sslmodes, certificate files
+that exist, and no ``DB_X`` that disagrees with its ``PGX``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -20,13 +27,31 @@ from .errors import ToolsdbError
 from .libpq import LIBPQ_TARGET_VARS
 from .server import EmbeddedServer
 
+# Seed 004's variable -> (libpq keyword, libpq's own variable).
+DB_ALIASES: dict[str, tuple[str, str]] = {
+    "DB_HOST": ("host", "PGHOST"),
+    "DB_PORT": ("port", "PGPORT"),
+    "DB_NAME": ("dbname", "PGDATABASE"),
+    "DB_USER": ("user", "PGUSER"),
+    "DB_PASSWORD": ("password", "PGPASSWORD"),
+    "DB_SSL_MODE": ("sslmode", "PGSSLMODE"),
+    "DB_SSL_CA": ("sslrootcert", "PGSSLROOTCERT"),
+    "DB_SSL_CERT": ("sslcert", "PGSSLCERT"),
+    "DB_SSL_KEY": ("sslkey", "PGSSLKEY"),
+}
+# The aliases that pick a server or database (like LIBPQ_TARGET_VARS); the
+# SSL ones alone do not move toolsdb off the embedded server.
+DB_TARGET_VARS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SECRET_VARS = {"DB_PASSWORD", "PGPASSWORD"}
+
 
 @dataclass
 class Target:
     """A resolved database: the libpq conninfo and where it came from."""
 
     conninfo: str
-    source: str  # "--database", "DATABASE_URL", "PG* variables" or "embedded"
+    source: str  # "--database", "DATABASE_URL", "TOOLS_DB_URL", "PG* variables", "DB_* variables", ... or "embedded"
     server: EmbeddedServer | None = field(default=None, repr=False)
 
     @property
@@ -37,11 +62,14 @@ class Target:
         """The target for humans, password hidden."""
         if self.server is not None:
             return f"{self.server.url()} (embedded server in {self.server.root})"
-        if self.conninfo == "":
-            parts = {k: v for k, v in os.environ.items() if k in LIBPQ_TARGET_VARS}
-            parts.pop("PGPASSWORD", None)
-            shown = " ".join(f"{k}={v}" for k, v in sorted(parts.items()))
-            return f"{shown} (from PG* variables)"
+        if self.source.endswith(" variables"):
+            names = [*DB_ALIASES, *LIBPQ_TARGET_VARS]
+            shown = " ".join(
+                f"{name}={os.environ[name]}"
+                for name in sorted(names)
+                if os.environ.get(name) and name not in _SECRET_VARS
+            )
+            return f"{shown} (from {self.source})"
         return f"{redact(self.conninfo)} (from {self.source})"
 
     def connect(self, **kwargs) -> psycopg.Connection:
@@ -51,7 +79,7 @@ class Target:
 def redact(conninfo: str) -> str:
     """The conninfo with any password replaced by ``***``."""
     redacted = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", conninfo)
-    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", redacted)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", redacted)
 
 
 def validate(conninfo: str, source: str) -> str:
@@ -71,21 +99,65 @@ def validate(conninfo: str, source: str) -> str:
     try:
         params = pg_conninfo.conninfo_to_dict(text)
     except psycopg.ProgrammingError as exc:
-        raise ToolsdbError(f"{source} is malformed: {_first_line(exc)}") from None
+        raise ToolsdbError(f"{source} is malformed: {first_line(exc)}") from None
     for port in str(params.get("port", "")).split(","):
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise ToolsdbError(f"{source} is malformed: port {port!r} is not a number from 1 to 65535")
     return text
 
 
+def database_url(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(URL, variable name) from DATABASE_URL or its alias TOOLS_DB_URL, checked; None if neither is set."""
+    env = os.environ if env is None else env
+    urls = {name: env[name] for name in ("DATABASE_URL", "TOOLS_DB_URL") if env.get(name, "").strip()}
+    if len(set(urls.values())) > 1:
+        raise ToolsdbError(
+            f"DATABASE_URL={redact(urls['DATABASE_URL'])!r} and TOOLS_DB_URL={redact(urls['TOOLS_DB_URL'])!r} "
+            "disagree; set only one (TOOLS_DB_URL is an alias of DATABASE_URL)"
+        )
+    for name, url in urls.items():
+        return validate(url, name), name
+    return None
+
+
+def libpq_aliases(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """libpq keywords from the DB_* variables that are set (blank ones are ignored), checked."""
+    env = os.environ if env is None else env
+    params: dict[str, str] = {}
+    for name, (keyword, pg_name) in DB_ALIASES.items():
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        shown = "(values hidden)" if name in _SECRET_VARS else f"({name}={value!r}, {pg_name}={env.get(pg_name)!r})"
+        if env.get(pg_name, "").strip() and env[pg_name].strip() != value:
+            raise ToolsdbError(f"{name} and {pg_name} disagree {shown}; set only one ({name} is an alias of {pg_name})")
+        params[keyword] = value
+    for port in params["port"].split(",") if "port" in params else ():
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise ToolsdbError(f"DB_PORT must be a port number from 1 to 65535, got {env['DB_PORT'].strip()!r}")
+    if "sslmode" in params and params["sslmode"] not in SSL_MODES:
+        raise ToolsdbError(f"DB_SSL_MODE must be one of {', '.join(SSL_MODES)}; got {params['sslmode']!r}")
+    for name in ("DB_SSL_CA", "DB_SSL_CERT", "DB_SSL_KEY"):
+        path = params.get(DB_ALIASES[name][0])
+        if path and not (name == "DB_SSL_CA" and path == "system") and not os.path.isfile(path):
+            raise ToolsdbError(f"{name} names a file that does not exist: {path!r}")
+    return params
+
+
 def resolve(database: str | None, *, start: bool = True) -> Target:
     """Pick the database per the order above; start the embedded server if needed."""
     if database is not None:
         return Target(validate(database, "--database"), "--database")
-    env_url = os.environ.get("DATABASE_URL")
-    if env_url:
-        return Target(validate(env_url, "DATABASE_URL"), "DATABASE_URL")
-    if any(os.environ.get(var) for var in LIBPQ_TARGET_VARS):
+    from_env = database_url()
+    if from_env is not None:
+        return Target(*from_env)
+    uses_pg = any(os.environ.get(var) for var in LIBPQ_TARGET_VARS)
+    uses_db = any(os.environ.get(var, "").strip() for var in DB_TARGET_VARS)
+    if uses_db or (uses_pg and any(os.environ.get(var, "").strip() for var in DB_ALIASES)):
+        params = libpq_aliases()
+        source = "DB_*/PG* variables" if uses_pg else "DB_* variables"
+        return Target(pg_conninfo.make_conninfo("", **params), source)
+    if uses_pg:
         return Target("", "PG* variables")
     server = EmbeddedServer()
     if start:
@@ -101,11 +173,12 @@ def connect(conninfo: str, **kwargs) -> psycopg.Connection:
         return psycopg.connect(conninfo, **kwargs)
     except psycopg.OperationalError as exc:
         raise ToolsdbError(
-            f"cannot connect to {redact(conninfo) or 'the PG* variables server'}: {_first_line(exc)}"
+            f"cannot connect to {redact(conninfo) or 'the PG* variables server'}: {first_line(exc)}"
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's text."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     # libpq prefixes "connection to server at ... failed:"; keep the reason.
     return lines[0] if lines else type(exc).__name__
