@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__
+from . import __version__, replica
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, print_table
 from .errors import ToolsdbError
@@ -553,6 +553,11 @@ def docs(settings: Settings, output: Path, check: bool) -> None:
     except OSError as exc:
         raise ToolsdbError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}")
+
+
+# Commands defined in their own modules (they share clicommon's options).
+for _command in (replica.replica_group,):
+    cli.add_command(_command)
 
 
 @cli.group("redis")

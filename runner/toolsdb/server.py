@@ -56,7 +56,13 @@ def _clean_env() -> dict[str, str]:
 class EmbeddedServer:
     """One PostgreSQL cluster in a folder (``.toolsdb/`` of the working directory)."""
 
-    def __init__(self, root: Path | None = None, bindir: Path | None = None, dbname: str = DEFAULT_DBNAME):
+    def __init__(
+        self,
+        root: Path | None = None,
+        bindir: Path | None = None,
+        dbname: str = DEFAULT_DBNAME,
+        standby: bool = False,
+    ):
         self.root = (root or default_root()).absolute()
         self.data = self.root / "data"
         self.logdir = self.root / "log"
@@ -64,6 +70,9 @@ class EmbeddedServer:
         self.password_file = self.root / "password"
         self.dbname = dbname
         self._bindir = bindir
+        # A standby's data folder comes from pg_basebackup (basebackup()), never
+        # from initdb, and it is read-only: start() creates no database on it.
+        self.standby = standby
 
     # -- binaries ---------------------------------------------------------
     @property
@@ -241,6 +250,8 @@ class EmbeddedServer:
         """initdb the data folder (once); trust on the socket, scram on TCP."""
         if self.initialized:
             return
+        if self.standby:
+            raise ToolsdbError(f"no standby data folder in {self.data}: `toolsdb replica create` makes one")
         self.check_binaries()
         if self.data.exists():
             shutil.rmtree(self.data)  # a half-made folder from an interrupted initdb
@@ -277,6 +288,57 @@ class EmbeddedServer:
         finally:
             pwfile.unlink(missing_ok=True)
 
+    def basebackup(self, source: str, slot: str, timeout: float = 600) -> None:
+        """Make the data folder a streaming hot standby of the server at ``source``.
+
+        ``pg_basebackup -R -X stream -C -S slot``, run as the server user:
+        ``source`` is a libpq conninfo that may open a replication connection
+        (the primary's socket as its superuser), ``slot`` the physical
+        replication slot it creates there. On failure the data folder is
+        removed; the slot, if pg_basebackup made it, is the caller's to drop.
+        """
+        if self.initialized:
+            raise ToolsdbError(f"{self.data} holds a cluster already")
+        self.check_binaries()
+        self._make_root()
+        if self.data.exists():
+            shutil.rmtree(self.data)
+        self.data.mkdir(mode=0o700)
+        self.logdir.mkdir(exist_ok=True)
+        for path in (self.data, self.logdir):
+            self._give_to_server_user(path)
+        self._ensure_traversable(self.root)
+        self._ensure_traversable(self.bindir)
+        try:
+            done = self._run(
+                [
+                    str(self.binary("pg_basebackup")),
+                    "-D",
+                    str(self.data),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-C",
+                    "-S",
+                    slot,
+                    "-c",
+                    "fast",
+                    "--no-password",
+                    "-d",
+                    source,
+                ],
+                check=False,
+                timeout=timeout,
+            )
+            if done.returncode != 0:
+                # Its first error is the cause; the last is often its clean-up ("failed to remove ...").
+                lines = [ln.strip() for ln in (done.stderr or done.stdout or "").splitlines() if ln.strip()]
+                errors = [ln for ln in lines if "error:" in ln or "FATAL:" in ln] or lines
+                raise ToolsdbError(f"pg_basebackup failed: {errors[0] if errors else 'exit ' + str(done.returncode)}")
+        except BaseException:
+            shutil.rmtree(self.data, ignore_errors=True)
+            raise
+
     # -- state ------------------------------------------------------------------
     def info(self) -> ServerInfo | None:
         """The running server's pid, port and socket folder, or None if stopped."""
@@ -285,17 +347,21 @@ class EmbeddedServer:
     def is_running(self) -> bool:
         return self.info() is not None
 
-    def start(self, tcp: bool = False, port: int | None = None) -> ServerInfo:
-        """Start the server unless it runs already; create the database."""
+    def start(self, tcp: bool = False, port: int | None = None, settings: dict[str, str] | None = None) -> ServerInfo:
+        """Start the server unless it runs already; create the database (not on a standby).
+
+        ``settings``: extra server settings for this start (``-c name='value'``).
+        """
         with self._lock():
             self.initialize()
             current = self.info()
             if current is None:
-                current = self._start(tcp, port)
-            self._ensure_database(current)
+                current = self._start(tcp, port, settings)
+            if not self.standby:
+                self._ensure_database(current)
             return current
 
-    def _start(self, tcp: bool, port: int | None) -> ServerInfo:
+    def _start(self, tcp: bool, port: int | None, settings: dict[str, str] | None = None) -> ServerInfo:
         sockdir = self.socket_dir()
         sockdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._give_to_server_user(sockdir)
@@ -308,6 +374,9 @@ class EmbeddedServer:
         if self.has_library("pg_stat_statements"):
             # Query statistics for `toolsdb stats` and toolsdb_monitoring.slow_statements.
             options += " -c shared_preload_libraries=pg_stat_statements"
+        for name, value in (settings or {}).items():
+            quoted = value.replace("'", "'\\''")  # pg_ctl passes the options through /bin/sh
+            options += f" -c {name}='{quoted}'"
         self._run(
             [
                 str(self.binary("pg_ctl")),
