@@ -15,6 +15,8 @@ create schema if not exists toolsdb_migrations;
 -- The schema validator's sandbox (schema/53_schema_validator.sql): always
 -- empty, since everything made in it is rolled back.
 create schema if not exists toolsdb_scratch;
+-- Monitoring views over PostgreSQL's statistics (views/70_monitoring.sql).
+create schema if not exists toolsdb_monitoring;
 
 comment on schema toolsdb is
 'toolsdb application data: identity (users, projects, agents, MCP servers, preferences) and every later domain.';
@@ -22,6 +24,9 @@ comment on schema toolsdb_private is
 'toolsdb internals: trigger functions and helpers that clients never call directly.';
 comment on schema toolsdb_migrations is
 'Bookkeeping of yoyo-migrations (applied migrations, log, lock); managed by toolsdb migrate.';
+comment on schema toolsdb_monitoring is
+'Monitoring views over PostgreSQL''s statistics of this database: index usage, sizes, vacuum health, '
+'open transactions, long queries, lock waits, slow statements (toolsdb monitor).';
 comment on schema toolsdb_scratch is
 'Sandbox of toolsdb.validate_schema(): statements under validation create their objects here, as '
 'toolsdb_validator, in a subtransaction that is always rolled back. Always empty.';
@@ -86,7 +91,7 @@ begin
         <> 'toolsdb_validator'::regrole then
         alter schema toolsdb_scratch owner to toolsdb_validator;
     end if;
-    foreach schema_name in array array['toolsdb', 'toolsdb_private', 'toolsdb_migrations'] loop
+    foreach schema_name in array array['toolsdb', 'toolsdb_private', 'toolsdb_migrations', 'toolsdb_monitoring'] loop
         if (select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = schema_name)
             <> 'toolsdb_owner'::regrole then
             execute pg_catalog.format('alter schema %I owner to toolsdb_owner', schema_name);
@@ -122,5 +127,28 @@ begin
 exception
     when insufficient_privilege then
         raise notice 'toolsdb: not the database owner; set search_path = toolsdb yourself';
+end
+$bootstrap$;
+
+-- pg_stat_statements (toolsdb stats, toolsdb_monitoring.slow_statements),
+-- where the server preloads it (the embedded server does) and the connecting
+-- user may create it: in toolsdb_monitoring, since nothing of ours lives in
+-- public. An installation that exists already, in any schema, is used as is.
+do $bootstrap$
+begin
+    if exists (select from pg_catalog.pg_extension where extname = 'pg_stat_statements')
+        or not exists (select from pg_catalog.pg_available_extensions where name = 'pg_stat_statements') then
+        return;
+    end if;
+    if 'pg_stat_statements' <> all(pg_catalog.string_to_array(
+        pg_catalog.replace(pg_catalog.current_setting('shared_preload_libraries'), ' ', ''), ','
+    )) then
+        return;
+    end if;
+    create extension pg_stat_statements with schema toolsdb_monitoring;
+exception
+    when insufficient_privilege then
+        raise notice 'toolsdb: % may not create the extension pg_stat_statements; slow statements are not recorded',
+            current_user;
 end
 $bootstrap$;

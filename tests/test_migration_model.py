@@ -70,7 +70,7 @@ def test_migrating_twice_changes_nothing(pg: Pg, db: str) -> None:
         log_after = conn.execute("select count(*) from toolsdb_migrations._yoyo_log").fetchone()
         bootstrap_after = conn.execute(BOOTSTRAP_ROWS).fetchall()
     assert log_after == log_before, "a no-op migrate wrote to yoyo's log"
-    assert len(bootstrap_after) == 10, bootstrap_after  # 4 schemas, 5 roles, 1 setting
+    assert len(bootstrap_after) == 11, bootstrap_after  # 5 schemas, 5 roles, 1 setting
     assert bootstrap_after == bootstrap_before, "a no-op migrate rewrote schemas, roles or database settings"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, replica
+from . import __version__, operations, replica
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, print_table
 from .errors import ToolsdbError
@@ -556,7 +556,13 @@ def docs(settings: Settings, output: Path, check: bool) -> None:
 
 
 # Commands defined in their own modules (they share clicommon's options).
-for _command in (replica.replica_group,):
+for _command in (
+    operations.health_command,
+    operations.stats_command,
+    operations.monitor_command,
+    operations.maintain_command,
+    replica.replica_group,
+):
     cli.add_command(_command)
 
 

@@ -63,6 +63,8 @@ select c.oid::int, n.nspname, c.relname, c.relkind::text, obj_description(c.oid,
   join pg_namespace n on n.oid = c.relnamespace
  where n.nspname like 'toolsdb%%' and n.nspname <> all(%s)
    and c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
+   and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                   and d.deptype = 'e')
  order by n.nspname, c.relkind in ('v', 'm'), c.relname
 """
 
