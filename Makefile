@@ -67,6 +67,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BIN)/python -m tests.bench_agent_tools
 	$(BENCH_VENV)/bin/python -m tests.bench_redis
 	$(BIN)/python -m tests.bench_churn
+	$(BIN)/python -m tests.bench_ops
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, operations, replica
+from . import __version__, backup, operations, replica
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, print_table
 from .errors import ToolsdbError
@@ -561,6 +561,8 @@ for _command in (
     operations.stats_command,
     operations.monitor_command,
     operations.maintain_command,
+    backup.backup_command,
+    backup.restore_command,
     replica.replica_group,
 ):
     cli.add_command(_command)
