@@ -10,11 +10,12 @@ alter table toolsdb.events reset (
     autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, autovacuum_vacuum_insert_scale_factor,
     autovacuum_analyze_scale_factor, autovacuum_vacuum_cost_delay
 );
--- notifications keeps the fillfactor of 0006 (schema/44_notifications.sql).
 alter table toolsdb.notifications reset (
     autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, autovacuum_vacuum_insert_scale_factor,
     autovacuum_analyze_scale_factor, autovacuum_vacuum_cost_delay
 );
+-- The fillfactor 0006 set.
+alter table toolsdb.notifications set (fillfactor = 80);
 alter table toolsdb.sessions reset (
     autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, autovacuum_analyze_scale_factor
 );

@@ -25,6 +25,9 @@ alter table toolsdb.events set (
     autovacuum_analyze_scale_factor = 0.02,
     autovacuum_vacuum_cost_delay = 1
 );
+-- (0006 gave notifications a fillfactor of 80: every update changes status,
+-- a predicate column of its claim and dead-letter indexes, so none is HOT.)
+alter table toolsdb.notifications reset (fillfactor);
 alter table toolsdb.notifications set (
     autovacuum_vacuum_scale_factor = 0.01,
     autovacuum_vacuum_threshold = 1000,

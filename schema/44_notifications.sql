@@ -61,8 +61,6 @@ create index if not exists notifications_event_id_idx on toolsdb.notifications (
 
 create index if not exists notifications_session_id_idx on toolsdb.notifications (session_id, created_at);
 
-alter table toolsdb.notifications set (fillfactor = 80);
-
 comment on table toolsdb.notifications is
 'Notifications to deliver (seed 001): permission requests, finished tasks, ... to Slack, Discord, '
 'email or a webhook, with retries. A queue: claim_notifications() leases a batch, '

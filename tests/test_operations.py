@@ -203,7 +203,7 @@ def test_the_churn_tables_carry_their_storage_settings(su: psycopg.Connection) -
     fillfactors = {t: [o for o in opts if o.startswith("fillfactor=")] for t, opts in options.items()}
     assert fillfactors == {
         "events": [],
-        "notifications": ["fillfactor=80"],  # from 0006, kept
+        "notifications": [],  # 0006's 80 is reset by 0009
         "sessions": [],
         "vision_cache": ["fillfactor=80"],
         "vision_cache_hits": [],
