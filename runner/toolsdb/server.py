@@ -246,6 +246,18 @@ class EmbeddedServer:
     def _password(self) -> str:
         return self.password_file.read_text().strip()
 
+    def _fresh_data_folder(self) -> None:
+        """An empty data folder (a half-made one from an interrupted run goes) and
+        the log folder, both the server user's, reachable by it."""
+        if self.data.exists():
+            shutil.rmtree(self.data)
+        self.data.mkdir(mode=0o700)
+        self.logdir.mkdir(exist_ok=True)
+        for path in (self.data, self.logdir):
+            self._give_to_server_user(path)
+        self._ensure_traversable(self.root)
+        self._ensure_traversable(self.bindir)
+
     def initialize(self) -> None:
         """initdb the data folder (once); trust on the socket, scram on TCP."""
         if self.initialized:
@@ -253,14 +265,7 @@ class EmbeddedServer:
         if self.standby:
             raise ToolsdbError(f"no standby data folder in {self.data}: `toolsdb replica create` makes one")
         self.check_binaries()
-        if self.data.exists():
-            shutil.rmtree(self.data)  # a half-made folder from an interrupted initdb
-        self.data.mkdir(mode=0o700)
-        self.logdir.mkdir(exist_ok=True)
-        for path in (self.data, self.logdir):
-            self._give_to_server_user(path)
-        self._ensure_traversable(self.root)
-        self._ensure_traversable(self.bindir)
+        self._fresh_data_folder()
         if not self.password_file.exists():
             self.password_file.touch(mode=0o600)
             self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
@@ -301,14 +306,7 @@ class EmbeddedServer:
             raise ToolsdbError(f"{self.data} holds a cluster already")
         self.check_binaries()
         self._make_root()
-        if self.data.exists():
-            shutil.rmtree(self.data)
-        self.data.mkdir(mode=0o700)
-        self.logdir.mkdir(exist_ok=True)
-        for path in (self.data, self.logdir):
-            self._give_to_server_user(path)
-        self._ensure_traversable(self.root)
-        self._ensure_traversable(self.bindir)
+        self._fresh_data_folder()
         try:
             done = self._run(
                 [
