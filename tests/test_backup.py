@@ -20,8 +20,9 @@ import pytest
 from cryptography.fernet import Fernet
 from psycopg.conninfo import conninfo_to_dict
 
-from toolsdb.backup import BackupResult, RestoreResult, backup, restore
+from toolsdb.backup import BackupResult, RestoreResult, backup, restore, role_statement
 from toolsdb.backup import _client_env as client_env
+from toolsdb.errors import ToolsdbError
 from toolsdb.server import EmbeddedServer, embedded_bindir
 from toolsdb.target import Target
 
@@ -220,6 +221,23 @@ def test_the_password_goes_to_the_environment_not_the_command_line() -> None:
     assert env["PGPASSWORD"] == "s3cret"
     assert args[0] == "-d"
     assert conninfo_to_dict(args[1]) == {"user": "alice", "host": "db.example.com", "port": "6543", "dbname": "toolsdb"}
+
+
+def test_restore_creates_every_group_role_of_the_bootstrap_first() -> None:
+    statement = role_statement()
+    assert "create role %I nologin" in statement
+    for role in ("toolsdb_owner", "toolsdb_app", "toolsdb_readonly", "toolsdb_worker", "toolsdb_validator"):
+        assert f"'{role}'" in statement
+
+
+def test_a_bootstrap_with_two_role_statements_is_one_clear_error(
+    sql_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap = sql_copy / "schema" / "00_bootstrap.sql"
+    bootstrap.write_text(bootstrap.read_text() + "\n" + role_statement() + "\n")
+    monkeypatch.setenv("TOOLSDB_SQL_ROOT", str(sql_copy))
+    with pytest.raises(ToolsdbError, match=r"should have one statement that creates the group roles, not 2$"):
+        role_statement()
 
 
 # -- 2. a non-empty target ------------------------------------------------------------------

@@ -337,6 +337,13 @@ def test_health_of_an_unreachable_server_is_a_failed_check_not_a_traceback(pg: P
     assert text.returncode == 1 and text.stdout.rstrip().endswith("UNHEALTHY")
 
 
+def test_health_refuses_a_bad_replica_url_in_one_line(pg: Pg, db: str) -> None:
+    result = run_cli("health", "--replica", "mysql://u:secret@h/d", "--database", pg.url(db))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--replica is not a PostgreSQL URL" in lines[0] and "secret" not in lines[0], lines
+
+
 def test_stats_counts_transactions_and_statements(pg: Pg, db: str, su: psycopg.Connection) -> None:
     su.execute("select pg_sleep(0.02)")
     result = run_cli("stats", "--json", "--slow-ms", "10", "--database", pg.url(db))

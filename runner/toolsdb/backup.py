@@ -257,6 +257,17 @@ def _read_archive(path: Path, server_major: int) -> tuple[Path, str]:
     raise ToolsdbError(f"{path} is not a pg_dump custom-format archive: {error}")
 
 
+def role_statement() -> str:
+    """The statement of schema/00_bootstrap.sql that creates the group roles: an
+    archive does not hold them (they are cluster-wide), so restore runs it first."""
+    found = [s for s in statements(paths.bootstrap_file().read_text(encoding="utf-8")) if "create role" in s]
+    if len(found) != 1:
+        raise ToolsdbError(
+            f"{paths.bootstrap_file()} should have one statement that creates the group roles, not {len(found)}"
+        )
+    return found[0]
+
+
 def restore(target: Target, path: Path, force: bool = False, progress: Progress | None = None) -> RestoreResult:
     """Restore the archive ``path`` into the (empty) target database in one
     transaction; ``force`` first drops the schemas the archive holds and every
@@ -278,7 +289,7 @@ def restore(target: Target, path: Path, force: bool = False, progress: Progress 
             f"database {dbname} is not empty ({len(present)} relation(s), e.g. {present[0]}): restore into an "
             "empty database, or pass --force to drop the schemas the archive holds and restore over it"
         )
-    prefix = [s for s in statements(paths.bootstrap_file().read_text(encoding="utf-8")) if "create role" in s]
+    prefix = [role_statement()]
     if force:
         schemas = set(ours) | set(re.findall(r"^\d+; \d+ \d+ SCHEMA - (\S+) ", listing, re.MULTILINE))
         schemas.discard("public")

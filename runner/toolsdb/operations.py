@@ -20,7 +20,7 @@ import psycopg
 from . import migrate as engine
 from .clicommon import Settings, common_options, print_table
 from .errors import ToolsdbError
-from .target import Target, connect, validate
+from .target import Target, connect, replica_url
 
 # toolsdb_monitoring views in the order `toolsdb monitor` prints them.
 MONITOR_VIEWS = (
@@ -152,13 +152,6 @@ class Check:
     detail: str
 
 
-def _replica_url(replica: str | None) -> str | None:
-    if replica:
-        return validate(replica, "--replica")
-    env = os.environ.get("DATABASE_REPLICA_URL")
-    return validate(env, "DATABASE_REPLICA_URL") if env else None
-
-
 def health(target: Target, replica: str | None = None) -> list[Check]:
     """Every check; never raises for an unreachable server (that is a failed check)."""
     checks: list[Check] = []
@@ -195,7 +188,7 @@ def health(target: Target, replica: str | None = None) -> list[Check]:
         checks.append(_connections(conn))
         checks.append(_migrations(target))
         checks.append(_oldest_transaction(conn))
-        checks.extend(_replication(conn, in_recovery, _replica_url(replica)))
+        checks.extend(_replication(conn, in_recovery, replica_url(replica)))
     return checks
 
 
@@ -246,7 +239,7 @@ def _oldest_transaction(conn: psycopg.Connection) -> Check:
     return Check("oldest_transaction", status, round(age, 1), f"pid {pid} ({state}) open for {age:.0f} s")
 
 
-def _replication(conn: psycopg.Connection, in_recovery: bool, replica_url: str | None) -> list[Check]:
+def _replication(conn: psycopg.Connection, in_recovery: bool, replica: tuple[str, str] | None) -> list[Check]:
     from . import replica as replication
 
     checks = []
@@ -269,14 +262,15 @@ def _replication(conn: psycopg.Connection, in_recovery: bool, replica_url: str |
                 + (f", replay lag {seconds:.3f} s" if seconds is not None else ", no lag sample (idle primary)"),
             )
         )
-    if not standbys and replica_url is None:
+    if not standbys and replica is None:
         checks.append(Check("replication", "ok", None, "no standby connected and none configured"))
-    if replica_url is not None:
+    if replica is not None:
+        url, source = replica
         try:
-            with connect(replica_url, autocommit=True) as replica_conn:
+            with connect(url, autocommit=True) as replica_conn:
                 checks.append(_lag_check("replica_lag", replication.standby_lag(replica_conn)))
         except ToolsdbError as exc:
-            checks.append(Check("replica_lag", "fail", None, f"DATABASE_REPLICA_URL: {exc}"))
+            checks.append(Check("replica_lag", "fail", None, f"{source}: {exc}"))
     return checks
 
 
@@ -355,36 +349,35 @@ def stats(target: Target, slow_ms: float | None, limit: int) -> dict[str, Any]:
             "slow_threshold_ms": slow_ms,
             "statements": None,
         }
-        source = conn.execute(
-            """
-            select format('%I.pg_stat_statements', n.nspname) from pg_extension e
-            join pg_namespace n on n.oid = e.extnamespace where e.extname = 'pg_stat_statements'
-            """
+        installed, migrated = conn.execute(
+            "select exists (select from pg_extension where extname = 'pg_stat_statements'),"
+            " to_regclass('toolsdb_monitoring.slow_statements') is not null"
         ).fetchone()
-        if source is None:
+        if not installed:
             result["note"] = "pg_stat_statements is not installed: no per-statement figures"
             return result
+        if not migrated:
+            result["note"] = "no toolsdb_monitoring.slow_statements view: run `toolsdb migrate`"
+            return result
+        # The view holds this database's statements (views/70_monitoring.sql).
         try:
             with conn.transaction():
                 totals = conn.execute(
-                    f"""
-                    select coalesce(sum(s.calls), 0)::bigint, count(*),
-                           coalesce(sum(s.total_exec_time) / nullif(sum(s.calls), 0), 0)::float8,
-                           sum(s.calls) filter (where s.mean_exec_time >= %s)::bigint,
-                           count(*) filter (where s.mean_exec_time >= %s)
-                    from {source[0]} s join pg_database d on d.oid = s.dbid
-                    where d.datname = current_database()
+                    """
+                    select coalesce(sum(calls), 0)::bigint, count(*),
+                           coalesce(sum(total_ms) / nullif(sum(calls), 0), 0)::float8,
+                           sum(calls) filter (where mean_ms >= %(slow)s)::bigint,
+                           count(*) filter (where mean_ms >= %(slow)s)
+                    from toolsdb_monitoring.slow_statements
                     """,
-                    (slow_ms, slow_ms) if slow_ms else (None, None),
+                    {"slow": slow_ms},
                 ).fetchone()
                 top = conn.execute(
-                    f"""
-                    select s.calls, round(s.mean_exec_time::numeric, 3)::float8,
-                           round(s.max_exec_time::numeric, 3)::float8, round(s.total_exec_time::numeric, 1)::float8,
-                           s.rows, left(s.query, 300)
-                    from {source[0]} s join pg_database d on d.oid = s.dbid
-                    where d.datname = current_database()
-                    order by s.mean_exec_time desc limit %s
+                    """
+                    select calls, round(mean_ms::numeric, 3)::float8, round(max_ms::numeric, 3)::float8,
+                           round(total_ms::numeric, 1)::float8, total_rows, left(query, 300)
+                    from toolsdb_monitoring.slow_statements
+                    order by mean_ms desc limit %s
                     """,
                     (limit,),
                 ).fetchall()

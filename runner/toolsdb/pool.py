@@ -46,11 +46,10 @@ from psycopg import conninfo as pg_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .errors import ToolsdbError
-from .target import first_line, redact, resolve, validate
+from .target import first_line, redact, replica_url, resolve
 
 logger = logging.getLogger("toolsdb.pool")
 
-REPLICA_VAR = "DATABASE_REPLICA_URL"
 RETRYABLE: tuple[type[Exception], ...] = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 SQL_SHOWN = 200  # characters of a slow statement's SQL written to the log
 _INT4_MAX = 2**31 - 1  # the largest statement_timeout PostgreSQL takes, in ms
@@ -391,10 +390,10 @@ def create_pool(
         settings = PoolSettings.from_env(**overrides)
     elif overrides:
         settings = dataclasses.replace(settings, **overrides)
-    replica = replica if replica is not None else (os.environ.get(REPLICA_VAR, "").strip() or None)
-    if read_only and replica is not None:
-        conninfo = validate(replica, REPLICA_VAR)
-        where = f"{redact(conninfo)} (from {REPLICA_VAR})"
+    found = replica_url(replica, "replica") if read_only else None
+    if found is not None:
+        conninfo, source = found
+        where = f"{redact(conninfo)} (from {source})"
     else:
         target = resolve(database)
         conninfo, where = target.conninfo, target.describe()

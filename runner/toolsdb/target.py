@@ -42,6 +42,7 @@ DB_ALIASES: dict[str, tuple[str, str]] = {
 # The aliases that pick a server or database (like LIBPQ_TARGET_VARS); the
 # SSL ones alone do not move toolsdb off the embedded server.
 DB_TARGET_VARS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
+REPLICA_VAR = "DATABASE_REPLICA_URL"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SECRET_VARS = {"DB_PASSWORD", "PGPASSWORD"}
 
@@ -100,10 +101,18 @@ def validate(conninfo: str, source: str) -> str:
         params = pg_conninfo.conninfo_to_dict(text)
     except psycopg.ProgrammingError as exc:
         raise ToolsdbError(f"{source} is malformed: {first_line(exc)}") from None
-    for port in str(params.get("port", "")).split(","):
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ToolsdbError(f"{source} is malformed: port {port!r} is not a number from 1 to 65535")
+    bad = _bad_port(str(params.get("port", "")))
+    if bad is not None:
+        raise ToolsdbError(f"{source} is malformed: port {bad!r} is not a number from 1 to 65535")
     return text
+
+
+def _bad_port(ports: str) -> str | None:
+    """The first entry of a libpq port list (``5432,5433``) that is not a port number, if any."""
+    for port in ports.split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            return port
+    return None
 
 
 def database_url(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
@@ -120,6 +129,15 @@ def database_url(env: Mapping[str, str] | None = None) -> tuple[str, str] | None
     return None
 
 
+def replica_url(explicit: str | None = None, source: str = "--replica") -> tuple[str, str] | None:
+    """(URL, where it came from) of the read replica: ``explicit`` (named ``source``
+    in errors), else DATABASE_REPLICA_URL; checked like DATABASE_URL; None when neither."""
+    if explicit is not None:
+        return validate(explicit, source), source
+    env = os.environ.get(REPLICA_VAR, "").strip()
+    return (validate(env, REPLICA_VAR), REPLICA_VAR) if env else None
+
+
 def libpq_aliases(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """libpq keywords from the DB_* variables that are set (blank ones are ignored), checked."""
     env = os.environ if env is None else env
@@ -132,9 +150,8 @@ def libpq_aliases(env: Mapping[str, str] | None = None) -> dict[str, str]:
         if env.get(pg_name, "").strip() and env[pg_name].strip() != value:
             raise ToolsdbError(f"{name} and {pg_name} disagree {shown}; set only one ({name} is an alias of {pg_name})")
         params[keyword] = value
-    for port in params["port"].split(",") if "port" in params else ():
-        if not (port.isdigit() and 0 < int(port) < 65536):
-            raise ToolsdbError(f"DB_PORT must be a port number from 1 to 65535, got {env['DB_PORT'].strip()!r}")
+    if _bad_port(params.get("port", "")) is not None:
+        raise ToolsdbError(f"DB_PORT must be a port number from 1 to 65535, got {env['DB_PORT'].strip()!r}")
     if "sslmode" in params and params["sslmode"] not in SSL_MODES:
         raise ToolsdbError(f"DB_SSL_MODE must be one of {', '.join(SSL_MODES)}; got {params['sslmode']!r}")
     for name in ("DB_SSL_CA", "DB_SSL_CERT", "DB_SSL_KEY"):
