@@ -9,6 +9,12 @@
   marked as a template (pytest-postgresql's DatabaseJanitor).
 * ``db`` (function): a fresh clone of the template for each test.
 * ``empty_db`` (function): a fresh, empty database.
+* ``app_login``, ``worker_login``, ``readonly_login`` (session): login roles
+  in toolsdb_app, toolsdb_worker and toolsdb_readonly.
+* ``committed`` (module): an empty clone of the template per module (which a
+  module may override with a seeded one), ``shared_conn`` (module) a
+  connection to it and ``tx`` (function) a transaction on it always rolled
+  back; ``su`` (function): an autocommit connection to ``db``.
 """
 
 from __future__ import annotations
@@ -267,6 +273,72 @@ def sql_copy(tmp_path: Path) -> Path:
     for folder in ("schema", "migrations", "views", "seeds"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+# -- Login roles and module databases, for the database test modules ----------
+# (tests/dbhelpers.py is imported inside the fixtures: it imports this module.)
+
+# Login roles are cluster-wide: names of the tests only, never toolsdb_%.
+APP_LOGIN = "tests_app"
+WORKER_LOGIN = "tests_worker"
+READONLY_LOGIN = "tests_readonly"
+
+
+@pytest.fixture(scope="session")
+def app_login(pg: Pg, template: str) -> str:
+    """A login role in toolsdb_app (created once per server, idempotently)."""
+    from tests.dbhelpers import ensure_login
+
+    return ensure_login(pg, APP_LOGIN, group="toolsdb_app")
+
+
+@pytest.fixture(scope="session")
+def worker_login(pg: Pg, template: str) -> str:
+    """A login role in toolsdb_worker (created once per server, idempotently)."""
+    from tests.dbhelpers import ensure_login
+
+    return ensure_login(pg, WORKER_LOGIN, group="toolsdb_worker")
+
+
+@pytest.fixture(scope="session")
+def readonly_login(pg: Pg, template: str) -> str:
+    """A login role in toolsdb_readonly (created once per server, idempotently)."""
+    from tests.dbhelpers import ensure_login
+
+    return ensure_login(pg, READONLY_LOGIN, group="toolsdb_readonly")
+
+
+@pytest.fixture(scope="module")
+def committed(request, pg: Pg, template: str):
+    """One clone of the template per module and major with nothing committed
+    in it by the fixture (a module that needs committed rows overrides it
+    with a fixture of its own yielding something with a ``dbname``)."""
+    from tests.dbhelpers import Clone, module_clone
+
+    with module_clone(request, pg, template) as name:
+        yield Clone(name)
+
+
+@pytest.fixture(scope="module")
+def shared_conn(pg: Pg, committed) -> Iterator[psycopg.Connection]:
+    """A superuser connection to the module database of ``committed``."""
+    with psycopg.connect(pg.conninfo(committed.dbname)) as connection:
+        yield connection
+
+
+@pytest.fixture
+def tx(shared_conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """The module database as the superuser, in a transaction always rolled
+    back (statements that must fail run in savepoints, ``expect_error``)."""
+    with shared_conn.transaction(force_rollback=True):
+        yield shared_conn
+
+
+@pytest.fixture
+def su(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
+    """A superuser connection in autocommit to the test's fresh clone (``db``)."""
+    with psycopg.connect(pg.conninfo(db), autocommit=True) as connection:
+        yield connection
 
 
 # -- Redis: real servers started by the test run (tests/redis_servers.py) -----

@@ -1,30 +1,35 @@
-"""Helpers shared by the database test modules (test_tasks.py,
-test_executions.py, test_collaboration.py, test_work_views.py and
-test_isolation.py).
+"""Helpers shared by the database test modules.
 
 * Queries: ``unique`` names, ``scalar``, ``rows``, ``one``, ``insert`` into
   toolsdb.<table> and ``call`` of a toolsdb function returning a row.
 * ``expect_error``: run a statement in a savepoint and check its SQLSTATE
   (and constraint), so the caller's transaction stays usable.
-* Login roles: ``ensure_login`` creates a login role in a group role once,
-  idempotently; ``connect_app`` connects as it and rolls back at the end;
-  ``set_project`` sets toolsdb.project_id for the transaction.
-* Fixture bodies, declared by each module so that it picks them up
-  (``tx = pytest.fixture(rolled_back_tx)``, ``shared_conn =
-  pytest.fixture(committed_conn, scope="module")``, ``su =
-  pytest.fixture(autocommit_conn)``): importing a fixture by name would
-  clash with the test arguments of the same name (ruff F811).
-  ``committed = empty_module_clone("name")`` makes a module's empty clone.
+* Connections: ``connect`` as the superuser or as a login role;
+  ``connect_app`` connects as a login role and rolls back at the end;
+  ``ensure_login`` creates a login role in a group role once, idempotently
+  (conftest.py's ``app_login``, ``worker_login`` and ``readonly_login``
+  fixtures use it); ``set_project`` sets toolsdb.project_id for the
+  transaction.
+* ``run_workers``: threads that start together on a barrier.
+* Module databases: conftest.py's ``committed`` (an empty clone per module
+  and major), ``shared_conn`` and ``tx`` (a transaction on it, always rolled
+  back). A module that needs committed rows in its clone overrides
+  ``committed`` with a module-scoped fixture yielding a ``HasDbname``, such
+  as ``committed = pytest.fixture(body, scope="module")`` with a body kept
+  in a helper module: importing a fixture by name would clash with the test
+  arguments of the same name (ruff F811). ``module_clone(request, pg,
+  template)`` names such a clone after its module.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 import pytest
@@ -34,12 +39,13 @@ from psycopg.rows import dict_row
 from .conftest import SUPERUSER, Pg
 
 Row = dict[str, Any]
+T = TypeVar("T")
 Params = tuple | dict | None
 _serial = itertools.count(1)
 
 
 class HasDbname(Protocol):
-    """What ``committed_conn`` needs of a module's ``committed`` fixture."""
+    """What conftest.py's ``shared_conn`` needs of the ``committed`` fixture."""
 
     dbname: str
 
@@ -51,22 +57,13 @@ class Clone:
     dbname: str
 
 
-def empty_module_clone(prefix: str) -> Callable:
-    """A module-scoped ``committed`` fixture: one clone of the template per
-    module and major, with nothing committed in it by the fixture."""
-
-    @pytest.fixture(scope="module")
-    def committed(pg: Pg, template: str) -> Iterator[Clone]:
-        with pg.clone(f"{prefix}_{os.getpid()}_{pg.major}", template) as name:
-            yield Clone(name)
-
-    return committed
-
-
-def autocommit_conn(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
-    """A superuser connection in autocommit to the test's fresh clone (``db``)."""
-    with psycopg.connect(pg.conninfo(db), autocommit=True) as connection:
-        yield connection
+@contextmanager
+def module_clone(request: pytest.FixtureRequest, pg: Pg, template: str | None) -> Iterator[str]:
+    """A clone of ``template`` for the requesting module and major, named
+    after the module (without its test_ prefix), dropped on exit."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with pg.clone(f"{module}_{os.getpid()}_{pg.major}", template) as name:
+        yield name
 
 
 # ---------------------------------------------------------------------------
@@ -167,11 +164,23 @@ def ensure_login(pg: Pg, name: str, group: str = "toolsdb_app") -> str:
     return name
 
 
+def conninfo_as(pg: Pg, dbname: str, login: str | None = None) -> str:
+    """The conninfo of ``dbname`` as the login role ``login`` (the superuser when None)."""
+    conninfo = pg.conninfo(dbname)
+    return conninfo if login is None else conninfo.replace(f"user={SUPERUSER}", f"user={login}")
+
+
+def connect(pg: Pg, dbname: str, login: str | None = None, autocommit: bool = True) -> psycopg.Connection:
+    """A connection (autocommit by default) as the superuser or as the login
+    role ``login``; as a ``with`` block, psycopg commits unless it failed."""
+    return psycopg.connect(conninfo_as(pg, dbname, login), autocommit=autocommit)
+
+
 @contextmanager
 def connect_app(pg: Pg, dbname: str, login: str) -> Iterator[psycopg.Connection]:
     """A connection as the login role ``login`` that rolls back whatever it
     did unless the test commits explicitly."""
-    connection = psycopg.connect(pg.conninfo(dbname).replace(f"user={SUPERUSER}", f"user={login}"))
+    connection = connect(pg, dbname, login, autocommit=False)
     try:
         yield connection
     finally:
@@ -185,17 +194,33 @@ def set_project(connection: psycopg.Connection, project_id: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Fixture bodies (each module declares its fixtures with pytest.fixture)
+# Threads
 # ---------------------------------------------------------------------------
 
 
-def committed_conn(pg: Pg, committed: HasDbname) -> Iterator[psycopg.Connection]:
-    """A superuser connection to the module database of ``committed``."""
-    with psycopg.connect(pg.conninfo(committed.dbname)) as connection:
-        yield connection
+def run_workers(count: int, work: Callable[[int, threading.Barrier], T]) -> list[T]:
+    """Run ``work(n, barrier)`` in ``count`` threads, which wait on ``barrier``
+    to start together; their results in thread order. The first exception a
+    worker raised is raised again here (a worker that fails breaks the
+    barrier, so that the others stop waiting)."""
+    start = threading.Barrier(count, timeout=60)
+    failures: list[BaseException] = []
+    results: list[Any] = [None] * count
 
+    def guarded(n: int) -> None:
+        try:
+            results[n] = work(n, start)
+        except BaseException as exc:
+            failures.append(exc)
+            start.abort()
 
-def rolled_back_tx(shared_conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """The module database as the superuser, in a transaction always rolled back."""
-    with shared_conn.transaction(force_rollback=True):
-        yield shared_conn
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "Every worker thread should have finished."
+    real = [f for f in failures if not isinstance(f, threading.BrokenBarrierError)] or failures
+    if real:
+        raise real[0]
+    return results

@@ -17,32 +17,26 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from .conftest import SUPERUSER, Pg
+from .conftest import Pg
 from .dbhelpers import (
     Clone,
     Row,
-    autocommit_conn,
-    committed_conn,
+    connect,
     connect_app,
-    empty_module_clone,
-    ensure_login,
     expect_error,
     one,
-    rolled_back_tx,
     rows,
+    run_workers,
     scalar,
     unique,
 )
 
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-APP_LOGIN = "agent_tools_app"
 CHECK = "23514"  # check_violation
 UNIQUE = "23505"  # unique_violation
 INVALID = "22023"  # invalid_parameter_value
@@ -159,58 +153,6 @@ def prompt_get(conn: psycopg.Connection, prompt_id: str, label: str | None = Non
 
 def prompt_name(label: str = "prompt") -> str:
     return unique(f"{label}-").lower()
-
-
-def run_workers(count: int, work: Callable[[int, threading.Barrier], Any]) -> list[Any]:
-    """Run work(n, barrier) in count threads that start together; their results in thread order."""
-    start = threading.Barrier(count, timeout=60)
-    failures: list[BaseException] = []
-    results: list[Any] = [None] * count
-
-    def guarded(n: int) -> None:
-        try:
-            results[n] = work(n, start)
-        except BaseException as exc:
-            failures.append(exc)
-            start.abort()
-
-    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "Every worker thread should have finished."
-    real = [f for f in failures if not isinstance(f, threading.BrokenBarrierError)] or failures
-    assert not real, (
-        f"The workers should run without errors, but {len(real)} failed, first with: {str(real[0]).splitlines()[0]}"
-    )
-    return results
-
-
-def connect(pg: Pg, db: str, login: str | None = None, autocommit: bool = True) -> psycopg.Connection:
-    conninfo = pg.conninfo(db)
-    if login is not None:
-        conninfo = conninfo.replace(f"user={SUPERUSER}", f"user={login}")
-    return psycopg.connect(conninfo, autocommit=autocommit)
-
-
-# ---------------------------------------------------------------------------
-# Fixtures
-# ---------------------------------------------------------------------------
-
-
-# One clone per module and major with nothing committed in it by the ``tx`` tests.
-committed = empty_module_clone("agent_tools")
-shared_conn = pytest.fixture(committed_conn, scope="module")
-tx = pytest.fixture(rolled_back_tx)
-
-
-su = pytest.fixture(autocommit_conn)
-
-
-@pytest.fixture(scope="module")
-def app_login(pg: Pg, template: str) -> str:
-    return ensure_login(pg, APP_LOGIN, group="toolsdb_app")
 
 
 # ---------------------------------------------------------------------------

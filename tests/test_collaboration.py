@@ -42,21 +42,16 @@ from .conftest import Pg
 from .dbhelpers import (
     Row,
     call,
-    committed_conn,
     connect_app,
-    ensure_login,
     expect_error,
     insert,
     one,
-    rolled_back_tx,
     rows,
     scalar,
     set_project,
     unique,
 )
 
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-APP_LOGIN = "collab_app"
 EARLY = datetime(2001, 1, 1, tzinfo=timezone.utc)
 SHA = "0123456789abcdef" * 4
 TABLES = ("pr_validations", "error_logs", "evidence", "task_comments", "task_attachments", "activity_feed")
@@ -170,12 +165,6 @@ class Committed:
     ids: dict[str, tuple[str, str]]
 
 
-@pytest.fixture(scope="module")
-def app_login(pg: Pg, template: str) -> str:
-    """A login role in toolsdb_app (cluster-wide, created once, idempotently)."""
-    return ensure_login(pg, APP_LOGIN)
-
-
 def seed_project_rows(conn: psycopg.Connection, project_id: Any, task_id: Any) -> dict[str, str]:
     """One row of each of the six tables in a project; their ids as text."""
     return {
@@ -202,10 +191,6 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             su.commit()
         ids = {table: (in_a[table], in_b[table]) for table in TABLES}
         yield Committed(name, str(world.project_a), str(world.project_b), str(world.task_b), ids)
-
-
-shared_conn = pytest.fixture(committed_conn, scope="module")
-tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture

@@ -35,13 +35,10 @@ from psycopg.types.json import Jsonb
 from .conftest import Pg
 from .dbhelpers import (
     Row,
-    committed_conn,
     connect_app,
-    ensure_login,
     expect_error,
     insert,
     one,
-    rolled_back_tx,
     rows,
     scalar,
     set_project,
@@ -61,8 +58,6 @@ ALLOWED_MOVES = frozenset(
         ("running", "cancelled"),
     }
 )
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-APP_LOGIN = "executions_app"
 PROVIDER = "acme"
 EARLY = datetime(2025, 1, 1, tzinfo=timezone.utc)
 LATE = datetime(2100, 1, 1, tzinfo=timezone.utc)
@@ -178,12 +173,6 @@ class Committed:
 
 
 @pytest.fixture(scope="module")
-def app_login(pg: Pg, template: str) -> str:
-    """A login role in toolsdb_app (cluster-wide, created once, idempotently)."""
-    return ensure_login(pg, APP_LOGIN)
-
-
-@pytest.fixture(scope="module")
 def committed(pg: Pg, template: str) -> Iterator[Committed]:
     """One clone per module and major, holding two projects with a pending
     run each, a log entry on B's run and prices for the agent's model."""
@@ -205,10 +194,6 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             log_b,
             world.model_name,
         )
-
-
-shared_conn = pytest.fixture(committed_conn, scope="module")
-tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture

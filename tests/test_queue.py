@@ -37,24 +37,18 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from .conftest import SUPERUSER, Pg
+from .conftest import Pg
 from .dbhelpers import (
     Row,
-    autocommit_conn,
-    committed_conn,
+    connect,
     connect_app,
-    empty_module_clone,
-    ensure_login,
     expect_error,
     one,
-    rolled_back_tx,
     rows,
+    run_workers,
     scalar,
 )
 
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-WORKER_LOGIN = "queue_worker"
-APP_LOGIN = "queue_app"
 SESSION = "queue-s1"
 OTHER_SESSION = "queue-s2"
 LEASE_LOST = "55000"  # object_not_in_prerequisite_state
@@ -229,63 +223,6 @@ def tokens(claimed: list[Row]) -> set[Any]:
 
 def ids_of(claimed: list[Row], key: str = "notification_id") -> list[int]:
     return sorted(r[key] for r in claimed)
-
-
-def run_workers(count: int, work: Callable[[int, threading.Barrier], None]) -> None:
-    """Run work(n, barrier) in count threads that start together; fail with the first error of any."""
-    start = threading.Barrier(count, timeout=60)
-    failures: list[BaseException] = []
-
-    def guarded(n: int) -> None:
-        try:
-            work(n, start)
-        except BaseException as exc:
-            failures.append(exc)
-            start.abort()
-
-    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "Every worker thread should have finished."
-    real = [f for f in failures if not isinstance(f, threading.BrokenBarrierError)] or failures
-    assert not real, (
-        f"The workers should run without errors, but {len(real)} failed, first with: {str(real[0]).splitlines()[0]}"
-    )
-
-
-# ---------------------------------------------------------------------------
-# Fixtures
-# ---------------------------------------------------------------------------
-
-
-# One clone per module and major with nothing committed in it: the ``tx`` tests
-# leave no row behind, so a claim only ever sees its own test's rows.
-committed = empty_module_clone("queue")
-shared_conn = pytest.fixture(committed_conn, scope="module")
-tx = pytest.fixture(rolled_back_tx)
-
-
-su = pytest.fixture(autocommit_conn)
-
-
-@pytest.fixture(scope="module")
-def worker_login(pg: Pg, template: str) -> str:
-    return ensure_login(pg, WORKER_LOGIN, group="toolsdb_worker")
-
-
-@pytest.fixture(scope="module")
-def app_login(pg: Pg, template: str) -> str:
-    return ensure_login(pg, APP_LOGIN, group="toolsdb_app")
-
-
-def connect(pg: Pg, db: str, login: str | None = None) -> psycopg.Connection:
-    """An autocommit connection, as the superuser or as a login role."""
-    conninfo = pg.conninfo(db)
-    if login is not None:
-        conninfo = conninfo.replace(f"user={SUPERUSER}", f"user={login}")
-    return psycopg.connect(conninfo, autocommit=True)
 
 
 # ---------------------------------------------------------------------------

@@ -15,9 +15,7 @@ for other connections to see their rows) get a fresh clone of their own
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -30,35 +28,13 @@ from .conftest import Pg
 from .dbhelpers import (
     Row,
     connect_app,
-    ensure_login,
     expect_error,
     insert,
     one,
-    rolled_back_tx,
     rows,
     scalar,
     unique,
 )
-
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-APP_LOGIN = "runtime_app"
-
-# ---------------------------------------------------------------------------
-# Fixtures
-# ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shared_conn(pg: Pg, template: str) -> Iterator[psycopg.Connection]:
-    """One clone of the template per module and major, as the superuser."""
-    with (
-        pg.clone(f"runtime_{os.getpid()}_{pg.major}", template) as name,
-        psycopg.connect(pg.conninfo(name)) as connection,
-    ):
-        yield connection
-
-
-tx = pytest.fixture(rolled_back_tx)
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -708,8 +684,7 @@ def test_metrics_retention_keeps_at_least_one_day(tx: psycopg.Connection) -> Non
 # ---------------------------------------------------------------------------
 
 
-def test_the_application_sees_only_its_session(pg: Pg, db: str) -> None:
-    login = ensure_login(pg, APP_LOGIN)
+def test_the_application_sees_only_its_session(pg: Pg, db: str, app_login: str) -> None:
     with psycopg.connect(pg.conninfo(db), autocommit=True) as su:
         a, b = new_session(su, "rls-a-"), new_session(su, "rls-b-")
         for sid in (a, b):
@@ -719,7 +694,7 @@ def test_the_application_sees_only_its_session(pg: Pg, db: str) -> None:
             scalar(su, "select toolsdb.insert_metric('hook_duration_ms', 1, %s)", (sid,))
         scalar(su, "select toolsdb.insert_metric('hook_duration_ms', 2)")
 
-    with connect_app(pg, db, login) as app:
+    with connect_app(pg, db, app_login) as app:
         # Nothing at all without a session.
         for table in ("sessions", "messages", "events", "notifications"):
             assert scalar(app, f"select count(*) from toolsdb.{table}") == 0, table
@@ -761,8 +736,7 @@ def test_the_application_sees_only_its_session(pg: Pg, db: str) -> None:
         assert scalar(su, "select count(*) from toolsdb.messages where session_id = %s", (a,)) == 2
 
 
-def test_hook_ingest_by_the_application_acts_as_the_payloads_session(pg: Pg, db: str) -> None:
-    login = ensure_login(pg, APP_LOGIN)
+def test_hook_ingest_by_the_application_acts_as_the_payloads_session(pg: Pg, db: str, app_login: str) -> None:
     with psycopg.connect(pg.conninfo(db), autocommit=True) as su:
         a, b = new_session(su, "rls-a-"), new_session(su, "rls-b-")
     payload = {
@@ -773,7 +747,7 @@ def test_hook_ingest_by_the_application_acts_as_the_payloads_session(pg: Pg, db:
         "hook_event_name": "UserPromptSubmit",
         "prompt": "run the tests",
     }
-    with connect_app(pg, db, login) as app:
+    with connect_app(pg, db, app_login) as app:
         app.execute(sql.SQL("set toolsdb.session_id = {}").format(sql.Literal(a)))
         event_id = scalar(app, "select toolsdb.hook_ingest(%s, %s)", (Jsonb(payload), Jsonb({"git_branch": "main"})))
         assert event_id is not None

@@ -21,7 +21,6 @@ import hashlib
 import json
 import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +34,15 @@ from .conftest import SUPERUSER, Pg, clean_env, run_cli, toolsdb_exe
 from .dbhelpers import (
     Clone,
     Row,
-    autocommit_conn,
-    committed_conn,
+    connect,
     connect_app,
-    empty_module_clone,
-    ensure_login,
     expect_error,
     one,
-    rolled_back_tx,
     rows,
+    run_workers,
     scalar,
 )
 
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-APP_LOGIN = "schema_validator_app"
-READONLY_LOGIN = "schema_validator_readonly"
 CHECK = "23514"  # check_violation
 INVALID = "22023"  # invalid_parameter_value
 TOO_LONG = "54000"  # program_limit_exceeded
@@ -193,62 +186,12 @@ def toolsdb_catalog(conn: psycopg.Connection) -> list[str]:
     ]
 
 
-def run_workers(count: int, work: Callable[[int, threading.Barrier], Any]) -> list[Any]:
-    """Run work(n, barrier) in count threads that start together; their results in thread order."""
-    start = threading.Barrier(count, timeout=60)
-    failures: list[BaseException] = []
-    results: list[Any] = [None] * count
-
-    def guarded(n: int) -> None:
-        try:
-            results[n] = work(n, start)
-        except BaseException as exc:
-            failures.append(exc)
-            start.abort()
-
-    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "Every worker thread should have finished."
-    real = [f for f in failures if not isinstance(f, threading.BrokenBarrierError)] or failures
-    assert not real, (
-        f"The workers should run without errors, but {len(real)} failed, first with: {str(real[0]).splitlines()[0]}"
-    )
-    return results
-
-
 def cli_validate(pg: Pg, db: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("validate", *args, "--database", pg.url(db), cwd=cwd)
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stderr + result.stdout, f"toolsdb should not print a traceback: {result.stderr}"
-
-
-# ---------------------------------------------------------------------------
-# Fixtures
-# ---------------------------------------------------------------------------
-
-
-# One clone per module and major with nothing committed in it by the ``tx`` tests.
-committed = empty_module_clone("schema_validator")
-shared_conn = pytest.fixture(committed_conn, scope="module")
-tx = pytest.fixture(rolled_back_tx)
-
-
-su = pytest.fixture(autocommit_conn)
-
-
-@pytest.fixture(scope="module")
-def app_login(pg: Pg, template: str) -> str:
-    return ensure_login(pg, APP_LOGIN, group="toolsdb_app")
-
-
-@pytest.fixture(scope="module")
-def readonly_login(pg: Pg, template: str) -> str:
-    return ensure_login(pg, READONLY_LOGIN, group="toolsdb_readonly")
 
 
 # ---------------------------------------------------------------------------
@@ -1006,7 +949,7 @@ def test_the_validator_role_cannot_log_in_and_owns_only_the_scratch(pg: Pg, tx: 
     )
     assert role == {"rolcanlogin": False, "rolsuper": False, "rolcreaterole": False, "rolcreatedb": False}
     with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
-        psycopg.connect(pg.conninfo(tx.info.dbname).replace(f"user={SUPERUSER}", "user=toolsdb_validator"))
+        connect(pg, tx.info.dbname, "toolsdb_validator")
     execute = one(
         tx,
         "select proowner::regrole::text as owner, prosecdef from pg_proc "

@@ -32,12 +32,9 @@ from psycopg.types.json import Jsonb
 from .conftest import Pg
 from .dbhelpers import (
     Row,
-    committed_conn,
     connect_app,
-    ensure_login,
     expect_error,
     insert,
-    rolled_back_tx,
     rows,
     scalar,
     set_project,
@@ -59,8 +56,6 @@ LABEL_OF_PRIORITY = {
     9: "critical",
     10: "critical",
 }
-# Login roles are cluster-wide: names of this module only, never toolsdb_%.
-APP_LOGIN = "tasks_app"
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -143,12 +138,6 @@ class Committed:
 
 
 @pytest.fixture(scope="module")
-def app_login(pg: Pg, template: str) -> str:
-    """A login role in toolsdb_app (cluster-wide, created once, idempotently)."""
-    return ensure_login(pg, APP_LOGIN)
-
-
-@pytest.fixture(scope="module")
 def committed(pg: Pg, template: str) -> Iterator[Committed]:
     """One clone per module and major, holding two projects with committed
     tasks (A: open, in_progress, completed; B: open, in_progress)."""
@@ -165,10 +154,6 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             ]
             su.commit()
         yield Committed(name, str(world.project_a), str(world.project_b), frozenset(tasks_a), frozenset(tasks_b))
-
-
-shared_conn = pytest.fixture(committed_conn, scope="module")
-tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture

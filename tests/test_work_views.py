@@ -19,10 +19,9 @@ login in toolsdb_app.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -30,10 +29,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import sql
 
-from .conftest import ROOT, SUPERUSER, Pg
-from .dbhelpers import insert, rolled_back_tx, scalar, unique
+from .conftest import ROOT, Pg
+from .dbhelpers import connect, insert, scalar, unique
 
 VIEWS_SQL = ROOT / "views" / "40_work.sql"
 VIEWS = (
@@ -46,8 +45,6 @@ VIEWS = (
     "project_health",
     "cost_by_day",
 )
-# Login roles are cluster-wide: a name of this module only, never toolsdb_%.
-APP_LOGIN = "views_app"
 PROVIDER = "acme"
 # The priced model costs 3 / 15 / 0.3 USD per million input / output / cached tokens.
 PRICES = (Decimal("3"), Decimal("15"), Decimal("0.3"))
@@ -219,19 +216,6 @@ def error(conn: psycopg.Connection, error_type: str, recoveries: tuple[bool, ...
 # ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shared_conn(pg: Pg, template: str) -> Iterator[psycopg.Connection]:
-    """One clone of the template per module and major."""
-    with (
-        pg.clone(f"work_views_{os.getpid()}_{pg.major}", template) as name,
-        psycopg.connect(pg.conninfo(name)) as connection,
-    ):
-        yield connection
-
-
-tx = pytest.fixture(rolled_back_tx)
 
 
 @pytest.fixture
@@ -650,16 +634,6 @@ def test_cost_by_day_groups_finished_runs_by_utc_day_of_completion(tx: psycopg.C
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def app_login(pg: Pg, template: str) -> str:
-    """A login role in toolsdb_app (cluster-wide, created idempotently)."""
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as su:
-        if su.execute("select from pg_catalog.pg_roles where rolname = %s", (APP_LOGIN,)).fetchone() is None:
-            with suppress(errors.DuplicateObject, errors.UniqueViolation):
-                su.execute(sql.SQL("create role {} login in role toolsdb_app").format(sql.Identifier(APP_LOGIN)))
-    return APP_LOGIN
-
-
 def test_the_application_sees_only_its_project_in_project_health_and_cost_by_day(
     pg: Pg, db: str, app_login: str
 ) -> None:
@@ -691,7 +665,7 @@ def test_the_application_sees_only_its_project_in_project_health_and_cost_by_day
             ],
         ),
     }
-    app = psycopg.connect(pg.conninfo(db).replace(f"user={SUPERUSER}", f"user={app_login}"))
+    app = connect(pg, db, app_login, autocommit=False)
     try:
         for project, (health, costs) in expected.items():
             with app.transaction(force_rollback=True):
