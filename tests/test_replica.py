@@ -171,7 +171,9 @@ def test_reporting_views_work_on_the_replica(pg: Pg, seeded: str, replica: Repli
         assert primary.execute("select count(*) from toolsdb.project_health").fetchone()[0] > 0, (
             "the seeds should give project_health rows to compare"
         )
-        assert sum(r[1] for r in primary.execute(queries["queue_depth"]).fetchall()) >= 0
+        assert primary.execute(queries["queue_depth"]).fetchall() == [("events", 8, 0), ("notifications", 1, 1)], (
+            "the seeds' eight unprocessed events, pending notification and dead letter should be compared"
+        )
 
 
 def test_a_write_on_the_replica_fails_with_read_only_sql_transaction(pg: Pg, db: str, replica: Replica) -> None:

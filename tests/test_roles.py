@@ -36,8 +36,12 @@ def test_the_app_role_writes_and_the_timestamps_trigger_fires_for_it(conn: psyco
 
 
 def test_the_readonly_role_reads_but_cannot_write(conn: psycopg.Connection) -> None:
+    conn.execute("insert into toolsdb.agents (name, agent_type) values ('roles-reader-probe', 'coding')")
+    everything = conn.execute("select count(*) from toolsdb.agents").fetchone()
     as_role(conn, "toolsdb_readonly")
-    assert conn.execute("select count(*) from toolsdb.agents").fetchone() is not None
+    assert everything[0] >= 1 and conn.execute("select count(*) from toolsdb.agents").fetchone() == everything, (
+        "the readonly role should read every agent, the one just added included"
+    )
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table users"):
         conn.execute("insert into toolsdb.users (username, email) values ('nope', 'nope@example.com')")
 
