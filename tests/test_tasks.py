@@ -9,7 +9,7 @@ no cycle, on delete behaviour), the other named constraints, full-text search
 and the GIN indexes the planner picks, change capture into the audit log,
 row-level security for a login in toolsdb_app, and the view active_tasks.
 
-Isolation, kept cheap (as in test_audit.py): one clone of the template per
+Isolation, kept cheap (as in the test_audit_*.py modules): one clone of the template per
 module and major. It holds two committed projects with tasks for the
 row-level security tests (which connect as a login role and so need committed
 rows); every other test runs in ``tx``, a transaction that is always rolled
