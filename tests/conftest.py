@@ -39,7 +39,18 @@ from toolsdb.server import SUPERUSER, EmbeddedServer, embedded_bindir
 from toolsdb.target import Target
 
 # Helpers shared by test modules get pytest's assertion messages too.
-pytest.register_assert_rewrite("tests.dbhelpers")
+pytest.register_assert_rewrite(
+    "tests.dbhelpers",
+    "tests.audithelpers",
+    "tests.cachehelpers",
+    "tests.collaborationhelpers",
+    "tests.executionhelpers",
+    "tests.hookhelpers",
+    "tests.identityhelpers",
+    "tests.queuehelpers",
+    "tests.redishelpers",
+    "tests.validatorhelpers",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "toolsdb_template"
