@@ -10,7 +10,7 @@ error_record_recovery). Times are the database's (clock_timestamp()), so the
 tests that assert durations or days disable the rules trigger of the table
 inside their transaction and set started_at and completed_at to known values.
 
-Isolation, as in test_executions.py: one clone of the template per module and
+Isolation, as in test_executions_*.py: one clone of the template per module and
 major, and every test but one runs in ``tx``, a transaction that is always
 rolled back (so the disabled triggers come back too). The row-level security
 test commits its rows in a fresh clone of its own (``db``) and reads them as a
