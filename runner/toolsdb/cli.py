@@ -19,7 +19,32 @@ from .server import EmbeddedServer
 from .target import Target
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ToolsdbGroup(click.Group):
+    """The root group: what a command raises for the user to act on (a
+    ToolsdbError, a database error) becomes click's one ``Error: ...`` line on
+    stderr and the error's exit code, never a traceback. Sub-groups and
+    commands run inside this ``invoke``, so this is the one place it happens."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ToolsdbError as exc:
+            raise CommandError(exc.message, exc.exit_code) from None
+        except psycopg.Error as exc:
+            line = (exc.diag.message_primary if exc.diag else None) or str(exc).splitlines()[0]
+            sqlstate = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+            raise CommandError(f"database error{sqlstate}: {line}") from None
+
+
+class CommandError(click.ClickException):
+    """A ToolsdbError or database error as click shows it."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code
+
+
+@click.group(cls=ToolsdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--database", "-d", metavar="URL", help=DATABASE_HELP)
 @click.option("--verbose", "-v", is_flag=True, help="Echo the SQL statements run (to stderr).")
 @click.version_option(__version__, prog_name="toolsdb")
@@ -603,13 +628,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # usage mistakes, and what ToolsdbGroup turned into one line
         exc.show()
         sys.exit(exc.exit_code)
-    except psycopg.Error as exc:
-        line = (exc.diag.message_primary if exc.diag else None) or str(exc).splitlines()[0]
-        click.echo(f"Error: database error{f' (SQLSTATE {exc.sqlstate})' if exc.sqlstate else ''}: {line}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)

@@ -1,18 +1,30 @@
-"""User-facing errors: one line, non-zero exit, no traceback."""
+"""User-facing errors: one line, non-zero exit, no traceback.
+
+Plain exceptions: the library (toolsdb.tools, toolsdb.redis, the validator,
+the pool) raises them without importing click. The command line (the root
+group in toolsdb.cli) prints any of them as ``Error: <message>`` on stderr
+and exits with its ``exit_code``.
+"""
 
 from __future__ import annotations
 
-import click
 
-
-class ToolsdbError(click.ClickException):
-    """A mistake or condition the user can act on; printed as one line."""
+class ToolsdbError(Exception):
+    """A mistake or condition the user can act on; its message is one line."""
 
     exit_code = 1
 
-    def format_message(self) -> str:
+    def __init__(self, message: object) -> None:
         # One line, whatever the cause carried.
-        return " ".join(str(self.message).split())
+        self.message = " ".join(str(message).split())
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def format_message(self) -> str:
+        """The one-line message (the name click's exceptions use for it)."""
+        return self.message
 
 
 class MigrationError(ToolsdbError):

@@ -17,9 +17,6 @@ MAX_ID_LENGTH = 256
 class SessionExists(ToolsdbError, KeyError):
     """create() was given an id that is in use; nothing was written."""
 
-    def __str__(self) -> str:
-        return self.format_message()
-
 
 class SessionManager:
     """Create, read, refresh and delete sessions."""
