@@ -1,5 +1,6 @@
 # toolsdb: `make help` lists the targets. Every target creates the local
-# virtualenv (.venv) from pyproject.toml on first use and reuses it after.
+# virtualenv (.venv) from pyproject.toml on first use and reuses it after, with
+# every extra ('.[dev]' includes toolsdb[all]: redis, mcp, validate) and the dev tools.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -57,7 +58,7 @@ test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e . procrastinate pgqueuer limits
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[all]' procrastinate pgqueuer limits
 	@touch $@
 
 bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; several minutes)

@@ -17,7 +17,7 @@ import redis.exceptions
 from click.testing import CliRunner
 
 from toolsdb.cli import ToolsdbGroup, cli
-from toolsdb.errors import MigrationError, ToolsdbError
+from toolsdb.errors import MigrationError, MissingExtra, ToolsdbError
 from toolsdb.redis import LockLost, LockTimeout, RedisConfigError, RedisUnavailable, SessionExists
 from toolsdb.tools import DatabaseError
 from toolsdb.validator import ValidationRefused
@@ -38,6 +38,7 @@ def test_toolsdb_error_is_a_plain_exception_with_a_one_line_message() -> None:
     ("error", "bases"),
     [
         pytest.param(MigrationError, (), id="MigrationError"),
+        pytest.param(MissingExtra, (), id="MissingExtra"),
         pytest.param(DatabaseError, (), id="DatabaseError"),
         pytest.param(ValidationRefused, (), id="ValidationRefused"),
         pytest.param(LockTimeout, (TimeoutError,), id="LockTimeout"),
@@ -95,3 +96,57 @@ def test_a_command_of_the_real_cli_shows_its_toolsdb_error_as_one_line(tmp_path:
 
     assert result.exit_code == 1, result.output
     assert result.output == f"Error: {missing}: no such file\n"
+
+
+# The console script with redis, mcp and pglast made unimportable (a meta-path
+# finder): tests/test_packaging.py does the same in a real core-only install.
+BLOCKED = (
+    "import importlib.abc, sys\n"
+    "class Blocker(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('redis', 'mcp', 'pglast'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, Blocker())\n"
+    "sys.argv[0] = 'toolsdb'\n"
+    "from toolsdb.launcher import main\n"
+    "main()\n"
+)
+
+
+def run_without_extras(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        pytest.param(("mcp",), "Error: toolsdb mcp needs the MCP SDK: pip install 'toolsdb[mcp]'", id="mcp"),
+        pytest.param(
+            ("validate", "-"), "Error: toolsdb validate needs pglast: pip install 'toolsdb[validate]'", id="validate"
+        ),
+        pytest.param(
+            ("redis", "ping"), "Error: toolsdb redis ping needs redis-py: pip install 'toolsdb[redis]'", id="redis"
+        ),
+    ],
+)
+def test_a_command_without_its_extra_names_it_in_one_line(args: tuple[str, ...], line: str, tmp_path: Path) -> None:
+    result = run_without_extras(*args, cwd=tmp_path)
+
+    assert result.returncode == 1, f"toolsdb {' '.join(args)} should exit 1: {result.stderr}"
+    assert result.stderr.strip() == line, result.stderr
+    assert not (tmp_path / ".toolsdb").exists(), "a missing extra should be found before any server is started"
+
+
+def test_help_needs_no_extra(tmp_path: Path) -> None:
+    result = run_without_extras("--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: toolsdb"), result.stdout

@@ -1,5 +1,7 @@
 """`pip install .` into a fresh virtualenv gives a `toolsdb` that migrates a
-database from any directory: the SQL ships inside the wheel."""
+database from any directory: the SQL ships inside the wheel. The plain install
+has only the core dependencies: the commands that need an extra (redis, mcp,
+validate) say which in one line; `toolsdb[all]` brings them."""
 
 from __future__ import annotations
 
@@ -32,18 +34,53 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-@pytest.fixture(scope="session")
-def installed(wheel: Path, tmp_path_factory) -> Iterator[Path]:
-    """A fresh virtualenv with only the wheel (and its dependencies) installed."""
+EXTRA_MODULES = ("redis", "mcp", "pglast")
+
+
+def fresh_venv(tmp_path_factory, requirement: str) -> Path:
+    """A new virtualenv (no system site-packages) with ``requirement`` and its dependencies."""
     env_dir = tmp_path_factory.mktemp("venv")
-    venv.create(env_dir, with_pip=True)
+    venv.create(env_dir, with_pip=True, system_site_packages=False)
     subprocess.run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", requirement],
         check=True,
         capture_output=True,
         text=True,
     )
-    yield env_dir
+    return env_dir
+
+
+@pytest.fixture(scope="session")
+def installed(wheel: Path, tmp_path_factory) -> Iterator[Path]:
+    """A fresh virtualenv with only the wheel and its core dependencies (no extra)."""
+    yield fresh_venv(tmp_path_factory, str(wheel))
+
+
+@pytest.fixture(scope="session")
+def installed_all(wheel: Path, tmp_path_factory) -> Iterator[Path]:
+    """A fresh virtualenv with ``toolsdb[all]``: the wheel and every extra."""
+    yield fresh_venv(tmp_path_factory, f"toolsdb[all] @ {wheel.as_uri()}")
+
+
+def run_in(env_dir: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A program of the virtualenv's bin/ (toolsdb, python), in ``cwd``, without stdin."""
+    return subprocess.run(
+        [str(env_dir / "bin" / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def importable(env_dir: Path, modules: tuple[str, ...], cwd: Path) -> dict[str, bool]:
+    """Which of ``modules`` the virtualenv's Python finds."""
+    code = "import importlib.util, sys; print(*(importlib.util.find_spec(m) is not None for m in sys.argv[1:]))"
+    found = run_in(env_dir, "python", "-c", code, *modules, cwd=cwd)
+    assert found.returncode == 0, found.stderr
+    return dict(zip(modules, (word == "True" for word in found.stdout.split()), strict=True))
 
 
 def test_the_wheel_holds_one_top_level_package_and_all_the_sql(wheel: Path) -> None:
@@ -88,14 +125,14 @@ def test_an_installed_toolsdb_migrates_from_another_directory(
     assert not (tmp_path / ".toolsdb").exists(), "a --database run must not create an embedded server"
 
 
-def test_the_wheel_ships_the_redis_toolkits_lua_scripts(wheel: Path, installed: Path, tmp_path: Path) -> None:
+def test_the_wheel_ships_the_redis_toolkits_lua_scripts(wheel: Path, installed_all: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     lua = ROOT / "runner" / "toolsdb" / "redis" / "lua"
     expected = sorted(f"toolsdb/redis/lua/{p.name}" for p in lua.glob("*.lua"))
     assert sorted(n for n in names if n.startswith("toolsdb/redis/lua/")) == expected
     loaded = subprocess.run(
         [
-            str(installed / "bin" / "python"),
+            str(installed_all / "bin" / "python"),
             "-c",
             "from toolsdb.redis import scripts; print(sum(len(scripts.source(n)) > 0 for n in scripts.NAMES))",
         ],
@@ -106,3 +143,35 @@ def test_the_wheel_ships_the_redis_toolkits_lua_scripts(wheel: Path, installed: 
         env=clean_env(),
     ).stdout.strip()
     assert loaded == str(len(expected))
+
+
+def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(installed: Path, tmp_path: Path) -> None:
+    assert importable(installed, EXTRA_MODULES, tmp_path) == dict.fromkeys(EXTRA_MODULES, False), (
+        "a plain `pip install toolsdb` should bring none of redis, mcp and pglast (they are extras)"
+    )
+    imported = run_in(
+        installed, "python", "-c", "import toolsdb, toolsdb.cli, toolsdb.tools, toolsdb.pool", cwd=tmp_path
+    )
+    assert imported.returncode == 0, f"toolsdb should import without its extras: {imported.stderr}"
+    for argv in (["--help"], ["migrate", "--help"], ["mcp", "--help"], ["validate", "--help"], ["redis", "--help"]):
+        shown = run_in(installed, "toolsdb", *argv, cwd=tmp_path)
+        assert shown.returncode == 0, f"toolsdb {' '.join(argv)} should work without the extras: {shown.stderr}"
+        assert shown.stdout.startswith("Usage: toolsdb"), shown.stdout
+
+    for argv, line in (
+        (["mcp"], "Error: toolsdb mcp needs the MCP SDK: pip install 'toolsdb[mcp]'"),
+        (["validate", "-"], "Error: toolsdb validate needs pglast: pip install 'toolsdb[validate]'"),
+        (["redis", "ping"], "Error: toolsdb redis ping needs redis-py: pip install 'toolsdb[redis]'"),
+    ):
+        result = run_in(installed, "toolsdb", *argv, cwd=tmp_path)
+        assert result.returncode == 1, f"toolsdb {' '.join(argv)} should exit 1 without its extra: {result.stderr}"
+        assert result.stderr.strip() == line, f"toolsdb {' '.join(argv)} should print one line naming the extra"
+        assert result.stdout == "", result.stdout
+
+
+def test_toolsdb_all_brings_every_extra(installed_all: Path, tmp_path: Path) -> None:
+    assert importable(installed_all, EXTRA_MODULES, tmp_path) == dict.fromkeys(EXTRA_MODULES, True)
+    imported = run_in(
+        installed_all, "python", "-c", "import toolsdb.redis, toolsdb.mcp_server, toolsdb.validator", cwd=tmp_path
+    )
+    assert imported.returncode == 0, f"toolsdb[all] should import every optional module: {imported.stderr}"

@@ -13,7 +13,7 @@ import psycopg
 
 from . import __version__, backup, operations, replica
 from . import migrate as engine
-from .clicommon import DATABASE_HELP, Settings, common_options, print_table
+from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
 from .server import EmbeddedServer
 from .target import Target
@@ -213,7 +213,8 @@ def validate(settings: Settings, file: Path, as_json: bool, refresh: bool) -> No
     """
     import json
 
-    from . import validator
+    with needs_extra():
+        from . import validator
 
     name = "<stdin>" if str(file) == "-" else str(file)
     try:
@@ -291,7 +292,8 @@ def mcp_command(settings: Settings) -> None:
     (--verbose: more of them). Register it with
     `claude mcp add toolsdb -- toolsdb mcp` (README).
     """
-    from .mcp_server import serve
+    with needs_extra():
+        from .mcp_server import serve
 
     serve(settings.target(), verbose=settings.verbose)
 
@@ -602,9 +604,10 @@ def redis_group() -> None:
 @click.option("--url", metavar="URL", help="Redis URL (default: $REDIS_URL, else the REDIS_* variables).")
 def redis_ping(url: str | None) -> None:
     """Check that Redis answers; print its version and mode."""
-    from redis.cluster import RedisCluster
+    with needs_extra():
+        from redis.cluster import RedisCluster
 
-    from .redis.connection import RedisSettings, client_where, translate_errors
+        from .redis.connection import RedisSettings, client_where, translate_errors
 
     settings = RedisSettings.from_env(url=url)
     client = settings.connect()

@@ -6,11 +6,13 @@ are registered on the group in cli.py with ``cli.add_command``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import click
 
+from .errors import MissingExtra
 from .target import Target, resolve
 
 DATABASE_HELP = (
@@ -18,6 +20,30 @@ DATABASE_HELP = (
     "Default: $DATABASE_URL (or $TOOLS_DB_URL), else libpq's PG* variables (or their DB_* aliases), "
     "else the embedded server in .toolsdb/."
 )
+
+
+# The optional extras: the top-level module each brings, its extra and what to call it.
+EXTRAS = {
+    "redis": ("redis", "redis-py"),
+    "mcp": ("mcp", "the MCP SDK"),
+    "pglast": ("validate", "pglast"),
+}
+
+
+@contextlib.contextmanager
+def needs_extra() -> Iterator[None]:
+    """Around a command's imports of an optional extra: a missing one is one line
+    (``toolsdb mcp needs the MCP SDK: pip install 'toolsdb[mcp]'``), not a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        extra, what = EXTRAS[top]
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command_path if ctx is not None else "this command"
+        raise MissingExtra(f"{command} needs {what}: pip install 'toolsdb[{extra}]'") from None
 
 
 class Settings:

@@ -40,3 +40,7 @@ class MigrationError(ToolsdbError):
         super().__init__(
             f"{file}: statement `{short}` failed with SQLSTATE {sqlstate or '?????'}: {message}; nothing was applied"
         )
+
+
+class MissingExtra(ToolsdbError):
+    """A command needs a package of an optional extra (toolsdb[redis], [mcp], [validate]) that is not installed."""

@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .errors import ToolsdbError
+from .errors import MissingExtra, ToolsdbError
 from .target import resolve
 
 Row = dict[str, Any]
@@ -252,8 +252,14 @@ class SchemaValidator(_Tool):
     def validate(self, sql_text: str, refresh: bool = False) -> dict[str, Any]:
         """The validator's report (valid, statement_hash, cached, errors, warnings,
         findings); ``refresh`` runs a script again whose report is stored.
-        Raises ToolsdbError (ValidationRefused) for anything but definitions."""
-        from .validator import validate
+        Raises ToolsdbError (ValidationRefused) for anything but definitions,
+        MissingExtra when pglast (toolsdb[validate]) is not installed."""
+        try:
+            from .validator import validate
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "pglast":
+                raise
+            raise MissingExtra("validate_schema needs pglast: pip install 'toolsdb[validate]'") from None
 
         try:
             with self.conn.transaction():
