@@ -100,9 +100,7 @@ def test_python_passes_on_a_refusal_of_sql_as_validation_refused(tx: psycopg.Con
     assert validator.parse(script) is None
     with pytest.raises(validator.ValidationRefused) as refused:
         validator.validate(tx, script)
-    assert str(refused.value) == (
-        "refused: validate_schema refuses statement 2 (line 2): ALTER SCHEMA is not a definition"
-    )
+    assert str(refused.value) == "refused: statement 2 (line 2): ALTER SCHEMA is not a definition"
     assert stored(tx, script) == []
     assert scalar(tx, "select count(*) from pg_namespace where nspname = 'toolsdb_scratch'") == 1
 
@@ -183,7 +181,7 @@ def test_cli_a_refusal_is_one_line_on_stderr(pg: Pg, db: str, tmp_path: Path) ->
     assert_no_traceback(result)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, f"A refusal should be one line on stderr: {result.stderr}"
-    assert "refused.sql: refused: statement 2 (line 2) is DELETE, not a definition" in lines[0]
+    assert "refused.sql: refused: statement 2 (line 2): DELETE FROM is not a definition" in lines[0]
     assert result.stdout == ""
     with psycopg.connect(pg.conninfo(db)) as conn:
         assert scalar(conn, "select count(*) from toolsdb.schema_validations") == 0, "A refusal stores nothing."

@@ -330,6 +330,6 @@ def test_schema_validator_returns_the_validator_report(conn: psycopg.Connection)
 
 def test_schema_validator_refuses_what_is_not_a_definition(conn: psycopg.Connection):
     pytest.importorskip("toolsdb.validator")
-    with pytest.raises(ToolsdbError, match=r"refused: statement 1 \(line 1\) is DROP"):
+    with pytest.raises(ToolsdbError, match=r"refused: statement 1 \(line 1\): DROP TABLE is not a definition"):
         SchemaValidator(conn).validate("drop table toolsdb.users;")
     assert scalar(conn, "select to_regclass('toolsdb.users') is not null")

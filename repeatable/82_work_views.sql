@@ -1,0 +1,302 @@
+-- repeatable/82_work_views.sql
+-- Reporting views over work tracking. security_invoker,
+-- so the application sees only its project's rows.
+
+create or replace view toolsdb.active_tasks
+with (security_invoker = true) as
+select
+    t.task_id,
+    t.project_id,
+    p.slug as project_slug,
+    t.parent_task_id,
+    t.title,
+    t.type,
+    t.status,
+    t.priority,
+    t.priority_label,
+    t.labels,
+    t.assigned_to_user_id,
+    u.username as assigned_to_username,
+    t.assigned_to_agent_id,
+    a.name as assigned_to_agent_name,
+    t.created_at,
+    t.updated_at
+from toolsdb.tasks as t
+inner join toolsdb.projects as p on t.project_id = p.project_id
+left join toolsdb.users as u on t.assigned_to_user_id = u.user_id
+left join toolsdb.agents as a on t.assigned_to_agent_id = a.agent_id
+where t.status in ('open', 'in_progress');
+
+comment on view toolsdb.active_tasks is
+'004''s active_tasks: tasks that are open (004 pending) or in_progress, with project slug and '
+'assignee names. Order by priority desc, created_at for a work queue.';
+comment on column toolsdb.active_tasks.task_id is 'The task.';
+comment on column toolsdb.active_tasks.project_id is 'Its project.';
+comment on column toolsdb.active_tasks.project_slug is 'Its project''s slug.';
+comment on column toolsdb.active_tasks.parent_task_id is 'Its parent task, if any.';
+comment on column toolsdb.active_tasks.title is 'Its title.';
+comment on column toolsdb.active_tasks.type is 'bug, feature, refactor, test, documentation, task or chore.';
+comment on column toolsdb.active_tasks.status is 'open or in_progress.';
+comment on column toolsdb.active_tasks.priority is '0-10.';
+comment on column toolsdb.active_tasks.priority_label is 'low, medium, high or critical.';
+comment on column toolsdb.active_tasks.labels is 'Its labels.';
+comment on column toolsdb.active_tasks.assigned_to_user_id is 'Assigned user, if any.';
+comment on column toolsdb.active_tasks.assigned_to_username is 'That user''s username.';
+comment on column toolsdb.active_tasks.assigned_to_agent_id is 'Assigned agent, if any.';
+comment on column toolsdb.active_tasks.assigned_to_agent_name is 'That agent''s name.';
+comment on column toolsdb.active_tasks.created_at is 'When the task was created.';
+comment on column toolsdb.active_tasks.updated_at is 'When it last changed.';
+
+create or replace view toolsdb.task_execution_summary
+with (security_invoker = true) as
+select
+    e.project_id,
+    e.agent_type,
+    e.status,
+    count(*) as executions,
+    round(avg(extract(epoch from e.completed_at - e.started_at)), 3) as avg_duration_seconds,
+    sum(e.input_tokens + e.output_tokens + e.cached_tokens) as total_tokens,
+    sum(e.cost_usd) as total_cost_usd,
+    max(e.created_at) as last_execution_at
+from toolsdb.agent_executions as e
+group by e.project_id, e.agent_type, e.status;
+
+comment on view toolsdb.task_execution_summary is
+'004''s task_execution_summary: executions per project, agent type and status, with average '
+'duration (finished runs), tokens and cost.';
+comment on column toolsdb.task_execution_summary.project_id is 'The project.';
+comment on column toolsdb.task_execution_summary.agent_type is 'The agent type of the runs.';
+comment on column toolsdb.task_execution_summary.status is 'Their status.';
+comment on column toolsdb.task_execution_summary.executions is 'How many runs.';
+comment on column toolsdb.task_execution_summary.avg_duration_seconds is
+'Average of completed_at - started_at in seconds, over runs that started and ended.';
+comment on column toolsdb.task_execution_summary.total_tokens is 'Input, output and cached tokens together.';
+comment on column toolsdb.task_execution_summary.total_cost_usd is 'Sum of their costs (USD); priced runs only.';
+comment on column toolsdb.task_execution_summary.last_execution_at is 'When the newest of them was created.';
+
+create or replace view toolsdb.pr_validation_summary
+with (security_invoker = true) as
+select
+    v.project_id,
+    v.repository,
+    v.status,
+    count(*) as validations,
+    round(avg(extract(epoch from v.completed_at - v.started_at)), 3) as avg_duration_seconds,
+    max(v.created_at) as last_validation_at
+from toolsdb.pr_validations as v
+group by v.project_id, v.repository, v.status;
+
+comment on view toolsdb.pr_validation_summary is
+'004''s pr_validation_summary: validations per project, repository and status, with average '
+'duration of settled ones.';
+comment on column toolsdb.pr_validation_summary.project_id is 'The project.';
+comment on column toolsdb.pr_validation_summary.repository is 'The repository (owner/name).';
+comment on column toolsdb.pr_validation_summary.status is 'pending, running, passed, failed or cancelled.';
+comment on column toolsdb.pr_validation_summary.validations is 'How many.';
+comment on column toolsdb.pr_validation_summary.avg_duration_seconds is
+'Average of completed_at - started_at in seconds, over validations that ran and ended.';
+comment on column toolsdb.pr_validation_summary.last_validation_at is 'When the newest was created.';
+
+create or replace view toolsdb.error_summary
+with (security_invoker = true) as
+select
+    e.project_id,
+    e.error_type,
+    e.resolved,
+    count(*) as errors,
+    round(avg(e.recovery_attempts), 2) as avg_recovery_attempts,
+    max(e.created_at) as last_error_at
+from toolsdb.error_logs as e
+group by e.project_id, e.error_type, e.resolved;
+
+comment on view toolsdb.error_summary is
+'004''s error_summary: errors per project, type and resolution, with average recovery attempts.';
+comment on column toolsdb.error_summary.project_id is 'The project (null for errors outside any project).';
+comment on column toolsdb.error_summary.error_type is 'The error type.';
+comment on column toolsdb.error_summary.resolved is 'Whether they are resolved.';
+comment on column toolsdb.error_summary.errors is 'How many.';
+comment on column toolsdb.error_summary.avg_recovery_attempts is 'Average recovery attempts.';
+comment on column toolsdb.error_summary.last_error_at is 'When the newest was logged.';
+
+create or replace view toolsdb.recent_activity
+with (security_invoker = true) as
+select
+    l.audit_id,
+    l.logged_at,
+    l.actor,
+    l.action,
+    l.entity_type,
+    l.entity_id,
+    t.task_id,
+    t.project_id,
+    t.title as task_title,
+    t.status as task_status
+from toolsdb.audit_logs as l
+left join toolsdb.tasks as t
+    on t.task_id = case
+        when l.entity_type = 'tasks' and l.entity_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+            then l.entity_id::uuid
+    end
+where l.logged_at >= now() - interval '7 days';
+
+comment on view toolsdb.recent_activity is
+'004''s recent_activity: audit entries of the last 7 days, with the task''s title, project and '
+'status when the entry is about a task. Order by logged_at desc.';
+comment on column toolsdb.recent_activity.audit_id is 'The audit entry.';
+comment on column toolsdb.recent_activity.logged_at is 'When it was written.';
+comment on column toolsdb.recent_activity.actor is 'Who acted.';
+comment on column toolsdb.recent_activity.action is 'What happened (insert, update, delete, an event name).';
+comment on column toolsdb.recent_activity.entity_type is 'What kind of thing it was about.';
+comment on column toolsdb.recent_activity.entity_id is 'Which one.';
+comment on column toolsdb.recent_activity.task_id is 'The task, when the entry is about one that still exists.';
+comment on column toolsdb.recent_activity.project_id is 'That task''s project.';
+comment on column toolsdb.recent_activity.task_title is 'That task''s title.';
+comment on column toolsdb.recent_activity.task_status is 'That task''s status now.';
+
+create or replace view toolsdb.agent_performance
+with (security_invoker = true) as
+select
+    a.agent_id,
+    a.name as agent_name,
+    e.model_provider,
+    e.model_name,
+    count(*) as executions,
+    count(*) filter (where e.status = 'success') as successes,
+    round(
+        (count(*) filter (where e.status = 'success'))::numeric
+        / nullif(count(*) filter (where e.status in ('success', 'failure', 'timeout')), 0),
+        4
+    ) as success_rate,
+    round((percentile_cont(0.5) within group (
+        order by extract(epoch from e.completed_at - e.started_at)
+    ))::numeric, 3) as p50_duration_seconds,
+    round((percentile_cont(0.95) within group (
+        order by extract(epoch from e.completed_at - e.started_at)
+    ))::numeric, 3) as p95_duration_seconds,
+    sum(e.input_tokens) as input_tokens,
+    sum(e.output_tokens) as output_tokens,
+    sum(e.cached_tokens) as cached_tokens,
+    sum(e.cost_usd) as total_cost_usd
+from toolsdb.agent_executions as e
+inner join toolsdb.agents as a on e.agent_id = a.agent_id
+group by a.agent_id, a.name, e.model_provider, e.model_name;
+
+comment on view toolsdb.agent_performance is
+'Per agent and model, computed from its runs (002 stored success_rate and avg_execution_time_ms '
+'on agents; here they are derived, so always true): runs, success rate over finished runs '
+'(success / success + failure + timeout), p50 and p95 duration, tokens and cost.';
+comment on column toolsdb.agent_performance.agent_id is 'The agent.';
+comment on column toolsdb.agent_performance.agent_name is 'Its name.';
+comment on column toolsdb.agent_performance.model_provider is 'Model provider of the runs.';
+comment on column toolsdb.agent_performance.model_name is 'Model of the runs.';
+comment on column toolsdb.agent_performance.executions is 'How many runs, in any status.';
+comment on column toolsdb.agent_performance.successes is 'How many succeeded.';
+comment on column toolsdb.agent_performance.success_rate is
+'successes / (success + failure + timeout), 0 to 1; null before any run finished.';
+comment on column toolsdb.agent_performance.p50_duration_seconds is 'Median duration of runs that started and ended.';
+comment on column toolsdb.agent_performance.p95_duration_seconds is '95th percentile of that duration.';
+comment on column toolsdb.agent_performance.input_tokens is 'Uncached input tokens, all runs.';
+comment on column toolsdb.agent_performance.output_tokens is 'Output tokens, all runs.';
+comment on column toolsdb.agent_performance.cached_tokens is 'Cached input tokens, all runs.';
+comment on column toolsdb.agent_performance.total_cost_usd is 'Cost in USD, priced runs.';
+
+create or replace view toolsdb.project_health
+with (security_invoker = true) as
+select
+    p.project_id,
+    p.slug,
+    p.status as project_status,
+    coalesce(t.tasks, 0) as tasks,
+    coalesce(t.open_tasks, 0) as open_tasks,
+    coalesce(t.completed_tasks, 0) as completed_tasks,
+    t.pr_merge_rate,
+    e.execution_success_rate,
+    coalesce(e.total_cost_usd, 0) as total_cost_usd,
+    coalesce(r.unresolved_errors, 0) as unresolved_errors
+from toolsdb.projects as p
+left join lateral (
+    select
+        count(*) as tasks,
+        count(*) filter (where x.status in ('draft', 'open', 'in_progress', 'in_review', 'blocked')) as open_tasks,
+        count(*) filter (where x.status = 'completed') as completed_tasks,
+        round(
+            (count(*) filter (where x.github_pr_number is not null and x.status = 'completed'))::numeric
+            / nullif(
+                count(*) filter (
+                    where x.github_pr_number is not null and x.status in ('completed', 'failed', 'cancelled')
+                ),
+                0
+            ),
+            4
+        ) as pr_merge_rate
+    from toolsdb.tasks as x
+    where x.project_id = p.project_id
+) as t on true
+left join lateral (
+    select
+        round(
+            (count(*) filter (where y.status = 'success'))::numeric
+            / nullif(count(*) filter (where y.status in ('success', 'failure', 'timeout')), 0),
+            4
+        ) as execution_success_rate,
+        sum(y.cost_usd) as total_cost_usd
+    from toolsdb.agent_executions as y
+    where y.project_id = p.project_id
+) as e on true
+left join lateral (
+    select count(*) as unresolved_errors
+    from toolsdb.error_logs as z
+    where z.project_id = p.project_id and not z.resolved
+) as r on true;
+
+comment on view toolsdb.project_health is
+'One row per project with 002''s figures: tasks (all, open, completed), pr_merge_rate (share of '
+'closed tasks with a pull request that were completed), execution success rate, total cost and '
+'unresolved errors.';
+comment on column toolsdb.project_health.project_id is 'The project.';
+comment on column toolsdb.project_health.slug is 'Its slug.';
+comment on column toolsdb.project_health.project_status is 'active, paused or archived.';
+comment on column toolsdb.project_health.tasks is 'Its tasks, in any status.';
+comment on column toolsdb.project_health.open_tasks is
+'Tasks not closed: draft, open, in_progress, in_review, blocked.';
+comment on column toolsdb.project_health.completed_tasks is 'Tasks completed.';
+comment on column toolsdb.project_health.pr_merge_rate is
+'Of the closed tasks that have a pull request, the share completed (merged), 0 to 1; null if none.';
+comment on column toolsdb.project_health.execution_success_rate is
+'Runs that succeeded / runs that finished (success, failure, timeout), 0 to 1; null if none.';
+comment on column toolsdb.project_health.total_cost_usd is 'Cost of its runs in USD.';
+comment on column toolsdb.project_health.unresolved_errors is 'Errors not resolved.';
+
+create or replace view toolsdb.cost_by_day
+with (security_invoker = true) as
+select
+    (e.completed_at at time zone 'UTC')::date as day,
+    e.project_id,
+    e.agent_id,
+    a.name as agent_name,
+    e.model_provider,
+    e.model_name,
+    count(*) as executions,
+    sum(e.input_tokens) as input_tokens,
+    sum(e.output_tokens) as output_tokens,
+    sum(e.cached_tokens) as cached_tokens,
+    sum(e.cost_usd) as cost_usd
+from toolsdb.agent_executions as e
+inner join toolsdb.agents as a on e.agent_id = a.agent_id
+where e.completed_at is not null
+group by 1, e.project_id, e.agent_id, a.name, e.model_provider, e.model_name;
+
+comment on view toolsdb.cost_by_day is
+'Cost per day (UTC, of completion), project, agent and model: finished runs, tokens and USD. Sum '
+'it over any of those for coarser figures.';
+comment on column toolsdb.cost_by_day.day is 'The day (UTC) the runs finished.';
+comment on column toolsdb.cost_by_day.project_id is 'The project.';
+comment on column toolsdb.cost_by_day.agent_id is 'The agent.';
+comment on column toolsdb.cost_by_day.agent_name is 'Its name.';
+comment on column toolsdb.cost_by_day.model_provider is 'Model provider.';
+comment on column toolsdb.cost_by_day.model_name is 'Model.';
+comment on column toolsdb.cost_by_day.executions is 'Finished runs.';
+comment on column toolsdb.cost_by_day.input_tokens is 'Uncached input tokens.';
+comment on column toolsdb.cost_by_day.output_tokens is 'Output tokens.';
+comment on column toolsdb.cost_by_day.cached_tokens is 'Cached input tokens.';
+comment on column toolsdb.cost_by_day.cost_usd is 'USD, priced runs.';
