@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 TOOLSDB := $(BIN)/toolsdb
-SQL_DIRS := schema migrations views seeds
+SQL_DIRS := schema migrations repeatable seeds
 
 .DEFAULT_GOAL := help
 .PHONY: help migrate seed rollback status new-migration psql lint test bench db-start db-stop reset clean venv

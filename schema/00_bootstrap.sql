@@ -12,24 +12,83 @@
 create schema if not exists toolsdb;
 create schema if not exists toolsdb_private;
 create schema if not exists toolsdb_migrations;
--- The schema validator's sandbox (schema/53_schema_validator.sql): always
+-- The schema validator's sandbox (repeatable/52_schema_validator.sql): always
 -- empty, since everything made in it is rolled back.
 create schema if not exists toolsdb_scratch;
--- Monitoring views over PostgreSQL's statistics (views/70_monitoring.sql).
+-- Monitoring views over PostgreSQL's statistics (repeatable/85_monitoring_views.sql).
 create schema if not exists toolsdb_monitoring;
 
-comment on schema toolsdb is
-'toolsdb application data: identity (users, projects, agents, MCP servers, preferences) and every later domain.';
-comment on schema toolsdb_private is
-'toolsdb internals: trigger functions and helpers that clients never call directly.';
-comment on schema toolsdb_migrations is
-'Bookkeeping of yoyo-migrations (applied migrations, log, lock); managed by toolsdb migrate.';
-comment on schema toolsdb_monitoring is
-'Monitoring views over PostgreSQL''s statistics of this database: index usage, sizes, vacuum health, '
-'open transactions, long queries, lock waits, slow statements (toolsdb monitor).';
-comment on schema toolsdb_scratch is
-'Sandbox of toolsdb.validate_schema(): statements under validation create their objects here, as '
-'toolsdb_validator, in a subtransaction that is always rolled back. Always empty.';
+-- What `toolsdb migrate` re-applied from repeatable/: one row per function,
+-- view or trigger, so a migrate replaces only what changed (docs/architecture.md).
+create table if not exists toolsdb_migrations.definitions (
+    object_name text not null,
+    source_file text not null,
+    source_digest text not null,
+    catalog_digest text not null,
+    applied_at timestamptz not null default now(),
+    constraint definitions_pkey primary key (object_name),
+    constraint object_name_is_valid check (
+        object_name ~ '^(function|view|trigger) [a-z_]' and char_length(object_name) <= 300
+    ),
+    constraint source_file_length_is_valid check (char_length(source_file) between 1 and 300),
+    constraint source_digest_is_sha256 check (source_digest ~ '^[0-9a-f]+$' and char_length(source_digest) = 64),
+    constraint catalog_digest_is_md5 check (catalog_digest ~ '^[0-9a-f]+$' and char_length(catalog_digest) = 32)
+);
+
+-- Comments, set only where they differ (a migrate with nothing to do writes
+-- no catalog row).
+do $bootstrap$
+declare
+    wanted record;
+begin
+    for wanted in
+        select v.kind, v.name, v.description
+        from (values
+            ('schema', 'toolsdb', 'toolsdb application data: identity (users, projects, agents, MCP servers, '
+                || 'preferences) and every later domain.'),
+            ('schema', 'toolsdb_private', 'toolsdb internals: trigger functions and helpers that clients never '
+                || 'call directly.'),
+            ('schema', 'toolsdb_migrations', 'Bookkeeping of toolsdb migrate: the applied migrations, their log '
+                || 'and lock (yoyo-migrations), and the re-applied definitions.'),
+            ('schema', 'toolsdb_monitoring', 'Monitoring views over PostgreSQL''s statistics of this database: '
+                || 'index usage, sizes, vacuum health, open transactions, long queries, lock waits, slow '
+                || 'statements (toolsdb monitor).'),
+            ('schema', 'toolsdb_scratch', 'Sandbox of toolsdb.validate_schema(): statements under validation '
+                || 'create their objects here, as toolsdb_validator, in a subtransaction that is always rolled '
+                || 'back. Always empty.'),
+            ('table', 'toolsdb_migrations.definitions', 'What toolsdb migrate re-applied from repeatable/: one '
+                || 'row per function, view or trigger with digests of its source and of its definition in the '
+                || 'catalog; a migrate replaces an object only when either differs.'),
+            ('column', 'toolsdb_migrations.definitions.object_name', 'Kind and name, e.g. function '
+                || 'toolsdb.maintain, view toolsdb.active_tasks, trigger _100_timestamps on toolsdb.users.'),
+            ('column', 'toolsdb_migrations.definitions.source_file', 'The file that defines it, e.g. '
+                || 'repeatable/60_maintenance.sql.'),
+            ('column', 'toolsdb_migrations.definitions.source_digest', 'SHA-256 of its statements as last '
+                || 'applied.'),
+            ('column', 'toolsdb_migrations.definitions.catalog_digest', 'MD5 of its definition and comments '
+                || 'as the catalog showed them after that.'),
+            ('column', 'toolsdb_migrations.definitions.applied_at', 'When it was last applied.')
+        ) as v (kind, name, description)
+    loop
+        if wanted.description is distinct from (
+            case wanted.kind
+                when 'schema' then pg_catalog.obj_description(pg_catalog.to_regnamespace(wanted.name), 'pg_namespace')
+                when 'table' then pg_catalog.obj_description(pg_catalog.to_regclass(wanted.name), 'pg_class')
+                else pg_catalog.col_description(
+                    pg_catalog.to_regclass(pg_catalog.regexp_replace(wanted.name, '\.[^.]*$', '')),
+                    (
+                        select a.attnum from pg_catalog.pg_attribute as a
+                        where a.attrelid = pg_catalog.to_regclass(pg_catalog.regexp_replace(wanted.name, '\.[^.]*$', ''))
+                            and a.attname = pg_catalog.regexp_replace(wanted.name, '^.*\.', '')
+                    )
+                )
+            end
+        ) then
+            execute pg_catalog.format('comment on %s %s is %L', wanted.kind, wanted.name, wanted.description);
+        end if;
+    end loop;
+end
+$bootstrap$;
 
 -- Group roles (NOLOGIN), see docs/security.md: toolsdb_owner owns every
 -- object and runs migrations, toolsdb_app is the application, toolsdb_readonly
@@ -105,8 +164,14 @@ begin
         execute pg_catalog.format('alter table toolsdb_migrations.%I owner to toolsdb_owner', table_name);
     end loop;
     -- Functions toolsdb_owner creates are not executable by public; each is
-    -- granted to named roles in views/90_grants.sql.
-    alter default privileges for role toolsdb_owner revoke execute on functions from public;
+    -- granted to named roles in repeatable/99_grants.sql.
+    if not exists (
+        select from pg_catalog.pg_default_acl as a
+        where a.defaclrole = 'toolsdb_owner'::regrole and a.defaclnamespace = 0 and a.defaclobjtype = 'f'
+            and not exists (select from pg_catalog.aclexplode(a.defaclacl) as x where x.grantee = 0)
+    ) then
+        alter default privileges for role toolsdb_owner revoke execute on functions from public;
+    end if;
 end
 $bootstrap$;
 

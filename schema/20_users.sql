@@ -2,8 +2,8 @@
 -- Tier 20: identity. Defines toolsdb.users (people and service accounts),
 -- its indexes (case-insensitive unique username and email, GitHub lookups)
 -- and its timestamps trigger.
--- Needs: schema/00_bootstrap.sql (schema toolsdb),
---        schema/10_timestamps.sql (toolsdb_private.tg__timestamps()).
+-- Its functions, triggers and row-level security: repeatable/20_users.sql.
+-- Needs: schema/00_bootstrap.sql.
 
 create table if not exists toolsdb.users (
     user_id uuid not null default gen_random_uuid(),
@@ -43,11 +43,6 @@ create unique index if not exists users_lower_email_key on toolsdb.users (lower(
 
 create index if not exists users_github_username_idx on toolsdb.users (github_username);
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.users
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.users is
 'Accounts that act in toolsdb: people (admin, manager, user) and service accounts (service) '
 'used by bots and automation. Deactivate with is_active = false rather than deleting: '
@@ -55,43 +50,49 @@ comment on table toolsdb.users is
 
 comment on column toolsdb.users.user_id is
 'Primary key: a random UUID (gen_random_uuid()).';
+
 comment on column toolsdb.users.username is
 'Login name, 1-64 characters: letters, digits, underscore, dot and hyphen, starting with a '
 'letter or digit. Unique regardless of case (users_lower_username_key); look it up with '
 'lower(username).';
+
 comment on column toolsdb.users.email is
 'Email address (local@domain.tld, at most 320 characters). Unique regardless of case '
 '(users_lower_email_key); look it up with lower(email).';
+
 comment on column toolsdb.users.display_name is
 'Name shown in user interfaces, 1-200 characters; null to fall back to username.';
+
 comment on column toolsdb.users.role is
 'Platform role: admin (everything), manager (manages projects and agents), user (default), or '
 'service (a non-human account for automation).';
+
 comment on column toolsdb.users.github_id is
 'Numeric GitHub account id from OAuth/SSO; unique, null when the account is not linked to GitHub.';
+
 comment on column toolsdb.users.github_username is
 'GitHub login (1-39 characters: letters, digits, hyphen) as last seen from GitHub; null when '
 'not linked.';
+
 comment on column toolsdb.users.github_avatar_url is
 'https URL of the GitHub avatar image; null when not linked.';
+
 comment on column toolsdb.users.is_active is
 'False when the account is deactivated: it can no longer log in or act, but its history and '
 'owned projects stay.';
+
 comment on column toolsdb.users.last_login_at is
 'When the user last logged in successfully; null if never.';
+
 comment on column toolsdb.users.metadata is
 'Free-form JSON object for integrations and extensions (never secrets); default {}.';
+
 comment on column toolsdb.users.preferences is
 'Small JSON object of account-wide settings; settings grouped by category live in '
 'toolsdb.preferences. Default {}.';
+
 comment on column toolsdb.users.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.users.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.users is
-'Keeps created_at unforgeable and updated_at strictly increasing '
-'(toolsdb_private.tg__timestamps()).';
-
--- Change capture into toolsdb.audit_logs (docs/security.md).
-select toolsdb.audit_table('toolsdb.users');

@@ -2,8 +2,8 @@
 -- Tier 20: identity. Defines toolsdb.projects (software projects, each owned
 -- by a user and usually backed by a git repository), its indexes and its
 -- timestamps trigger.
--- Needs: schema/20_users.sql (toolsdb.users),
---        schema/10_timestamps.sql (toolsdb_private.tg__timestamps()).
+-- Its functions, triggers and row-level security: repeatable/21_projects.sql.
+-- Needs: schema/20_users.sql.
 
 create table if not exists toolsdb.projects (
     project_id uuid not null default gen_random_uuid(),
@@ -41,50 +41,43 @@ create index if not exists projects_status_idx on toolsdb.projects (status);
 
 create index if not exists projects_repository_url_idx on toolsdb.projects (repository_url);
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.projects
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.projects is
 'Software projects worked on by people and agents, usually one git repository each. Archive a '
 'project (status = archived) instead of deleting it.';
 
 comment on column toolsdb.projects.project_id is
 'Primary key: a random UUID (gen_random_uuid()).';
+
 comment on column toolsdb.projects.slug is
 'URL-safe unique identifier: lowercase letters and digits in hyphen-separated words (e.g. '
 'agent-notify), at most 100 characters.';
+
 comment on column toolsdb.projects.name is
 'Human-readable project name, 1-200 characters.';
+
 comment on column toolsdb.projects.description is
 'What the project is about, 1-10000 characters; null if not written yet.';
+
 comment on column toolsdb.projects.repository_url is
 'Git remote of the project: an https://, ssh:// or git:// URL, or scp-like user@host:path '
 '(e.g. git@github.com:org/repo.git); null if the project has no repository.';
+
 comment on column toolsdb.projects.owner_id is
 'User who owns the project (toolsdb.users). A user who still owns projects cannot be deleted '
 '(on delete restrict): transfer or delete the projects first, or deactivate the user.';
+
 comment on column toolsdb.projects.status is
 'Lifecycle: active (default, work happens), paused (temporarily no work), archived (read-only '
 'history).';
+
 comment on column toolsdb.projects.technology_stack is
 'JSON array of the technologies used, e.g. ["python", "postgresql"]; default [].';
+
 comment on column toolsdb.projects.metadata is
 'Free-form JSON object for integrations and extensions (never secrets); default {}.';
+
 comment on column toolsdb.projects.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.projects.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.projects is
-'Keeps created_at unforgeable and updated_at strictly increasing '
-'(toolsdb_private.tg__timestamps()).';
-
--- Change capture into toolsdb.audit_logs (docs/security.md).
-select toolsdb.audit_table('toolsdb.projects');
-
--- Row-level security (docs/security.md): the application sees and changes
--- only the project of its transaction (setting toolsdb.project_id), and
--- nothing without it; reporting reads all; the owner is the maintenance path.
-select toolsdb.isolate_rows('toolsdb.projects', 'project_id');

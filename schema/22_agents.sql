@@ -2,8 +2,8 @@
 -- Tier 20: identity. Defines toolsdb.agents (the registry of AI agents: what
 -- kind, which model, what they can do), its indexes and its timestamps
 -- trigger.
--- Needs: schema/00_bootstrap.sql (schema toolsdb),
---        schema/10_timestamps.sql (toolsdb_private.tg__timestamps()).
+-- Its functions, triggers and row-level security: repeatable/22_agents.sql.
+-- Needs: schema/00_bootstrap.sql.
 
 create table if not exists toolsdb.agents (
     agent_id uuid not null default gen_random_uuid(),
@@ -46,11 +46,6 @@ create index if not exists agents_tags_idx on toolsdb.agents using gin (tags);
 
 create index if not exists agents_capabilities_idx on toolsdb.agents using gin (capabilities jsonb_path_ops);
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.agents
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.agents is
 'Registry of AI agents (e.g. coding agents such as claude-code or codex, review agents): '
 'their kind, model, capabilities and configuration. Retire an agent with is_active = false '
@@ -58,41 +53,46 @@ comment on table toolsdb.agents is
 
 comment on column toolsdb.agents.agent_id is
 'Primary key: a random UUID (gen_random_uuid()).';
+
 comment on column toolsdb.agents.name is
 'Unique agent name as users and logs refer to it (e.g. claude-code), 1-100 characters; '
 'case-sensitive.';
+
 comment on column toolsdb.agents.agent_type is
 'Kind of agent as a lowercase identifier (letters, digits, underscore; e.g. coding, review, '
 'planning), at most 63 characters.';
+
 comment on column toolsdb.agents.description is
 'What the agent does, 1-4000 characters; null if not written yet.';
+
 comment on column toolsdb.agents.model_provider is
 'Who serves the model the agent runs on (e.g. anthropic, openai, google), 1-100 characters; '
 'null for agents without a language model.';
+
 comment on column toolsdb.agents.model_name is
 'Model identifier as the provider names it (e.g. claude-sonnet-4-5, gpt-5-codex), 1-200 '
 'characters; null for agents without a language model.';
+
 comment on column toolsdb.agents.capabilities is
 'JSON object describing what the agent can do (e.g. {"languages": ["python"], "can_open_prs": '
 'true}); default {}. GIN-indexed for containment: capabilities @> ''{"can_open_prs": true}''.';
+
 comment on column toolsdb.agents.tags is
 'Free labels for filtering (at most 64, none empty or null), searched with tags @> array[...] '
 'through the GIN index agents_tags_idx; default empty.';
+
 comment on column toolsdb.agents.is_active is
 'False when the agent is retired and must not be given new work; default true.';
+
 comment on column toolsdb.agents.is_experimental is
 'True for agents still being evaluated, to keep them out of default selections; default false.';
+
 comment on column toolsdb.agents.config is
 'JSON object of runtime settings (e.g. temperature, max_tokens, system prompt name); never '
 'secrets. Default {}.';
+
 comment on column toolsdb.agents.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.agents.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.agents is
-'Keeps created_at unforgeable and updated_at strictly increasing '
-'(toolsdb_private.tg__timestamps()).';
-
--- Change capture into toolsdb.audit_logs (docs/security.md).
-select toolsdb.audit_table('toolsdb.agents');

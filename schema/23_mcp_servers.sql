@@ -2,8 +2,8 @@
 -- Tier 20: identity. Defines toolsdb.mcp_servers (Model Context Protocol
 -- servers the agents may use: how to reach them, whether to start them, what
 -- tools they offer), its timestamps trigger and its comments.
--- Needs: schema/00_bootstrap.sql (schema toolsdb),
---        schema/10_timestamps.sql (toolsdb_private.tg__timestamps()).
+-- Its functions, triggers and row-level security: repeatable/23_mcp_servers.sql.
+-- Needs: schema/00_bootstrap.sql.
 
 create table if not exists toolsdb.mcp_servers (
     mcp_server_id uuid not null default gen_random_uuid(),
@@ -47,11 +47,6 @@ create table if not exists toolsdb.mcp_servers (
     constraint last_error_length_is_valid check (char_length(last_error) between 1 and 20000)
 );
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.mcp_servers
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.mcp_servers is
 'Model Context Protocol (MCP) servers that agents can use: a local process spoken to over '
 'stdio, or a remote endpoint over http or sse. Agents are linked to servers in '
@@ -59,52 +54,60 @@ comment on table toolsdb.mcp_servers is
 
 comment on column toolsdb.mcp_servers.mcp_server_id is
 'Primary key: a random UUID (gen_random_uuid()).';
+
 comment on column toolsdb.mcp_servers.name is
 'Unique server name as MCP client configurations refer to it (e.g. filesystem), 1-100 '
 'characters; case-sensitive.';
+
 comment on column toolsdb.mcp_servers.description is
 'What the server offers, 1-4000 characters; null if not written yet.';
+
 comment on column toolsdb.mcp_servers.transport is
 'How clients talk to the server: stdio (start command with args and speak over stdin/stdout; '
 'command required), http (streamable HTTP at url; url required) or sse (server-sent events at '
 'url; url required).';
+
 comment on column toolsdb.mcp_servers.command is
 'Executable that starts a stdio server (e.g. npx or uvx), 1-4096 characters; required when '
 'transport = stdio, otherwise usually null.';
+
 comment on column toolsdb.mcp_servers.args is
 'Command-line arguments passed to command, in order (no null elements, at most 256); default '
 'empty.';
+
 comment on column toolsdb.mcp_servers.url is
 'http:// or https:// endpoint of an http or sse server, 1-2048 characters; required when '
 'transport is http or sse.';
+
 comment on column toolsdb.mcp_servers.env is
 'Environment variables for the server process as a JSON object of string values (e.g. '
 '{"LOG_LEVEL": "info"}); default {}. Never put secrets (tokens, passwords, API keys) here: '
 'this column is stored and shown in clear text. A later issue adds encrypted configuration '
 'for secrets.';
+
 comment on column toolsdb.mcp_servers.is_enabled is
 'False to keep the server registered but unused by every agent; default true.';
+
 comment on column toolsdb.mcp_servers.auto_start is
 'True to start the server when the agent runtime starts rather than on first use; default false.';
+
 comment on column toolsdb.mcp_servers.timeout_ms is
 'How long to wait for the server to start or answer a request, in milliseconds (> 0); default '
 '30000.';
+
 comment on column toolsdb.mcp_servers.tools is
 'JSON array of the tools the server advertised at its last discovery (as returned by MCP '
 'tools/list, e.g. [{"name": "read_file", "description": "..."}]); default [].';
+
 comment on column toolsdb.mcp_servers.last_started_at is
 'When the server was last started or connected successfully; null if never.';
+
 comment on column toolsdb.mcp_servers.last_error is
 'Message of the last start or connection failure, 1-20000 characters; null when the last '
 'attempt succeeded or none was made.';
+
 comment on column toolsdb.mcp_servers.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.mcp_servers.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.mcp_servers is
-'Keeps created_at unforgeable and updated_at strictly increasing '
-'(toolsdb_private.tg__timestamps()).';
-
--- Change capture into toolsdb.audit_logs (docs/security.md).
-select toolsdb.audit_table('toolsdb.mcp_servers');

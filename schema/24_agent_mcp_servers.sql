@@ -2,9 +2,8 @@
 -- Tier 20: identity. Defines toolsdb.agent_mcp_servers, the many-to-many
 -- link saying which MCP servers each agent may use, its index and its
 -- timestamps trigger.
--- Needs: schema/22_agents.sql (toolsdb.agents),
---        schema/23_mcp_servers.sql (toolsdb.mcp_servers),
---        schema/10_timestamps.sql (toolsdb_private.tg__timestamps()).
+-- Its functions, triggers and row-level security: repeatable/24_agent_mcp_servers.sql.
+-- Needs: schema/22_agents.sql, schema/23_mcp_servers.sql.
 
 create table if not exists toolsdb.agent_mcp_servers (
     agent_id uuid not null,
@@ -21,30 +20,22 @@ create table if not exists toolsdb.agent_mcp_servers (
 
 create index if not exists agent_mcp_servers_mcp_server_id_idx on toolsdb.agent_mcp_servers (mcp_server_id);
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.agent_mcp_servers
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.agent_mcp_servers is
 'Which MCP servers each agent may use (many-to-many between toolsdb.agents and '
 'toolsdb.mcp_servers). A link disappears with its agent or its server (on delete cascade).';
 
 comment on column toolsdb.agent_mcp_servers.agent_id is
 'The agent (toolsdb.agents); deleting the agent deletes its links.';
+
 comment on column toolsdb.agent_mcp_servers.mcp_server_id is
 'The MCP server (toolsdb.mcp_servers); deleting the server deletes its links.';
+
 comment on column toolsdb.agent_mcp_servers.is_enabled is
 'False to keep the link but stop this agent from using this server; the server is used only '
 'when this and mcp_servers.is_enabled are both true. Default true.';
+
 comment on column toolsdb.agent_mcp_servers.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.agent_mcp_servers.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.agent_mcp_servers is
-'Keeps created_at unforgeable and updated_at strictly increasing '
-'(toolsdb_private.tg__timestamps()).';
-
--- Change capture into toolsdb.audit_logs (docs/security.md).
-select toolsdb.audit_table('toolsdb.agent_mcp_servers');

@@ -2,8 +2,8 @@
 -- Tier 20: identity. Defines toolsdb.preferences (per-user settings grouped
 -- by category, one JSON object per user and category), its indexes and its
 -- timestamps trigger.
--- Needs: schema/20_users.sql (toolsdb.users),
---        schema/10_timestamps.sql (toolsdb_private.tg__timestamps()).
+-- Its functions, triggers and row-level security: repeatable/25_preferences.sql.
+-- Needs: schema/20_users.sql.
 
 create table if not exists toolsdb.preferences (
     preference_id uuid not null default gen_random_uuid(),
@@ -23,11 +23,6 @@ create table if not exists toolsdb.preferences (
 
 create index if not exists preferences_preferences_idx on toolsdb.preferences using gin (preferences jsonb_path_ops);
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.preferences
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.preferences is
 'User settings grouped by category (e.g. ui_settings, notifications): one JSON object per '
 'user and category. Find users by a setting with containment, e.g. preferences @> ''{"theme": '
@@ -35,22 +30,20 @@ comment on table toolsdb.preferences is
 
 comment on column toolsdb.preferences.preference_id is
 'Primary key: a random UUID (gen_random_uuid()).';
+
 comment on column toolsdb.preferences.user_id is
 'The user these settings belong to (toolsdb.users); deleting the user deletes them.';
+
 comment on column toolsdb.preferences.category is
 'Group of settings as a lowercase identifier (letters, digits, underscore; e.g. ui_settings, '
 'notifications), at most 63 characters; unique per user.';
+
 comment on column toolsdb.preferences.preferences is
 'The settings of this category as a JSON object, e.g. {"theme": "dark", "language": "en", '
 '"notifications": {"email": true}}; default {}. Query with @> (indexed) or ->> / -> paths.';
+
 comment on column toolsdb.preferences.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.preferences.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.preferences is
-'Keeps created_at unforgeable and updated_at strictly increasing '
-'(toolsdb_private.tg__timestamps()).';
-
--- Change capture into toolsdb.audit_logs (docs/security.md).
-select toolsdb.audit_table('toolsdb.preferences');

@@ -5,9 +5,10 @@
 -- per session; not audited (toolsdb.events holds the raw record of every
 -- change, see toolsdb_private.audit_exemptions). The seed 001 functions
 -- create_session, update_session_activity, set_session_idle and end_session.
--- Needs: schema/11_context.sql, schema/20_users.sql, schema/21_projects.sql,
---        schema/22_agents.sql, schema/10_timestamps.sql.
+-- Its functions, triggers and row-level security: repeatable/40_sessions.sql.
+-- Needs: schema/20_users.sql, schema/21_projects.sql, schema/22_agents.sql.
 
+-- Updated on every hook event: vacuum and analyze early (docs/operations.md).
 create table if not exists toolsdb.sessions (
     session_id text not null,
     user_id uuid,
@@ -56,6 +57,10 @@ create table if not exists toolsdb.sessions (
     constraint ended_after_start check (ended_at >= started_at),
     constraint active_after_start check (last_activity_at >= started_at),
     constraint end_reason_needs_end check (end_reason is null or ended_at is not null)
+) with (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_threshold = 50,
+    autovacuum_analyze_scale_factor = 0.05
 );
 
 create index if not exists sessions_user_id_idx on toolsdb.sessions (user_id);
@@ -67,140 +72,62 @@ create index if not exists sessions_project_id_idx on toolsdb.sessions (project_
 create index if not exists sessions_active_idx on toolsdb.sessions (last_activity_at desc)
 where ended_at is null;
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.sessions
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.sessions is
 'Agent sessions (seeds 001 and 003): one row per session id the agent gives (Claude Code''s '
 'session_id), with where it works, its git branch and terminal, its activity and whether it '
 'waits for input. Written by toolsdb.hook_ingest() on every hook event, or by create_session(). '
 'Row-level security: the application sees only the session of toolsdb.session_id.';
+
 comment on column toolsdb.sessions.session_id is
 'Primary key: the session id exactly as the agent gives it (1-200 visible characters).';
+
 comment on column toolsdb.sessions.user_id is 'The user the session works for, if known.';
+
 comment on column toolsdb.sessions.agent_id is 'The registered agent running the session, if known.';
+
 comment on column toolsdb.sessions.project_id is 'The project the session works on, if known.';
+
 comment on column toolsdb.sessions.cwd is 'Working directory of the agent (latest seen), at most 4096 characters.';
+
 comment on column toolsdb.sessions.transcript_path is
 'Path of the agent''s conversation transcript file (latest seen).';
+
 comment on column toolsdb.sessions.permission_mode is
 'Permission mode the agent reported (Claude Code: default, plan, acceptEdits, bypassPermissions, ...).';
+
 comment on column toolsdb.sessions.git_branch is 'Git branch checked out in cwd when last seen.';
+
 comment on column toolsdb.sessions.terminal_type is 'Terminal the agent runs in: tmux, vscode, iterm, ... (lowercase).';
+
 comment on column toolsdb.sessions.terminal_info is
 'Terminal details as a JSON object, e.g. {"pane": "0:0.0"} or the TERM_PROGRAM variables.';
+
 comment on column toolsdb.sessions.metadata is 'Anything else about the session (JSON object).';
+
 comment on column toolsdb.sessions.last_event_type is 'Type of the last hook event seen (hook_event_name).';
+
 comment on column toolsdb.sessions.message_count is
 'How many messages were ever added to the session (a deleted one still counts: positions are '
 'never reused); toolsdb.messages takes its next position from here.';
+
 comment on column toolsdb.sessions.is_idle is
 'True while the agent waits for the user (idle notification); false again on the next prompt or tool use.';
+
 comment on column toolsdb.sessions.started_at is 'When the session was first seen.';
+
 comment on column toolsdb.sessions.last_activity_at is 'When the session was last active (any event).';
+
 comment on column toolsdb.sessions.ended_at is 'When the session ended (SessionEnd), null while active.';
+
 comment on column toolsdb.sessions.end_reason is
 'Why it ended, as the agent said (clear, logout, prompt_input_exit, other).';
+
 comment on column toolsdb.sessions.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.sessions.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.sessions is
-'Keeps created_at unforgeable and updated_at strictly increasing (toolsdb_private.tg__timestamps()).';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.sessions', 'activity bookkeeping touched by every hook event; toolsdb.events keeps the raw record of each')
 on conflict (table_name) do nothing;
-
-select toolsdb.isolate_rows('toolsdb.sessions', 'session_id');
-
-create or replace function toolsdb.create_session(
-    session_id text,
-    cwd text default null,
-    git_branch text default null,
-    terminal_type text default null,
-    terminal_info jsonb default '{}',
-    project_id uuid default null,
-    user_id uuid default null,
-    agent_id uuid default null
-)
-returns text
-language sql
-volatile
-set search_path = ''
-as $function$
-    insert into toolsdb.sessions as s (
-        session_id, cwd, git_branch, terminal_type, terminal_info, project_id, user_id, agent_id
-    )
-    values ($1, $2, $3, $4, coalesce($5, '{}'), $6, $7, $8)
-    on conflict on constraint sessions_pkey do update
-    set cwd = coalesce(excluded.cwd, s.cwd),
-        git_branch = coalesce(excluded.git_branch, s.git_branch),
-        terminal_type = coalesce(excluded.terminal_type, s.terminal_type),
-        terminal_info = s.terminal_info || excluded.terminal_info,
-        project_id = coalesce(excluded.project_id, s.project_id),
-        user_id = coalesce(excluded.user_id, s.user_id),
-        agent_id = coalesce(excluded.agent_id, s.agent_id),
-        last_activity_at = greatest(s.last_activity_at, pg_catalog.now()),
-        ended_at = null,
-        end_reason = null
-    returning s.session_id;
-$function$;
-
-comment on function toolsdb.create_session(text, text, text, text, jsonb, uuid, uuid, uuid) is
-'Creates a session, or refreshes it (and reopens it if it had ended) when it exists: seed 001''s '
-'create_session. Arguments left null keep what the session had. Returns the session id.';
-
-create or replace function toolsdb.update_session_activity(session_id text)
-returns boolean
-language sql
-volatile
-set search_path = ''
-as $function$
-    update toolsdb.sessions as s
-    set last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-    where s.session_id = $1
-    returning true;
-$function$;
-
-comment on function toolsdb.update_session_activity(text) is
-'Marks the session active now (seed 001). Returns true, or null when there is no such session.';
-
-create or replace function toolsdb.set_session_idle(session_id text, is_idle boolean default true)
-returns boolean
-language sql
-volatile
-set search_path = ''
-as $function$
-    update toolsdb.sessions as s
-    set is_idle = coalesce($2, true),
-        last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-    where s.session_id = $1
-    returning true;
-$function$;
-
-comment on function toolsdb.set_session_idle(text, boolean) is
-'Sets whether the session waits for the user (seed 001). Returns true, or null when there is no '
-'such session.';
-
-create or replace function toolsdb.end_session(session_id text, reason text default null)
-returns boolean
-language sql
-volatile
-set search_path = ''
-as $function$
-    update toolsdb.sessions as s
-    set ended_at = greatest(s.started_at, pg_catalog.now()),
-        end_reason = $2,
-        is_idle = false,
-        last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-    where s.session_id = $1 and s.ended_at is null
-    returning true;
-$function$;
-
-comment on function toolsdb.end_session(text, text) is
-'Ends an active session (seed 001), with an optional reason. Returns true, or null when there is '
-'no such active session.';

@@ -4,6 +4,7 @@
 -- assigns (from sessions.message_count, so two writers never collide).
 -- Row-level security per session; not audited (the conversation is the
 -- record, and an immutable copy of its content would defeat deleting it).
+-- Its functions, triggers and row-level security: repeatable/41_messages.sql.
 -- Needs: schema/40_sessions.sql.
 
 create table if not exists toolsdb.messages (
@@ -32,82 +33,27 @@ comment on table toolsdb.messages is
 'The messages of an agent session in order (seed 003): who spoke (role), what was said, the tool '
 'calls made and the tokens used. position is assigned by the database, gapless per session. '
 'Row-level security: the application sees only the messages of toolsdb.session_id.';
+
 comment on column toolsdb.messages.message_id is 'Primary key: a random UUID.';
+
 comment on column toolsdb.messages.session_id is 'The session (toolsdb.sessions); deleting it deletes its messages.';
+
 comment on column toolsdb.messages.position is
 'Order within the session, 1, 2, 3, ... without gaps; set by trigger _050_position, never changed.';
+
 comment on column toolsdb.messages.role is 'Who produced it: system, user, assistant or tool.';
+
 comment on column toolsdb.messages.content is 'The text, at most 1,000,000 characters.';
+
 comment on column toolsdb.messages.tool_calls is
 'Tool calls the message made, a JSON array, e.g. [{"name": "Edit", "input": {...}}]; default [].';
+
 comment on column toolsdb.messages.tokens is 'Tokens the message counted, if known.';
+
 comment on column toolsdb.messages.metadata is 'Anything else (channel payload, model, ...), a JSON object.';
+
 comment on column toolsdb.messages.created_at is 'When the message was stored.';
-
-create or replace function toolsdb_private.tg__message_position()
-returns trigger
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-begin
-    if tg_op = 'UPDATE' then
-        if new.session_id is distinct from old.session_id or new.position is distinct from old.position then
-            raise exception 'a message keeps its session and position (message %)', old.message_id
-                using errcode = 'check_violation', constraint = 'position_is_fixed';
-        end if;
-        return new;
-    end if;
-    update toolsdb.sessions as s
-    set message_count = s.message_count + 1,
-        last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-    where s.session_id = new.session_id
-    returning s.message_count into new.position;
-    if new.position is null then
-        raise exception 'no session % for this message', pg_catalog.quote_literal(new.session_id)
-            using errcode = 'foreign_key_violation', constraint = 'messages_session_id_fkey';
-    end if;
-    return new;
-end;
-$function$;
-
-comment on function toolsdb_private.tg__message_position() is
-'Trigger of toolsdb.messages: a new message takes the next position of its session (counting in '
-'sessions.message_count, which also serializes concurrent writers of one session); an update may '
-'not move a message.';
-
-create or replace trigger _050_position
-before insert or update on toolsdb.messages
-for each row
-execute function toolsdb_private.tg__message_position();
-
-comment on trigger _050_position on toolsdb.messages is
-'Assigns position from the session''s message_count; refuses to move a message.';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.messages', 'conversation content: the rows are the record, and an immutable copy would defeat deleting it')
 on conflict (table_name) do nothing;
-
-select toolsdb.isolate_rows('toolsdb.messages', 'session_id');
-
-create or replace function toolsdb.create_message(
-    session_id text,
-    role text,
-    content text,
-    tool_calls jsonb default '[]',
-    tokens integer default null,
-    metadata jsonb default '{}'
-)
-returns uuid
-language sql
-volatile
-set search_path = ''
-as $function$
-    insert into toolsdb.messages (session_id, role, content, tool_calls, tokens, metadata)
-    values ($1, $2, coalesce($3, ''), coalesce($4, '[]'), $5, coalesce($6, '{}'))
-    returning message_id;
-$function$;
-
-comment on function toolsdb.create_message(text, text, text, jsonb, integer, jsonb) is
-'Adds a message at the end of a session (seed 003''s create_message); returns its message_id. '
-'The position is the session''s next one.';

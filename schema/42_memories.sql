@@ -3,7 +3,8 @@
 -- one entry per agent, user and key (a null user is the global memory, and
 -- nulls are not distinct in the key). memory_get() prefers the user's entry
 -- and falls back to the global one. Audited.
--- Needs: schema/22_agents.sql, schema/20_users.sql, schema/12_audit.sql.
+-- Its functions, triggers and row-level security: repeatable/42_memories.sql.
+-- Needs: schema/20_users.sql, schema/22_agents.sql.
 
 create table if not exists toolsdb.memories (
     memory_id uuid not null default gen_random_uuid(),
@@ -27,71 +28,27 @@ create table if not exists toolsdb.memories (
 
 create index if not exists memories_user_id_idx on toolsdb.memories (user_id);
 
-create or replace trigger _100_timestamps
-before insert or update on toolsdb.memories
-for each row
-execute function toolsdb_private.tg__timestamps();
-
 comment on table toolsdb.memories is
 'What an agent remembers (seed 003): an entry per agent, user and key, where a null user is the '
 'agent''s global memory. Read with toolsdb.memory_get(), which prefers the user''s entry over the '
 'global one; write with toolsdb.memory_set().';
+
 comment on column toolsdb.memories.memory_id is 'Primary key: a random UUID.';
+
 comment on column toolsdb.memories.agent_id is 'The agent that remembers; deleting the agent deletes its memories.';
+
 comment on column toolsdb.memories.user_id is
 'The user this memory is about, or null for the agent''s global memory.';
+
 comment on column toolsdb.memories.key is
 'Name of the memory, 1-200 visible characters (inner spaces allowed); unique per agent and user.';
+
 comment on column toolsdb.memories.content is 'What is remembered, at most 100,000 characters.';
+
 comment on column toolsdb.memories.metadata is 'Anything else (source, read mode, ...), a JSON object.';
+
 comment on column toolsdb.memories.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
+
 comment on column toolsdb.memories.updated_at is
 'When the row was last changed; set by trigger _100_timestamps, strictly increasing.';
-
-comment on trigger _100_timestamps on toolsdb.memories is
-'Keeps created_at unforgeable and updated_at strictly increasing (toolsdb_private.tg__timestamps()).';
-
-select toolsdb.audit_table('toolsdb.memories');
-
-create or replace function toolsdb.memory_set(
-    agent_id uuid,
-    key text,
-    content text,
-    user_id uuid default null,
-    metadata jsonb default '{}'
-)
-returns uuid
-language sql
-volatile
-set search_path = ''
-as $function$
-    insert into toolsdb.memories as m (agent_id, user_id, key, content, metadata)
-    values ($1, $4, $2, $3, coalesce($5, '{}'))
-    on conflict on constraint memories_agent_id_user_id_key_key do update
-    set content = excluded.content,
-        metadata = excluded.metadata
-    where (m.content, m.metadata) is distinct from (excluded.content, excluded.metadata)
-    returning m.memory_id;
-$function$;
-
-comment on function toolsdb.memory_set(uuid, text, text, uuid, jsonb) is
-'Stores a memory of an agent, for one user or (user null) global; replaces the entry with the same '
-'agent, user and key. Returns its memory_id, or null when nothing changed.';
-
-create or replace function toolsdb.memory_get(agent_id uuid, key text, user_id uuid default null)
-returns setof toolsdb.memories
-language sql
-stable
-set search_path = ''
-as $function$
-    select m.*
-    from toolsdb.memories as m
-    where m.agent_id = $1 and m.key = $2 and (m.user_id = $3 or m.user_id is null)
-    order by m.user_id nulls last
-    limit 1;
-$function$;
-
-comment on function toolsdb.memory_get(uuid, text, uuid) is
-'The memory of an agent under a key: the user''s own entry when there is one, else the agent''s '
-'global entry; no row when neither exists.';

@@ -8,8 +8,12 @@
 -- toolsdb_notifications once per inserting statement. Row-level security
 -- per session; not audited (queue churn; the row's attempts, last_error and
 -- sent_at are the delivery record). See docs/runtime.md.
--- Needs: schema/43_events.sql (events, toolsdb_private.tg__queue_notify).
+-- Its functions, triggers and row-level security: repeatable/44_notifications.sql.
+-- Needs: schema/40_sessions.sql, schema/43_events.sql.
 
+-- A queue: vacuum after a fixed count of dead claims, not 20% of the table
+-- (docs/operations.md, tests/bench_churn.py). No fillfactor: every update
+-- changes status, a predicate column of the claim and dead-letter indexes.
 create table if not exists toolsdb.notifications (
     notification_id bigint generated always as identity,
     event_id bigint,
@@ -47,6 +51,12 @@ create table if not exists toolsdb.notifications (
     constraint idempotency_key_length_is_valid check (char_length(idempotency_key) between 1 and 300),
     constraint sent_at_matches_status check ((status = 'sent') = (sent_at is not null)),
     constraint sending_has_claim check (status <> 'sending' or claim_token is not null)
+) with (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 1
 );
 
 -- The claim query of claim_notifications(), exactly: open rows in
@@ -67,30 +77,46 @@ comment on table toolsdb.notifications is
 'mark_notification_sent() or mark_notification_failed() settles each; failures back off '
 'exponentially with jitter and after max_attempts the row is dead (a dead letter) until '
 'redrive_notifications(). Row-level security: the application sees its session''s rows.';
+
 comment on column toolsdb.notifications.notification_id is 'Increasing id.';
+
 comment on column toolsdb.notifications.event_id is
 'The raw event that caused it, if any (null once that event is purged).';
+
 comment on column toolsdb.notifications.session_id is 'The session it is about.';
+
 comment on column toolsdb.notifications.notification_type is
 'What it is about, snake_case: permission, task_complete, idle, error, ...';
+
 comment on column toolsdb.notifications.backend is 'Where it goes: slack, discord, email or webhook.';
+
 comment on column toolsdb.notifications.status is
 'pending (waiting), sending (claimed, leased until next_attempt_at), sent, failed (will retry at '
 'next_attempt_at) or dead (gave up after max_attempts; a dead letter).';
+
 comment on column toolsdb.notifications.payload is 'What the backend sends (backend-specific JSON object).';
+
 comment on column toolsdb.notifications.attempts is
 'Delivery attempts so far (seed 001''s retry_count); each claim is one.';
+
 comment on column toolsdb.notifications.max_attempts is
 'Attempts before it is dead-lettered, 1-100; default 3 (seed 001).';
+
 comment on column toolsdb.notifications.last_error is 'Error of the last failed attempt (seed 001''s error).';
+
 comment on column toolsdb.notifications.next_attempt_at is
 'When it may be claimed: now when pending, after the backoff when failed, the end of the lease when sending.';
+
 comment on column toolsdb.notifications.claim_token is
 'Token of the current claim; only its holder may mark the notification sent or failed.';
+
 comment on column toolsdb.notifications.claimed_by is 'Name the claiming worker gave, for people.';
+
 comment on column toolsdb.notifications.idempotency_key is
 'Optional unique key; inserting a notification with a stored key returns the first one.';
+
 comment on column toolsdb.notifications.created_at is 'When it was queued.';
+
 comment on column toolsdb.notifications.sent_at is 'When it was delivered; set exactly when status is sent.';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
@@ -99,272 +125,3 @@ insert into toolsdb_private.audit_exemptions (table_name, reason) values
     'delivery queue churning through claims and retries; attempts, last_error and sent_at are its record'
 )
 on conflict (table_name) do nothing;
-
-select toolsdb.isolate_rows('toolsdb.notifications', 'session_id');
-
-create or replace trigger _900_notify
-after insert on toolsdb.notifications
-for each statement
-execute function toolsdb_private.tg__queue_notify('toolsdb_notifications');
-
-comment on trigger _900_notify on toolsdb.notifications is
-'Wakes workers listening on channel toolsdb_notifications, once per inserting statement.';
-
-create or replace function toolsdb.insert_notification(
-    session_id text,
-    notification_type text,
-    backend text,
-    payload jsonb default '{}',
-    event_id bigint default null,
-    max_attempts integer default 3,
-    idempotency_key text default null,
-    deliver_at timestamptz default null
-)
-returns bigint
-language plpgsql
-volatile
-set search_path = ''
-as $function$
-declare
-    new_id bigint;
-begin
-    insert into toolsdb.notifications (
-        session_id, notification_type, backend, payload, event_id, max_attempts, idempotency_key, next_attempt_at
-    )
-    values (
-        insert_notification.session_id, insert_notification.notification_type, insert_notification.backend,
-        coalesce(insert_notification.payload, '{}'), insert_notification.event_id,
-        coalesce(insert_notification.max_attempts, 3), insert_notification.idempotency_key,
-        coalesce(insert_notification.deliver_at, pg_catalog.now())
-    )
-    on conflict on constraint notifications_idempotency_key_key do nothing
-    returning notification_id into new_id;
-    if new_id is null then
-        select n.notification_id into new_id
-        from toolsdb.notifications as n
-        where n.idempotency_key = insert_notification.idempotency_key;
-        if new_id is null then
-            -- Stored, but row-level security hides it: another session's key.
-            raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(insert_notification.idempotency_key)
-                using errcode = 'unique_violation', constraint = 'notifications_idempotency_key_key';
-        end if;
-    end if;
-    return new_id;
-end;
-$function$;
-
-comment on function toolsdb.insert_notification(text, text, text, jsonb, bigint, integer, text, timestamptz) is
-'Queues a notification (seed 001''s insert_notification): pending, deliverable from deliver_at '
-'(default now). With an idempotency_key already stored, inserts nothing and returns the existing '
-'notification_id (unique_violation when the key belongs to a session the caller cannot see). '
-'Wakes listeners on toolsdb_notifications.';
-
-create or replace function toolsdb.claim_notifications(
-    batch_size integer default 10,
-    lease interval default '1 minute',
-    worker text default null
-)
-returns setof toolsdb.notifications
-language plpgsql
-volatile
-security definer
-set search_path = ''
-as $function$
-declare
-    token uuid := gen_random_uuid();
-begin
-    if batch_size is null or batch_size not between 1 and 10000 then
-        raise exception 'batch_size must be between 1 and 10000, not %', batch_size
-            using errcode = 'invalid_parameter_value';
-    end if;
-    if lease is null or lease < interval '1 second' or lease > interval '1 day' then
-        raise exception 'lease must be between 1 second and 1 day, not %', lease
-            using errcode = 'invalid_parameter_value';
-    end if;
-    -- A row still "sending" whose lease ended after its last attempt is not
-    -- tried again: it becomes a dead letter (its worker died on it).
-    -- The ids first, as an array: the update then finds each row by its
-    -- primary key, whatever the table's size (a join could hash it whole).
-    return query
-    with claimed as (
-        update toolsdb.notifications as n
-        set status = case when n.attempts >= n.max_attempts then 'dead' else 'sending' end,
-            attempts = case when n.attempts >= n.max_attempts then n.attempts else n.attempts + 1 end,
-            last_error = case
-                when n.attempts >= n.max_attempts then 'lease ended after the last attempt (worker lost)'
-                else n.last_error
-            end,
-            next_attempt_at = case
-                when n.attempts >= n.max_attempts then n.next_attempt_at else pg_catalog.now() + lease
-            end,
-            claim_token = case when n.attempts >= n.max_attempts then null else token end,
-            claimed_by = worker
-        where n.notification_id = any(array(
-            select p.notification_id
-            from toolsdb.notifications as p
-            where p.status in ('pending', 'sending', 'failed') and p.next_attempt_at <= pg_catalog.now()
-            order by p.next_attempt_at, p.notification_id
-            limit batch_size
-            for update skip locked
-        ))
-        returning n.*
-    )
-    select * from claimed where claimed.status = 'sending' order by claimed.notification_id;
-end;
-$function$;
-
-comment on function toolsdb.claim_notifications(integer, interval, text) is
-'Claims up to batch_size due notifications, oldest due first: status sending, attempts + 1, '
-'leased until now() + lease under one new claim_token. Rows of a worker that died come back when '
-'their lease ends (or become dead letters if that was the last attempt). Concurrent claimers never '
-'get the same row (for update skip locked); returned in notification_id order. Commit the claim '
-'before delivering. For toolsdb_worker.';
-
-create or replace function toolsdb.mark_notifications_sent(notification_ids bigint[], claim_token uuid)
-returns integer
-language plpgsql
-volatile
-security definer
-set search_path = ''
-as $function$
-declare
-    wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(notification_ids) as i);
-    done integer;
-begin
-    update toolsdb.notifications as n
-    set status = 'sent',
-        sent_at = pg_catalog.now(),
-        claim_token = null
-    where n.notification_id = any(notification_ids)
-        and n.claim_token = mark_notifications_sent.claim_token
-        and n.status = 'sending'
-        and n.next_attempt_at > pg_catalog.now();
-    get diagnostics done = row_count;
-    if done <> wanted then
-        raise exception 'lease lost: % of % notifications are no longer held by this claim', wanted - done, wanted
-            using errcode = 'object_not_in_prerequisite_state',
-            hint = 'their lease ended or another worker claimed them; nothing was marked';
-    end if;
-    return done;
-end;
-$function$;
-
-comment on function toolsdb.mark_notifications_sent(bigint[], uuid) is
-'Acks delivered notifications, all or none: each must still be held by the claim (same '
-'claim_token, status sending, lease not over), else object_not_in_prerequisite_state (55000) '
-'"lease lost" and nothing changes, so a late ack is never counted twice. Returns how many.';
-
-create or replace function toolsdb.mark_notification_sent(notification_id bigint, claim_token uuid)
-returns boolean
-language sql
-volatile
-security definer
-set search_path = ''
-as $function$
-    select toolsdb.mark_notifications_sent(array[notification_id], claim_token) = 1;
-$function$;
-
-comment on function toolsdb.mark_notification_sent(bigint, uuid) is
-'Acks one delivered notification (seed 001''s mark_notification_sent); refuses with '
-'object_not_in_prerequisite_state (55000) when the claim no longer holds it.';
-
-create or replace function toolsdb.mark_notification_failed(
-    notification_id bigint,
-    claim_token uuid,
-    error text,
-    retry_base interval default '10 seconds',
-    retry_max interval default '1 hour'
-)
-returns text
-language plpgsql
-volatile
-security definer
-set search_path = ''
-as $function$
-declare
-    outcome text;
-begin
-    if retry_base is null or retry_base < interval '0' or retry_max is null or retry_max < retry_base then
-        raise exception 'retry_base must be positive and at most retry_max (got % and %)', retry_base, retry_max
-            using errcode = 'invalid_parameter_value';
-    end if;
-    -- Exponential backoff with "equal jitter": half the delay is fixed, the
-    -- other half random, so retries of a burst spread out.
-    update toolsdb.notifications as n
-    set status = case when n.attempts >= n.max_attempts then 'dead' else 'failed' end,
-        last_error = pg_catalog.left(coalesce(nullif(error, ''), 'unknown error'), 4000),
-        next_attempt_at = case
-            when n.attempts >= n.max_attempts then pg_catalog.now()
-            else pg_catalog.now() + (
-                least(retry_max, retry_base * pg_catalog.power(2, least(n.attempts - 1, 30)))
-                * (0.5 + pg_catalog.random() / 2)
-            )
-        end,
-        claim_token = null
-    where n.notification_id = mark_notification_failed.notification_id
-        and n.claim_token = mark_notification_failed.claim_token
-        and n.status = 'sending'
-        and n.next_attempt_at > pg_catalog.now()
-    returning n.status into outcome;
-    if outcome is null then
-        raise exception 'lease lost: notification % is no longer held by this claim', notification_id
-            using errcode = 'object_not_in_prerequisite_state',
-            hint = 'its lease ended or another worker claimed it; nothing was marked';
-    end if;
-    return outcome;
-end;
-$function$;
-
-comment on function toolsdb.mark_notification_failed(bigint, uuid, text, interval, interval) is
-'Records a failed delivery (seed 001''s mark_notification_failed): status failed, retried at now() '
-'+ min(retry_max, retry_base * 2^(attempts-1)) * (0.5 + random/2); after max_attempts, dead. '
-'Returns the new status. Refuses with object_not_in_prerequisite_state (55000) when the claim no '
-'longer holds it.';
-
-create or replace function toolsdb.get_dead_notifications(max_rows integer default 100)
-returns setof toolsdb.notifications
-language sql
-stable
-security definer
-set search_path = ''
-as $function$
-    select n.*
-    from toolsdb.notifications as n
-    where n.status = 'dead'
-    order by n.notification_id
-    limit greatest(coalesce(max_rows, 100), 0);
-$function$;
-
-comment on function toolsdb.get_dead_notifications(integer) is
-'The dead letters: notifications that used up their attempts, oldest first, at most max_rows. '
-'For toolsdb_worker (every session).';
-
-create or replace function toolsdb.redrive_notifications(notification_ids bigint[] default null)
-returns integer
-language plpgsql
-volatile
-security definer
-set search_path = ''
-as $function$
-declare
-    moved integer;
-begin
-    update toolsdb.notifications as n
-    set status = 'pending',
-        attempts = 0,
-        next_attempt_at = pg_catalog.now(),
-        claim_token = null,
-        claimed_by = null
-    where n.status = 'dead'
-        and (notification_ids is null or n.notification_id = any(notification_ids));
-    get diagnostics moved = row_count;
-    if moved > 0 then
-        perform pg_catalog.pg_notify('toolsdb_notifications', '');
-    end if;
-    return moved;
-end;
-$function$;
-
-comment on function toolsdb.redrive_notifications(bigint[]) is
-'Gives dead letters (all, or those listed) a new set of attempts: pending now, attempts 0, '
-'last_error kept for the record. Returns how many. For toolsdb_worker.';

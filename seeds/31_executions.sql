@@ -4,7 +4,7 @@
 -- (provider, model, valid_from), changing only what differs; runs are made
 -- only for a (task, agent) pair that has none yet, through the same
 -- functions an application calls.
--- Needs: seeds/10_identity.sql, seeds/30_tasks.sql, schema/32_agent_executions.sql.
+-- Needs: seeds/10_identity.sql, seeds/30_tasks.sql, schema/33_agent_executions.sql.
 
 insert into toolsdb.model_prices as p (
     model_provider, model_name, valid_from, input_usd_per_mtok, output_usd_per_mtok, cached_input_usd_per_mtok

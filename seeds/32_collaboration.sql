@@ -2,9 +2,10 @@
 -- Demo history around the demo tasks and runs: a settled and a running PR
 -- validation, two errors (one recovered), evidence behind the successful
 -- run, a comment from a person and one from an agent, an attachment, a
--- permission change in the audit trail and a few activity feed entries; enough for every view of views/40_work.sql to
--- return rows. Each row is made only when missing (its natural key is
--- named at each insert), through the same functions an application calls.
+-- permission change in the audit trail and a few activity feed entries;
+-- enough for every view of repeatable/82_work_views.sql to return rows.
+-- Each row is made only when missing (its natural key is named at each
+-- insert), through the same functions an application calls.
 -- Needs: seeds/10_identity.sql, seeds/30_tasks.sql, seeds/31_executions.sql.
 
 do $seed$

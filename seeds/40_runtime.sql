@@ -3,7 +3,7 @@
 -- hook_ingest() the `toolsdb hook` command calls (start, prompt, a tool use,
 -- an idle notification), an ended one, a short conversation, two memories
 -- (one global, one for a user), a pending notification and a dead letter,
--- and a few metrics; enough for every view of views/50_runtime.sql to return
+-- and a few metrics; enough for every view of repeatable/83_runtime_views.sql to return
 -- rows. Each part is made only when missing (the key is named at each one).
 -- Needs: seeds/10_identity.sql (user carol, agent claude-code, project toolsdb).
 

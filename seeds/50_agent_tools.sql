@@ -1,7 +1,7 @@
 -- seeds/50_agent_tools.sql
 -- Demo agent tools: two escalated bugs (one critical, one reported three
 -- times), a prompt with two versions of which the second is in production,
--- and one vision cache entry; enough for views/60_agent_tools.sql to return
+-- and one vision cache entry; enough for repeatable/84_agent_tools_views.sql to return
 -- rows. Each part is made only when missing (the key is named at each one),
 -- so a second run writes nothing.
 -- Needs: the schema only.

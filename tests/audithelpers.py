@@ -143,8 +143,8 @@ def partition_of(conn: psycopg.Connection, months_from_now: str) -> str:
     """Name of the monthly partition for now() + the given interval (UTC month)."""
     return scalar(
         conn,
-        "select toolsdb_private.audit_partition_name(date_trunc('month', (now() + %s::interval) at time zone 'UTC')"
-        "::date)",
+        "select toolsdb_private.partition_name("
+        "'toolsdb.audit_logs', 'month', date_trunc('month', (now() + %s::interval) at time zone 'UTC')::date)",
         (months_from_now,),
     )
 

@@ -763,7 +763,8 @@ DAY_PARTITIONS = (
     " where i.inhparent = 'toolsdb.metrics'::regclass and c.relname <> 'metrics_default'"
 )
 TODAY_PARTITION = (
-    "select to_regclass('toolsdb.' || toolsdb_private.metrics_partition_name((now() at time zone 'UTC')::date))"
+    "select to_regclass('toolsdb.' || toolsdb_private.partition_name("
+    "'toolsdb.metrics', 'day', (now() at time zone 'UTC')::date))"
 )
 
 

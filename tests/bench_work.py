@@ -8,7 +8,7 @@ foreign-key triggers do not fire; every row still meets the tables' CHECKs):
 tasks. Executions come in two phases, each followed by `vacuum (analyze)` (the
 steady state autovacuum keeps on a table this size: statistics, and the
 visibility map that the covering indexes' index-only scans need) and a
-measurement of every view in views/40_work.sql with its typical filter:
+measurement of every view in repeatable/82_work_views.sql with its typical filter:
 
 * phase 1: 100,000 executions, 100,000 activity_feed rows, 1,000 pr_validations,
   1,000 error_logs;

@@ -281,7 +281,7 @@ def conn(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
 def sql_copy(tmp_path: Path) -> Path:
     """A copy of the SQL tree (for TOOLSDB_SQL_ROOT) that a test may change."""
     root = tmp_path / "sql"
-    for folder in ("schema", "migrations", "views", "seeds"):
+    for folder in ("schema", "migrations", "repeatable", "seeds"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 

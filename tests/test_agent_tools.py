@@ -1,9 +1,9 @@
 """The agent tools of seed 000 against a real, migrated database, on each
 PostgreSQL major of the suite: the vision-analysis cache
-(schema/50_vision_cache.sql), bug escalation (schema/51_bug_escalations.sql
-and the view toolsdb.escalation_queue of views/60_agent_tools.sql) and
-versioned prompts (schema/52_prompt_versions.sql), with what the role
-toolsdb_app may do with them (views/90_grants.sql).
+(schema/50_vision_cache.sql), bug escalation (schema/35_bug_escalations.sql
+and the view toolsdb.escalation_queue of repeatable/84_agent_tools_views.sql) and
+versioned prompts (schema/51_prompt_versions.sql), with what the role
+toolsdb_app may do with them (repeatable/99_grants.sql).
 
 Isolation: tests that need no commit run in ``tx``, a transaction on one
 clone per module and major that is always rolled back (``now()`` stays put

@@ -45,7 +45,7 @@ committed = pytest.fixture(sealed_clone, scope="module")
 def test_migrate_creates_this_month_and_the_next_three(tx: psycopg.Connection) -> None:
     expected = column(
         tx,
-        "select toolsdb_private.audit_partition_name("
+        "select toolsdb_private.partition_name('toolsdb.audit_logs', 'month', "
         "date_trunc('month', (now() at time zone 'UTC') + make_interval(months => i))::date) "
         "from generate_series(0, 3) as i",
     )

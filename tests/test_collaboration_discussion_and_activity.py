@@ -1,9 +1,9 @@
 """Task discussion and the activity feed against a real, migrated database,
 on each PostgreSQL major of the suite: toolsdb.task_comments and
-toolsdb.task_attachments (schema/36_task_discussion.sql: the project filled
+toolsdb.task_attachments (schema/37_task_discussion.sql: the project filled
 in from the task and kept on update, one author at most, valid attachments,
 deleted with their task) and toolsdb.activity_feed
-(schema/37_activity_feed.sql: activity_record keeps the acting user and
+(schema/38_activity_feed.sql: activity_record keeps the acting user and
 agent, the feed is append-only and exempt from audit).
 
 Isolation, as in test_executions_*.py: every test runs in ``tx``, a

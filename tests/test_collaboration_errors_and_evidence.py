@@ -1,9 +1,9 @@
 """Error logging and the evidence registry against a real, migrated
 database, on each PostgreSQL major of the suite: toolsdb.error_logs
-(schema/34_error_logs.sql: error_record takes the project from the run or
+(schema/36_error_logs.sql: error_record takes the project from the run or
 the task, error_record_recovery counts attempts then resolves, the trigger
 _200_error_rules keeps resolved_at the database's) and toolsdb.evidence
-(schema/35_evidence.sql: verified_at kept by the database, no
+(schema/32_evidence.sql: verified_at kept by the database, no
 self-reference, the tags GIN index, the foreign key from
 agent_executions.evidence_id); the named constraints.
 

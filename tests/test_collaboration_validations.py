@@ -1,5 +1,5 @@
 """The validation lifecycle of toolsdb.pr_validations
-(schema/33_pr_validations.sql) against a real, migrated database, on each
+(schema/34_pr_validations.sql) against a real, migrated database, on each
 PostgreSQL major of the suite: a new validation is pending with its task's
 project; the trigger _200_validation_rules and the functions
 validation_record_check/settle/cancel run, settle and cancel it, only

@@ -1,4 +1,4 @@
-"""The run lifecycle of toolsdb.agent_executions (schema/32_agent_executions.sql)
+"""The run lifecycle of toolsdb.agent_executions (schema/33_agent_executions.sql)
 against a real, migrated database, on each PostgreSQL major of the suite: a
 new run is pending with its project and agent data filled in by the
 database; the rules trigger _200_execution_rules and the functions

@@ -1,5 +1,5 @@
 """The append-only log of a run, toolsdb.agent_execution_logs
-(schema/32_agent_executions.sql), against a real, migrated database, on each
+(schema/33_agent_executions.sql), against a real, migrated database, on each
 PostgreSQL major of the suite: execution_log appends entries in order with
 the run's project, an entry cannot be rewritten and goes with its run or
 task; change capture of runs and prices into the audit log, from which the

@@ -1,5 +1,5 @@
 """Row-level security of toolsdb.agent_executions and
-toolsdb.agent_execution_logs (schema/32_agent_executions.sql) for a login in
+toolsdb.agent_execution_logs (schema/33_agent_executions.sql) for a login in
 toolsdb_app, against a real, migrated database, on each PostgreSQL major of
 the suite: with toolsdb.project_id set the app sees and drives only its
 project's runs and log entries, reads but cannot write the price list, and

@@ -124,7 +124,9 @@ def fresh(pg: Pg, db: str, logins: dict[str, str]) -> Seeded:
 
 def current_partition(pg: Pg, dbname: str) -> str:
     with connect_super(pg, dbname) as su:
-        return su.execute("select toolsdb_private.audit_partition_name((now() at time zone 'UTC')::date)").fetchone()[0]
+        return su.execute(
+            "select toolsdb_private.partition_name('toolsdb.audit_logs', 'month', (now() at time zone 'UTC')::date)"
+        ).fetchone()[0]
 
 
 def toolsdb_relations(pg: Pg, dbname: str, kinds: str = "rpv") -> list[str]:

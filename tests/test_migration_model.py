@@ -1,5 +1,6 @@
-"""The SQL-first migration model: schema/ and migrations/ agree, migrate is
-idempotent, all-or-nothing and safe under concurrency, files are re-runnable."""
+"""The SQL-first migration model: schema/ + repeatable/ and migrations/
+agree, migrate is idempotent down to the catalog rows, all-or-nothing,
+safe under concurrency, and refuses what the code does not know."""
 
 from __future__ import annotations
 
@@ -11,20 +12,25 @@ import pytest
 
 from toolsdb import migrate as engine
 from toolsdb import paths
+from toolsdb.errors import ToolsdbError
 from toolsdb.target import Target
 
 from .conftest import ROOT, Pg, clean_env, run_cli, toolsdb_exe
 
 
-def build_from_schema(pg: Pg, dbname: str) -> None:
-    """Apply schema/ then views/ with psql -f, the way a psql-only user would."""
-    for folder in ("schema", "views"):
+def build_from_canonical(pg: Pg, dbname: str) -> None:
+    """Apply schema/ then repeatable/ with psql -f, the way a psql-only user would."""
+    for folder in ("schema", "repeatable"):
         for path in paths.sql_files(ROOT / folder):
             pg.psql(dbname, "-f", str(path))
 
 
-def migrate(pg: Pg, dbname: str) -> list[str]:
-    return engine.migrate(Target(pg.conninfo(dbname), "test"))
+def target(pg: Pg, dbname: str) -> Target:
+    return Target(pg.conninfo(dbname), "test")
+
+
+def migrate(pg: Pg, dbname: str, **options) -> list[str]:
+    return engine.migrate(target(pg, dbname), **options)
 
 
 def yoyo_rows(pg: Pg, dbname: str) -> list[tuple]:
@@ -36,86 +42,117 @@ def migration_ids() -> list[str]:
     return [p.stem for p in paths.sql_files(ROOT / "migrations") if not p.stem.endswith(".rollback")]
 
 
-def test_schema_files_and_migrations_build_the_same_database(pg: Pg, empty_db: str, db: str) -> None:
-    build_from_schema(pg, empty_db)
-    from_schema = pg.dump_schema(empty_db)
-    from_migrations = pg.dump_schema(db)
-    assert "create table toolsdb.users" in from_migrations.lower()
-    assert from_schema == from_migrations, "schema/ + views/ and migrations/ disagree"
+def current_xid(pg: Pg, dbname: str) -> int:
+    with psycopg.connect(pg.conninfo(dbname), autocommit=True) as conn:
+        return int(conn.execute("select pg_current_xact_id()::text").fetchone()[0]) % 2**32
 
 
-BOOTSTRAP_ROWS = """
-    select 'schema ' || nspname, xmin::text from pg_namespace where nspname like 'toolsdb%%'
-    union all
-    select 'database setting', s.xmin::text from pg_db_role_setting s
-    join pg_database d on d.oid = s.setdatabase where d.datname = current_database()
-    union all
-    select 'role ' || rolname, xmin::text from pg_authid where rolname like 'toolsdb\\_%%'
-    order by 1
+# Every row of every catalog (statistics aside: autoanalyze writes them) and
+# of every toolsdb table whose xmin is newer than a transaction id.
+ROWS_WRITTEN_SINCE = """
+do $check$
+declare
+    rel regclass;
+    written bigint;
+    found text := '';
+begin
+    for rel in
+        select c.oid from pg_catalog.pg_class as c
+        where c.relkind = 'r' and (
+            (c.relnamespace = 'pg_catalog'::regnamespace and c.relname not like 'pg\\_statistic%%')
+            or c.relnamespace::regnamespace::text like 'toolsdb%%'
+        )
+    loop
+        execute pg_catalog.format(
+            'select count(*) from %s where xmin::text::bigint > %s', rel, {since}
+        ) into written;
+        if written > 0 then
+            found := found || rel::text || ': ' || written || e'\\n';
+        end if;
+    end loop;
+    perform pg_catalog.set_config('toolsdb_test.written', found, false);
+end
+$check$;
 """
 
 
-def test_migrating_twice_changes_nothing(pg: Pg, db: str) -> None:
+def rows_written_since(pg: Pg, dbname: str, since: int) -> str:
+    """'pg_proc: 2' lines for the tables with rows written after ``since``."""
+    with psycopg.connect(pg.conninfo(dbname), autocommit=True) as conn:
+        conn.execute(ROWS_WRITTEN_SINCE.format(since=since))
+        return conn.execute("select current_setting('toolsdb_test.written')").fetchone()[0]
+
+
+def test_canonical_files_and_migrations_build_the_same_database(pg: Pg, empty_db: str, db: str) -> None:
+    build_from_canonical(pg, empty_db)
+    from_canonical = pg.dump_schema(empty_db)
+    from_migrations = pg.dump_schema(db)
+    assert "create table toolsdb.users" in from_migrations.lower()
+    assert "create function toolsdb.maintain" in from_migrations.lower()
+    assert from_canonical == from_migrations, "schema/ + repeatable/ and migrations/ + repeatable/ disagree"
+
+
+def test_a_migrate_with_nothing_to_do_writes_no_row_at_all(pg: Pg, db: str) -> None:
     # A clone of the template lacks the database-level search_path (CREATE
     # DATABASE ... TEMPLATE does not copy settings): the first migrate sets it.
     migrate(pg, db)
     schema_before, data_before = pg.dump_schema(db), pg.dump_data(db)
-    with psycopg.connect(pg.conninfo(db)) as conn:
-        log_before = conn.execute("select count(*) from toolsdb_migrations._yoyo_log").fetchone()
-        bootstrap_before = conn.execute(BOOTSTRAP_ROWS).fetchall()
+    since = current_xid(pg, db)
     assert migrate(pg, db) == [], "migrating again applied something"
+    # No catalog row (functions, views, triggers, policies, comments, ACLs,
+    # roles, settings...) and no row of ours has a newer xmin: nothing was
+    # replaced, so no cached plan or compiled function was invalidated.
+    assert rows_written_since(pg, db, since) == ""
     assert pg.dump_schema(db) == schema_before
     assert pg.dump_data(db) == data_before
-    with psycopg.connect(pg.conninfo(db)) as conn:
-        log_after = conn.execute("select count(*) from toolsdb_migrations._yoyo_log").fetchone()
-        bootstrap_after = conn.execute(BOOTSTRAP_ROWS).fetchall()
-    assert log_after == log_before, "a no-op migrate wrote to yoyo's log"
-    assert len(bootstrap_after) == 11, bootstrap_after  # 5 schemas, 5 roles, 1 setting
-    assert bootstrap_after == bootstrap_before, "a no-op migrate rewrote schemas, roles or database settings"
 
 
-def sql_file_params() -> list:
-    files = []
-    for folder in ("schema", "views", "seeds"):
-        files += [pytest.param(p, id=f"{folder}/{p.name}") for p in paths.sql_files(ROOT / folder)]
-    return files
+def test_the_cli_migrate_with_nothing_to_do_writes_nothing(pg: Pg, db: str) -> None:
+    migrate(pg, db)
+    since = current_xid(pg, db)
+    result = run_cli("migrate", "--database", pg.url(db))
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert rows_written_since(pg, db, since) == ""
 
 
-@pytest.mark.parametrize("path", sql_file_params())
-def test_each_sql_file_runs_twice_without_error_or_change(pg: Pg, empty_db: str, path: Path) -> None:
-    # Everything the file depends on comes first: earlier schema files, and
-    # all of schema/ (+ views/) for views and seeds.
-    folder = path.parent.name
-    before = [p for p in paths.sql_files(ROOT / "schema") if folder != "schema" or p.name < path.name]
-    if folder == "seeds":
-        before += paths.sql_files(ROOT / "views")
-    for dependency in before:
-        pg.psql(empty_db, "-f", str(dependency))
-    pg.psql(empty_db, "-f", str(path))
-    schema_once, data_once = pg.dump_schema(empty_db), pg.dump_data(empty_db)
-    second = pg.psql(empty_db, "-f", str(path), check=False)
-    assert second.returncode == 0, f"second run of {path.name} failed: {second.stderr}"
-    assert pg.dump_schema(empty_db) == schema_once, f"second run of {path.name} changed the schema"
-    assert pg.dump_data(empty_db) == data_once, f"second run of {path.name} changed data"
+def test_every_migration_rolls_back_to_exactly_the_state_before_it(pg: Pg) -> None:
+    # Migrate to N-1 and dump; migrate to N, roll N back and dump: equal.
+    # Definitions are left out: repeatable/ is written for the newest tables.
+    ids = migration_ids()
+    for position, mid in enumerate(ids):
+        with pg.clone(f"rollback_{position}", None) as name:
+            if position == 0:
+                engine.prepare(target(pg, name))
+            else:
+                migrate(pg, name, to=ids[position - 1], definitions=False)
+            before = (pg.dump_schema(name), yoyo_rows(pg, name))
+            assert migrate(pg, name, to=mid, definitions=False) == [mid]
+            assert engine.rollback(target(pg, name)) == [mid]
+            assert (pg.dump_schema(name), yoyo_rows(pg, name)) == before, f"rolling back {mid} left a trace"
 
 
 def test_rollback_then_migrate_gives_the_identical_schema(pg: Pg, db: str) -> None:
     before = pg.dump_schema(db)
-    undone = engine.rollback(Target(pg.conninfo(db), "test"))
+    undone = engine.rollback(target(pg, db))
     assert undone == [migration_ids()[-1]]
     assert pg.dump_schema(db) != before
     assert migrate(pg, db) == undone
     assert pg.dump_schema(db) == before
 
 
-def test_rolling_back_everything_leaves_no_table(pg: Pg, db: str) -> None:
-    engine.rollback(Target(pg.conninfo(db), "test"), migration_ids()[0])
+def test_rolling_back_everything_leaves_nothing_of_toolsdb(pg: Pg, db: str) -> None:
+    engine.rollback(target(pg, db), migration_ids()[0])
     with psycopg.connect(pg.conninfo(db)) as conn:
         left = conn.execute(
             "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " where n.nspname in ('toolsdb', 'toolsdb_private') and c.relkind in ('r', 'v', 'p')"
+            " union all select n.nspname, p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+            " where n.nspname in ('toolsdb', 'toolsdb_private')"
         ).fetchall()
+        definitions = conn.execute("select count(*) from toolsdb_migrations.definitions").fetchone()[0]
     assert left == []
+    assert definitions == 0
     assert yoyo_rows(pg, db) == []
 
 
@@ -155,6 +192,49 @@ def test_a_failing_migration_leaves_the_database_exactly_as_it_was(pg: Pg, db: s
     assert yoyo_rows(pg, db) == applied_before, f"{good} was kept although {bad} failed"
 
 
+@pytest.mark.parametrize("keyword", ["commit", "COMMIT AND CHAIN", "rollback", "begin", "start transaction", "end"])
+def test_a_migration_with_transaction_control_is_refused_before_anything_runs(
+    pg: Pg, db: str, sql_copy: Path, keyword: str
+) -> None:
+    mid = add_migration(
+        sql_copy,
+        "splits",
+        "create table toolsdb.first_half (id integer primary key);\n"
+        f"-- a comment; then\n{keyword};\n"
+        "create table toolsdb.second_half (id integer primary key);\n",
+    )
+    schema_before = pg.dump_schema(db)
+    result = run_cli("migrate", "--database", pg.url(db), env={"TOOLSDB_SQL_ROOT": str(sql_copy)})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"migrations/{mid}.sql line 4" in lines[0]
+    assert keyword.split()[0].upper() in lines[0]
+    assert "not allowed" in lines[0]
+    assert pg.dump_schema(db) == schema_before
+    assert (mid,) not in yoyo_rows(pg, db)
+
+
+def test_a_migration_the_code_does_not_know_is_refused_everywhere(pg: Pg, db: str) -> None:
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        conn.execute(
+            "insert into toolsdb_migrations._yoyo_migration (migration_hash, migration_id, applied_at_utc)"
+            " values (repeat('f', 64), '0099.from_the_future', now() at time zone 'UTC')"
+        )
+    schema_before = pg.dump_schema(db)
+    for command in ("status", "migrate", "rollback"):
+        result = run_cli(command, "--database", pg.url(db))
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (command, result.stderr)
+        assert "0099.from_the_future" in lines[0], lines[0]
+        assert "Traceback" not in result.stderr
+    assert pg.dump_schema(db) == schema_before
+    assert ("0099.from_the_future",) in yoyo_rows(pg, db)
+    with pytest.raises(ToolsdbError, match=r"0099\.from_the_future"):
+        engine.status(target(pg, db))
+
+
 def test_ten_concurrent_migrates_apply_each_migration_once(pg: Pg, empty_db: str) -> None:
     env = {**clean_env()}
     procs = [
@@ -184,7 +264,7 @@ def test_migration_file_names_follow_the_pattern() -> None:
     folder = ROOT / "migrations"
     forward, rollbacks = set(), set()
     for path in folder.iterdir():
-        if path.name in (engine.HOOK_NAME, "__pycache__"):
+        if path.name == "__pycache__":
             continue
         match = engine.MIGRATION_NAME.match(path.name)
         assert match, f"{path.name} does not match NNNN.lowercase_name.sql / .rollback.sql"

@@ -153,7 +153,7 @@ def test_vacuum_health_counts_dead_rows_against_each_tables_own_trigger(su: psyc
     events = su.execute(
         "select autovacuum_trigger from toolsdb_monitoring.vacuum_health where table_name = 'events'"
     ).fetchone()
-    assert events == (1000,), "toolsdb.events' own threshold (schema/60_maintenance.sql)"
+    assert events == (1000,), "toolsdb.events' own threshold (repeatable/60_maintenance.sql)"
 
 
 def test_table_sizes_sum_a_partitioned_table_over_its_partitions(su: psycopg.Connection) -> None:

@@ -87,7 +87,7 @@ def test_the_wheel_holds_one_top_level_package_and_all_the_sql(wheel: Path) -> N
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert top == {"toolsdb", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}, top
-    for folder in ("schema", "migrations", "views", "seeds"):
+    for folder in ("schema", "migrations", "repeatable", "seeds"):
         expected = sorted(
             f"toolsdb/sql/{folder}/{p.name}"
             for p in (ROOT / folder).iterdir()

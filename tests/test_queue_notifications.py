@@ -4,7 +4,7 @@ due order, one token per batch, not yet due rows), acks
 (mark_notification(s)_sent) and failures with exponential backoff and
 jitter (mark_notification_failed), dead letters (get_dead_notifications)
 and their redrive (redrive_notifications), idempotency keys, and the view
-toolsdb.queue_depth (views/50_runtime.sql).
+toolsdb.queue_depth (repeatable/83_runtime_views.sql).
 
 Isolation: every test runs in ``tx``, a transaction on one clone per module
 and major that is always rolled back (``now()`` stays put in it, so an

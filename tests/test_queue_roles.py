@@ -1,5 +1,5 @@
 """What the roles toolsdb_worker and toolsdb_app may do with the two work
-queues (views/90_grants.sql), through the login roles of conftest.py on a
+queues (repeatable/99_grants.sql), through the login roles of conftest.py on a
 fresh clone (``db``, with ``su`` an autocommit superuser connection to it).
 """
 

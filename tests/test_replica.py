@@ -151,7 +151,7 @@ def test_a_write_on_the_primary_is_read_on_the_replica(pg: Pg, db: str, replica:
 
 
 def test_reporting_views_work_on_the_replica(pg: Pg, seeded: str, replica: Replica) -> None:
-    """Two reporting views, views/40_work.sql's project_health and 50_runtime.sql's
+    """Two reporting views, repeatable/82_work_views.sql's project_health and 50_runtime.sql's
     queue_depth (plus active_tasks), give the primary's answers on the replica."""
     queries = {
         "project_health": "select * from toolsdb.project_health order by slug",

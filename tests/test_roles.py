@@ -1,4 +1,4 @@
-"""The group roles made by the bootstrap, and the grants of views/90_grants.sql,
+"""The group roles made by the bootstrap, and the grants of repeatable/99_grants.sql,
 exercised by switching roles: what is allowed and what is denied."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Behaviour of the agent runtime tables against a real, migrated database, on
 each PostgreSQL major of the suite: toolsdb.sessions (schema/40_sessions.sql)
-and the view toolsdb.active_sessions (views/50_runtime.sql), toolsdb.messages
+and the view toolsdb.active_sessions (repeatable/83_runtime_views.sql), toolsdb.messages
 (41), toolsdb.memories (42) and toolsdb.metrics with its daily partitions
 (45), plus row-level security over sessions, messages, events (43),
 notifications (44) and metrics for a login in toolsdb_app.

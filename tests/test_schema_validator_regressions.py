@@ -1,4 +1,4 @@
-"""Regressions of the schema validator (schema/53_schema_validator.sql): bugs
+"""Regressions of the schema validator (schema/52_schema_validator.sql): bugs
 its first version had, each kept by a test.
 
 Isolation: tests that need no commit run in ``tx``, a transaction on one

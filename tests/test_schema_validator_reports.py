@@ -1,7 +1,7 @@
 """The schema validator's stored reports (toolsdb.validate_schema(),
-schema/53_schema_validator.sql), toolsdb's own schema checked against its
+schema/52_schema_validator.sql), toolsdb's own schema checked against its
 conventions, and who may validate (schema/00_bootstrap.sql,
-views/90_grants.sql): the login roles of conftest.py on the module's clone.
+repeatable/99_grants.sql): the login roles of conftest.py on the module's clone.
 
 Isolation: tests that need no commit run in ``tx``, a transaction on one
 clone per module and major that is always rolled back.
@@ -21,7 +21,6 @@ from .dbhelpers import (
     connect_app,
     expect_error,
     one,
-    rows,
     scalar,
 )
 from .validatorhelpers import (
@@ -142,31 +141,8 @@ def test_the_table_refuses_inconsistent_reports(tx: psycopg.Connection, changes:
     expect_error(tx, CHECK, lambda: tx.execute(insert, list(values.values())), constraint)
 
 
-# ---------------------------------------------------------------------------
-# 8. The conventions of toolsdb itself
-# ---------------------------------------------------------------------------
-
-
-def test_toolsdb_meets_its_own_conventions(tx: psycopg.Connection) -> None:
-    found = rows(
-        tx,
-        "select object_name, column_name, rule, message from toolsdb_private.convention_findings("
-        "array['toolsdb', 'toolsdb_private']::regnamespace[]) order by rule, object_name, column_name",
-    )
-    assert found == [], f"toolsdb's own schemas should meet the rules they hold scripts to: {found}"
-
-
-def test_the_conventions_find_what_the_catalog_tests_would(tx: psycopg.Connection) -> None:
-    # Not vacuous: the same function over a namespace with a bad table finds it.
-    tx.execute("create schema conventions_probe")
-    tx.execute("create table conventions_probe.probe (a varchar(3), b timestamp)")
-    found = {
-        (r["rule"], r["column_name"])
-        for r in rows(
-            tx, "select * from toolsdb_private.convention_findings(array['conventions_probe']::regnamespace[])"
-        )
-    }
-    assert {("primary_key", None), ("text_not_varchar", "a"), ("timestamptz", "b"), ("table_comment", None)} <= found
+# (The conventions of toolsdb itself, and each rule firing on a planted
+# violation: tests/test_catalog_conventions.py.)
 
 
 # ---------------------------------------------------------------------------

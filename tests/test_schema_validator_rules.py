@@ -1,4 +1,4 @@
-"""The schema validator of seed 000 (schema/53_schema_validator.sql) on each
+"""The schema validator of seed 000 (schema/52_schema_validator.sql) on each
 PostgreSQL major of the suite: its lexer (toolsdb_private.sql_statements),
 the seed's own example and a well-formed table, and every convention rule
 (toolsdb_private.convention_findings).

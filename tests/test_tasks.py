@@ -1,5 +1,5 @@
 """Behaviour of toolsdb.tasks (schema/30_tasks.sql) and toolsdb.active_tasks
-(views/40_work.sql) against a real, migrated database, on each PostgreSQL
+(repeatable/82_work_views.sql) against a real, migrated database, on each PostgreSQL
 major of the suite.
 
 Covers the status lifecycle (toolsdb.task_status_transitions, the rules

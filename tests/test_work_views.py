@@ -1,4 +1,4 @@
-"""The reporting views of views/40_work.sql (toolsdb.active_tasks,
+"""The reporting views of repeatable/82_work_views.sql (toolsdb.active_tasks,
 task_execution_summary, pr_validation_summary, error_summary, recent_activity,
 agent_performance, project_health, cost_by_day) against a real, migrated
 database, on each PostgreSQL major of the suite.
@@ -34,7 +34,7 @@ from psycopg import sql
 from .conftest import ROOT, Pg
 from .dbhelpers import connect, insert, scalar, unique
 
-VIEWS_SQL = ROOT / "views" / "40_work.sql"
+VIEWS_SQL = ROOT / "repeatable" / "82_work_views.sql"
 VIEWS = (
     "active_tasks",
     "task_execution_summary",
@@ -236,7 +236,9 @@ def now(tx: psycopg.Connection) -> datetime:
 
 def test_every_work_view_is_security_invoker_and_fully_commented(tx: psycopg.Connection) -> None:
     defined = re.findall(r"create\s+or\s+replace\s+view\s+toolsdb\.(\w+)", VIEWS_SQL.read_text(), flags=re.I)
-    assert sorted(defined) == sorted(VIEWS), f"views/40_work.sql should define the eight work views, not {defined}."
+    assert sorted(defined) == sorted(VIEWS), (
+        f"repeatable/82_work_views.sql should define the eight work views, not {defined}."
+    )
     for view in defined:
         found = tx.execute(
             "select c.relkind, c.reloptions, obj_description(c.oid, 'pg_class') from pg_catalog.pg_class as c"

@@ -52,7 +52,7 @@ class CommandError(click.ClickException):
 def cli(ctx: click.Context, database: str | None, verbose: bool) -> None:
     """toolsdb: the PostgreSQL schema for teams running AI coding agents.
 
-    Applies toolsdb's SQL (schema/, migrations/, views/, seeds/) to a database
+    Applies toolsdb's SQL (schema/, migrations/, repeatable/, seeds/) to a database
     and manages an embedded PostgreSQL server for local use. Which database:
     --database, else $DATABASE_URL, else libpq's PG* variables, else the
     embedded server under ./.toolsdb (started on demand).
@@ -65,15 +65,23 @@ def cli(ctx: click.Context, database: str | None, verbose: bool) -> None:
 @cli.command()
 @common_options
 def migrate(settings: Settings) -> None:
-    """Apply pending migrations, then re-apply views/.
+    """Apply pending migrations, then the definitions of repeatable/.
 
     All-or-nothing: one transaction, under a lock that makes concurrent runs
-    wait their turn. Running it again when nothing is pending changes nothing.
+    wait their turn. Functions, views and triggers are replaced only where
+    they differ from repeatable/, so running it again when nothing changed
+    writes nothing.
     """
     target = settings.target()
-    applied = engine.migrate(target, settings.echo())
+    replaced: list[str] = []
+    applied = engine.migrate(target, settings.echo(), replaced=replaced)
+    shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
     if applied:
         click.echo(f"applied {len(applied)} migration(s) to {target.describe()}: {', '.join(applied)}")
+        if replaced:
+            click.echo(f"created or replaced {len(replaced)} definition(s) of repeatable/")
+    elif replaced:
+        click.echo(f"no migration pending; replaced {len(replaced)} definition(s) on {target.describe()}: {shown}")
     else:
         click.echo(f"nothing to migrate: {target.describe()} is up to date")
 

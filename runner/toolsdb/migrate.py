@@ -5,15 +5,17 @@ Order of one ``toolsdb migrate`` (see docs/architecture.md):
 1. take a session advisory lock on the database, so concurrent migrates
    queue up instead of racing;
 2. apply ``schema/00_bootstrap.sql`` (schemas, roles: tolerant of existing ones);
-3. in ONE transaction: every pending yoyo migration (each in a savepoint),
-   then the post-apply hook (``migrations/post-apply.py``, which re-applies
-   ``views/``), then commit. Any failure rolls the whole run back.
+3. refuse a database with an applied migration this code has no file for,
+   and a migration file with transaction control, before anything runs;
+4. in ONE transaction: every pending yoyo migration (each in a savepoint),
+   then the definitions of ``repeatable/`` (each object only where it
+   differs, see repeatable.py), then commit. Any failure rolls the whole
+   run back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import re
 from collections.abc import Iterator
@@ -25,11 +27,11 @@ import psycopg
 from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
-from yoyo.migrations import MigrationList
+from yoyo.migrations import MigrationList, read_sql_migration
 
-from . import paths
+from . import paths, repeatable
 from .errors import MigrationError, ToolsdbError
-from .sqlfiles import Echo, StatementError, apply_file, apply_folder, display_name
+from .sqlfiles import Echo, StatementError, apply_file, apply_folder, display_name, split
 from .target import Target, connect
 
 MIGRATION_SCHEMA = "toolsdb_migrations"
@@ -37,9 +39,6 @@ MIGRATION_TABLE = "_yoyo_migration"
 # pg_advisory_lock key: 'toolsdb' as an integer; one migrator per database.
 LOCK_KEY = int.from_bytes(b"toolsdb", "big")
 MIGRATION_NAME = re.compile(r"^(?P<number>\d{4})\.(?P<name>[a-z][a-z0-9_]*)(?P<rollback>\.rollback)?\.sql$")
-HOOK_NAME = "post-apply.py"
-
-_echo: contextvars.ContextVar[Echo] = contextvars.ContextVar("toolsdb_echo", default=None)
 
 
 class _Backend(PostgresqlPsycopgBackend):
@@ -51,11 +50,12 @@ class _Backend(PostgresqlPsycopgBackend):
     * runs statements without parameters as plain SQL ('%' is literal) and
       remembers the migration file and statement running, for error lines;
     * ``copy()`` shares the connection, so migrations, their bookkeeping and
-      the post-apply hook all run in the caller's single transaction;
+      the re-applied definitions all run in the caller's single transaction;
     """
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, echo: Echo = None):
         self._target = target
+        self.echo = echo
         self.current_file: str | None = None
         self.last_sql: str | None = None
         self.failed_sql: str | None = None
@@ -71,7 +71,7 @@ class _Backend(PostgresqlPsycopgBackend):
 
     def trace(self, sql: str) -> None:
         self.last_sql = sql
-        echo = _echo.get()
+        echo = self.echo
         if echo and not sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
             echo(sql)
 
@@ -122,8 +122,7 @@ class _TracingCursor:
 @contextlib.contextmanager
 def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
     """A backend holding the migration lock, with bootstrap applied."""
-    token = _echo.set(echo)
-    backend = _Backend(target)
+    backend = _Backend(target, echo)
     try:
         conn = backend.connection
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -143,7 +142,6 @@ def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
         backend.ensure_internal_schema_updated()
         yield backend
     finally:
-        _echo.reset(token)
         with contextlib.suppress(psycopg.Error):
             backend.connection.close()
 
@@ -190,23 +188,86 @@ def _one_transaction(backend: _Backend) -> Iterator[None]:
         backend.commit()
 
 
-def apply_views(conn: psycopg.Connection) -> None:
-    """Re-apply every file of views/ (the post-apply hook calls this)."""
-    apply_folder(conn, paths.views_dir(), _echo.get())
+def _applied_ids(conn: psycopg.Connection) -> dict[str, datetime]:
+    """Applied migration ids and when; empty before the first migrate."""
+    table = f"{MIGRATION_SCHEMA}.{MIGRATION_TABLE}"
+    if not conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+        return {}
+    rows = conn.execute(f"select migration_id, applied_at_utc from {table} order by applied_at_utc, migration_id")
+    return dict(rows.fetchall())
 
 
-def migrate(target: Target, echo: Echo = None) -> list[str]:
-    """Apply pending migrations and re-apply views; return the ids applied."""
+def _refuse_unknown(applied: dict[str, datetime] | list[str], migrations: MigrationList) -> None:
+    """One line naming an applied migration this code has no file for."""
+    known = {m.id for m in migrations}
+    unknown = [mid for mid in applied if mid not in known]
+    if unknown:
+        raise ToolsdbError(
+            f"the database has migration {unknown[-1]} applied, and migrations/ has no file for it"
+            f"{f' (nor for {len(unknown) - 1} more)' if len(unknown) > 1 else ''}: it was migrated by a "
+            "newer toolsdb or files were deleted; nothing was done"
+        )
+
+
+def _refuse_transaction_control(files: list[Path]) -> None:
+    """Refuse, before anything runs, a migration file that would end or split
+    the one transaction (its first half would persist)."""
+    for path in files:
+        if not path.exists():
+            continue
+        _, _, chunks = read_sql_migration(str(path))  # split as yoyo will run it
+        text = path.read_text(encoding="utf-8")
+        offset = 0
+        for chunk in chunks:
+            at = max(text.find(chunk, offset), 0)
+            offset = at + len(chunk)
+            for stmt in split(chunk):  # the statement without its leading comments
+                if keyword := repeatable.transaction_control(stmt):
+                    line = text.count("\n", 0, at) + stmt.line
+                    raise ToolsdbError(
+                        f"{display_name(path)} line {line}: {keyword} is not allowed in a migration "
+                        "(toolsdb runs every migration in one transaction); nothing was applied"
+                    )
+
+
+def prepare(target: Target, echo: Echo = None) -> None:
+    """Apply the bootstrap and create the bookkeeping tables, no migration:
+    the state "migrated to nothing" (the rollback tests start from it)."""
+    with _session(target, echo):
+        pass
+
+
+def migrate(
+    target: Target,
+    echo: Echo = None,
+    *,
+    to: str | None = None,
+    definitions: bool = True,
+    replaced: list[str] | None = None,
+) -> list[str]:
+    """Apply pending migrations (up to and including ``to``), then the
+    definitions of repeatable/ (unless ``definitions`` is false); return the
+    ids applied. ``replaced``, when given, receives the definitions that were
+    (re)created, as "function toolsdb.maintain"."""
+    units = repeatable.load() if definitions else []
     with _session(target, echo) as backend:
         migrations = _all_migrations()
-        pending = backend.to_apply(migrations)
+        _refuse_unknown(_applied_ids(backend.connection), migrations)
+        pending = list(backend.to_apply(migrations))
+        if to is not None:
+            ids = [m.id for m in migrations]
+            if to not in ids:
+                raise ToolsdbError(f"unknown migration id {to!r}: `toolsdb status` lists the migrations")
+            pending = [m for m in pending if ids.index(m.id) <= ids.index(to)]
+        _refuse_transaction_control([Path(m.path) for m in pending])
         with _one_transaction(backend):
             for migration in pending:
                 backend.apply_one(migration)
-            for hook in migrations.post_apply:
-                # Run, but do not log: a no-op migrate must change no data.
-                backend.current_file = display_name(Path(hook.path))
-                hook.process_steps(backend, "apply")
+            if units:
+                backend.current_file = None
+                done = repeatable.apply(backend.connection, units, echo)
+                if replaced is not None:
+                    replaced.extend(done)
         return [m.id for m in pending]
 
 
@@ -214,6 +275,7 @@ def rollback(target: Target, migration_id: str | None = None, echo: Echo = None)
     """Roll back the newest migration, or every one down to ``migration_id``."""
     with _session(target, echo) as backend:
         migrations = _all_migrations()
+        _refuse_unknown(_applied_ids(backend.connection), migrations)
         known = {m.id for m in migrations}
         applied = list(backend.to_rollback(migrations))  # newest first
         if migration_id is not None and migration_id not in known:
@@ -227,6 +289,7 @@ def rollback(target: Target, migration_id: str | None = None, echo: Echo = None)
             if migration_id not in ids:
                 raise ToolsdbError(f"migration {migration_id!r} is not applied: nothing to roll back")
             chosen = applied[: ids.index(migration_id) + 1]
+        _refuse_transaction_control([Path(m.path).with_suffix(".rollback.sql") for m in chosen])
         with _one_transaction(backend):
             for migration in chosen:
                 backend.rollback_one(migration)
@@ -245,13 +308,11 @@ class MigrationStatus:
 
 def status(target: Target) -> list[MigrationStatus]:
     """Every migration, applied or pending; reads only, creates nothing."""
+    migrations = _all_migrations()
     with target.connect(autocommit=True) as conn:
-        applied: dict[str, datetime] = {}
-        table = f"{MIGRATION_SCHEMA}.{MIGRATION_TABLE}"
-        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
-            rows = conn.execute(f"select migration_id, applied_at_utc from {table}").fetchall()
-            applied = {mid: at for mid, at in rows}
-    return [MigrationStatus(m.id, applied.get(m.id)) for m in _all_migrations()]
+        applied = _applied_ids(conn)
+    _refuse_unknown(applied, migrations)
+    return [MigrationStatus(m.id, applied.get(m.id)) for m in migrations]
 
 
 def seed(target: Target, echo: Echo = None) -> list[Path]:
@@ -288,7 +349,8 @@ def new_migration(name: str) -> tuple[Path, Path]:
     depends = f"-- depends: {numbered[-1][1]}\n" if numbered else ""
     forward.write_text(
         f"-- {migration_id}: describe what this migration changes.\n{depends}\n"
-        "-- Write the change here, and the same change in schema/ (the tests compare them).\n"
+        "-- Tables, columns, constraints, indexes, data: write the change here and the result in\n"
+        "-- schema/ (the tests compare them). Functions, views and triggers live in repeatable/.\n"
     )
     backward.write_text(f"-- {migration_id} rollback: undo {migration_id}.sql exactly.\n")
     return forward, backward

@@ -359,7 +359,7 @@ def stats(target: Target, slow_ms: float | None, limit: int) -> dict[str, Any]:
         if not migrated:
             result["note"] = "no toolsdb_monitoring.slow_statements view: run `toolsdb migrate`"
             return result
-        # The view holds this database's statements (views/70_monitoring.sql).
+        # The view holds this database's statements (repeatable/85_monitoring_views.sql).
         try:
             with conn.transaction():
                 totals = conn.execute(

@@ -9,7 +9,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def sql_root() -> Path:
-    """Return the folder that holds schema/, migrations/, views/ and seeds/.
+    """Return the folder that holds schema/, migrations/, repeatable/ and seeds/.
 
     A wheel ships them under ``toolsdb/sql/``; an editable install or a
     checkout reads them from the repository root (two levels above
@@ -33,8 +33,8 @@ def migrations_dir() -> Path:
     return sql_root() / "migrations"
 
 
-def views_dir() -> Path:
-    return sql_root() / "views"
+def repeatable_dir() -> Path:
+    return sql_root() / "repeatable"
 
 
 def seeds_dir() -> Path:

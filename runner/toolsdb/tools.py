@@ -156,7 +156,7 @@ class VisionCache(_Tool):
 
 
 class AuditTrail(_Tool):
-    """Explicit audit events and reading the log (schema/12_audit.sql)."""
+    """Explicit audit events and reading the log (schema/13_audit.sql)."""
 
     def record_event(
         self,
@@ -216,7 +216,7 @@ class AuditTrail(_Tool):
 
 
 class BugEscalation(_Tool):
-    """Bug escalation (schema/51_bug_escalations.sql, views/60_agent_tools.sql)."""
+    """Bug escalation (schema/35_bug_escalations.sql, repeatable/84_agent_tools_views.sql)."""
 
     def report_bug(self, bug_id: str, error_type: str, error_message: str, user_impact: str = "medium") -> Row:
         """Report an occurrence (toolsdb.report_bug); returns the bug's row."""

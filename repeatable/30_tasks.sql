@@ -1,0 +1,178 @@
+-- repeatable/30_tasks.sql
+-- Tier 30: work tracking, first table. Defines toolsdb.tasks (seeds 002 and
+-- 004 merged: one status lifecycle, one priority scale, a hierarchy without
+-- cycles, full-text search), its lifecycle rules in
+-- toolsdb.task_status_transitions (a lookup table: add a row to allow a move),
+-- the trigger that enforces them, toolsdb.task_transition() and
+-- toolsdb.priority_from_label(), and toolsdb_private.tg__project_from_task()
+-- for the rows that hang off a task. Audited; row-level security per project.
+-- Status mapping (docs/work-tracking.md): 002's open, in_progress, in_review,
+-- blocked, draft keep their names and 002's closed is completed (done) or
+-- cancelled (dropped); 004's pending is open, its in_progress, completed,
+-- failed and cancelled keep their names.
+-- Re-applied by every migrate after the migrations, each object only where it
+-- differs (docs/architecture.md); the tables are in schema/30_tasks.sql.
+
+select toolsdb.audit_table('toolsdb.task_status_transitions');
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.tasks
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+create or replace function toolsdb_private.tg__task_rules()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    -- The lifecycle: only moves listed in toolsdb.task_status_transitions.
+    if tg_op = 'UPDATE' and new.status is distinct from old.status and not exists (
+        select from toolsdb.task_status_transitions as t
+        where t.from_status = old.status and t.to_status = new.status
+    ) then
+        raise exception 'task % cannot move from % to %', old.task_id, old.status, new.status
+            using errcode = 'object_not_in_prerequisite_state',
+            hint = 'allowed moves are listed in toolsdb.task_status_transitions';
+    end if;
+    if tg_op = 'INSERT' or new.status is distinct from old.status then
+        new.closed_at := case when new.status in ('completed', 'failed', 'cancelled') then pg_catalog.now() end;
+    else
+        new.closed_at := old.closed_at;
+    end if;
+    -- The hierarchy: a parent in the same project, and no cycle. Changes to
+    -- one project's hierarchy are serialized, so two moves cannot close a
+    -- cycle together.
+    if new.parent_task_id is not null and (
+        tg_op = 'INSERT' or new.parent_task_id is distinct from old.parent_task_id
+        or new.project_id is distinct from old.project_id
+    ) then
+        if new.parent_task_id = new.task_id then
+            raise exception 'task % cannot be its own parent', new.task_id
+                using errcode = 'check_violation', constraint = 'parent_is_not_self';
+        end if;
+        perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(new.project_id::text, 0));
+        if not exists (
+            select from toolsdb.tasks as p
+            where p.task_id = new.parent_task_id and p.project_id = new.project_id
+        ) then
+            raise exception 'task %: parent task % is not a task of project %',
+                new.task_id, new.parent_task_id, new.project_id
+                using errcode = 'check_violation', constraint = 'parent_task_is_in_same_project';
+        end if;
+        if exists (
+            with recursive ancestors as (
+                select p.task_id, p.parent_task_id
+                from toolsdb.tasks as p
+                where p.task_id = new.parent_task_id
+                union
+                select p.task_id, p.parent_task_id
+                from toolsdb.tasks as p
+                inner join ancestors as a on p.task_id = a.parent_task_id
+            )
+            select from ancestors where ancestors.task_id = new.task_id
+        ) then
+            raise exception 'task % cannot be its own ancestor (parent %)', new.task_id, new.parent_task_id
+                using errcode = 'check_violation', constraint = 'task_hierarchy_is_acyclic';
+        end if;
+    end if;
+    return new;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__task_rules() is
+'Trigger of toolsdb.tasks (_200_task_rules, BEFORE INSERT OR UPDATE): status moves only along '
+'toolsdb.task_status_transitions (else 55000 naming both states), closed_at kept by the database, '
+'parent in the same project (23514 parent_task_is_in_same_project) and no cycle (23514 '
+'task_hierarchy_is_acyclic).';
+
+create or replace trigger _200_task_rules
+before insert or update on toolsdb.tasks
+for each row
+execute function toolsdb_private.tg__task_rules();
+
+select toolsdb.audit_table('toolsdb.tasks');
+
+select toolsdb.isolate_rows('toolsdb.tasks', 'project_id');
+
+-- Rows that hang off a task take its project (for row-level security).
+create or replace function toolsdb_private.tg__project_from_task()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    if tg_op = 'UPDATE' then
+        new.project_id := old.project_id;
+        new.task_id := old.task_id;
+        return new;
+    end if;
+    select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
+    if new.project_id is null then
+        raise exception 'task % not found', new.task_id
+            using errcode = 'foreign_key_violation', constraint = tg_table_name || '_task_id_fkey',
+            hint = 'is toolsdb.project_id set to its project?';
+    end if;
+    return new;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__project_from_task() is
+'Trigger (_050_project_from_task) of rows that hang off a task (runs, validations, comments, '
+'attachments): project_id is the task''s, set on insert; task and project cannot change afterwards. '
+'An unknown or invisible task raises 23503 naming <table>_task_id_fkey.';
+
+create or replace function toolsdb.task_transition(task_id uuid, to_status text)
+returns text
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    previous text;
+begin
+    select t.status into previous
+    from toolsdb.tasks as t
+    where t.task_id = task_transition.task_id
+    for update;
+    if not found then
+        raise exception 'task % not found', task_id
+            using errcode = 'no_data_found', hint = 'is toolsdb.project_id set to its project?';
+    end if;
+    update toolsdb.tasks as t set status = to_status where t.task_id = task_transition.task_id;
+    return previous;
+end;
+$function$;
+
+comment on function toolsdb.task_transition(uuid, text) is
+'Moves a task to another status, e.g. select toolsdb.task_transition(''<task>'', ''in_review''); '
+'returns the status it left. A move not in toolsdb.task_status_transitions fails with 55000 '
+'naming both states; closed_at is set by the database.';
+
+create or replace function toolsdb.priority_from_label(label text)
+returns smallint
+language plpgsql
+immutable
+set search_path = ''
+as $function$
+declare
+    mapped smallint := case label
+        when 'critical' then 9
+        when 'high' then 7
+        when 'medium' then 5
+        when 'low' then 2
+    end;
+begin
+    if mapped is null then
+        raise exception 'unknown priority label %: use low, medium, high or critical', pg_catalog.quote_literal(label)
+            using errcode = 'invalid_parameter_value';
+    end if;
+    return mapped;
+end;
+$function$;
+
+comment on function toolsdb.priority_from_label(text) is
+'002''s priority labels on 004''s 0-10 scale: low 2, medium 5, high 7, critical 9 (the middle of '
+'each label''s range in tasks.priority_label). Unknown labels raise 22023.';

@@ -1,0 +1,107 @@
+-- repeatable/40_sessions.sql
+-- Tier 40: the agent runtime (docs/runtime.md). Agent sessions as the agent
+-- names them (seeds 001 and 003 merged): where the agent works, its branch
+-- and terminal, when it was last active, idle and ended. Row-level security
+-- per session; not audited (toolsdb.events holds the raw record of every
+-- change, see toolsdb_private.audit_exemptions). The seed 001 functions
+-- create_session, update_session_activity, set_session_idle and end_session.
+-- Re-applied by every migrate after the migrations, each object only where it
+-- differs (docs/architecture.md); the tables are in schema/40_sessions.sql.
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.sessions
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+comment on trigger _100_timestamps on toolsdb.sessions is
+'Keeps created_at unforgeable and updated_at strictly increasing (toolsdb_private.tg__timestamps()).';
+
+select toolsdb.isolate_rows('toolsdb.sessions', 'session_id');
+
+create or replace function toolsdb.create_session(
+    session_id text,
+    cwd text default null,
+    git_branch text default null,
+    terminal_type text default null,
+    terminal_info jsonb default '{}',
+    project_id uuid default null,
+    user_id uuid default null,
+    agent_id uuid default null
+)
+returns text
+language sql
+volatile
+set search_path = ''
+as $function$
+    insert into toolsdb.sessions as s (
+        session_id, cwd, git_branch, terminal_type, terminal_info, project_id, user_id, agent_id
+    )
+    values ($1, $2, $3, $4, coalesce($5, '{}'), $6, $7, $8)
+    on conflict on constraint sessions_pkey do update
+    set cwd = coalesce(excluded.cwd, s.cwd),
+        git_branch = coalesce(excluded.git_branch, s.git_branch),
+        terminal_type = coalesce(excluded.terminal_type, s.terminal_type),
+        terminal_info = s.terminal_info || excluded.terminal_info,
+        project_id = coalesce(excluded.project_id, s.project_id),
+        user_id = coalesce(excluded.user_id, s.user_id),
+        agent_id = coalesce(excluded.agent_id, s.agent_id),
+        last_activity_at = greatest(s.last_activity_at, pg_catalog.now()),
+        ended_at = null,
+        end_reason = null
+    returning s.session_id;
+$function$;
+
+comment on function toolsdb.create_session(text, text, text, text, jsonb, uuid, uuid, uuid) is
+'Creates a session, or refreshes it (and reopens it if it had ended) when it exists: seed 001''s '
+'create_session. Arguments left null keep what the session had. Returns the session id.';
+
+create or replace function toolsdb.update_session_activity(session_id text)
+returns boolean
+language sql
+volatile
+set search_path = ''
+as $function$
+    update toolsdb.sessions as s
+    set last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
+    where s.session_id = $1
+    returning true;
+$function$;
+
+comment on function toolsdb.update_session_activity(text) is
+'Marks the session active now (seed 001). Returns true, or null when there is no such session.';
+
+create or replace function toolsdb.set_session_idle(session_id text, is_idle boolean default true)
+returns boolean
+language sql
+volatile
+set search_path = ''
+as $function$
+    update toolsdb.sessions as s
+    set is_idle = coalesce($2, true),
+        last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
+    where s.session_id = $1
+    returning true;
+$function$;
+
+comment on function toolsdb.set_session_idle(text, boolean) is
+'Sets whether the session waits for the user (seed 001). Returns true, or null when there is no '
+'such session.';
+
+create or replace function toolsdb.end_session(session_id text, reason text default null)
+returns boolean
+language sql
+volatile
+set search_path = ''
+as $function$
+    update toolsdb.sessions as s
+    set ended_at = greatest(s.started_at, pg_catalog.now()),
+        end_reason = $2,
+        is_idle = false,
+        last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
+    where s.session_id = $1 and s.ended_at is null
+    returning true;
+$function$;
+
+comment on function toolsdb.end_session(text, text) is
+'Ends an active session (seed 001), with an optional reason. Returns true, or null when there is '
+'no such active session.';

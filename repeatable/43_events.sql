@@ -1,0 +1,300 @@
+-- repeatable/43_events.sql
+-- Tier 40: raw hook events (seed 001's events table) and the queue around
+-- them: toolsdb.hook_ingest() stores one Claude Code hook payload and keeps
+-- its session up to date in one call; workers claim unprocessed events with
+-- leases (get_unprocessed_events) and mark them processed with the claim's
+-- token (mark_event_processed). pg_notify('toolsdb_events') once per
+-- inserting statement. Row-level security per session; not audited (the
+-- rows are themselves the raw record). See docs/runtime.md.
+-- Re-applied by every migrate after the migrations, each object only where it
+-- differs (docs/architecture.md); the tables are in schema/43_events.sql.
+
+select toolsdb.isolate_rows('toolsdb.events', 'session_id');
+
+create or replace trigger _900_notify
+after insert on toolsdb.events
+for each statement
+execute function toolsdb_private.tg__queue_notify('toolsdb_events');
+
+comment on trigger _900_notify on toolsdb.events is
+'Wakes workers listening on channel toolsdb_events, once per inserting statement.';
+
+create or replace function toolsdb.insert_event(
+    session_id text,
+    event_type text,
+    payload jsonb default '{}',
+    idempotency_key text default null
+)
+returns bigint
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    new_id bigint;
+begin
+    insert into toolsdb.sessions (session_id) values (insert_event.session_id)
+    on conflict on constraint sessions_pkey do nothing;
+    insert into toolsdb.events (session_id, event_type, payload, idempotency_key)
+    values (insert_event.session_id, insert_event.event_type, insert_event.payload, insert_event.idempotency_key)
+    on conflict on constraint events_idempotency_key_key do nothing
+    returning event_id into new_id;
+    if new_id is null then
+        select e.event_id into new_id
+        from toolsdb.events as e
+        where e.idempotency_key = insert_event.idempotency_key;
+        if new_id is null then
+            -- Stored, but row-level security hides it: another session's key.
+            raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(insert_event.idempotency_key)
+                using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
+        end if;
+    end if;
+    return new_id;
+end;
+$function$;
+
+comment on function toolsdb.insert_event(text, text, jsonb, text) is
+'Queues a raw event (seed 001''s insert_event), creating a bare session row if the session is new. '
+'With an idempotency_key already stored, inserts nothing and returns the existing event_id '
+'(unique_violation when the key belongs to a session the caller cannot see).';
+
+create or replace function toolsdb.hook_ingest(payload jsonb, context jsonb default '{}')
+returns bigint
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    sid text := payload ->> 'session_id';
+    kind text := pg_catalog.left(
+        pg_catalog.regexp_replace(coalesce(nullif(payload ->> 'hook_event_name', ''), 'unknown'), '[^[:graph:]]', '_', 'g'),
+        100
+    );
+    ctx jsonb := coalesce(context, '{}');
+    previous_session text := pg_catalog.current_setting('toolsdb.session_id', true);
+    uuid_pattern constant text := '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$';
+    ctx_user uuid;
+    ctx_agent uuid;
+    ctx_project uuid;
+    goes_idle boolean;
+    wakes boolean;
+    new_id bigint;
+begin
+    if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
+        raise exception 'a hook payload is a JSON object, not %', coalesce(pg_catalog.jsonb_typeof(payload), 'null')
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if pg_catalog.jsonb_typeof(ctx) <> 'object' then
+        raise exception 'the hook context is a JSON object, not %', pg_catalog.jsonb_typeof(ctx)
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if sid is null or pg_catalog.jsonb_typeof(payload -> 'session_id') <> 'string' or sid = '' then
+        raise exception 'the hook payload has no session_id string'
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- Ids from the hook's environment, in any case; anything else is ignored.
+    ctx_user := case when ctx ->> 'user_id' ~ uuid_pattern then (ctx ->> 'user_id')::uuid end;
+    ctx_agent := case when ctx ->> 'agent_id' ~ uuid_pattern then (ctx ->> 'agent_id')::uuid end;
+    ctx_project := case when ctx ->> 'project_id' ~ uuid_pattern then (ctx ->> 'project_id')::uuid end;
+    goes_idle := coalesce(kind = 'Notification' and (
+        payload ->> 'notification_type' = 'idle_prompt'
+        or (payload ->> 'notification_type' is null and payload ->> 'message' ilike '%waiting for your input%')
+    ), false);
+    wakes := kind in ('UserPromptSubmit', 'PreToolUse', 'PostToolUse', 'PostToolUseFailure', 'SessionStart');
+    -- Act as the payload's session (row-level security), and put the
+    -- caller's setting back afterwards.
+    perform pg_catalog.set_config('toolsdb.session_id', sid, true);
+    insert into toolsdb.sessions as s (
+        session_id, cwd, transcript_path, permission_mode, git_branch, terminal_type, terminal_info,
+        user_id, agent_id, project_id, last_event_type, is_idle, ended_at, end_reason
+    )
+    values (
+        sid,
+        -- A value the session's CHECKs would refuse is left out, never the
+        -- event: the payload keeps it.
+        case when char_length(payload ->> 'cwd') between 1 and 4096 then payload ->> 'cwd' end,
+        case when char_length(payload ->> 'transcript_path') between 1 and 4096 then payload ->> 'transcript_path' end,
+        case
+            when payload ->> 'permission_mode' ~ '^[A-Za-z][A-Za-z0-9_-]*$'
+                and char_length(payload ->> 'permission_mode') <= 50
+                then payload ->> 'permission_mode'
+        end,
+        case when char_length(ctx ->> 'git_branch') between 1 and 255 then ctx ->> 'git_branch' end,
+        case
+            when ctx ->> 'terminal_type' ~ '^[a-z][a-z0-9_.-]*$' and char_length(ctx ->> 'terminal_type') <= 50
+                then ctx ->> 'terminal_type'
+        end,
+        case when pg_catalog.jsonb_typeof(ctx -> 'terminal_info') = 'object' then ctx -> 'terminal_info' else '{}' end,
+        (select u.user_id from toolsdb.users as u where u.user_id = ctx_user),
+        (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent),
+        (select p.project_id from toolsdb.projects as p where p.project_id = ctx_project),
+        kind,
+        goes_idle,
+        case when kind = 'SessionEnd' then pg_catalog.now() end,
+        case when kind = 'SessionEnd' then coalesce(nullif(payload ->> 'reason', ''), 'other') end
+    )
+    on conflict on constraint sessions_pkey do update
+    set cwd = coalesce(excluded.cwd, s.cwd),
+        transcript_path = coalesce(excluded.transcript_path, s.transcript_path),
+        permission_mode = coalesce(excluded.permission_mode, s.permission_mode),
+        git_branch = coalesce(excluded.git_branch, s.git_branch),
+        terminal_type = coalesce(excluded.terminal_type, s.terminal_type),
+        terminal_info = case when excluded.terminal_info = '{}' then s.terminal_info else excluded.terminal_info end,
+        user_id = coalesce(excluded.user_id, s.user_id),
+        agent_id = coalesce(excluded.agent_id, s.agent_id),
+        project_id = coalesce(excluded.project_id, s.project_id),
+        last_event_type = excluded.last_event_type,
+        last_activity_at = greatest(s.last_activity_at, pg_catalog.now()),
+        is_idle = case when goes_idle then true when wakes or kind = 'SessionEnd' then false else s.is_idle end,
+        ended_at = case
+            when kind = 'SessionEnd' then coalesce(s.ended_at, greatest(s.started_at, pg_catalog.now()))
+            when kind = 'SessionStart' then null
+            else s.ended_at
+        end,
+        end_reason = case
+            when kind = 'SessionEnd' then coalesce(s.end_reason, excluded.end_reason)
+            when kind = 'SessionStart' then null
+            else s.end_reason
+        end;
+    insert into toolsdb.events (session_id, event_type, payload)
+    values (sid, kind, payload)
+    returning event_id into new_id;
+    perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+    return new_id;
+end;
+$function$;
+
+comment on function toolsdb.hook_ingest(jsonb, jsonb) is
+'Stores one agent hook payload (Claude Code''s JSON on the hook''s stdin) as a raw event and keeps '
+'its session current, in one call; returns the event_id. Every event: last activity, cwd, '
+'transcript path and permission mode. Notification of type idle_prompt: idle. UserPromptSubmit, '
+'PreToolUse, PostToolUse(Failure) and SessionStart: not idle. SessionEnd: ended, with its reason; '
+'SessionStart reopens. Unknown events and fields are kept as they are. context (from the hook '
+'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
+'such a row exists. A payload that is not an object or has no session_id is invalid_parameter_value '
+'(22023). A field the session''s CHECKs would refuse (an odd permission_mode, a cwd over 4096 '
+'characters) is left out of the session, never the event. Used by `toolsdb hook`.';
+
+create or replace function toolsdb.get_unprocessed_events(
+    batch_size integer default 100,
+    lease interval default '5 minutes',
+    worker text default null
+)
+returns setof toolsdb.events
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    token uuid := gen_random_uuid();
+begin
+    if batch_size is null or batch_size not between 1 and 10000 then
+        raise exception 'batch_size must be between 1 and 10000, not %', batch_size
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if lease is null or lease < interval '1 second' or lease > interval '1 day' then
+        raise exception 'lease must be between 1 second and 1 day, not %', lease
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- The ids first, as an array: the update then finds each row by its
+    -- primary key, whatever the table's size (a join could hash it whole).
+    return query
+    with claimed as (
+        update toolsdb.events as e
+        set visible_at = pg_catalog.now() + lease,
+            attempts = e.attempts + 1,
+            claim_token = token,
+            claimed_by = worker
+        where e.event_id = any(array(
+            select p.event_id
+            from toolsdb.events as p
+            where p.processed_at is null and p.visible_at <= pg_catalog.now()
+            order by p.visible_at, p.event_id
+            limit batch_size
+            for update skip locked
+        ))
+        returning e.*
+    )
+    select * from claimed order by claimed.event_id;
+end;
+$function$;
+
+comment on function toolsdb.get_unprocessed_events(integer, interval, text) is
+'Claims up to batch_size unprocessed events, oldest first, for a worker (seed 001''s '
+'get_unprocessed_events): each is leased until now() + lease under one new claim_token, and '
+'comes back to the next claimer if not marked processed by then. Concurrent claimers never get '
+'the same row (for update skip locked). Commit the claim before working on it. For '
+'toolsdb_worker: sees every session.';
+
+create or replace function toolsdb.mark_events_processed(event_ids bigint[], claim_token uuid)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i);
+    done integer;
+begin
+    update toolsdb.events as e
+    set processed_at = pg_catalog.now(),
+        claim_token = null
+    where e.event_id = any(event_ids)
+        and e.claim_token = mark_events_processed.claim_token
+        and e.processed_at is null
+        and e.visible_at > pg_catalog.now();
+    get diagnostics done = row_count;
+    if done <> wanted then
+        raise exception 'lease lost: % of % events are no longer held by this claim', wanted - done, wanted
+            using errcode = 'object_not_in_prerequisite_state',
+            hint = 'their lease ended or another worker claimed them; nothing was marked';
+    end if;
+    return done;
+end;
+$function$;
+
+comment on function toolsdb.mark_events_processed(bigint[], uuid) is
+'Marks claimed events processed, all or none: each must still be held by the claim (same '
+'claim_token, lease not over, not yet processed), else object_not_in_prerequisite_state (55000) '
+'"lease lost" and nothing changes. Returns how many.';
+
+create or replace function toolsdb.mark_event_processed(event_id bigint, claim_token uuid)
+returns boolean
+language sql
+volatile
+security definer
+set search_path = ''
+as $function$
+    select toolsdb.mark_events_processed(array[event_id], claim_token) = 1;
+$function$;
+
+comment on function toolsdb.mark_event_processed(bigint, uuid) is
+'Marks one claimed event processed (seed 001''s mark_event_processed); refuses with '
+'object_not_in_prerequisite_state (55000) when the claim no longer holds it.';
+
+create or replace function toolsdb.purge_processed_events(older_than interval default '30 days')
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    purged bigint;
+begin
+    if older_than is null or older_than < interval '0' then
+        raise exception 'older_than must be a positive interval, not %', older_than
+            using errcode = 'invalid_parameter_value';
+    end if;
+    delete from toolsdb.events as e
+    where e.processed_at < pg_catalog.now() - older_than;
+    get diagnostics purged = row_count;
+    return purged;
+end;
+$function$;
+
+comment on function toolsdb.purge_processed_events(interval) is
+'Retention of the raw event queue: deletes events processed more than older_than ago (default '
+'30 days; notifications keep their rows, their event_id becomes null). Returns how many.';

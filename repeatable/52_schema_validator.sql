@@ -1,0 +1,735 @@
+-- repeatable/52_schema_validator.sql
+-- Tier 50: the SQL schema validator (seed 000), callable from psql:
+-- select toolsdb.validate_schema('create table ...'). A script is split
+-- into statements by a lexer that knows comments, strings, quoted names
+-- and dollar quotes; anything but CREATE, ALTER and COMMENT is refused
+-- (42501); the statements then really run, as the role toolsdb_validator
+-- (no privilege but its scratch schema), in a subtransaction that is always
+-- rolled back; what they made is checked against the conventions the
+-- catalog tests hold toolsdb itself to (toolsdb_private.convention_findings);
+-- the report is kept in toolsdb.schema_validations by statement hash.
+-- docs/agent-tools.md, "Schema validator", has the rules and the limits.
+-- Re-applied by every migrate after the migrations, each object only where it
+-- differs (docs/architecture.md); the tables are in
+-- schema/52_schema_validator.sql.
+
+-- ---------------------------------------------------------------------------
+-- The lexer: statements of a script, with their lines
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb_private.newlines_before(body text, at_position integer)
+returns integer
+language sql
+immutable
+strict
+set search_path = ''
+as $function$
+    select
+        pg_catalog.length(pg_catalog.substr(body, 1, greatest(at_position - 1, 0)))
+        - pg_catalog.length(pg_catalog.replace(pg_catalog.substr(body, 1, greatest(at_position - 1, 0)), E'\n', ''));
+$function$;
+
+comment on function toolsdb_private.newlines_before(text, integer) is
+'How many line breaks come before character at_position (from 1) of body; 0 for a position of 0 or '
+'less. Turns a position in a script into a line number for the validator''s findings.';
+
+create or replace function toolsdb_private.sql_statements(script text)
+returns table (statement_no integer, line integer, statement text, skeleton text)
+language plpgsql
+immutable
+strict
+set search_path = ''
+set standard_conforming_strings = on
+as $function$
+-- Splits at top-level semicolons. skeleton is the statement without its
+-- comments, with every string and dollar-quoted body reduced to '' and
+-- every run of white space to one blank: what the refusal rules read.
+-- Identifier characters are PostgreSQL's: letters, digits, _, $ and any
+-- non-ASCII character; a SQL-standard body (BEGIN ATOMIC ... END) is not
+-- split at its inner semicolons.
+declare
+    script_length integer := pg_catalog.length(script);
+    pos integer := 1;
+    next_special integer;
+    chunk_end integer;
+    ch text;
+    tag text;
+    depth integer;
+    first_token integer;
+    shape text := '';
+    escaped boolean;
+begin
+    statement_no := 0;
+    loop
+        next_special := pg_catalog.regexp_instr(script, '[-/''"$;]', pos);
+        if next_special = 0 then
+            next_special := script_length + 1;
+        end if;
+        if next_special > pos then
+            shape := shape || pg_catalog.substr(script, pos, next_special - pos);
+            if first_token is null and pg_catalog.substr(script, pos, next_special - pos) ~ '\S' then
+                first_token := pos + pg_catalog.regexp_instr(pg_catalog.substr(script, pos, next_special - pos), '\S') - 1;
+            end if;
+        end if;
+        pos := next_special;
+        ch := pg_catalog.substr(script, pos, 1);
+        if ch = ';' and shape ~* '\mbegin\s+atomic\M'
+            and (
+                select pg_catalog.count(*) filter (where w[1] in ('begin', 'case'))
+                    > pg_catalog.count(*) filter (where w[1] = 'end')
+                from pg_catalog.regexp_matches(pg_catalog.lower(shape), '\m(begin|case|end)\M', 'g') as w
+            ) then
+            -- Inside BEGIN ATOMIC ... END: this semicolon ends an inner statement.
+            shape := shape || ch;
+            pos := pos + 1;
+            continue;
+        end if;
+        if pos > script_length or ch = ';' then
+            shape := pg_catalog.btrim(pg_catalog.regexp_replace(shape, '\s+', ' ', 'g'));
+            if shape <> '' then
+                statement_no := statement_no + 1;
+                line := 1 + toolsdb_private.newlines_before(script, first_token);
+                statement := pg_catalog.rtrim(pg_catalog.substr(script, first_token, pos - first_token), E' \t\r\n');
+                skeleton := shape;
+                return next;
+            end if;
+            exit when pos > script_length;
+            pos := pos + 1;
+            first_token := null;
+            shape := '';
+            continue;
+        end if;
+        if first_token is null and not (ch in ('-', '/') and pg_catalog.substr(script, pos + 1, 1) = ch)
+            and not (ch = '/' and pg_catalog.substr(script, pos + 1, 1) = '*') then
+            first_token := pos;
+        end if;
+        if ch = '-' and pg_catalog.substr(script, pos + 1, 1) = '-' then
+            chunk_end := pg_catalog.regexp_instr(script, '\n', pos);
+            pos := case when chunk_end = 0 then script_length + 1 else chunk_end + 1 end;
+            shape := shape || ' ';
+        elsif ch = '/' and pg_catalog.substr(script, pos + 1, 1) = '*' then
+            -- Block comments nest in PostgreSQL.
+            depth := 1;
+            pos := pos + 2;
+            while depth > 0 and pos <= script_length loop
+                chunk_end := pg_catalog.regexp_instr(script, '/\*|\*/', pos);
+                if chunk_end = 0 then
+                    pos := script_length + 1;
+                elsif pg_catalog.substr(script, chunk_end, 2) = '/*' then
+                    depth := depth + 1;
+                    pos := chunk_end + 2;
+                else
+                    depth := depth - 1;
+                    pos := chunk_end + 2;
+                end if;
+            end loop;
+            shape := shape || ' ';
+        elsif ch = '''' then
+            -- E'...' strings take backslash escapes; others only ''.
+            escaped := pos > 1 and pg_catalog.lower(pg_catalog.substr(script, pos - 1, 1)) = 'e'
+                and (pos = 2 or pg_catalog.substr(script, pos - 2, 1) !~ '[A-Za-z0-9_$]|[^[:ascii:]]');
+            pos := pos + 1;
+            loop
+                chunk_end := pg_catalog.regexp_instr(script, case when escaped then '[''\\]' else '''' end, pos);
+                if chunk_end = 0 then
+                    pos := script_length + 1;
+                    exit;
+                elsif pg_catalog.substr(script, chunk_end, 1) = '\' then
+                    pos := chunk_end + 2;
+                elsif pg_catalog.substr(script, chunk_end + 1, 1) = '''' then
+                    pos := chunk_end + 2;
+                else
+                    pos := chunk_end + 1;
+                    exit;
+                end if;
+            end loop;
+            shape := shape || '''''';
+        elsif ch = '"' then
+            -- A quoted name, "" inside it standing for one ".
+            chunk_end := pos;
+            loop
+                chunk_end := pg_catalog.regexp_instr(script, '"', chunk_end + 1);
+                if chunk_end = 0 then
+                    chunk_end := script_length;
+                    exit;
+                end if;
+                exit when pg_catalog.substr(script, chunk_end + 1, 1) <> '"';
+                chunk_end := chunk_end + 1;
+            end loop;
+            shape := shape || pg_catalog.substr(script, pos, chunk_end - pos + 1);
+            pos := chunk_end + 1;
+        elsif ch = '$' then
+            tag := pg_catalog.substring(
+                pg_catalog.substr(script, pos, 200), '^\$(?:(?:[A-Za-z_]|[^[:ascii:]])(?:[A-Za-z_0-9]|[^[:ascii:]])*)?\$'
+            );
+            if tag is not null and (pos = 1 or pg_catalog.substr(script, pos - 1, 1) !~ '[A-Za-z0-9_$]|[^[:ascii:]]') then
+                chunk_end := pg_catalog.regexp_instr(
+                    script, pg_catalog.replace(tag, '$', '\$'), pos + pg_catalog.length(tag)
+                );
+                pos := case when chunk_end = 0 then script_length + 1 else chunk_end + pg_catalog.length(tag) end;
+                shape := shape || '''''';
+            else
+                shape := shape || ch;
+                pos := pos + 1;
+            end if;
+        else
+            -- A lone - or /.
+            shape := shape || ch;
+            pos := pos + 1;
+        end if;
+    end loop;
+end;
+$function$;
+
+comment on function toolsdb_private.sql_statements(text) is
+'Splits a SQL script into its statements at top-level semicolons, knowing -- and nested /* */ '
+'comments, '''' and E'''' strings, "quoted" names and $tag$ bodies: number, first line, text, and '
+'a skeleton without comments or string contents (what toolsdb.validate_schema() classifies).';
+
+-- ---------------------------------------------------------------------------
+-- The conventions, as one query over the catalog
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb_private.convention_findings(namespaces regnamespace[])
+returns table (
+    object_oid oid, object_name text, column_name text, rule text, severity text, message text,
+    part_oid oid, column_number smallint
+)
+language sql
+stable
+set search_path = ''
+as $function$
+    -- The one convention engine: tests/test_catalog_conventions.py holds
+    -- toolsdb's own schemas to these rules (docs/agent-tools.md lists them
+    -- with their severities).
+    with
+    rel as (
+        select c.oid, c.relname::text as relname, c.relkind, c.relispartition
+        from pg_catalog.pg_class as c
+        where c.relnamespace::pg_catalog.regnamespace = any(namespaces) and c.relkind in ('r', 'p', 'v', 'm')
+            -- an extension's objects are the extension's, not the schema's author's
+            and not exists (
+                select from pg_catalog.pg_depend as d
+                where d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass and d.objid = c.oid and d.deptype = 'e'
+            )
+    ),
+    fn as (
+        select p.oid, p.proname::text as proname, p.prosecdef, p.prolang, p.proconfig
+        from pg_catalog.pg_proc as p
+        where p.pronamespace::pg_catalog.regnamespace = any(namespaces)
+            and not exists (
+                select from pg_catalog.pg_depend as d
+                where d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass and d.objid = p.oid and d.deptype = 'e'
+            )
+    ),
+    col as (
+        select
+            r.oid, r.relname, r.relkind, r.relispartition, a.attnum, a.attname::text as attname, a.atttypid,
+            pg_catalog.format_type(a.atttypid, a.atttypmod) as type_name
+        from rel as r
+        inner join pg_catalog.pg_attribute as a on r.oid = a.attrelid and a.attnum > 0 and not a.attisdropped
+    ),
+    con as (
+        select k.oid, k.conrelid, k.conname::text as conname, k.contype, k.conkey, k.confdeltype, r.relname
+        from pg_catalog.pg_constraint as k
+        inner join rel as r on k.conrelid = r.oid
+    )
+    select r.oid, r.relname, null, 'primary_key', 'error', 'table ' || r.relname || ' has no primary key',
+        null::oid, null::smallint
+    from rel as r
+    where r.relkind in ('r', 'p')
+        and not exists (select from pg_catalog.pg_constraint as k where k.conrelid = r.oid and k.contype = 'p')
+    union all
+    select r.oid, r.relname, null, 'table_comment', 'warning',
+        case when r.relkind in ('v', 'm') then 'view ' else 'table ' end || r.relname || ' has no COMMENT',
+        null, null
+    from rel as r
+    where coalesce(pg_catalog.obj_description(r.oid, 'pg_class'), '') = ''
+    union all
+    select c.oid, c.relname, c.attname, 'column_comment', 'warning',
+        'column ' || c.relname || '.' || c.attname || ' has no COMMENT', null, c.attnum
+    from col as c
+    where not c.relispartition and coalesce(pg_catalog.col_description(c.oid, c.attnum), '') = ''
+    union all
+    select c.oid, c.relname, c.attname, t.rule, t.severity,
+        'column ' || c.relname || '.' || c.attname || ' is ' || c.type_name || ': ' || t.advice, null, c.attnum
+    from col as c
+    inner join (values
+        ('timestamp without time zone'::regtype, 'timestamptz', 'error', 'use timestamptz'),
+        ('character varying'::regtype, 'text_not_varchar', 'error', 'use text with a named CHECK on its length'),
+        ('character'::regtype, 'text_not_varchar', 'error', 'use text with a named CHECK on its length'),
+        ('json'::regtype, 'jsonb_not_json', 'warning', 'use jsonb'),
+        ('money'::regtype, 'numeric_not_money', 'warning', 'use numeric')
+    ) as t (type_oid, rule, severity, advice) on c.atttypid = t.type_oid
+    where c.relkind in ('r', 'p', 'v', 'm')
+    union all
+    select c.oid, c.relname, c.attname, 'identity_not_serial', 'warning',
+        'column ' || c.relname || '.' || c.attname
+        || ' defaults to a sequence (serial): use generated always as identity, or a uuid', null, c.attnum
+    from col as c
+    inner join pg_catalog.pg_attrdef as d on c.oid = d.adrelid and c.attnum = d.adnum
+    where pg_catalog.pg_get_expr(d.adbin, d.adrelid) like 'nextval(%'
+    union all
+    select c.oid, c.relname, c.attname, 'text_bounded', 'warning',
+        'text column ' || c.relname || '.' || c.attname
+        || ' is in no CHECK constraint: bound its length or format with a named CHECK', null, c.attnum
+    from col as c
+    where c.relkind in ('r', 'p') and c.atttypid = 'pg_catalog.text'::pg_catalog.regtype
+        and not exists (
+            select from pg_catalog.pg_constraint as k
+            where k.conrelid = c.oid and k.contype in ('c', 'f') and c.attnum = any(k.conkey)
+        )
+    union all
+    select k.conrelid, k.relname, null, 'foreign_key_index', 'error',
+        'foreign key ' || k.conname || ' of ' || k.relname
+        || ' has no index on its columns: deletes on the referenced table would scan ' || k.relname, k.oid, null
+    from con as k
+    where k.contype = 'f'
+        and not exists (
+            select from pg_catalog.pg_index as i
+            where i.indrelid = k.conrelid and i.indpred is null
+                and (
+                    select pg_catalog.array_agg(x order by x)
+                    from pg_catalog.unnest((i.indkey::int2[])[0:pg_catalog.cardinality(k.conkey) - 1]) as x
+                ) = (select pg_catalog.array_agg(y order by y) from pg_catalog.unnest(k.conkey) as y)
+        )
+    union all
+    select k.conrelid, k.relname, null, 'foreign_key_on_delete', 'warning',
+        'foreign key ' || k.conname || ' of ' || k.relname
+        || ' does not say what happens on delete: add on delete restrict, cascade or set null', k.oid, null
+    from con as k
+    where k.contype = 'f' and k.confdeltype = 'a'
+    union all
+    select k.conrelid, k.relname, null, 'constraint_name', 'warning',
+        'constraint ' || k.conname || ' of ' || k.relname || ' has a generated or unconventional name: '
+        || case k.contype
+            when 'p' then 'name it ' || k.relname || '_pkey'
+            when 'f' then 'end it in _fkey'
+            when 'u' then 'end it in _key'
+            else 'name a CHECK for the rule it states (e.g. email_is_valid)'
+        end,
+        k.oid, null
+    from con as k
+    where (k.contype = 'p' and k.conname <> k.relname || '_pkey')
+        or (k.contype = 'f' and k.conname !~ '_fkey$')
+        or (k.contype = 'u' and k.conname !~ '_key$')
+        or (k.contype = 'c' and k.conname ~ '_check\d*$')
+    union all
+    select r.oid, r.relname, null, 'updated_at_trigger', 'warning',
+        'table ' || r.relname || ' has updated_at but no before insert or update trigger calling '
+        || 'toolsdb_private.tg__timestamps() (name it _100_timestamps)', null, null
+    from rel as r
+    where r.relkind in ('r', 'p')
+        and exists (
+            select from pg_catalog.pg_attribute as a
+            where a.attrelid = r.oid and a.attname = 'updated_at' and not a.attisdropped
+        )
+        and not exists (
+            select from pg_catalog.pg_trigger as t
+            where t.tgrelid = r.oid and not t.tgisinternal
+                and t.tgfoid = pg_catalog.to_regprocedure('toolsdb_private.tg__timestamps()')
+                and t.tgtype & 2 = 2 and t.tgtype & (4 | 16) = (4 | 16)
+        )
+    union all
+    select r.oid, r.relname, null, 'view_security_invoker', 'warning',
+        'view ' || r.relname || ' runs with its owner''s rights: create it with (security_invoker = true)',
+        null, null
+    from rel as r
+    inner join pg_catalog.pg_class as c on r.oid = c.oid
+    where r.relkind = 'v' and not coalesce('security_invoker=true' = any(c.reloptions), false)
+    union all
+    select n.object_oid, n.object_name, n.column_name, 'snake_case', 'error',
+        n.kind || ' ' || n.name || ' is not snake_case (lowercase letters, digits and _, under 63 bytes)',
+        n.part_oid, n.column_number
+    from (
+        select r.oid as object_oid, r.relname as object_name, null as column_name, 'relation' as kind,
+            r.relname as name, r.relname as checked, null::oid as part_oid, null::smallint as column_number
+        from rel as r
+        union all
+        select c.oid, c.relname, c.attname, 'column', c.relname || '.' || c.attname, c.attname, null, c.attnum
+        from col as c
+        union all
+        select k.conrelid, k.relname, null, 'constraint', k.conname, k.conname, k.oid, null from con as k
+        union all
+        select r.oid, r.relname, null, 'index', x.relname::text, x.relname::text, i.indexrelid, null
+        from rel as r
+        inner join pg_catalog.pg_index as i on r.oid = i.indrelid
+        inner join pg_catalog.pg_class as x on i.indexrelid = x.oid
+        union all
+        select p.oid, p.proname, null, 'function', p.proname, p.proname, null, null
+        from fn as p
+    ) as n (object_oid, object_name, column_name, kind, name, checked, part_oid, column_number)
+    where n.checked !~ '^_?[a-z][a-z0-9_]*$' or pg_catalog.octet_length(n.checked) >= 63
+    union all
+    select t.tgrelid, r.relname, null, 'trigger_name', 'warning',
+        'trigger ' || t.tgname || ' on ' || r.relname
+        || ' is not named _NNN_what (triggers fire in name order, e.g. _100_timestamps)', t.oid, null
+    from pg_catalog.pg_trigger as t
+    inner join rel as r on t.tgrelid = r.oid
+    where not t.tgisinternal and t.tgname !~ '^_[0-9]{3}_[a-z][a-z0-9_]*$'
+    union all
+    select p.oid, p.proname, null, 'function_search_path', 'warning',
+        'function ' || p.proname || ' does not pin search_path: add set search_path = ''''', null, null
+    from fn as p
+    inner join pg_catalog.pg_language as l on p.prolang = l.oid
+    where (p.prosecdef or l.lanname = 'plpgsql')
+        and not exists (
+            select from pg_catalog.unnest(coalesce(p.proconfig, '{}')) as cfg where cfg like 'search\_path=%'
+        )
+$function$;
+
+comment on function toolsdb_private.convention_findings(regnamespace[]) is
+'Findings of the schema conventions over every table, view, column, constraint, index, trigger and '
+'function of the given namespaces: (object, column, rule, severity, message, and the constraint, '
+'trigger or index and the column number a finding is about). Used by '
+'toolsdb.validate_schema() on its scratch schema, and by the catalog tests on toolsdb itself.';
+
+-- ---------------------------------------------------------------------------
+-- Running the statements, as toolsdb_validator, always rolled back
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb_private.validate_execute(statements text[], lines integer[])
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = toolsdb_scratch, toolsdb, pg_catalog, pg_temp
+set lock_timeout = '1s'
+set check_function_bodies = on
+set standard_conforming_strings = on
+as $function$
+-- Owned by toolsdb_validator, which may create only in toolsdb_scratch:
+-- a statement cannot change a toolsdb table, and whatever it makes is
+-- undone with the subtransaction below, which always ends in a rollback.
+-- Unqualified names resolve in the scratch schema first, then in toolsdb.
+-- standard_conforming_strings is pinned on: the lexer split the script
+-- with it on, so the server must read its strings the same way.
+declare
+    findings jsonb := '[]';
+    -- Which statement made what: 'o<oid>' for relations, functions,
+    -- constraints and triggers, 'a<relation oid>.<attnum>' for columns.
+    made jsonb := '{}';
+    statement_no integer;
+    failed boolean := false;
+    error_message text;
+    error_state text;
+    error_hint text;
+    near_token text;
+    found_at integer;
+    needle text;
+    finding record;
+    source_statement integer;
+    finding_line integer;
+begin
+    begin
+        for statement_no in 1 .. coalesce(pg_catalog.array_length(statements, 1), 0) loop
+            begin
+                execute statements[statement_no];
+            exception
+                when lock_not_available or deadlock_detected or serialization_failure or query_canceled then
+                    -- Transient: the script is not at fault, so there is no
+                    -- report to keep; the caller sees the error and may retry.
+                    raise;
+                when others then
+                    get stacked diagnostics
+                        error_message = message_text, error_state = returned_sqlstate, error_hint = pg_exception_hint;
+                    -- "... at or near "x"": the line of x within the statement.
+                    near_token := pg_catalog.substring(error_message, 'at or near "(.*)"$');
+                    found_at := coalesce(pg_catalog.strpos(statements[statement_no], near_token), 0);
+                    findings := findings || pg_catalog.jsonb_build_object(
+                        'rule', case when error_state = '42601' then 'syntax' else 'execute' end,
+                        'severity', 'error',
+                        'line', lines[statement_no] + toolsdb_private.newlines_before(statements[statement_no], found_at),
+                        'message', error_message || coalesce('; ' || nullif(error_hint, ''), '')
+                        || ' (SQLSTATE ' || error_state || ')'
+                        || case when error_state = '42501' then
+                            '; statements run as toolsdb_validator, which creates only in its scratch schema '
+                            || '(leave names unqualified) and may reference toolsdb tables' else '' end
+                        || case when statement_no < pg_catalog.array_length(statements, 1)
+                            then '; the statements after it were not run' else '' end,
+                        'object', null
+                    );
+                    failed := true;
+            end;
+            exit when failed;
+            select made || coalesce(pg_catalog.jsonb_object_agg(n.made_key, statement_no), '{}')
+            into made
+            from (
+                select 'o' || c.oid from pg_catalog.pg_class as c
+                where c.relnamespace = 'toolsdb_scratch'::regnamespace
+                union all
+                select 'o' || p.oid from pg_catalog.pg_proc as p
+                where p.pronamespace = 'toolsdb_scratch'::regnamespace
+                union all
+                select 'o' || k.oid from pg_catalog.pg_constraint as k
+                inner join pg_catalog.pg_class as c on k.conrelid = c.oid
+                where c.relnamespace = 'toolsdb_scratch'::regnamespace
+                union all
+                select 'o' || t.oid from pg_catalog.pg_trigger as t
+                inner join pg_catalog.pg_class as c on t.tgrelid = c.oid
+                where c.relnamespace = 'toolsdb_scratch'::regnamespace and not t.tgisinternal
+                union all
+                select 'a' || a.attrelid || '.' || a.attnum from pg_catalog.pg_attribute as a
+                inner join pg_catalog.pg_class as c on a.attrelid = c.oid
+                where c.relnamespace = 'toolsdb_scratch'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
+                    and a.attnum > 0 and not a.attisdropped
+            ) as n (made_key)
+            where not made ? n.made_key;
+        end loop;
+        if not failed then
+            for finding in
+                select * from toolsdb_private.convention_findings(array['toolsdb_scratch'::regnamespace])
+            loop
+                source_statement := coalesce(
+                    made ->> ('a' || finding.object_oid || '.' || finding.column_number),
+                    made ->> ('o' || finding.part_oid),
+                    made ->> ('o' || finding.object_oid)
+                )::integer;
+                finding_line := coalesce(lines[source_statement], 1);
+                if finding.column_name is not null and source_statement is not null then
+                    -- The column's name where a definition starts ("(", "," or a new
+                    -- line before it), else anywhere; as a literal, not a pattern.
+                    needle := pg_catalog.regexp_replace(
+                        pg_catalog.quote_ident(finding.column_name), '([^[:alnum:]_ ])', '\\\1', 'g'
+                    );
+                    found_at := pg_catalog.regexp_instr(
+                        statements[source_statement], '(?:^|[(,]|\n)\s*(' || needle || ')(?:[^[:alnum:]_$]|$)',
+                        1, 1, 0, 'i', 1
+                    );
+                    if found_at = 0 then
+                        found_at := pg_catalog.regexp_instr(
+                            statements[source_statement], '(?:^|[^[:alnum:]_$])(' || needle || ')(?:[^[:alnum:]_$]|$)',
+                            1, 1, 0, 'i', 1
+                        );
+                    end if;
+                    finding_line := finding_line + toolsdb_private.newlines_before(statements[source_statement], found_at);
+                end if;
+                findings := findings || pg_catalog.jsonb_build_object(
+                    'rule', finding.rule,
+                    'severity', finding.severity,
+                    'line', finding_line,
+                    'message', finding.message,
+                    'object', finding.object_name || coalesce('.' || finding.column_name, '')
+                );
+            end loop;
+        end if;
+        raise exception 'validation done' using errcode = 'TV000';
+    exception
+        when sqlstate 'TV000' then
+            null;  -- the rollback of everything the statements did
+    end;
+    return coalesce(
+        (
+            select pg_catalog.jsonb_agg(f order by (f ->> 'line')::integer, f ->> 'severity', f ->> 'rule', f ->> 'object')
+            from pg_catalog.jsonb_array_elements(findings) as f
+        ),
+        '[]'
+    );
+end;
+$function$;
+
+comment on function toolsdb_private.validate_execute(text[], integer[]) is
+'Runs the statements of a script as toolsdb_validator in a subtransaction that always rolls back, '
+'and returns the findings: the first statement that fails (rule syntax or execute), else the '
+'conventions of what they made (convention_findings). Called by toolsdb.validate_schema() only.';
+
+-- Owned by toolsdb_validator: it runs with that role's rights, never the owner's.
+-- (A new owner needs CREATE on the function's schema for the moment of the change.)
+do $owner$
+begin
+    if (
+        select p.proowner from pg_catalog.pg_proc as p
+        where p.oid = 'toolsdb_private.validate_execute(text[], integer[])'::regprocedure
+    ) <> 'toolsdb_validator'::regrole then
+        grant create on schema toolsdb_private to toolsdb_validator;
+        alter function toolsdb_private.validate_execute(text[], integer[]) owner to toolsdb_validator;
+        revoke create on schema toolsdb_private from toolsdb_validator;
+    end if;
+end
+$owner$;
+
+-- ---------------------------------------------------------------------------
+-- The entry point
+-- ---------------------------------------------------------------------------
+
+create or replace function toolsdb_private.validation_refusal(
+    skeleton text, script_defines_functions boolean default false
+)
+returns text
+language plpgsql
+immutable
+strict
+set search_path = ''
+as $function$
+-- Null when a statement (its skeleton from sql_statements) may be run by
+-- the validator, else why not. Only statements that define things: none
+-- reads or writes rows, and none runs a query (CREATE TABLE AS, a
+-- materialized view) or code (DO, CALL, SELECT f()). PostgreSQL evaluates
+-- two kinds of expression while defining: a non-volatile default of ADD
+-- COLUMN (once, the "fast default") and partition bounds; in a script that
+-- also defines functions, those could call them, so they are refused there.
+declare
+    head text := pg_catalog.lower(skeleton);
+    flat text;
+    previous text;
+begin
+    if script_defines_functions
+        and (
+            (head ~ '^alter table ' and head ~ '\madd\M' and head !~ '\madd constraint\M')
+            or head ~ '\mfor values\M'
+        ) then
+        return 'ALTER TABLE ... ADD COLUMN or a partition bound would evaluate its expressions now, and this script '
+            || 'defines functions they could call; validate the functions in a script of their own';
+    end if;
+    if head ~ '^alter ' and head ~ '\m(owner to|set schema)\M' then
+        return 'ALTER ... OWNER TO / SET SCHEMA is not a definition';
+    end if;
+    if head ~ '^create (or replace )?(temp |temporary |unlogged )?table ' then
+        -- CREATE TABLE ... AS runs its query: look for a top-level AS.
+        flat := head;
+        loop
+            previous := flat;
+            flat := pg_catalog.regexp_replace(flat, '\([^()]*\)', '', 'g');
+            exit when flat = previous;
+        end loop;
+        if flat ~ '\m(as|execute)\M' then
+            return 'CREATE TABLE ... AS runs a query';
+        end if;
+        return null;
+    end if;
+    if head ~ '^create (unique )?index '
+        or head ~ '^create (or replace )?(temp |temporary )?(recursive )?view '
+        or head ~ '^create (type|domain|statistics|policy) '
+        or head ~ '^create (temp |temporary |unlogged )?sequence '
+        or head ~ '^create (or replace )?(function|procedure) '
+        or head ~ '^create (or replace )?(constraint )?trigger '
+        or head ~ '^alter (table|index|sequence|view|type|domain|function|procedure|trigger|statistics|policy) '
+        or head ~ '^comment on ' then
+        return null;
+    end if;
+    return pg_catalog.upper(pg_catalog.substring(head, '^(\S+(?: \S+)?)')) || ' is not a definition';
+end;
+$function$;
+
+comment on function toolsdb_private.validation_refusal(text, boolean) is
+'Why toolsdb.validate_schema() refuses a statement (from its skeleton), or null when it is one it '
+'runs: CREATE TABLE (not AS), INDEX, VIEW, TYPE, DOMAIN, SEQUENCE, FUNCTION, PROCEDURE, TRIGGER, '
+'STATISTICS, POLICY; ALTER of those; COMMENT ON. In a script that defines functions, also refuses '
+'ADD COLUMN and partition bounds, whose expressions PostgreSQL evaluates while defining.';
+
+create or replace function toolsdb_private.validation_report(stored toolsdb.schema_validations, cached boolean)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $function$
+    select pg_catalog.jsonb_build_object(
+        'valid', stored.valid, 'statement_hash', stored.statement_hash, 'cached', cached,
+        'statements', stored.statement_count, 'errors', stored.error_count,
+        'warnings', stored.warning_count, 'findings', stored.findings,
+        'validated_at', stored.validated_at, 'rules_version', stored.rules_version
+    );
+$function$;
+
+comment on function toolsdb_private.validation_report(toolsdb.schema_validations, boolean) is
+'The report toolsdb.validate_schema() returns, from a stored row of toolsdb.schema_validations; '
+'cached says whether the row was looked up (true) or just made (false).';
+
+create or replace function toolsdb.validate_schema(script text, refresh boolean default false)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    -- Bump when a rule changes: older reports are then not reused.
+    current_rules_version constant integer := 1;
+    script_hash text;
+    stored toolsdb.schema_validations;
+    statements text[];
+    lines integer[];
+    skeletons text[];
+    statement_no integer;
+    reason text;
+    defines_functions boolean;
+    findings jsonb;
+    errors integer;
+    warnings integer;
+begin
+    if script is null or pg_catalog.btrim(script, E' \t\r\n') = '' then
+        raise exception 'validate_schema: the script is empty' using errcode = 'invalid_parameter_value';
+    end if;
+    if pg_catalog.length(script) > 1000000 then
+        raise exception 'validate_schema: the script has % characters, more than 1000000', pg_catalog.length(script)
+            using errcode = 'program_limit_exceeded';
+    end if;
+    script_hash := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(script, 'UTF8')), 'hex');
+    if not coalesce(refresh, false) then
+        select v.* into stored
+        from toolsdb.schema_validations as v
+        where v.statement_hash = script_hash and v.rules_version = current_rules_version;
+        if found then
+            return toolsdb_private.validation_report(stored, true);
+        end if;
+    end if;
+
+    select
+        pg_catalog.array_agg(s.statement order by s.statement_no),
+        pg_catalog.array_agg(s.line order by s.statement_no),
+        pg_catalog.array_agg(s.skeleton order by s.statement_no)
+    into statements, lines, skeletons
+    from toolsdb_private.sql_statements(script) as s;
+    if statements is null then
+        raise exception 'validate_schema: the script holds only comments' using errcode = 'invalid_parameter_value';
+    end if;
+    defines_functions := exists (
+        select from pg_catalog.unnest(skeletons) as k (skeleton)
+        where k.skeleton ~* '^create (or replace )?(function|procedure) '
+    );
+    for statement_no in 1 .. pg_catalog.cardinality(statements) loop
+        reason := toolsdb_private.validation_refusal(skeletons[statement_no], defines_functions);
+        if reason is not null then
+            raise exception 'validate_schema refuses statement % (line %): %', statement_no, lines[statement_no], reason
+                using errcode = 'insufficient_privilege',
+                hint = 'only definitions are validated: CREATE TABLE, INDEX, VIEW, TYPE, DOMAIN, SEQUENCE, '
+                || 'FUNCTION, TRIGGER; ALTER of those; COMMENT ON';
+        end if;
+    end loop;
+
+    findings := toolsdb_private.validate_execute(statements, lines);
+    select
+        pg_catalog.count(*) filter (where f ->> 'severity' = 'error'),
+        pg_catalog.count(*) filter (where f ->> 'severity' = 'warning')
+    into errors, warnings
+    from pg_catalog.jsonb_array_elements(findings) as f;
+
+    insert into toolsdb.schema_validations as v (
+        statement_hash, script, statement_count, valid, error_count, warning_count, findings, rules_version
+    )
+    values (
+        script_hash, script, pg_catalog.cardinality(statements), errors = 0, errors, warnings, findings,
+        current_rules_version
+    )
+    on conflict on constraint schema_validations_pkey do update
+    set statement_count = excluded.statement_count,
+        valid = excluded.valid,
+        error_count = excluded.error_count,
+        warning_count = excluded.warning_count,
+        findings = excluded.findings,
+        rules_version = excluded.rules_version,
+        server_version_num = excluded.server_version_num,
+        validated_by = excluded.validated_by,
+        validated_at = excluded.validated_at
+    returning v.* into stored;
+    return toolsdb_private.validation_report(stored, false);
+end;
+$function$;
+
+comment on function toolsdb.validate_schema(text, boolean) is
+'Validates a script of definitions, e.g. select toolsdb.validate_schema(''create table t (...)''): '
+'refuses anything but CREATE, ALTER and COMMENT (42501); runs the statements in a scratch schema, '
+'always rolled back, so types, references and defaults are real; checks the conventions. Returns '
+'{valid, statement_hash, cached, statements, errors, warnings, findings: [{rule, severity, line, '
+'message, object}]} and keeps it in toolsdb.schema_validations: the same script again is a lookup '
+'(refresh => true runs it again).';

@@ -1,0 +1,69 @@
+-- repeatable/60_maintenance.sql
+-- Tier 60: operations. One maintenance entry point, toolsdb.maintain(), for
+-- a scheduler (pg_cron, cron + `toolsdb maintain`): partitions ahead for the
+-- time-partitioned tables, each table's retention, the audit seal and the
+-- cache purge, reported step by step. And the storage settings of the
+-- tables that churn (queues, sessions, caches): autovacuum by absolute
+-- counts instead of a fraction of the table.
+-- Re-applied by every migrate after the migrations, each object only where it
+-- differs (docs/architecture.md).
+
+create or replace function toolsdb.maintain(
+    audit_months_ahead integer default 3,
+    metrics_days_ahead integer default 7
+)
+returns table (step text, target text, affected bigint, detail text)
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    n bigint;
+    events_age interval;
+begin
+    if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('toolsdb.maintain')) then
+        raise exception 'toolsdb.maintain() is already running in another session'
+            using errcode = 'lock_not_available';
+    end if;
+    select (c.value #>> '{}')::interval into events_age
+    from toolsdb.config as c
+    where c.key = 'events.retention' and not c.is_secret;
+    events_age := coalesce(events_age, interval '30 days');
+
+    n := toolsdb.audit_create_partitions(audit_months_ahead);
+    return query select 'partitions', 'toolsdb.audit_logs', n,
+        pg_catalog.format('%s monthly partition(s) created; this month and %s ahead exist', n, audit_months_ahead);
+    n := toolsdb.metrics_create_partitions(metrics_days_ahead);
+    return query select 'partitions', 'toolsdb.metrics', n,
+        pg_catalog.format('%s daily partition(s) created; today and %s day(s) ahead exist', n, metrics_days_ahead);
+
+    n := toolsdb.audit_apply_retention();
+    return query select 'retention', 'toolsdb.audit_logs', n,
+        pg_catalog.format('%s month(s) dropped past audit.retention (default 13 months)', n);
+    n := toolsdb.metrics_apply_retention();
+    return query select 'retention', 'toolsdb.metrics', n,
+        pg_catalog.format('%s day(s) dropped past metrics.retention (default 30 days)', n);
+    n := toolsdb.purge_processed_events(events_age);
+    return query select 'retention', 'toolsdb.events', n,
+        pg_catalog.format('%s event(s) processed more than %s ago deleted (events.retention)', n, events_age);
+
+    n := toolsdb.audit_seal();
+    return query select 'seal', 'toolsdb.audit_logs', n, pg_catalog.format('%s new range(s) sealed', n);
+
+    n := toolsdb.vision_cache_flush_hits();
+    return query select 'cache', 'toolsdb.vision_cache_hits', n,
+        pg_catalog.format('%s hit(s) folded into vision_cache', n);
+    n := toolsdb.vision_cache_purge_expired();
+    return query select 'cache', 'toolsdb.vision_cache', n, pg_catalog.format('%s expired entries deleted', n);
+end;
+$function$;
+
+comment on function toolsdb.maintain(integer, integer) is
+'The one maintenance entry point (toolsdb maintain; schedule it hourly, e.g. with pg_cron: select * '
+'from toolsdb.maintain()). In one transaction: creates the audit log''s monthly and metrics'' daily '
+'partitions ahead (and moves rows stranded in default partitions), applies the retention of the audit '
+'log (audit.retention), metrics (metrics.retention) and processed events (events.retention, default 30 '
+'days), seals the audit log, folds vision cache hits and deletes expired cache entries. Returns one '
+'row per step with how many things it changed. Running it again at once changes nothing but the '
+'audit_retention entry each run writes (the record that retention ran), which the next run seals. Refuses '
+'with lock_not_available (55P03) while another run is in progress. For the owner (toolsdb_owner).';

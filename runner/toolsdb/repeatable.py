@@ -1,0 +1,264 @@
+"""The re-applied definitions of repeatable/: applied after the migrations,
+in the same transaction, on every ``toolsdb migrate``.
+
+A file is a sequence of *definitions* and *actions*:
+
+* a definition is one ``create or replace function|procedure|view|trigger``
+  statement with the ``comment on`` statements for that object right after
+  it. It runs only when its statements (SHA-256) or its definition in the
+  catalog (MD5 of pg_get_functiondef/viewdef/triggerdef and its comments)
+  differ from what ``toolsdb_migrations.definitions`` recorded when it was
+  last applied: a migrate with nothing to do rewrites no catalog row and
+  invalidates no cached plan, and an object changed or dropped behind
+  toolsdb's back is put back;
+* an action is any other statement (``select toolsdb.audit_table(...)``,
+  the grants' ``do`` block, partitions created ahead). It runs on every
+  migrate, and is written to change nothing when there is nothing to do.
+
+Objects are named ``schema.name`` in lowercase, functions are not
+overloaded, and a comment follows its object, so each object has one
+definition in one file (tests/test_migration_model.py holds the tree to it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from . import paths
+from .errors import ToolsdbError
+from .sqlfiles import Echo, Statement, display_name, execute, split
+
+_NAME = r"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)"
+_CREATE = re.compile(r"create\s+or\s+replace\s+(function|procedure|view|trigger)\b", re.I)
+_ROUTINE = re.compile(r"create\s+or\s+replace\s+(?:function|procedure)\s+" + _NAME + r"\s*\(")
+_VIEW = re.compile(r"create\s+or\s+replace\s+view\s+" + _NAME + r"\s")
+_TRIGGER = re.compile(r"create\s+or\s+replace\s+trigger\s+([a-z_][a-z0-9_]*)\s.*?\bon\s+" + _NAME + r"\s", re.S)
+_COMMENT = re.compile(r"comment\s+on\s+", re.I)
+_COMMENT_ROUTINE = re.compile(r"comment\s+on\s+(?:function|procedure)\s+" + _NAME + r"\s*\(")
+_COMMENT_VIEW = re.compile(r"comment\s+on\s+(?:view\s+" + _NAME + r"|column\s+" + _NAME + r"\.[a-z_][a-z0-9_]*)\s+is\b")
+_COMMENT_TRIGGER = re.compile(r"comment\s+on\s+trigger\s+([a-z_][a-z0-9_]*)\s+on\s+" + _NAME + r"\s+is\b")
+# Statements that would end or split toolsdb's one transaction.
+TRANSACTION_CONTROL = frozenset(
+    {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"}
+)
+
+
+class DefinitionError(ToolsdbError):
+    """A file of repeatable/ breaks the rules of the folder."""
+
+
+def transaction_control(stmt: Statement) -> str | None:
+    """The statement's keyword if it is transaction control, else None."""
+    words = stmt.first_words(2)
+    if not words or words[0] not in TRANSACTION_CONTROL:
+        return None
+    if words[0] == "prepare" and words[1:] != ["transaction"]:
+        return None  # PREPARE name AS ... (a prepared statement)
+    return " ".join(words).upper() if words[0] == "prepare" else words[0].upper()
+
+
+@dataclass
+class Unit:
+    """A definition (kind function, view or trigger) or an action."""
+
+    kind: str
+    name: str
+    path: Path
+    statements: list[Statement] = field(default_factory=list)
+    schema: str = ""
+    obj: str = ""
+    table: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(s.sql for s in self.statements).encode()).hexdigest()
+
+
+def _where(path: Path, stmt: Statement) -> str:
+    return f"{display_name(path)} line {stmt.line}"
+
+
+def _definition(path: Path, stmt: Statement) -> Unit | None:
+    """The unit a ``create or replace`` statement starts, None for others."""
+    head = " ".join(stmt.sql[:600].split())
+    if not _CREATE.match(head):
+        return None
+    if m := _ROUTINE.match(head):
+        return Unit("function", f"{m[1]}.{m[2]}", path, [stmt], m[1], m[2])
+    if m := _VIEW.match(head):
+        return Unit("view", f"{m[1]}.{m[2]}", path, [stmt], m[1], m[2])
+    if m := _TRIGGER.match(head):
+        return Unit("trigger", f"{m[1]} on {m[2]}.{m[3]}", path, [stmt], m[2], m[1], f"{m[2]}.{m[3]}")
+    raise DefinitionError(
+        f"{_where(path, stmt)}: cannot tell which object this defines; write "
+        "`create or replace function|view|trigger` with a lowercase schema.name"
+    )
+
+
+def _belongs(unit: Unit | None, stmt: Statement) -> bool:
+    """Whether a ``comment on`` statement comments the object of ``unit``."""
+    if unit is None:
+        return False
+    head = " ".join(stmt.sql[:600].split())
+    if unit.kind == "function":
+        m = _COMMENT_ROUTINE.match(head)
+        return bool(m) and f"{m[1]}.{m[2]}" == unit.name
+    if unit.kind == "view":
+        m = _COMMENT_VIEW.match(head)
+        return bool(m) and f"{m[1] or m[3]}.{m[2] or m[4]}" == unit.name
+    m = _COMMENT_TRIGGER.match(head)
+    return bool(m) and f"{m[1]} on {m[2]}.{m[3]}" == unit.name
+
+
+def load(folder: Path | None = None) -> list[Unit]:
+    """Every unit of the folder's files, in name order and file order."""
+    units: list[Unit] = []
+    seen: dict[str, Unit] = {}
+    for path in paths.sql_files(folder or paths.repeatable_dir()):
+        current: Unit | None = None
+        for stmt in split(path.read_text(encoding="utf-8")):
+            if keyword := transaction_control(stmt):
+                raise DefinitionError(
+                    f"{_where(path, stmt)}: {keyword} is not allowed: migrate runs in one transaction"
+                )
+            if unit := _definition(path, stmt):
+                if unit.key in seen:
+                    raise DefinitionError(
+                        f"{_where(path, stmt)}: {unit.key} is defined twice "
+                        f"(also in {display_name(seen[unit.key].path)})"
+                    )
+                seen[unit.key] = current = unit
+                units.append(unit)
+            elif _COMMENT.match(stmt.sql):
+                if not _belongs(current, stmt):
+                    raise DefinitionError(
+                        f"{_where(path, stmt)}: a comment must follow the definition of its object "
+                        "(comments on tables and columns belong in schema/)"
+                    )
+                assert current is not None
+                current.statements.append(stmt)
+            else:
+                current = None
+                units.append(Unit("action", f"{display_name(path)}:{stmt.line}", path, [stmt]))
+    return units
+
+
+# The definition of each unit's object as the catalog shows it, comments
+# included; null when the object does not exist.
+_CATALOG_DIGESTS = """
+select u.key, pg_catalog.md5(case u.kind
+    when 'function' then (
+        select pg_catalog.string_agg(
+            pg_catalog.pg_get_functiondef(p.oid) || coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''),
+            e'\\n' order by p.oid
+        )
+        from pg_catalog.pg_proc as p
+        where p.pronamespace = pg_catalog.to_regnamespace(u.schema) and p.proname = u.obj
+    )
+    when 'view' then (
+        select pg_catalog.concat_ws(
+            e'\\n', pg_catalog.pg_get_viewdef(c.oid), c.reloptions::text,
+            pg_catalog.obj_description(c.oid, 'pg_class'),
+            (
+                select pg_catalog.string_agg(
+                    a.attname || ': ' || coalesce(pg_catalog.col_description(c.oid, a.attnum), ''),
+                    e'\\n' order by a.attnum
+                )
+                from pg_catalog.pg_attribute as a
+                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+            )
+        )
+        from pg_catalog.pg_class as c
+        where c.oid = pg_catalog.to_regclass(u.schema || '.' || u.obj) and c.relkind = 'v'
+    )
+    when 'trigger' then (
+        select pg_catalog.pg_get_triggerdef(t.oid) || coalesce(pg_catalog.obj_description(t.oid, 'pg_trigger'), '')
+        from pg_catalog.pg_trigger as t
+        where t.tgrelid = pg_catalog.to_regclass(u.tbl) and t.tgname = u.obj
+    )
+end), d.source_digest, d.catalog_digest, d.source_file
+from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) as u (key, kind, schema, obj, tbl)
+left join toolsdb_migrations.definitions as d on u.key = d.object_name
+"""
+
+
+def _catalog(conn: psycopg.Connection, units: list[Unit]) -> dict[str, tuple[str | None, ...]]:
+    """key -> (catalog digest now, recorded source digest, recorded catalog
+    digest, recorded file)."""
+    if not units:
+        return {}
+    rows = conn.execute(
+        _CATALOG_DIGESTS,
+        (
+            [u.key for u in units],
+            [u.kind for u in units],
+            [u.schema for u in units],
+            [u.obj for u in units],
+            [u.table for u in units],
+        ),
+    ).fetchall()
+    return {key: tuple(rest) for key, *rest in rows}
+
+
+def apply(conn: psycopg.Connection, units: list[Unit], echo: Echo = None) -> list[str]:
+    """Apply ``units`` in the caller's transaction; return the keys of the
+    definitions that were (re)created."""
+    definitions = [u for u in units if u.kind != "action"]
+    state = _catalog(conn, definitions)
+    applied: list[Unit] = []
+    moved: list[Unit] = []
+    for unit in units:
+        if unit.kind != "action":
+            now, source, recorded, file = state[unit.key]
+            if now is not None and source == unit.digest and recorded == now:
+                if file != display_name(unit.path):
+                    moved.append(unit)  # the same statements, now in another file
+                continue
+            applied.append(unit)
+        for stmt in unit.statements:
+            execute(conn, unit.path, stmt.sql, echo)
+    if applied:
+        after = _catalog(conn, applied)
+        for unit in applied:
+            if after[unit.key][0] is None:
+                raise DefinitionError(
+                    f"{_where(unit.path, unit.statements[0])}: ran, but the catalog has no {unit.key} afterwards"
+                )
+        conn.execute(
+            """
+            insert into toolsdb_migrations.definitions as d (object_name, source_file, source_digest, catalog_digest)
+            select * from unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+            on conflict (object_name) do update
+                set source_file = excluded.source_file,
+                    source_digest = excluded.source_digest,
+                    catalog_digest = excluded.catalog_digest,
+                    applied_at = pg_catalog.now()
+            """,
+            (
+                [u.key for u in applied],
+                [display_name(u.path) for u in applied],
+                [u.digest for u in applied],
+                [after[u.key][0] for u in applied],
+            ),
+        )
+    if moved:
+        conn.execute(
+            "update toolsdb_migrations.definitions as d set source_file = m.file"
+            " from unnest(%s::text[], %s::text[]) as m (object_name, file) where d.object_name = m.object_name",
+            ([u.key for u in moved], [display_name(u.path) for u in moved]),
+        )
+    # Objects no file defines any more: their drop is a migration's; forget them.
+    conn.execute(
+        "delete from toolsdb_migrations.definitions where object_name <> all(%s::text[])",
+        ([u.key for u in definitions],),
+    )
+    return [u.key for u in applied]

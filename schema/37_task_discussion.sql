@@ -1,0 +1,130 @@
+-- schema/37_task_discussion.sql
+-- Tier 30: what people and agents attach to a task (seed 002):
+-- toolsdb.task_comments (written by a user or an agent) and
+-- toolsdb.task_attachments (files stored elsewhere, described here).
+-- Audited; row-level security per project (the project is filled in from
+-- the task by the database).
+-- Its functions, triggers and row-level security: repeatable/37_task_discussion.sql.
+-- Needs: schema/20_users.sql, schema/21_projects.sql, schema/22_agents.sql,
+--        schema/30_tasks.sql.
+
+create table if not exists toolsdb.task_comments (
+    comment_id uuid not null default gen_random_uuid(),
+    task_id uuid not null,
+    project_id uuid not null,
+    author_user_id uuid,
+    author_agent_id uuid,
+    body text not null,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint task_comments_pkey primary key (comment_id),
+    constraint task_comments_task_id_fkey foreign key (task_id)
+    references toolsdb.tasks (task_id) on delete cascade,
+    constraint task_comments_project_id_fkey foreign key (project_id)
+    references toolsdb.projects (project_id) on delete cascade,
+    constraint task_comments_author_user_id_fkey foreign key (author_user_id)
+    references toolsdb.users (user_id) on delete set null,
+    constraint task_comments_author_agent_id_fkey foreign key (author_agent_id)
+    references toolsdb.agents (agent_id) on delete set null,
+    constraint body_length_is_valid check (char_length(body) between 1 and 100000),
+    constraint one_author_at_most check (num_nonnulls(author_user_id, author_agent_id) <= 1)
+);
+
+create index if not exists task_comments_task_id_idx on toolsdb.task_comments (task_id, created_at);
+
+create index if not exists task_comments_project_id_idx on toolsdb.task_comments (project_id);
+
+create index if not exists task_comments_author_user_id_idx on toolsdb.task_comments (author_user_id);
+
+create index if not exists task_comments_author_agent_id_idx on toolsdb.task_comments (author_agent_id);
+
+comment on table toolsdb.task_comments is
+'Comments on a task (002), written by a user or an agent (at most one of the two; none once the '
+'author is deleted).';
+
+comment on column toolsdb.task_comments.comment_id is 'Primary key: a random UUID.';
+
+comment on column toolsdb.task_comments.task_id is 'The task; comments go with it.';
+
+comment on column toolsdb.task_comments.project_id is 'The task''s project, filled in by the database.';
+
+comment on column toolsdb.task_comments.author_user_id is 'The user who wrote it, if a user did.';
+
+comment on column toolsdb.task_comments.author_agent_id is 'The agent that wrote it, if an agent did.';
+
+comment on column toolsdb.task_comments.body is 'The comment (Markdown), 1-100,000 characters.';
+
+comment on column toolsdb.task_comments.created_at is 'When it was written; set by trigger _100_timestamps.';
+
+comment on column toolsdb.task_comments.updated_at is 'When it was last edited; set by trigger _100_timestamps.';
+
+create table if not exists toolsdb.task_attachments (
+    attachment_id uuid not null default gen_random_uuid(),
+    task_id uuid not null,
+    project_id uuid not null,
+    file_name text not null,
+    content_type text not null default 'application/octet-stream',
+    size_bytes bigint not null,
+    storage_url text not null,
+    checksum_sha256 text,
+    uploaded_by_user_id uuid,
+    uploaded_by_agent_id uuid,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint task_attachments_pkey primary key (attachment_id),
+    constraint task_attachments_task_id_fkey foreign key (task_id)
+    references toolsdb.tasks (task_id) on delete cascade,
+    constraint task_attachments_project_id_fkey foreign key (project_id)
+    references toolsdb.projects (project_id) on delete cascade,
+    constraint task_attachments_uploaded_by_user_id_fkey foreign key (uploaded_by_user_id)
+    references toolsdb.users (user_id) on delete set null,
+    constraint task_attachments_uploaded_by_agent_id_fkey foreign key (uploaded_by_agent_id)
+    references toolsdb.agents (agent_id) on delete set null,
+    constraint file_name_is_valid check (char_length(file_name) between 1 and 255 and file_name !~ '[/\\]'),
+    constraint content_type_is_valid check (
+        content_type ~ '^[a-z]+/[A-Za-z0-9.+_-]+$' and char_length(content_type) <= 255
+    ),
+    constraint size_bytes_is_valid check (size_bytes >= 0),
+    constraint storage_url_is_valid check (
+        storage_url ~ '^(https?|s3|gs|file)://\S+$' and char_length(storage_url) <= 2048
+    ),
+    constraint checksum_sha256_is_valid check (checksum_sha256 ~ '^[0-9a-f]{64}$'),
+    constraint one_uploader_at_most check (num_nonnulls(uploaded_by_user_id, uploaded_by_agent_id) <= 1)
+);
+
+create index if not exists task_attachments_task_id_idx on toolsdb.task_attachments (task_id);
+
+create index if not exists task_attachments_project_id_idx on toolsdb.task_attachments (project_id);
+
+create index if not exists task_attachments_uploaded_by_user_id_idx on toolsdb.task_attachments (uploaded_by_user_id);
+
+create index if not exists task_attachments_uploaded_by_agent_id_idx
+on toolsdb.task_attachments (uploaded_by_agent_id);
+
+comment on table toolsdb.task_attachments is
+'Files attached to a task (002): stored elsewhere (storage_url), described here with size, type and '
+'checksum.';
+
+comment on column toolsdb.task_attachments.attachment_id is 'Primary key: a random UUID.';
+
+comment on column toolsdb.task_attachments.task_id is 'The task; attachments go with it.';
+
+comment on column toolsdb.task_attachments.project_id is 'The task''s project, filled in by the database.';
+
+comment on column toolsdb.task_attachments.file_name is 'File name without a path, 1-255 characters.';
+
+comment on column toolsdb.task_attachments.content_type is 'MIME type, e.g. image/png.';
+
+comment on column toolsdb.task_attachments.size_bytes is 'Size in bytes.';
+
+comment on column toolsdb.task_attachments.storage_url is 'Where the file is: an http(s), s3, gs or file URL.';
+
+comment on column toolsdb.task_attachments.checksum_sha256 is 'SHA-256 of the content, lowercase hex, if known.';
+
+comment on column toolsdb.task_attachments.uploaded_by_user_id is 'The user who attached it, if a user did.';
+
+comment on column toolsdb.task_attachments.uploaded_by_agent_id is 'The agent that attached it, if an agent did.';
+
+comment on column toolsdb.task_attachments.created_at is 'When it was attached; set by trigger _100_timestamps.';
+
+comment on column toolsdb.task_attachments.updated_at is 'When it last changed; set by trigger _100_timestamps.';

@@ -1,0 +1,178 @@
+"""repeatable/: one definition of every function, view and trigger, each
+replaced by a migrate only when it differs; every SQL file re-runnable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from toolsdb import paths, repeatable
+from toolsdb.sqlfiles import split
+
+from .conftest import ROOT, Pg
+from .test_migration_model import current_xid, migrate, rows_written_since
+
+DEFINING = re.compile(r"^\s*create\s+(or\s+replace\s+)?(function|procedure|view|trigger)\b", re.I)
+
+
+def test_nothing_outside_repeatable_defines_a_function_view_or_trigger() -> None:
+    found = []
+    for folder in ("schema", "migrations", "seeds"):
+        for path in paths.sql_files(ROOT / folder):
+            for stmt in split(path.read_text()):
+                if DEFINING.match(stmt.sql):
+                    found.append(f"{folder}/{path.name} line {stmt.line}")
+    assert found == []
+
+
+def test_each_object_of_the_catalog_has_exactly_one_definition(conn: psycopg.Connection) -> None:
+    units = repeatable.load()  # raises on an object defined twice
+    defined = {u.key for u in units if u.kind != "action"}
+    # What the catalog holds; triggers that actions make (change capture by
+    # audit_table(), the truncate guard of each partition) are not definitions.
+    in_catalog = {
+        row[0]
+        for row in conn.execute(
+            """
+            select 'function ' || n.nspname || '.' || p.proname
+            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+            where n.nspname like 'toolsdb%%'
+                and not exists (select from pg_depend d where d.objid = p.oid and d.deptype = 'e')
+            union all
+            select 'view ' || c.oid::regclass::text from pg_class c
+            where c.relnamespace::regnamespace::text like 'toolsdb%%' and c.relkind = 'v'
+                and not exists (select from pg_depend d where d.objid = c.oid and d.deptype = 'e')
+            union all
+            select 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass::text from pg_trigger t
+            join pg_class c on c.oid = t.tgrelid
+            where c.relnamespace::regnamespace::text like 'toolsdb%%' and not t.tgisinternal and t.tgparentid = 0
+                and t.tgname not in ('_900_audit', '_900_audit_truncate')
+                and not (c.relispartition and t.tgname = '_010_append_only_truncate' and c.relname !~ '_default$')
+            """
+        )
+    }
+    assert sorted(in_catalog - defined) == [], "objects in the catalog that no file of repeatable/ defines"
+    assert sorted(defined - in_catalog) == [], "definitions that a migrate did not create"
+    functions = [k for k in defined if k.startswith("function ")]
+    assert len(functions) >= 100, len(functions)
+
+
+def test_the_definitions_are_recorded_with_their_file(conn: psycopg.Connection) -> None:
+    recorded = dict(conn.execute("select object_name, source_file from toolsdb_migrations.definitions").fetchall())
+    assert recorded["function toolsdb.maintain"] == "repeatable/60_maintenance.sql"
+    assert recorded["view toolsdb.active_tasks"] == "repeatable/82_work_views.sql"
+    assert recorded["trigger _100_timestamps on toolsdb.users"] == "repeatable/20_users.sql"
+    assert len(recorded) == len([u for u in repeatable.load() if u.kind != "action"])
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def proc_xmins(pg: Pg, dbname: str) -> dict[str, str]:
+    with psycopg.connect(pg.conninfo(dbname)) as conn:
+        return dict(
+            conn.execute(
+                "select n.nspname || '.' || p.proname, p.xmin::text from pg_proc p"
+                " join pg_namespace n on n.oid = p.pronamespace where n.nspname like 'toolsdb%%'"
+            ).fetchall()
+        )
+
+
+def test_a_changed_definition_replaces_that_object_only(
+    pg: Pg, db: str, sql_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(pg, db)
+    monkeypatch.setenv("TOOLSDB_SQL_ROOT", str(sql_copy))
+    before = proc_xmins(pg, db)
+    since = current_xid(pg, db)
+    rewrite(
+        sql_copy / "repeatable" / "60_maintenance.sql",
+        "'The one maintenance entry point (toolsdb maintain;",
+        "'The one (edited) maintenance entry point (toolsdb maintain;",
+    )
+    migrate(pg, db)
+    after = proc_xmins(pg, db)
+    changed = sorted(name for name, xmin in after.items() if before.get(name) != xmin)
+    assert changed == ["toolsdb.maintain"]
+    written = rows_written_since(pg, db, since)
+    for catalog in ("pg_class", "pg_trigger", "pg_policy", "pg_rewrite", "pg_attribute"):
+        assert catalog not in written, written
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        comment = conn.execute("select obj_description('toolsdb.maintain'::regproc, 'pg_proc')").fetchone()[0]
+        recorded = conn.execute(
+            "select source_file from toolsdb_migrations.definitions where object_name = 'function toolsdb.maintain'"
+        ).fetchone()
+    assert comment.startswith("The one (edited) maintenance entry point")
+    assert recorded == ("repeatable/60_maintenance.sql",)
+
+
+def test_an_object_changed_or_dropped_behind_toolsdbs_back_is_put_back(pg: Pg, db: str) -> None:
+    migrate(pg, db)
+    expected = pg.dump_schema(db)
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        conn.execute("drop view toolsdb.active_tasks")
+        conn.execute("drop trigger _100_timestamps on toolsdb.users")
+        conn.execute("comment on function toolsdb.maintain(integer, integer) is 'edited by hand'")
+        conn.execute(
+            "create or replace function toolsdb.current_project_id() returns uuid language sql stable"
+            " set search_path = '' return null::uuid"
+        )
+    assert pg.dump_schema(db) != expected
+    migrate(pg, db)
+    assert pg.dump_schema(db) == expected
+    since = current_xid(pg, db)
+    migrate(pg, db)
+    assert rows_written_since(pg, db, since) == ""
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {
+                "10_a.sql": "create or replace function toolsdb.f() returns int language sql return 1;\n"
+                "comment on function toolsdb.g() is 'not f';\n"
+            },
+            "a comment must follow the definition of its object",
+        ),
+        (
+            {
+                "10_a.sql": "create or replace view toolsdb.v as select 1 as x;\n",
+                "20_b.sql": "create or replace view toolsdb.v as select 2 as x;\n",
+            },
+            "view toolsdb.v is defined twice",
+        ),
+        ({"10_a.sql": "select 1;\ncommit;\n"}, "COMMIT is not allowed"),
+        ({"10_a.sql": 'create or replace function "Odd"() returns int language sql return 1;\n'}, "cannot tell which"),
+        ({"10_a.sql": "comment on column toolsdb.users.email is 'x';\n"}, "belong in schema/"),
+    ],
+)
+def test_repeatable_files_that_break_the_rules_are_refused(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(repeatable.DefinitionError, match=re.escape(message)):
+        repeatable.load(tmp_path)
+
+
+def test_each_sql_file_runs_twice_without_error_or_change(pg: Pg, empty_db: str) -> None:
+    # One database, the files in the order a psql user applies them; after
+    # each file's first run, a second run must leave schema and data as they were.
+    failures = []
+    files = [p for folder in ("schema", "repeatable", "seeds") for p in paths.sql_files(ROOT / folder)]
+    for path in files:
+        pg.psql(empty_db, "-f", str(path))
+        once = pg.dump_schema(empty_db), pg.dump_data(empty_db)
+        second = pg.psql(empty_db, "-f", str(path), check=False)
+        name = f"{path.parent.name}/{path.name}"
+        if second.returncode != 0:
+            failures.append(f"{name}: second run failed: {second.stderr.strip()}")
+        elif (pg.dump_schema(empty_db), pg.dump_data(empty_db)) != once:
+            failures.append(f"{name}: second run changed the schema or data")
+    assert len(files) > 60
+    assert failures == []
