@@ -900,18 +900,18 @@ create index if not exists tasks_requirements_idx on toolsdb.tasks using gin (re
 create index if not exists tasks_search_vector_idx on toolsdb.tasks using gin (search_vector);
 
 comment on table toolsdb.tasks is
-'Work items of a project: issues, pull requests and tasks (seeds 002 and 004). One lifecycle '
-'(status, moves in toolsdb.task_status_transitions), priority 0-10 with its 002 label, subtasks '
-'through parent_task_id (no cycles), full-text search in search_vector. The application sees the '
-'tasks of its project only (toolsdb.project_id).';
+'Work items of a project: issues, pull requests and tasks (of issue trackers and CI/CD task '
+'trackers). One lifecycle (status, moves in toolsdb.task_status_transitions), priority 0-10 with '
+'its issue-tracker label, subtasks through parent_task_id (no cycles), full-text search in '
+'search_vector. The application sees the tasks of its project only (toolsdb.project_id).';
 
 comment on column toolsdb.tasks.task_id is 'Primary key: a random UUID.';
 
 comment on column toolsdb.tasks.project_id is 'The project (toolsdb.projects); tasks go with it (on delete cascade).';
 
 comment on column toolsdb.tasks.parent_task_id is
-'The parent task (004''s hierarchy), in the same project; never the task itself or one of its '
-'descendants. Null for a top-level task; set to null when the parent is deleted.';
+'The parent task (the CI/CD task-tracker hierarchy), in the same project; never the task itself or '
+'one of its descendants. Null for a top-level task; set to null when the parent is deleted.';
 
 comment on column toolsdb.tasks.title is 'Short title, 1-500 characters; weighted A in search_vector.';
 
@@ -920,15 +920,16 @@ comment on column toolsdb.tasks.description is 'Longer text, up to 100,000 chara
 comment on column toolsdb.tasks.type is 'bug, feature, refactor, test, documentation, task (default) or chore.';
 
 comment on column toolsdb.tasks.status is
-'draft, open (002 open, 004 pending; default), in_progress, in_review, blocked, completed (004 '
-'completed, 002 closed as done), failed, cancelled (002 closed as dropped). Changes only along '
-'toolsdb.task_status_transitions.';
+'draft, open (default; pending in CI/CD task trackers), in_progress, in_review, blocked, completed '
+'(closed as done in issue trackers), failed, cancelled (closed as dropped in issue trackers). '
+'Changes only along toolsdb.task_status_transitions.';
 
-comment on column toolsdb.tasks.priority is '0 (lowest) to 10 (highest), 004''s scale; default 5.';
+comment on column toolsdb.tasks.priority is
+'0 (lowest) to 10 (highest), the scale of CI/CD task trackers; default 5.';
 
 comment on column toolsdb.tasks.priority_label is
-'002''s label, derived from priority: low 0-3, medium 4-6, high 7-8, critical 9-10. Set a label '
-'with priority = toolsdb.priority_from_label(''high'').';
+'The issue-tracker label, derived from priority: low 0-3, medium 4-6, high 7-8, critical 9-10. Set '
+'a label with priority = toolsdb.priority_from_label(''high'').';
 
 comment on column toolsdb.tasks.requirements is 'JSON object of requirements (acceptance criteria, constraints).';
 
@@ -1062,9 +1063,9 @@ create index if not exists evidence_credibility_score_idx on toolsdb.evidence (c
 create index if not exists evidence_tags_idx on toolsdb.evidence using gin (tags);
 
 comment on table toolsdb.evidence is
-'Evidence registry (002): what decisions rest on (code analysis, test results, AI output, human '
-'review, ...), with a credibility score from 0 to 1, verification, and links to evidence it '
-'supports or contradicts. Agent runs point to it (agent_executions.evidence_id).';
+'Evidence registry: what decisions rest on (code analysis, test results, AI output, human review, '
+'...), with a credibility score from 0 to 1, verification, and links to evidence it supports or '
+'contradicts. Agent runs point to it (agent_executions.evidence_id).';
 
 comment on column toolsdb.evidence.evidence_id is 'Primary key: a random UUID.';
 
@@ -1171,10 +1172,11 @@ where completed_at is not null;
 create index if not exists agent_executions_status_idx on toolsdb.agent_executions (status);
 
 comment on table toolsdb.agent_executions is
-'One run of an agent on a task, with its tokens and cost (002''s agent_executions, 004''s '
-'task_executions). Status pending -> running -> success, failure or timeout; pending or running '
-'-> cancelled. Drive it with toolsdb.execution_create/start/log/complete/fail/time_out/cancel; the '
-'database sets the times and the cost. The application sees its project''s runs only.';
+'One run of an agent on a task, with its tokens and cost (one table for the agent_executions of '
+'engineering platforms and the task_executions of CI/CD task trackers). Status pending -> running '
+'-> success, failure or timeout; pending or running -> cancelled. Drive it with '
+'toolsdb.execution_create/start/log/complete/fail/time_out/cancel; the database sets the times and '
+'the cost. The application sees its project''s runs only.';
 
 comment on column toolsdb.agent_executions.execution_id is 'Primary key: a random UUID.';
 
@@ -1186,7 +1188,7 @@ comment on column toolsdb.agent_executions.project_id is
 'The task''s project, filled in by the database (for row-level security and reports).';
 
 comment on column toolsdb.agent_executions.agent_type is
-'The agent''s type when it ran (004''s agent_type, e.g. claude-code); copied from the agent unless given.';
+'The agent''s type when it ran (e.g. claude-code); copied from the agent unless given.';
 
 comment on column toolsdb.agent_executions.agent_config is 'Configuration of this run (JSON object).';
 
@@ -1317,8 +1319,8 @@ create index if not exists pr_validations_repository_pr_number_idx
 on toolsdb.pr_validations (repository, pr_number);
 
 comment on table toolsdb.pr_validations is
-'Validations of a pull request of a task (004): each check (tests, lint, ...) records its result '
-'in validation_results, then the validation is settled: passed when every check passed. Status '
+'Validations of a pull request of a task: each check (tests, lint, ...) records its result in '
+'validation_results, then the validation is settled: passed when every check passed. Status '
 'pending -> running (first check) -> passed or failed; pending or running -> cancelled.';
 
 comment on column toolsdb.pr_validations.validation_id is 'Primary key: a random UUID.';
@@ -1391,8 +1393,8 @@ create index if not exists bug_escalations_queue_idx on toolsdb.bug_escalations 
 ) where status <> 'resolved';
 
 comment on table toolsdb.bug_escalations is
-'Bugs to escalate (seed 000), one per bug id: how often they occur, whom they hurt, who handles '
-'them. Report with toolsdb.report_bug() (counts an occurrence; reopens a resolved bug), move with '
+'Bugs to escalate, one per bug id: how often they occur, whom they hurt, who handles them. Report '
+'with toolsdb.report_bug() (counts an occurrence; reopens a resolved bug), move with '
 'toolsdb.bug_escalation_move(); the queue in priority order is the view toolsdb.escalation_queue.';
 
 comment on column toolsdb.bug_escalations.bug_id is
@@ -1479,9 +1481,9 @@ create index if not exists error_logs_error_type_resolved_idx on toolsdb.error_l
 create index if not exists error_logs_bug_id_idx on toolsdb.error_logs (bug_id);
 
 comment on table toolsdb.error_logs is
-'Errors met by agents and tasks (004), from its closed list of types, with recovery attempts: '
-'toolsdb.error_record() logs one, toolsdb.error_record_recovery() counts an attempt and resolves '
-'the error when it succeeds.';
+'Errors met by agents and tasks, from the closed list of types of CI/CD task trackers, with '
+'recovery attempts: toolsdb.error_record() logs one, toolsdb.error_record_recovery() counts an '
+'attempt and resolves the error when it succeeds.';
 
 comment on column toolsdb.error_logs.error_id is 'Primary key: a random UUID.';
 
@@ -1547,8 +1549,8 @@ create index if not exists task_comments_author_user_id_idx on toolsdb.task_comm
 create index if not exists task_comments_author_agent_id_idx on toolsdb.task_comments (author_agent_id);
 
 comment on table toolsdb.task_comments is
-'Comments on a task (002), written by a user or an agent (at most one of the two; none once the '
-'author is deleted).';
+'Comments on a task, written by a user or an agent (at most one of the two; none once the author '
+'is deleted).';
 
 comment on column toolsdb.task_comments.comment_id is 'Primary key: a random UUID.';
 
@@ -1610,7 +1612,7 @@ create index if not exists task_attachments_uploaded_by_agent_id_idx
 on toolsdb.task_attachments (uploaded_by_agent_id);
 
 comment on table toolsdb.task_attachments is
-'Files attached to a task (002): stored elsewhere (storage_url), described here with size, type and '
+'Files attached to a task: stored elsewhere (storage_url), described here with size, type and '
 'checksum.';
 
 comment on column toolsdb.task_attachments.attachment_id is 'Primary key: a random UUID.';
@@ -1677,9 +1679,8 @@ create index if not exists activity_feed_agent_id_idx on toolsdb.activity_feed (
 create index if not exists activity_feed_created_at_idx on toolsdb.activity_feed using brin (created_at);
 
 comment on table toolsdb.activity_feed is
-'What happened in a project, newest first, for people to read (002''s activity feed): task '
-'created, pull request opened, run failed, ... Append-only and high-volume: not audited, never '
-'updated.';
+'What happened in a project, newest first, for people to read: task created, pull request opened, '
+'run failed, ... Append-only and high-volume: not audited, never updated.';
 
 comment on column toolsdb.activity_feed.activity_id is 'Increasing id.';
 
@@ -1773,9 +1774,9 @@ create index if not exists sessions_active_idx on toolsdb.sessions (last_activit
 where ended_at is null;
 
 comment on table toolsdb.sessions is
-'Agent sessions (seeds 001 and 003): one row per session id the agent gives (Claude Code''s '
-'session_id), with where it works, its git branch and terminal, its activity and whether it '
-'waits for input. Written by toolsdb.hook_ingest() on every hook event, or by create_session(). '
+'Agent sessions (of hooks and of agent frameworks): one row per session id the agent gives (Claude '
+'Code''s session_id), with where it works, its git branch and terminal, its activity and whether '
+'it waits for input. Written by toolsdb.hook_ingest() on every hook event, or by create_session(). '
 'Row-level security: the application sees only the session of toolsdb.session_id.';
 
 comment on column toolsdb.sessions.session_id is
@@ -1857,9 +1858,9 @@ create table if not exists toolsdb.messages (
 );
 
 comment on table toolsdb.messages is
-'The messages of an agent session in order (seed 003): who spoke (role), what was said, the tool '
-'calls made and the tokens used. position is assigned by the database, gapless per session. '
-'Row-level security: the application sees only the messages of toolsdb.session_id.';
+'The messages of an agent session in order: who spoke (role), what was said, the tool calls made '
+'and the tokens used. position is assigned by the database, gapless per session. Row-level '
+'security: the application sees only the messages of toolsdb.session_id.';
 
 comment on column toolsdb.messages.message_id is 'Primary key: a random UUID.';
 
@@ -1910,9 +1911,9 @@ create table if not exists toolsdb.memories (
 create index if not exists memories_user_id_idx on toolsdb.memories (user_id);
 
 comment on table toolsdb.memories is
-'What an agent remembers (seed 003): an entry per agent, user and key, where a null user is the '
-'agent''s global memory. Read with toolsdb.memory_get(), which prefers the user''s entry over the '
-'global one; write with toolsdb.memory_set().';
+'What an agent remembers: an entry per agent, user and key, where a null user is the agent''s '
+'global memory. Read with toolsdb.memory_get(), which prefers the user''s entry over the global '
+'one; write with toolsdb.memory_set().';
 
 comment on column toolsdb.memories.memory_id is 'Primary key: a random UUID.';
 
@@ -1978,10 +1979,10 @@ create index if not exists events_session_id_idx on toolsdb.events (session_id, 
 create index if not exists events_created_at_idx on toolsdb.events using brin (created_at);
 
 comment on table toolsdb.events is
-'Raw agent hook events (seed 001): the payload exactly as the hook received it, for workers to '
-'process. A queue: get_unprocessed_events() claims a batch with a lease, mark_event_processed() '
-'settles it; an event whose worker died comes back when its lease ends. Row-level security: the '
-'application sees only the events of toolsdb.session_id.';
+'Raw agent hook events: the payload exactly as the hook received it, for workers to process. A '
+'queue: get_unprocessed_events() claims a batch with a lease, mark_event_processed() settles it; '
+'an event whose worker died comes back when its lease ends. Row-level security: the application '
+'sees only the events of toolsdb.session_id.';
 
 comment on column toolsdb.events.event_id is 'Increasing id.';
 
@@ -1990,7 +1991,8 @@ comment on column toolsdb.events.session_id is 'The session it belongs to; delet
 comment on column toolsdb.events.event_type is
 'Hook event name as sent (PreToolUse, Notification, SessionEnd, ...); unknown names are kept as they are.';
 
-comment on column toolsdb.events.payload is 'The hook payload (seed 001''s hook_payload), a JSON object, unchanged.';
+comment on column toolsdb.events.payload is
+'The hook payload (hook_payload in the hook-notification API), a JSON object, unchanged.';
 
 comment on column toolsdb.events.idempotency_key is
 'Optional unique key of the event''s source (imports use v1:...); inserting it again returns the first row.';
@@ -2076,11 +2078,11 @@ create index if not exists notifications_event_id_idx on toolsdb.notifications (
 create index if not exists notifications_session_id_idx on toolsdb.notifications (session_id, created_at);
 
 comment on table toolsdb.notifications is
-'Notifications to deliver (seed 001): permission requests, finished tasks, ... to Slack, Discord, '
-'email or a webhook, with retries. A queue: claim_notifications() leases a batch, '
-'mark_notification_sent() or mark_notification_failed() settles each; failures back off '
-'exponentially with jitter and after max_attempts the row is dead (a dead letter) until '
-'redrive_notifications(). Row-level security: the application sees its session''s rows.';
+'Notifications to deliver: permission requests, finished tasks, ... to Slack, Discord, email or a '
+'webhook, with retries. A queue: claim_notifications() leases a batch, mark_notification_sent() or '
+'mark_notification_failed() settles each; failures back off exponentially with jitter and after '
+'max_attempts the row is dead (a dead letter) until redrive_notifications(). Row-level security: '
+'the application sees its session''s rows.';
 
 comment on column toolsdb.notifications.notification_id is 'Increasing id.';
 
@@ -2101,12 +2103,13 @@ comment on column toolsdb.notifications.status is
 comment on column toolsdb.notifications.payload is 'What the backend sends (backend-specific JSON object).';
 
 comment on column toolsdb.notifications.attempts is
-'Delivery attempts so far (seed 001''s retry_count); each claim is one.';
+'Delivery attempts so far (retry_count in the hook-notification API); each claim is one.';
 
 comment on column toolsdb.notifications.max_attempts is
-'Attempts before it is dead-lettered, 1-100; default 3 (seed 001).';
+'Attempts before it is dead-lettered, 1-100; default 3 (the hook-notification API''s retry limit).';
 
-comment on column toolsdb.notifications.last_error is 'Error of the last failed attempt (seed 001''s error).';
+comment on column toolsdb.notifications.last_error is
+'Error of the last failed attempt (error in the hook-notification API).';
 
 comment on column toolsdb.notifications.next_attempt_at is
 'When it may be claimed: now when pending, after the backoff when failed, the end of the lease when sending.';
@@ -2161,7 +2164,7 @@ include (metric_value);
 create index if not exists metrics_session_id_idx on toolsdb.metrics (session_id, created_at);
 
 comment on table toolsdb.metrics is
-'Measurements (seed 001): notification_latency_ms, hook_duration_ms, ... with an optional session. '
+'Measurements: notification_latency_ms, hook_duration_ms, ... with an optional session. '
 'Partitioned by day (UTC); toolsdb.metrics_apply_retention() drops whole days (config '
 'metrics.retention, default 30 days). Stats with toolsdb.get_metric_stats(). Append-only.';
 
@@ -2212,8 +2215,8 @@ create table if not exists toolsdb.vision_cache (
 create index if not exists vision_cache_expires_at_idx on toolsdb.vision_cache (expires_at);
 
 comment on table toolsdb.vision_cache is
-'Vision-analysis results (seed 000), one per image (SHA-256 of its bytes) and model version, '
-'until expires_at. Read with toolsdb.vision_cache_get() (counts the hit), write with '
+'Vision-analysis results, one per image (SHA-256 of its bytes) and model version, until '
+'expires_at. Read with toolsdb.vision_cache_get() (counts the hit), write with '
 'toolsdb.vision_cache_store(), clean with toolsdb.vision_cache_purge_expired().';
 
 comment on column toolsdb.vision_cache.image_hash is 'SHA-256 of the image, 64 lowercase hex digits.';
@@ -2333,10 +2336,10 @@ where 'production' = any(labels);
 create index if not exists prompt_versions_labels_idx on toolsdb.prompt_versions using gin (labels);
 
 comment on table toolsdb.prompt_versions is
-'Versions of a prompt (seed 000): text, test results, and labels. Versions are numbered 1, 2, 3, '
-'... per prompt by the database; the label production marks the active version (at most one per '
-'prompt: index prompt_versions_production_key); other labels are free (staging, canary, ...). '
-'Fetch with toolsdb.prompt_get(); activate with toolsdb.prompt_activate().';
+'Versions of a prompt: text, test results, and labels. Versions are numbered 1, 2, 3, ... per '
+'prompt by the database; the label production marks the active version (at most one per prompt: '
+'index prompt_versions_production_key); other labels are free (staging, canary, ...). Fetch with '
+'toolsdb.prompt_get(); activate with toolsdb.prompt_activate().';
 
 comment on column toolsdb.prompt_versions.prompt_id is 'The prompt (toolsdb.prompts).';
 
@@ -2351,7 +2354,7 @@ comment on column toolsdb.prompt_versions.labels is
 'Labels, lowercase (production, staging, ...), at most 50; production is on at most one version per prompt.';
 
 comment on column toolsdb.prompt_versions.is_active is
-'Seed 000''s is_active: true when the version carries production.';
+'is_active, as the agent-tools API names it: true when the version carries production.';
 
 comment on column toolsdb.prompt_versions.created_by is 'Who made it: setting toolsdb.actor, else the database user.';
 

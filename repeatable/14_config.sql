@@ -1,10 +1,11 @@
 -- repeatable/14_config.sql
--- Tier 10: toolsdb.config, the one configuration store (seed 001's config
--- and seed 004's system_config). Plain values are JSONB; secret values are
--- Fernet tokens encrypted by the client (toolsdb config set --secret), so
--- the database never holds their plaintext. Writes go through
--- toolsdb.config_set(), toolsdb.config_set_secret() and toolsdb.config_unset().
--- Audited, with secret_value redacted.
+-- Tier 10: toolsdb.config, the one configuration store (the config of
+-- hook-notification stores and the system_config of CI/CD task trackers).
+-- Plain values are JSONB; secret values are Fernet tokens encrypted by the
+-- client (toolsdb config set --secret), so the database never holds their
+-- plaintext. Writes go through toolsdb.config_set(),
+-- toolsdb.config_set_secret() and toolsdb.config_unset(). Audited, with
+-- secret_value redacted.
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md); the tables are in schema/14_config.sql.
 

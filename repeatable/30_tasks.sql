@@ -1,15 +1,16 @@
 -- repeatable/30_tasks.sql
--- Tier 30: work tracking, first table. Defines toolsdb.tasks (seeds 002 and
--- 004 merged: one status lifecycle, one priority scale, a hierarchy without
--- cycles, full-text search), its lifecycle rules in
+-- Tier 30: work tracking, first table. Defines toolsdb.tasks (issue-tracker
+-- and CI/CD task-tracker tasks merged: one status lifecycle, one priority
+-- scale, a hierarchy without cycles, full-text search), its lifecycle rules in
 -- toolsdb.task_status_transitions (a lookup table: add a row to allow a move),
 -- the trigger that enforces them, toolsdb.task_transition() and
 -- toolsdb.priority_from_label(), and toolsdb_private.tg__project_from_task()
 -- for the rows that hang off a task. Audited; row-level security per project.
--- Status mapping (docs/work-tracking.md): 002's open, in_progress, in_review,
--- blocked, draft keep their names and 002's closed is completed (done) or
--- cancelled (dropped); 004's pending is open, its in_progress, completed,
--- failed and cancelled keep their names.
+-- Status mapping (docs/work-tracking.md, docs/names.md): the issue-tracker
+-- statuses open, in_progress, in_review, blocked, draft keep their names and
+-- its closed is completed (done) or cancelled (dropped); the CI/CD task
+-- tracker's pending is open, its in_progress, completed, failed and
+-- cancelled keep their names.
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md); the tables are in schema/30_tasks.sql.
 
@@ -174,5 +175,6 @@ end;
 $function$;
 
 comment on function toolsdb.priority_from_label(text) is
-'002''s priority labels on 004''s 0-10 scale: low 2, medium 5, high 7, critical 9 (the middle of '
-'each label''s range in tasks.priority_label). Unknown labels raise 22023.';
+'The issue-tracker priority labels on the 0-10 scale of CI/CD task trackers: low 2, medium 5, high '
+'7, critical 9 (the middle of each label''s range in tasks.priority_label). Unknown labels raise '
+'22023.';

@@ -1,5 +1,5 @@
 -- repeatable/32_evidence.sql
--- Tier 30: the evidence registry (seed 002): what a decision rests on, how
+-- Tier 30: the evidence registry: what a decision rests on, how
 -- credible it is, whether someone verified it, and what it supports or
 -- contradicts. Links agent_executions.evidence_id to it. Audited; row-level
 -- security per project.

@@ -1,12 +1,13 @@
 -- repeatable/33_agent_executions.sql
--- Tier 30: an agent working on a task (seed 002's agent_executions and seed
--- 004's task_executions, one table). Defines toolsdb.agent_executions, its
--- append-only log toolsdb.agent_execution_logs, the rules trigger (status
--- moves, timestamps and cost set by the database) and the functions that
--- drive a run: execution_create, execution_start, execution_log,
--- execution_complete, execution_fail, execution_time_out, execution_cancel.
--- Audited (the log is exempt: high-volume, append-only); row-level security
--- per project on both tables.
+-- Tier 30: an agent working on a task (the agent_executions of engineering
+-- platforms and the task_executions of CI/CD task trackers, one table).
+-- Defines toolsdb.agent_executions, its append-only log
+-- toolsdb.agent_execution_logs, the rules trigger (status moves, timestamps and
+-- cost set by the database) and the functions that drive a run:
+-- execution_create, execution_start, execution_log, execution_complete,
+-- execution_fail, execution_time_out, execution_cancel. Audited (the log is
+-- exempt: high-volume, append-only); row-level security per project on both
+-- tables.
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md); the tables are in
 -- schema/33_agent_executions.sql.

@@ -1,5 +1,5 @@
 -- repeatable/34_pr_validations.sql
--- Tier 30: validations of a task's pull request (seed 004's pr_validations):
+-- Tier 30: validations of a task's pull request (pr_validations):
 -- per-check results recorded as checks report, then settled to passed or
 -- failed. Functions: toolsdb.validation_record_check(),
 -- toolsdb.validation_settle(), toolsdb.validation_cancel(). Audited; row-level

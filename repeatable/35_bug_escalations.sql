@@ -1,5 +1,5 @@
 -- repeatable/35_bug_escalations.sql
--- Tier 30: critical bug escalation (seed 000), the bugs that error_logs rows
+-- Tier 30: critical bug escalation, the bugs that error_logs rows
 -- are occurrences of. One row per bug id; reporting
 -- it again counts one more occurrence atomically (insert ... on conflict),
 -- and a resolved bug that occurs again reopens (reopened_count says so).
@@ -84,10 +84,10 @@ as $function$
 $function$;
 
 comment on function toolsdb.report_bug(text, text, text, text) is
-'Reports an occurrence of a bug (seed 000''s report_bug): a new bug id starts pending with '
-'frequency 1; a known one gets frequency + 1 and last_seen_at now, atomically under concurrency, '
-'keeps its highest impact, and reopens (pending, reopened_count + 1) if it was resolved. Returns '
-'the row.';
+'Reports an occurrence of a bug (report_bug, as in the agent-tools API): a new bug id starts '
+'pending with frequency 1; a known one gets frequency + 1 and last_seen_at now, atomically under '
+'concurrency, keeps its highest impact, and reopens (pending, reopened_count + 1) if it was '
+'resolved. Returns the row.';
 
 create or replace function toolsdb.bug_escalation_move(bug_id text, to_status text, assigned_to uuid default null)
 returns text

@@ -1,5 +1,5 @@
 -- repeatable/36_error_logs.sql
--- Tier 30: errors met while working (seed 004's error_logs), with their
+-- Tier 30: errors met while working (error_logs), with their
 -- recovery attempts. Functions: toolsdb.error_record(),
 -- toolsdb.error_record_recovery(). Audited; row-level security per project.
 -- Re-applied by every migrate after the migrations, each object only where it

@@ -1,5 +1,5 @@
 -- repeatable/37_task_discussion.sql
--- Tier 30: what people and agents attach to a task (seed 002):
+-- Tier 30: what people and agents attach to a task:
 -- toolsdb.task_comments (written by a user or an agent) and
 -- toolsdb.task_attachments (files stored elsewhere, described here).
 -- Audited; row-level security per project (the project is filled in from

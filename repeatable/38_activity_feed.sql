@@ -1,5 +1,5 @@
 -- repeatable/38_activity_feed.sql
--- Tier 30: the activity feed of a project (seed 002): a high-volume,
+-- Tier 30: the activity feed of a project: a high-volume,
 -- append-only stream of what happened, for people to read. Not audited (its
 -- own rows are the record; listed in toolsdb_private.audit_exemptions);
 -- row-level security per project. Write with toolsdb.activity_record().

@@ -1,10 +1,11 @@
 -- repeatable/40_sessions.sql
 -- Tier 40: the agent runtime (docs/runtime.md). Agent sessions as the agent
--- names them (seeds 001 and 003 merged): where the agent works, its branch
--- and terminal, when it was last active, idle and ended. Row-level security
--- per session; not audited (toolsdb.events holds the raw record of every
--- change, see toolsdb_private.audit_exemptions). The seed 001 functions
--- create_session, update_session_activity, set_session_idle and end_session.
+-- names them (hook sessions and agent-framework sessions in one table): where
+-- the agent works, its branch and terminal, when it was last active, idle and
+-- ended. Row-level security per session; not audited (toolsdb.events holds the
+-- raw record of every change, see toolsdb_private.audit_exemptions). The
+-- functions of the hook-notification API create_session,
+-- update_session_activity, set_session_idle and end_session.
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md); the tables are in schema/40_sessions.sql.
 
@@ -52,8 +53,9 @@ as $function$
 $function$;
 
 comment on function toolsdb.create_session(text, text, text, text, jsonb, uuid, uuid, uuid) is
-'Creates a session, or refreshes it (and reopens it if it had ended) when it exists: seed 001''s '
-'create_session. Arguments left null keep what the session had. Returns the session id.';
+'Creates a session, or refreshes it (and reopens it if it had ended) when it exists: '
+'create_session of the hook-notification API. Arguments left null keep what the session had. '
+'Returns the session id.';
 
 create or replace function toolsdb.update_session_activity(session_id text)
 returns boolean
@@ -68,7 +70,8 @@ as $function$
 $function$;
 
 comment on function toolsdb.update_session_activity(text) is
-'Marks the session active now (seed 001). Returns true, or null when there is no such session.';
+'Marks the session active now (as in the hook-notification API). Returns true, or null when there '
+'is no such session.';
 
 create or replace function toolsdb.set_session_idle(session_id text, is_idle boolean default true)
 returns boolean
@@ -84,8 +87,8 @@ as $function$
 $function$;
 
 comment on function toolsdb.set_session_idle(text, boolean) is
-'Sets whether the session waits for the user (seed 001). Returns true, or null when there is no '
-'such session.';
+'Sets whether the session waits for the user (as in the hook-notification API). Returns true, or '
+'null when there is no such session.';
 
 create or replace function toolsdb.end_session(session_id text, reason text default null)
 returns boolean
@@ -103,5 +106,5 @@ as $function$
 $function$;
 
 comment on function toolsdb.end_session(text, text) is
-'Ends an active session (seed 001), with an optional reason. Returns true, or null when there is '
-'no such active session.';
+'Ends an active session (as in the hook-notification API), with an optional reason. Returns true, '
+'or null when there is no such active session.';

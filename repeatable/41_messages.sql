@@ -1,5 +1,5 @@
 -- repeatable/41_messages.sql
--- Tier 40: the messages of a session (seed 003): role, content, tool calls,
+-- Tier 40: the messages of a session: role, content, tool calls,
 -- tokens, and a gapless position within the session that the database
 -- assigns (from sessions.message_count, so two writers never collide).
 -- Row-level security per session; not audited (the conversation is the
@@ -68,5 +68,5 @@ as $function$
 $function$;
 
 comment on function toolsdb.create_message(text, text, text, jsonb, integer, jsonb) is
-'Adds a message at the end of a session (seed 003''s create_message); returns its message_id. '
-'The position is the session''s next one.';
+'Adds a message at the end of a session (create_message, as in the agents-framework API); returns '
+'its message_id. The position is the session''s next one.';

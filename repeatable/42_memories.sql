@@ -1,5 +1,5 @@
 -- repeatable/42_memories.sql
--- Tier 40: what an agent remembers (seed 003), globally or for one user:
+-- Tier 40: what an agent remembers, globally or for one user:
 -- one entry per agent, user and key (a null user is the global memory, and
 -- nulls are not distinct in the key). memory_get() prefers the user's entry
 -- and falls back to the global one. Audited.

@@ -1,5 +1,5 @@
 -- repeatable/43_events.sql
--- Tier 40: raw hook events (seed 001's events table) and the queue around
+-- Tier 40: raw hook events (the events table) and the queue around
 -- them: toolsdb.hook_ingest() stores one Claude Code hook payload and keeps
 -- its session up to date in one call; workers claim unprocessed events with
 -- leases (get_unprocessed_events) and mark them processed with the claim's
@@ -54,9 +54,9 @@ end;
 $function$;
 
 comment on function toolsdb.insert_event(text, text, jsonb, text) is
-'Queues a raw event (seed 001''s insert_event), creating a bare session row if the session is new. '
-'With an idempotency_key already stored, inserts nothing and returns the existing event_id '
-'(unique_violation when the key belongs to a session the caller cannot see).';
+'Queues a raw event (insert_event, as in the hook-notification API), creating a bare session row '
+'if the session is new. With an idempotency_key already stored, inserts nothing and returns the '
+'existing event_id (unique_violation when the key belongs to a session the caller cannot see).';
 
 create or replace function toolsdb.hook_ingest(payload jsonb, context jsonb default '{}')
 returns bigint
@@ -221,11 +221,11 @@ end;
 $function$;
 
 comment on function toolsdb.get_unprocessed_events(integer, interval, text) is
-'Claims up to batch_size unprocessed events, oldest first, for a worker (seed 001''s '
-'get_unprocessed_events): each is leased until now() + lease under one new claim_token, and '
-'comes back to the next claimer if not marked processed by then. Concurrent claimers never get '
-'the same row (for update skip locked). Commit the claim before working on it. For '
-'toolsdb_worker: sees every session.';
+'Claims up to batch_size unprocessed events, oldest first, for a worker (as get_unprocessed_events '
+'does in the hook-notification API): each is leased until now() + lease under one new claim_token, '
+'and comes back to the next claimer if not marked processed by then. Concurrent claimers never get '
+'the same row (for update skip locked). Commit the claim before working on it. For toolsdb_worker: '
+'sees every session.';
 
 create or replace function toolsdb.mark_events_processed(event_ids bigint[], claim_token uuid)
 returns integer
@@ -271,8 +271,8 @@ as $function$
 $function$;
 
 comment on function toolsdb.mark_event_processed(bigint, uuid) is
-'Marks one claimed event processed (seed 001''s mark_event_processed); refuses with '
-'object_not_in_prerequisite_state (55000) when the claim no longer holds it.';
+'Marks one claimed event processed (mark_event_processed, as in the hook-notification API); '
+'refuses with object_not_in_prerequisite_state (55000) when the claim no longer holds it.';
 
 create or replace function toolsdb.purge_processed_events(older_than interval default '30 days')
 returns bigint

@@ -1,5 +1,5 @@
 -- repeatable/44_notifications.sql
--- Tier 40: outgoing notifications (seed 001) and their delivery queue:
+-- Tier 40: outgoing notifications (Slack, Discord, ...) and their delivery queue:
 -- insert_notification enqueues, claim_notifications claims a batch with a
 -- lease (for update skip locked), mark_notification_sent acks and
 -- mark_notification_failed retries with exponential backoff and jitter until
@@ -66,10 +66,10 @@ end;
 $function$;
 
 comment on function toolsdb.insert_notification(text, text, text, jsonb, bigint, integer, text, timestamptz) is
-'Queues a notification (seed 001''s insert_notification): pending, deliverable from deliver_at '
-'(default now). With an idempotency_key already stored, inserts nothing and returns the existing '
-'notification_id (unique_violation when the key belongs to a session the caller cannot see). '
-'Wakes listeners on toolsdb_notifications.';
+'Queues a notification (insert_notification, as in the hook-notification API): pending, '
+'deliverable from deliver_at (default now). With an idempotency_key already stored, inserts '
+'nothing and returns the existing notification_id (unique_violation when the key belongs to a '
+'session the caller cannot see). Wakes listeners on toolsdb_notifications.';
 
 create or replace function toolsdb.claim_notifications(
     batch_size integer default 10,
@@ -177,8 +177,8 @@ as $function$
 $function$;
 
 comment on function toolsdb.mark_notification_sent(bigint, uuid) is
-'Acks one delivered notification (seed 001''s mark_notification_sent); refuses with '
-'object_not_in_prerequisite_state (55000) when the claim no longer holds it.';
+'Acks one delivered notification (mark_notification_sent, as in the hook-notification API); '
+'refuses with object_not_in_prerequisite_state (55000) when the claim no longer holds it.';
 
 create or replace function toolsdb.mark_notification_failed(
     notification_id bigint,
@@ -228,10 +228,10 @@ end;
 $function$;
 
 comment on function toolsdb.mark_notification_failed(bigint, uuid, text, interval, interval) is
-'Records a failed delivery (seed 001''s mark_notification_failed): status failed, retried at now() '
-'+ min(retry_max, retry_base * 2^(attempts-1)) * (0.5 + random/2); after max_attempts, dead. '
-'Returns the new status. Refuses with object_not_in_prerequisite_state (55000) when the claim no '
-'longer holds it.';
+'Records a failed delivery (mark_notification_failed, as in the hook-notification API): status '
+'failed, retried at now() + min(retry_max, retry_base * 2^(attempts-1)) * (0.5 + random/2); after '
+'max_attempts, dead. Returns the new status. Refuses with object_not_in_prerequisite_state (55000) '
+'when the claim no longer holds it.';
 
 create or replace function toolsdb.get_dead_notifications(max_rows integer default 100)
 returns setof toolsdb.notifications

@@ -1,5 +1,5 @@
 -- repeatable/45_metrics.sql
--- Tier 40: measurements (seed 001's metrics): a name, a value, an optional
+-- Tier 40: measurements (metrics): a name, a value, an optional
 -- session, a time. Partitioned by day so a stats window reads only its days
 -- and retention drops whole days; get_metric_stats() gives count, avg, min,
 -- max and p50/p95/p99 over a window from an index-only scan. Row-level
@@ -107,7 +107,8 @@ as $function$
 $function$;
 
 comment on function toolsdb.insert_metric(text, double precision, text, jsonb, timestamptz) is
-'Records a measurement (seed 001''s insert_metric), now unless measured_at says when. Returns its metric_id.';
+'Records a measurement (insert_metric, as in the hook-notification API), now unless measured_at '
+'says when. Returns its metric_id.';
 
 create or replace function toolsdb.get_metric_stats(
     metric_name text,
@@ -145,10 +146,10 @@ as $function$
 $function$;
 
 comment on function toolsdb.get_metric_stats(text, timestamptz, timestamptz) is
-'Statistics of one metric over [since, until) (seed 001''s get_metric_stats; default: all kept '
-'rows): count, avg, min, max and the continuous percentiles p50, p95, p99 (null when there are '
-'no rows). Reads only the window''s daily partitions; runs with work_mem 64MB so the percentile '
-'sort of a week of values stays in memory.';
+'Statistics of one metric over [since, until) (get_metric_stats, as in the hook-notification API; '
+'default: all kept rows): count, avg, min, max and the continuous percentiles p50, p95, p99 (null '
+'when there are no rows). Reads only the window''s daily partitions; runs with work_mem 64MB so '
+'the percentile sort of a week of values stays in memory.';
 
 -- Today's and the next seven days' partitions, on every migrate (a no-op
 -- when they exist); toolsdb.maintain() keeps them ahead after that.

@@ -1,5 +1,6 @@
 -- repeatable/46_import_v1.sql
--- Tier 40: import of seed 001's V1 JSON files, under the seed's own names:
+-- Tier 40: import of the V1 JSON files of Slack hook notifications, under the
+-- names of the hook-notification API:
 -- import_v1_tool_request() and import_v1_notification_state(). Each is
 -- idempotent through the idempotency_key of the row it makes, so importing
 -- the same files again adds nothing. `toolsdb import-v1 DIR` reads the
@@ -84,9 +85,9 @@ end;
 $function$;
 
 comment on function toolsdb.import_v1_tool_request(text, jsonb, timestamptz, text) is
-'Imports one V1 tool request file (seed 001''s import_v1_tool_request) as an already processed '
-'event of its session (created if missing) at requested_at; source_key (the file name) makes it '
-'idempotent. Returns true when imported, false when it was already there.';
+'Imports one V1 tool request file (import_v1_tool_request, as in the hook-notification API) as an '
+'already processed event of its session (created if missing) at requested_at; source_key (the file '
+'name) makes it idempotent. Returns true when imported, false when it was already there.';
 
 create or replace function toolsdb.import_v1_notification_state(state jsonb, source_key text)
 returns boolean
@@ -155,7 +156,8 @@ end;
 $function$;
 
 comment on function toolsdb.import_v1_notification_state(jsonb, text) is
-'Imports one V1 notification state (seed 001''s import_v1_notification_state): sent ones as sent, '
-'any other as a dead letter (last_error says so; redrive_notifications() sends it), so nothing '
-'stale goes out by surprise. The whole state is kept in payload.v1_state. Idempotent by the '
-'state''s id (else source_key and a hash of the state). Returns true when imported.';
+'Imports one V1 notification state (import_v1_notification_state, as in the hook-notification '
+'API): sent ones as sent, any other as a dead letter (last_error says so; redrive_notifications() '
+'sends it), so nothing stale goes out by surprise. The whole state is kept in payload.v1_state. '
+'Idempotent by the state''s id (else source_key and a hash of the state). Returns true when '
+'imported.';

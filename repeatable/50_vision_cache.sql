@@ -1,5 +1,5 @@
 -- repeatable/50_vision_cache.sql
--- Tier 50: agent tools (seed 000). The vision-analysis cache: one entry per
+-- Tier 50: agent tools. The vision-analysis cache: one entry per
 -- image (SHA-256) and model version, with a TTL. A hit is counted without
 -- touching the entry's row: vision_cache_get() appends to the unlogged
 -- vision_cache_hits, so many readers of one hot image never queue behind a

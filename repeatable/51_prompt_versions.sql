@@ -1,13 +1,12 @@
 -- repeatable/51_prompt_versions.sql
--- Tier 50: versioned prompts (seed 000) in the manner of prompt registries:
+-- Tier 50: versioned prompts in the manner of prompt registries:
 -- toolsdb.prompts holds one row per prompt id and its version counter, so
--- versions are assigned by the database, gapless per prompt, and label
--- moves on one prompt are serialized by that row's lock.
--- toolsdb.prompt_versions holds the versions with free labels; the label
--- production is on at most one version per prompt (a partial unique
--- index), and seed 000's is_active is that label. Audited (label moves are
--- updates of prompt_versions, and prompt_set_label() also writes an
--- explicit audit event).
+-- versions are assigned by the database, gapless per prompt, and label moves on
+-- one prompt are serialized by that row's lock. toolsdb.prompt_versions holds
+-- the versions with free labels; the label production is on at most one version
+-- per prompt (a partial unique index), and is_active (the agent-tools API's
+-- name) is that label. Audited (label moves are updates of prompt_versions, and
+-- prompt_set_label() also writes an explicit audit event).
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md); the tables are in
 -- schema/51_prompt_versions.sql.

@@ -22,8 +22,9 @@ from toolsdb.audit_logs as l
 where l.action not in ('insert', 'update', 'delete', 'truncate');
 
 comment on view toolsdb.audit_trail_events is
-'Explicit audit events only (permission_changed, config_updated, ...), in the words of seed 000''s '
-'audit trail: event_type is toolsdb.audit_logs.action. Captured row changes are left out.';
+'Explicit audit events only (permission_changed, config_updated, ...), in the words of the '
+'agent-tools audit trail: event_type is toolsdb.audit_logs.action. Captured row changes are left '
+'out.';
 comment on column toolsdb.audit_trail_events.audit_id is 'The entry (toolsdb.audit_logs.audit_id).';
 comment on column toolsdb.audit_trail_events.logged_at is 'When it was written.';
 comment on column toolsdb.audit_trail_events.event_type is 'The event name, e.g. permission_changed.';

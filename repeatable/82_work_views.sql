@@ -28,7 +28,7 @@ left join toolsdb.agents as a on t.assigned_to_agent_id = a.agent_id
 where t.status in ('open', 'in_progress');
 
 comment on view toolsdb.active_tasks is
-'004''s active_tasks: tasks that are open (004 pending) or in_progress, with project slug and '
+'Tasks that are open (pending in CI/CD task trackers) or in_progress, with project slug and '
 'assignee names. Order by priority desc, created_at for a work queue.';
 comment on column toolsdb.active_tasks.task_id is 'The task.';
 comment on column toolsdb.active_tasks.project_id is 'Its project.';
@@ -62,8 +62,8 @@ from toolsdb.agent_executions as e
 group by e.project_id, e.agent_type, e.status;
 
 comment on view toolsdb.task_execution_summary is
-'004''s task_execution_summary: executions per project, agent type and status, with average '
-'duration (finished runs), tokens and cost.';
+'Executions per project, agent type and status, with average duration (finished runs), tokens and '
+'cost.';
 comment on column toolsdb.task_execution_summary.project_id is 'The project.';
 comment on column toolsdb.task_execution_summary.agent_type is 'The agent type of the runs.';
 comment on column toolsdb.task_execution_summary.status is 'Their status.';
@@ -87,8 +87,7 @@ from toolsdb.pr_validations as v
 group by v.project_id, v.repository, v.status;
 
 comment on view toolsdb.pr_validation_summary is
-'004''s pr_validation_summary: validations per project, repository and status, with average '
-'duration of settled ones.';
+'Validations per project, repository and status, with average duration of settled ones.';
 comment on column toolsdb.pr_validation_summary.project_id is 'The project.';
 comment on column toolsdb.pr_validation_summary.repository is 'The repository (owner/name).';
 comment on column toolsdb.pr_validation_summary.status is 'pending, running, passed, failed or cancelled.';
@@ -110,7 +109,7 @@ from toolsdb.error_logs as e
 group by e.project_id, e.error_type, e.resolved;
 
 comment on view toolsdb.error_summary is
-'004''s error_summary: errors per project, type and resolution, with average recovery attempts.';
+'Errors per project, type and resolution, with average recovery attempts.';
 comment on column toolsdb.error_summary.project_id is 'The project (null for errors outside any project).';
 comment on column toolsdb.error_summary.error_type is 'The error type.';
 comment on column toolsdb.error_summary.resolved is 'Whether they are resolved.';
@@ -140,8 +139,8 @@ left join toolsdb.tasks as t
 where l.logged_at >= now() - interval '7 days';
 
 comment on view toolsdb.recent_activity is
-'004''s recent_activity: audit entries of the last 7 days, with the task''s title, project and '
-'status when the entry is about a task. Order by logged_at desc.';
+'Audit entries of the last 7 days, with the task''s title, project and status when the entry is '
+'about a task. Order by logged_at desc.';
 comment on column toolsdb.recent_activity.audit_id is 'The audit entry.';
 comment on column toolsdb.recent_activity.logged_at is 'When it was written.';
 comment on column toolsdb.recent_activity.actor is 'Who acted.';
@@ -182,9 +181,9 @@ inner join toolsdb.agents as a on e.agent_id = a.agent_id
 group by a.agent_id, a.name, e.model_provider, e.model_name;
 
 comment on view toolsdb.agent_performance is
-'Per agent and model, computed from its runs (002 stored success_rate and avg_execution_time_ms '
-'on agents; here they are derived, so always true): runs, success rate over finished runs '
-'(success / success + failure + timeout), p50 and p95 duration, tokens and cost.';
+'Per agent and model, computed from its runs (engineering platforms store success_rate and '
+'avg_execution_time_ms on agents; here they are derived, so always true): runs, success rate over '
+'finished runs (success / success + failure + timeout), p50 and p95 duration, tokens and cost.';
 comment on column toolsdb.agent_performance.agent_id is 'The agent.';
 comment on column toolsdb.agent_performance.agent_name is 'Its name.';
 comment on column toolsdb.agent_performance.model_provider is 'Model provider of the runs.';
@@ -250,9 +249,9 @@ left join lateral (
 ) as r on true;
 
 comment on view toolsdb.project_health is
-'One row per project with 002''s figures: tasks (all, open, completed), pr_merge_rate (share of '
-'closed tasks with a pull request that were completed), execution success rate, total cost and '
-'unresolved errors.';
+'One row per project with the figures of engineering platforms: tasks (all, open, completed), '
+'pr_merge_rate (share of closed tasks with a pull request that were completed), execution success '
+'rate, total cost and unresolved errors.';
 comment on column toolsdb.project_health.project_id is 'The project.';
 comment on column toolsdb.project_health.slug is 'Its slug.';
 comment on column toolsdb.project_health.project_status is 'active, paused or archived.';

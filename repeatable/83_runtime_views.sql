@@ -23,8 +23,8 @@ from toolsdb.sessions as s
 where s.ended_at is null;
 
 comment on view toolsdb.active_sessions is
-'Sessions that have not ended (seed 001''s get_active_sessions), most useful ordered by '
-'last_activity_at desc; inactive_for tells stale ones apart.';
+'Sessions that have not ended (get_active_sessions in the hook-notification API), most useful '
+'ordered by last_activity_at desc; inactive_for tells stale ones apart.';
 comment on column toolsdb.active_sessions.session_id is 'The session id as the agent gives it.';
 comment on column toolsdb.active_sessions.user_id is 'The user, if known.';
 comment on column toolsdb.active_sessions.agent_id is 'The agent, if known.';

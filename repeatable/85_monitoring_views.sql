@@ -1,5 +1,5 @@
 -- repeatable/85_monitoring_views.sql
--- The monitoring views (seed 002's "PostgreSQL Monitoring", made
+-- The monitoring views (the usual PostgreSQL monitoring queries, made
 -- permanent): index usage and unused indexes, table and index sizes, dead
 -- tuples and autovacuum lag, the oldest open transactions, long-running
 -- queries, lock waits and slow statements. They read PostgreSQL's own
@@ -28,7 +28,7 @@ order by s.idx_scan, pg_catalog.pg_relation_size(s.indexrelid) desc;
 
 comment on view toolsdb_monitoring.index_usage is
 'Every index of the current database with how often it was scanned since the statistics were last '
-'reset (seed 002''s "check index usage"), least used first.';
+'reset (the usual "check index usage" query), least used first.';
 comment on column toolsdb_monitoring.index_usage.schema_name is 'Schema of the table.';
 comment on column toolsdb_monitoring.index_usage.table_name is 'The indexed table (or partition).';
 comment on column toolsdb_monitoring.index_usage.index_name is 'The index.';
@@ -137,8 +137,9 @@ from sized as s
 order by s.table_bytes + s.index_bytes desc, s.schema_name asc, s.table_name asc;
 
 comment on view toolsdb_monitoring.table_sizes is
-'Every table of the current database with its size (seed 002''s "check table sizes"), largest first. '
-'A partitioned table counts all its partitions; each partition is also listed, with partition_of.';
+'Every table of the current database with its size (the usual "check table sizes" query), largest '
+'first. A partitioned table counts all its partitions; each partition is also listed, with '
+'partition_of.';
 comment on column toolsdb_monitoring.table_sizes.schema_name is 'Schema of the table.';
 comment on column toolsdb_monitoring.table_sizes.table_name is 'The table, partitioned table or materialized view.';
 comment on column toolsdb_monitoring.table_sizes.partition_of is 'The partitioned table it belongs to, if any.';
@@ -409,9 +410,9 @@ from toolsdb_monitoring.statement_stats() as s
 order by s.mean_ms desc;
 
 comment on view toolsdb_monitoring.slow_statements is
-'Statements of the current database by mean execution time, slowest first (seed 002''s '
-'"check slow queries"), from pg_stat_statements; empty where the extension is not installed. '
-'Reset with pg_stat_statements_reset() (superuser).';
+'Statements of the current database by mean execution time, slowest first (the usual "check slow '
+'queries" query), from pg_stat_statements; empty where the extension is not installed. Reset with '
+'pg_stat_statements_reset() (superuser).';
 comment on column toolsdb_monitoring.slow_statements.query_id is 'pg_stat_statements'' queryid.';
 comment on column toolsdb_monitoring.slow_statements.user_name is 'The role that ran it.';
 comment on column toolsdb_monitoring.slow_statements.calls is 'Times it ran.';

@@ -1,15 +1,16 @@
 -- schema/30_tasks.sql
--- Tier 30: work tracking, first table. Defines toolsdb.tasks (seeds 002 and
--- 004 merged: one status lifecycle, one priority scale, a hierarchy without
--- cycles, full-text search), its lifecycle rules in
+-- Tier 30: work tracking, first table. Defines toolsdb.tasks (issue-tracker
+-- and CI/CD task-tracker tasks merged: one status lifecycle, one priority
+-- scale, a hierarchy without cycles, full-text search), its lifecycle rules in
 -- toolsdb.task_status_transitions (a lookup table: add a row to allow a move),
 -- the trigger that enforces them, toolsdb.task_transition() and
 -- toolsdb.priority_from_label(), and toolsdb_private.tg__project_from_task()
 -- for the rows that hang off a task. Audited; row-level security per project.
--- Status mapping (docs/work-tracking.md): 002's open, in_progress, in_review,
--- blocked, draft keep their names and 002's closed is completed (done) or
--- cancelled (dropped); 004's pending is open, its in_progress, completed,
--- failed and cancelled keep their names.
+-- Status mapping (docs/work-tracking.md, docs/names.md): the issue-tracker
+-- statuses open, in_progress, in_review, blocked, draft keep their names and
+-- its closed is completed (done) or cancelled (dropped); the CI/CD task
+-- tracker's pending is open, its in_progress, completed, failed and
+-- cancelled keep their names.
 -- Its functions, triggers and row-level security: repeatable/30_tasks.sql.
 -- Needs: schema/20_users.sql, schema/21_projects.sql, schema/22_agents.sql.
 
@@ -147,18 +148,18 @@ create index if not exists tasks_requirements_idx on toolsdb.tasks using gin (re
 create index if not exists tasks_search_vector_idx on toolsdb.tasks using gin (search_vector);
 
 comment on table toolsdb.tasks is
-'Work items of a project: issues, pull requests and tasks (seeds 002 and 004). One lifecycle '
-'(status, moves in toolsdb.task_status_transitions), priority 0-10 with its 002 label, subtasks '
-'through parent_task_id (no cycles), full-text search in search_vector. The application sees the '
-'tasks of its project only (toolsdb.project_id).';
+'Work items of a project: issues, pull requests and tasks (of issue trackers and CI/CD task '
+'trackers). One lifecycle (status, moves in toolsdb.task_status_transitions), priority 0-10 with '
+'its issue-tracker label, subtasks through parent_task_id (no cycles), full-text search in '
+'search_vector. The application sees the tasks of its project only (toolsdb.project_id).';
 
 comment on column toolsdb.tasks.task_id is 'Primary key: a random UUID.';
 
 comment on column toolsdb.tasks.project_id is 'The project (toolsdb.projects); tasks go with it (on delete cascade).';
 
 comment on column toolsdb.tasks.parent_task_id is
-'The parent task (004''s hierarchy), in the same project; never the task itself or one of its '
-'descendants. Null for a top-level task; set to null when the parent is deleted.';
+'The parent task (the CI/CD task-tracker hierarchy), in the same project; never the task itself or '
+'one of its descendants. Null for a top-level task; set to null when the parent is deleted.';
 
 comment on column toolsdb.tasks.title is 'Short title, 1-500 characters; weighted A in search_vector.';
 
@@ -167,15 +168,16 @@ comment on column toolsdb.tasks.description is 'Longer text, up to 100,000 chara
 comment on column toolsdb.tasks.type is 'bug, feature, refactor, test, documentation, task (default) or chore.';
 
 comment on column toolsdb.tasks.status is
-'draft, open (002 open, 004 pending; default), in_progress, in_review, blocked, completed (004 '
-'completed, 002 closed as done), failed, cancelled (002 closed as dropped). Changes only along '
-'toolsdb.task_status_transitions.';
+'draft, open (default; pending in CI/CD task trackers), in_progress, in_review, blocked, completed '
+'(closed as done in issue trackers), failed, cancelled (closed as dropped in issue trackers). '
+'Changes only along toolsdb.task_status_transitions.';
 
-comment on column toolsdb.tasks.priority is '0 (lowest) to 10 (highest), 004''s scale; default 5.';
+comment on column toolsdb.tasks.priority is
+'0 (lowest) to 10 (highest), the scale of CI/CD task trackers; default 5.';
 
 comment on column toolsdb.tasks.priority_label is
-'002''s label, derived from priority: low 0-3, medium 4-6, high 7-8, critical 9-10. Set a label '
-'with priority = toolsdb.priority_from_label(''high'').';
+'The issue-tracker label, derived from priority: low 0-3, medium 4-6, high 7-8, critical 9-10. Set '
+'a label with priority = toolsdb.priority_from_label(''high'').';
 
 comment on column toolsdb.tasks.requirements is 'JSON object of requirements (acceptance criteria, constraints).';
 

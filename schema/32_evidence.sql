@@ -1,5 +1,5 @@
 -- schema/32_evidence.sql
--- Tier 30: the evidence registry (seed 002): what a decision rests on, how
+-- Tier 30: the evidence registry: what a decision rests on, how
 -- credible it is, whether someone verified it, and what it supports or
 -- contradicts. Links agent_executions.evidence_id to it. Audited; row-level
 -- security per project.
@@ -67,9 +67,9 @@ create index if not exists evidence_credibility_score_idx on toolsdb.evidence (c
 create index if not exists evidence_tags_idx on toolsdb.evidence using gin (tags);
 
 comment on table toolsdb.evidence is
-'Evidence registry (002): what decisions rest on (code analysis, test results, AI output, human '
-'review, ...), with a credibility score from 0 to 1, verification, and links to evidence it '
-'supports or contradicts. Agent runs point to it (agent_executions.evidence_id).';
+'Evidence registry: what decisions rest on (code analysis, test results, AI output, human review, '
+'...), with a credibility score from 0 to 1, verification, and links to evidence it supports or '
+'contradicts. Agent runs point to it (agent_executions.evidence_id).';
 
 comment on column toolsdb.evidence.evidence_id is 'Primary key: a random UUID.';
 

@@ -1,12 +1,13 @@
 -- schema/33_agent_executions.sql
--- Tier 30: an agent working on a task (seed 002's agent_executions and seed
--- 004's task_executions, one table). Defines toolsdb.agent_executions, its
--- append-only log toolsdb.agent_execution_logs, the rules trigger (status
--- moves, timestamps and cost set by the database) and the functions that
--- drive a run: execution_create, execution_start, execution_log,
--- execution_complete, execution_fail, execution_time_out, execution_cancel.
--- Audited (the log is exempt: high-volume, append-only); row-level security
--- per project on both tables.
+-- Tier 30: an agent working on a task (the agent_executions of engineering
+-- platforms and the task_executions of CI/CD task trackers, one table).
+-- Defines toolsdb.agent_executions, its append-only log
+-- toolsdb.agent_execution_logs, the rules trigger (status moves, timestamps and
+-- cost set by the database) and the functions that drive a run:
+-- execution_create, execution_start, execution_log, execution_complete,
+-- execution_fail, execution_time_out, execution_cancel. Audited (the log is
+-- exempt: high-volume, append-only); row-level security per project on both
+-- tables.
 -- Its functions, triggers and row-level security: repeatable/33_agent_executions.sql.
 -- Needs: schema/21_projects.sql, schema/22_agents.sql, schema/30_tasks.sql,
 --        schema/32_evidence.sql.
@@ -81,10 +82,11 @@ where completed_at is not null;
 create index if not exists agent_executions_status_idx on toolsdb.agent_executions (status);
 
 comment on table toolsdb.agent_executions is
-'One run of an agent on a task, with its tokens and cost (002''s agent_executions, 004''s '
-'task_executions). Status pending -> running -> success, failure or timeout; pending or running '
-'-> cancelled. Drive it with toolsdb.execution_create/start/log/complete/fail/time_out/cancel; the '
-'database sets the times and the cost. The application sees its project''s runs only.';
+'One run of an agent on a task, with its tokens and cost (one table for the agent_executions of '
+'engineering platforms and the task_executions of CI/CD task trackers). Status pending -> running '
+'-> success, failure or timeout; pending or running -> cancelled. Drive it with '
+'toolsdb.execution_create/start/log/complete/fail/time_out/cancel; the database sets the times and '
+'the cost. The application sees its project''s runs only.';
 
 comment on column toolsdb.agent_executions.execution_id is 'Primary key: a random UUID.';
 
@@ -96,7 +98,7 @@ comment on column toolsdb.agent_executions.project_id is
 'The task''s project, filled in by the database (for row-level security and reports).';
 
 comment on column toolsdb.agent_executions.agent_type is
-'The agent''s type when it ran (004''s agent_type, e.g. claude-code); copied from the agent unless given.';
+'The agent''s type when it ran (e.g. claude-code); copied from the agent unless given.';
 
 comment on column toolsdb.agent_executions.agent_config is 'Configuration of this run (JSON object).';
 

@@ -1,5 +1,5 @@
 -- schema/34_pr_validations.sql
--- Tier 30: validations of a task's pull request (seed 004's pr_validations):
+-- Tier 30: validations of a task's pull request (pr_validations):
 -- per-check results recorded as checks report, then settled to passed or
 -- failed. Functions: toolsdb.validation_record_check(),
 -- toolsdb.validation_settle(), toolsdb.validation_cancel(). Audited; row-level
@@ -54,8 +54,8 @@ create index if not exists pr_validations_repository_pr_number_idx
 on toolsdb.pr_validations (repository, pr_number);
 
 comment on table toolsdb.pr_validations is
-'Validations of a pull request of a task (004): each check (tests, lint, ...) records its result '
-'in validation_results, then the validation is settled: passed when every check passed. Status '
+'Validations of a pull request of a task: each check (tests, lint, ...) records its result in '
+'validation_results, then the validation is settled: passed when every check passed. Status '
 'pending -> running (first check) -> passed or failed; pending or running -> cancelled.';
 
 comment on column toolsdb.pr_validations.validation_id is 'Primary key: a random UUID.';

@@ -1,5 +1,5 @@
 -- schema/35_bug_escalations.sql
--- Tier 30: critical bug escalation (seed 000), the bugs that error_logs rows
+-- Tier 30: critical bug escalation, the bugs that error_logs rows
 -- are occurrences of. One row per bug id; reporting
 -- it again counts one more occurrence atomically (insert ... on conflict),
 -- and a resolved bug that occurs again reopens (reopened_count says so).
@@ -49,8 +49,8 @@ create index if not exists bug_escalations_queue_idx on toolsdb.bug_escalations 
 ) where status <> 'resolved';
 
 comment on table toolsdb.bug_escalations is
-'Bugs to escalate (seed 000), one per bug id: how often they occur, whom they hurt, who handles '
-'them. Report with toolsdb.report_bug() (counts an occurrence; reopens a resolved bug), move with '
+'Bugs to escalate, one per bug id: how often they occur, whom they hurt, who handles them. Report '
+'with toolsdb.report_bug() (counts an occurrence; reopens a resolved bug), move with '
 'toolsdb.bug_escalation_move(); the queue in priority order is the view toolsdb.escalation_queue.';
 
 comment on column toolsdb.bug_escalations.bug_id is

@@ -1,5 +1,5 @@
 -- schema/36_error_logs.sql
--- Tier 30: errors met while working (seed 004's error_logs), with their
+-- Tier 30: errors met while working (error_logs), with their
 -- recovery attempts. Functions: toolsdb.error_record(),
 -- toolsdb.error_record_recovery(). Audited; row-level security per project.
 -- Its functions, triggers and row-level security: repeatable/36_error_logs.sql.
@@ -53,9 +53,9 @@ create index if not exists error_logs_error_type_resolved_idx on toolsdb.error_l
 create index if not exists error_logs_bug_id_idx on toolsdb.error_logs (bug_id);
 
 comment on table toolsdb.error_logs is
-'Errors met by agents and tasks (004), from its closed list of types, with recovery attempts: '
-'toolsdb.error_record() logs one, toolsdb.error_record_recovery() counts an attempt and resolves '
-'the error when it succeeds.';
+'Errors met by agents and tasks, from the closed list of types of CI/CD task trackers, with '
+'recovery attempts: toolsdb.error_record() logs one, toolsdb.error_record_recovery() counts an '
+'attempt and resolves the error when it succeeds.';
 
 comment on column toolsdb.error_logs.error_id is 'Primary key: a random UUID.';
 

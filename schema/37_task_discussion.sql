@@ -1,5 +1,5 @@
 -- schema/37_task_discussion.sql
--- Tier 30: what people and agents attach to a task (seed 002):
+-- Tier 30: what people and agents attach to a task:
 -- toolsdb.task_comments (written by a user or an agent) and
 -- toolsdb.task_attachments (files stored elsewhere, described here).
 -- Audited; row-level security per project (the project is filled in from
@@ -39,8 +39,8 @@ create index if not exists task_comments_author_user_id_idx on toolsdb.task_comm
 create index if not exists task_comments_author_agent_id_idx on toolsdb.task_comments (author_agent_id);
 
 comment on table toolsdb.task_comments is
-'Comments on a task (002), written by a user or an agent (at most one of the two; none once the '
-'author is deleted).';
+'Comments on a task, written by a user or an agent (at most one of the two; none once the author '
+'is deleted).';
 
 comment on column toolsdb.task_comments.comment_id is 'Primary key: a random UUID.';
 
@@ -102,7 +102,7 @@ create index if not exists task_attachments_uploaded_by_agent_id_idx
 on toolsdb.task_attachments (uploaded_by_agent_id);
 
 comment on table toolsdb.task_attachments is
-'Files attached to a task (002): stored elsewhere (storage_url), described here with size, type and '
+'Files attached to a task: stored elsewhere (storage_url), described here with size, type and '
 'checksum.';
 
 comment on column toolsdb.task_attachments.attachment_id is 'Primary key: a random UUID.';

@@ -1,5 +1,5 @@
 -- schema/38_activity_feed.sql
--- Tier 30: the activity feed of a project (seed 002): a high-volume,
+-- Tier 30: the activity feed of a project: a high-volume,
 -- append-only stream of what happened, for people to read. Not audited (its
 -- own rows are the record; listed in toolsdb_private.audit_exemptions);
 -- row-level security per project. Write with toolsdb.activity_record().
@@ -45,9 +45,8 @@ create index if not exists activity_feed_agent_id_idx on toolsdb.activity_feed (
 create index if not exists activity_feed_created_at_idx on toolsdb.activity_feed using brin (created_at);
 
 comment on table toolsdb.activity_feed is
-'What happened in a project, newest first, for people to read (002''s activity feed): task '
-'created, pull request opened, run failed, ... Append-only and high-volume: not audited, never '
-'updated.';
+'What happened in a project, newest first, for people to read: task created, pull request opened, '
+'run failed, ... Append-only and high-volume: not audited, never updated.';
 
 comment on column toolsdb.activity_feed.activity_id is 'Increasing id.';
 

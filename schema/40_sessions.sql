@@ -1,10 +1,11 @@
 -- schema/40_sessions.sql
 -- Tier 40: the agent runtime (docs/runtime.md). Agent sessions as the agent
--- names them (seeds 001 and 003 merged): where the agent works, its branch
--- and terminal, when it was last active, idle and ended. Row-level security
--- per session; not audited (toolsdb.events holds the raw record of every
--- change, see toolsdb_private.audit_exemptions). The seed 001 functions
--- create_session, update_session_activity, set_session_idle and end_session.
+-- names them (hook sessions and agent-framework sessions in one table): where
+-- the agent works, its branch and terminal, when it was last active, idle and
+-- ended. Row-level security per session; not audited (toolsdb.events holds the
+-- raw record of every change, see toolsdb_private.audit_exemptions). The
+-- functions of the hook-notification API create_session,
+-- update_session_activity, set_session_idle and end_session.
 -- Its functions, triggers and row-level security: repeatable/40_sessions.sql.
 -- Needs: schema/20_users.sql, schema/21_projects.sql, schema/22_agents.sql.
 
@@ -73,9 +74,9 @@ create index if not exists sessions_active_idx on toolsdb.sessions (last_activit
 where ended_at is null;
 
 comment on table toolsdb.sessions is
-'Agent sessions (seeds 001 and 003): one row per session id the agent gives (Claude Code''s '
-'session_id), with where it works, its git branch and terminal, its activity and whether it '
-'waits for input. Written by toolsdb.hook_ingest() on every hook event, or by create_session(). '
+'Agent sessions (of hooks and of agent frameworks): one row per session id the agent gives (Claude '
+'Code''s session_id), with where it works, its git branch and terminal, its activity and whether '
+'it waits for input. Written by toolsdb.hook_ingest() on every hook event, or by create_session(). '
 'Row-level security: the application sees only the session of toolsdb.session_id.';
 
 comment on column toolsdb.sessions.session_id is

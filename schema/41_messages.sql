@@ -1,5 +1,5 @@
 -- schema/41_messages.sql
--- Tier 40: the messages of a session (seed 003): role, content, tool calls,
+-- Tier 40: the messages of a session: role, content, tool calls,
 -- tokens, and a gapless position within the session that the database
 -- assigns (from sessions.message_count, so two writers never collide).
 -- Row-level security per session; not audited (the conversation is the
@@ -30,9 +30,9 @@ create table if not exists toolsdb.messages (
 );
 
 comment on table toolsdb.messages is
-'The messages of an agent session in order (seed 003): who spoke (role), what was said, the tool '
-'calls made and the tokens used. position is assigned by the database, gapless per session. '
-'Row-level security: the application sees only the messages of toolsdb.session_id.';
+'The messages of an agent session in order: who spoke (role), what was said, the tool calls made '
+'and the tokens used. position is assigned by the database, gapless per session. Row-level '
+'security: the application sees only the messages of toolsdb.session_id.';
 
 comment on column toolsdb.messages.message_id is 'Primary key: a random UUID.';
 

@@ -1,5 +1,5 @@
 -- schema/42_memories.sql
--- Tier 40: what an agent remembers (seed 003), globally or for one user:
+-- Tier 40: what an agent remembers, globally or for one user:
 -- one entry per agent, user and key (a null user is the global memory, and
 -- nulls are not distinct in the key). memory_get() prefers the user's entry
 -- and falls back to the global one. Audited.
@@ -29,9 +29,9 @@ create table if not exists toolsdb.memories (
 create index if not exists memories_user_id_idx on toolsdb.memories (user_id);
 
 comment on table toolsdb.memories is
-'What an agent remembers (seed 003): an entry per agent, user and key, where a null user is the '
-'agent''s global memory. Read with toolsdb.memory_get(), which prefers the user''s entry over the '
-'global one; write with toolsdb.memory_set().';
+'What an agent remembers: an entry per agent, user and key, where a null user is the agent''s '
+'global memory. Read with toolsdb.memory_get(), which prefers the user''s entry over the global '
+'one; write with toolsdb.memory_set().';
 
 comment on column toolsdb.memories.memory_id is 'Primary key: a random UUID.';
 

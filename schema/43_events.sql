@@ -1,5 +1,5 @@
 -- schema/43_events.sql
--- Tier 40: raw hook events (seed 001's events table) and the queue around
+-- Tier 40: raw hook events (the events table) and the queue around
 -- them: toolsdb.hook_ingest() stores one Claude Code hook payload and keeps
 -- its session up to date in one call; workers claim unprocessed events with
 -- leases (get_unprocessed_events) and mark them processed with the claim's
@@ -51,10 +51,10 @@ create index if not exists events_session_id_idx on toolsdb.events (session_id, 
 create index if not exists events_created_at_idx on toolsdb.events using brin (created_at);
 
 comment on table toolsdb.events is
-'Raw agent hook events (seed 001): the payload exactly as the hook received it, for workers to '
-'process. A queue: get_unprocessed_events() claims a batch with a lease, mark_event_processed() '
-'settles it; an event whose worker died comes back when its lease ends. Row-level security: the '
-'application sees only the events of toolsdb.session_id.';
+'Raw agent hook events: the payload exactly as the hook received it, for workers to process. A '
+'queue: get_unprocessed_events() claims a batch with a lease, mark_event_processed() settles it; '
+'an event whose worker died comes back when its lease ends. Row-level security: the application '
+'sees only the events of toolsdb.session_id.';
 
 comment on column toolsdb.events.event_id is 'Increasing id.';
 
@@ -63,7 +63,8 @@ comment on column toolsdb.events.session_id is 'The session it belongs to; delet
 comment on column toolsdb.events.event_type is
 'Hook event name as sent (PreToolUse, Notification, SessionEnd, ...); unknown names are kept as they are.';
 
-comment on column toolsdb.events.payload is 'The hook payload (seed 001''s hook_payload), a JSON object, unchanged.';
+comment on column toolsdb.events.payload is
+'The hook payload (hook_payload in the hook-notification API), a JSON object, unchanged.';
 
 comment on column toolsdb.events.idempotency_key is
 'Optional unique key of the event''s source (imports use v1:...); inserting it again returns the first row.';

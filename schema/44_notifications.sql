@@ -1,5 +1,5 @@
 -- schema/44_notifications.sql
--- Tier 40: outgoing notifications (seed 001) and their delivery queue:
+-- Tier 40: outgoing notifications (Slack, Discord, ...) and their delivery queue:
 -- insert_notification enqueues, claim_notifications claims a batch with a
 -- lease (for update skip locked), mark_notification_sent acks and
 -- mark_notification_failed retries with exponential backoff and jitter until
@@ -72,11 +72,11 @@ create index if not exists notifications_event_id_idx on toolsdb.notifications (
 create index if not exists notifications_session_id_idx on toolsdb.notifications (session_id, created_at);
 
 comment on table toolsdb.notifications is
-'Notifications to deliver (seed 001): permission requests, finished tasks, ... to Slack, Discord, '
-'email or a webhook, with retries. A queue: claim_notifications() leases a batch, '
-'mark_notification_sent() or mark_notification_failed() settles each; failures back off '
-'exponentially with jitter and after max_attempts the row is dead (a dead letter) until '
-'redrive_notifications(). Row-level security: the application sees its session''s rows.';
+'Notifications to deliver: permission requests, finished tasks, ... to Slack, Discord, email or a '
+'webhook, with retries. A queue: claim_notifications() leases a batch, mark_notification_sent() or '
+'mark_notification_failed() settles each; failures back off exponentially with jitter and after '
+'max_attempts the row is dead (a dead letter) until redrive_notifications(). Row-level security: '
+'the application sees its session''s rows.';
 
 comment on column toolsdb.notifications.notification_id is 'Increasing id.';
 
@@ -97,12 +97,13 @@ comment on column toolsdb.notifications.status is
 comment on column toolsdb.notifications.payload is 'What the backend sends (backend-specific JSON object).';
 
 comment on column toolsdb.notifications.attempts is
-'Delivery attempts so far (seed 001''s retry_count); each claim is one.';
+'Delivery attempts so far (retry_count in the hook-notification API); each claim is one.';
 
 comment on column toolsdb.notifications.max_attempts is
-'Attempts before it is dead-lettered, 1-100; default 3 (seed 001).';
+'Attempts before it is dead-lettered, 1-100; default 3 (the hook-notification API''s retry limit).';
 
-comment on column toolsdb.notifications.last_error is 'Error of the last failed attempt (seed 001''s error).';
+comment on column toolsdb.notifications.last_error is
+'Error of the last failed attempt (error in the hook-notification API).';
 
 comment on column toolsdb.notifications.next_attempt_at is
 'When it may be claimed: now when pending, after the backoff when failed, the end of the lease when sending.';

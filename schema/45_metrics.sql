@@ -1,5 +1,5 @@
 -- schema/45_metrics.sql
--- Tier 40: measurements (seed 001's metrics): a name, a value, an optional
+-- Tier 40: measurements (metrics): a name, a value, an optional
 -- session, a time. Partitioned by day so a stats window reads only its days
 -- and retention drops whole days; get_metric_stats() gives count, avg, min,
 -- max and p50/p95/p99 over a window from an index-only scan. Row-level
@@ -37,7 +37,7 @@ include (metric_value);
 create index if not exists metrics_session_id_idx on toolsdb.metrics (session_id, created_at);
 
 comment on table toolsdb.metrics is
-'Measurements (seed 001): notification_latency_ms, hook_duration_ms, ... with an optional session. '
+'Measurements: notification_latency_ms, hook_duration_ms, ... with an optional session. '
 'Partitioned by day (UTC); toolsdb.metrics_apply_retention() drops whole days (config '
 'metrics.retention, default 30 days). Stats with toolsdb.get_metric_stats(). Append-only.';
 

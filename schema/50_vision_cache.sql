@@ -1,5 +1,5 @@
 -- schema/50_vision_cache.sql
--- Tier 50: agent tools (seed 000). The vision-analysis cache: one entry per
+-- Tier 50: agent tools. The vision-analysis cache: one entry per
 -- image (SHA-256) and model version, with a TTL. A hit is counted without
 -- touching the entry's row: vision_cache_get() appends to the unlogged
 -- vision_cache_hits, so many readers of one hot image never queue behind a
@@ -37,8 +37,8 @@ create table if not exists toolsdb.vision_cache (
 create index if not exists vision_cache_expires_at_idx on toolsdb.vision_cache (expires_at);
 
 comment on table toolsdb.vision_cache is
-'Vision-analysis results (seed 000), one per image (SHA-256 of its bytes) and model version, '
-'until expires_at. Read with toolsdb.vision_cache_get() (counts the hit), write with '
+'Vision-analysis results, one per image (SHA-256 of its bytes) and model version, until '
+'expires_at. Read with toolsdb.vision_cache_get() (counts the hit), write with '
 'toolsdb.vision_cache_store(), clean with toolsdb.vision_cache_purge_expired().';
 
 comment on column toolsdb.vision_cache.image_hash is 'SHA-256 of the image, 64 lowercase hex digits.';

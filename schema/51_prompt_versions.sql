@@ -1,13 +1,12 @@
 -- schema/51_prompt_versions.sql
--- Tier 50: versioned prompts (seed 000) in the manner of prompt registries:
+-- Tier 50: versioned prompts in the manner of prompt registries:
 -- toolsdb.prompts holds one row per prompt id and its version counter, so
--- versions are assigned by the database, gapless per prompt, and label
--- moves on one prompt are serialized by that row's lock.
--- toolsdb.prompt_versions holds the versions with free labels; the label
--- production is on at most one version per prompt (a partial unique
--- index), and seed 000's is_active is that label. Audited (label moves are
--- updates of prompt_versions, and prompt_set_label() also writes an
--- explicit audit event).
+-- versions are assigned by the database, gapless per prompt, and label moves on
+-- one prompt are serialized by that row's lock. toolsdb.prompt_versions holds
+-- the versions with free labels; the label production is on at most one version
+-- per prompt (a partial unique index), and is_active (the agent-tools API's
+-- name) is that label. Audited (label moves are updates of prompt_versions, and
+-- prompt_set_label() also writes an explicit audit event).
 -- Its functions, triggers and row-level security: repeatable/51_prompt_versions.sql.
 -- Needs: schema/00_bootstrap.sql.
 
@@ -73,10 +72,10 @@ where 'production' = any(labels);
 create index if not exists prompt_versions_labels_idx on toolsdb.prompt_versions using gin (labels);
 
 comment on table toolsdb.prompt_versions is
-'Versions of a prompt (seed 000): text, test results, and labels. Versions are numbered 1, 2, 3, '
-'... per prompt by the database; the label production marks the active version (at most one per '
-'prompt: index prompt_versions_production_key); other labels are free (staging, canary, ...). '
-'Fetch with toolsdb.prompt_get(); activate with toolsdb.prompt_activate().';
+'Versions of a prompt: text, test results, and labels. Versions are numbered 1, 2, 3, ... per '
+'prompt by the database; the label production marks the active version (at most one per prompt: '
+'index prompt_versions_production_key); other labels are free (staging, canary, ...). Fetch with '
+'toolsdb.prompt_get(); activate with toolsdb.prompt_activate().';
 
 comment on column toolsdb.prompt_versions.prompt_id is 'The prompt (toolsdb.prompts).';
 
@@ -91,7 +90,7 @@ comment on column toolsdb.prompt_versions.labels is
 'Labels, lowercase (production, staging, ...), at most 50; production is on at most one version per prompt.';
 
 comment on column toolsdb.prompt_versions.is_active is
-'Seed 000''s is_active: true when the version carries production.';
+'is_active, as the agent-tools API names it: true when the version carries production.';
 
 comment on column toolsdb.prompt_versions.created_by is 'Who made it: setting toolsdb.actor, else the database user.';
 

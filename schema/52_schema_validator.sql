@@ -1,5 +1,5 @@
 -- schema/52_schema_validator.sql
--- Tier 50: the SQL schema validator (seed 000), callable from psql:
+-- Tier 50: the SQL schema validator, callable from psql:
 -- select toolsdb.validate_schema('create table ...'). A script is split
 -- into statements by a lexer that knows comments, strings, quoted names
 -- and dollar quotes; anything but CREATE, ALTER and COMMENT is refused

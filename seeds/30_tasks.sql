@@ -40,7 +40,7 @@ from (
         'bob', null
     ),
     (
-        'toolsdb', 4, 'Document the status mapping', 'Explain how 002 and 004 statuses map.',
+        'toolsdb', 4, 'Document the status mapping', 'Explain how issue-tracker and CI/CD statuses map.',
         'documentation', 'in_review', 4, array['docs'], '{}'::jsonb,
         null, 'codex'
     ),

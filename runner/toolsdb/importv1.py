@@ -1,4 +1,4 @@
-"""``toolsdb import-v1 DIR``: bring seed 001's V1 JSON files into the database.
+"""``toolsdb import-v1 DIR``: bring the V1 JSON files of Slack hook notifications into the database.
 
 V1 kept its state in loose JSON files under ``~/.claude``:
 

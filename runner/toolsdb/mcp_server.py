@@ -1,4 +1,4 @@
-"""``toolsdb mcp``: the agent tools of seed 000 as an MCP server on stdio.
+"""``toolsdb mcp``: the agent tools as an MCP server on stdio.
 
 Tools: validate_schema, vision_cache_lookup, vision_cache_store, audit_query,
 audit_record, bug_report, bug_list; each calls the thin API of toolsdb.tools

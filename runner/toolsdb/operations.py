@@ -321,7 +321,7 @@ def health_command(settings: Settings, replica: str | None, as_json: bool) -> No
 
 # -- stats ------------------------------------------------------------------------------
 def slow_threshold_ms() -> float | None:
-    """DB_SLOW_QUERY_THRESHOLD (seed 004, milliseconds; default 1000), read as the pool reads it; None when 0 (off)."""
+    """DB_SLOW_QUERY_THRESHOLD (milliseconds; default 1000), read as the pool reads it; None when 0 (off)."""
     from .pool import PoolSettings
 
     value = PoolSettings.from_env(

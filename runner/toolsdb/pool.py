@@ -5,7 +5,7 @@
 server; see ``toolsdb.target``) and returns an open ``ToolsdbPool``, a
 ``psycopg_pool.ConnectionPool`` with:
 
-* sizes and timeouts from seed 004's ``DB_POOL_*`` variables (``PoolSettings``),
+* sizes and timeouts from the ``DB_POOL_*`` variables (``PoolSettings``),
   1 to 20 connections by default;
 * the first connection tried ``connect_attempts`` times with exponential backoff
   and jitter, then one ``ToolsdbError`` line naming the target (password hidden);
@@ -59,7 +59,7 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class PoolSettings:
-    """Sizes and timeouts (milliseconds, as in seed 004); ``from_env`` reads the DB_POOL_* variables."""
+    """Sizes and timeouts, in milliseconds as the DB_* variables give them; ``from_env`` reads them."""
 
     min_size: int = 1  # DB_POOL_MIN: connections kept open
     max_size: int = 20  # DB_POOL_MAX
@@ -257,7 +257,7 @@ class ToolsdbPool(ConnectionPool):
 
     def stats(self) -> dict[str, Any]:
         """psycopg-pool's get_stats() (pool_size, pool_available, requests_waiting, ...)
-        and seed 004's counters (total_queries, success_rate, slow_queries, ...)."""
+        and the counters of a connection manager's getStats() (total_queries, success_rate, slow_queries, ...)."""
         pool = self.get_stats()
         return {
             **pool,

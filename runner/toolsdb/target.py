@@ -1,10 +1,10 @@
 """Which database a command talks to; first match wins.
 
 1. ``--database URL`` (a ``postgresql://`` URI or a libpq ``key=value`` string);
-2. ``DATABASE_URL`` (or seed 000's ``TOOLS_DB_URL``, its alias);
+2. ``DATABASE_URL`` (or ``TOOLS_DB_URL``, its alias; docs/names.md);
 3. libpq's own ``PG*`` variables (PGHOST, PGPORT, PGDATABASE, PGUSER,
    PGPASSWORD, PGSERVICE, ...), read by libpq itself exactly as psql reads them,
-   and seed 004's ``DB_*`` variables, aliases of them (see ``DB_ALIASES``);
+   and the ``DB_*`` variables, aliases of them (see ``DB_ALIASES``);
 4. otherwise the embedded server under ``.toolsdb/``, started on demand.
 
 The ``DB_*`` variables count only at step 3 (names such as DB_HOST are common,
@@ -27,7 +27,7 @@ from .errors import ToolsdbError
 from .libpq import LIBPQ_TARGET_VARS
 from .server import EmbeddedServer
 
-# Seed 004's variable -> (libpq keyword, libpq's own variable).
+# DB_* variable (the CI/CD task tracker's names) -> (libpq keyword, libpq's own variable).
 DB_ALIASES: dict[str, tuple[str, str]] = {
     "DB_HOST": ("host", "PGHOST"),
     "DB_PORT": ("port", "PGPORT"),

@@ -1,4 +1,4 @@
-"""The agent tools of seed 000 from Python: a thin layer over the SQL functions.
+"""The agent tools from Python: a thin layer over the SQL functions.
 
 Each class wraps one connection and calls toolsdb's functions; the rules (hash
 format, confidence range, impact names, lifecycle, audit actor) live in SQL.

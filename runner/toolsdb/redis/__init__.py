@@ -1,4 +1,4 @@
-"""toolsdb's Redis toolkit (seed 002): cache, rate limiter, session store and
+"""toolsdb's Redis toolkit: cache, rate limiter, session store and
 distributed lock, cluster-safe. See docs/redis.md."""
 
 from .cache import CacheManager, cache_result, get_cache_manager

@@ -1,4 +1,4 @@
-"""Seed 002's cache manager: JSON values with a TTL, SCAN-based clearing, and
+"""The cache manager: JSON values with a TTL, SCAN-based clearing, and
 the ``cache_result`` decorator with stampede protection (see docs/redis.md)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one place that builds the Redis client, from REDIS_URL or seed 002's
+"""The one place that builds the Redis client, from REDIS_URL or the
 REDIS_HOST/PORT/PASSWORD/DB/SSL variables, and the toolkit's errors."""
 
 from __future__ import annotations

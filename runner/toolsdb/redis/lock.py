@@ -1,4 +1,4 @@
-"""Seed 002's distributed lock: a lease on one Redis primary with a random
+"""The distributed lock: a lease on one Redis primary with a random
 token, compare-and-delete release, extension, and a fencing token per
 acquisition. docs/redis.md says what it guarantees and what it does not."""
 
@@ -137,7 +137,7 @@ class DistributedLock:
         ms = self.timeout_ms if seconds is None else milliseconds(seconds, "seconds")
         return self._expire(keys=self.keys(lease.name)[:1], args=[lease.token, ms]) == 1
 
-    # -- seed 002's interface: by name, tokens kept per thread ------------------
+    # -- the by-name interface (acquire/release a name), tokens kept per thread -
 
     def acquire(self, name: str, blocking: bool = False, blocking_timeout: float | None = None) -> bool:
         """Take lock ``name`` for this thread; False when someone else holds it."""

@@ -1,4 +1,4 @@
-"""Seed 002's rate limiter: an exact sliding window, decided in one Lua script
+"""The rate limiter: an exact sliding window, decided in one Lua script
 (lua/sliding_window.lua) so concurrent clients never over-admit."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seed 002's session store: JSON session data under ``<prefix>session:<id>``
+"""The session store: JSON session data under ``<prefix>session:<id>``
 with a TTL; ids from ``secrets`` when the caller gives none."""
 
 from __future__ import annotations
