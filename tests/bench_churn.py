@@ -1,6 +1,6 @@
 """Churn tables benchmark: `python -m tests.bench_churn` (`--quick`: a ~1 minute smoke run).
 
-What the storage settings of repeatable/60_maintenance.sql (fillfactor and
+What the storage settings of the churn tables in schema/ (fillfactor and
 per-table autovacuum on events, notifications, sessions, vision_cache and
 vision_cache_hits) do to the size and the dead rows of those tables under
 the churn they are for.
