@@ -294,9 +294,11 @@ def test_replica_commands_end_to_end(tmp_path: Path) -> None:
         url = run_cli("replica", "url", cwd=tmp_path)
         assert_ok(url)
         replica_url = url.stdout.strip()
-        assert replica_url.startswith("postgresql://") and "replica" in replica_url, replica_url
         primary_url = run_cli("server", "url", cwd=tmp_path)
         assert_ok(primary_url)
+        # Its own socket (under .toolsdb/replica, or in /tmp when that path is
+        # too long for a socket) and port; pg_is_in_recovery() below proves it.
+        assert replica_url.startswith("postgresql://") and replica_url != primary_url.stdout.strip(), replica_url
 
         with psycopg.connect(primary_url.stdout.strip(), autocommit=True) as primary:
             primary.execute("create table written_on_primary (note text)")

@@ -19,6 +19,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,35 +129,46 @@ class EmbeddedServer:
         import pwd  # POSIX only, like running as root
 
         name = os.environ.get("TOOLSDB_SERVER_USER", DEFAULT_SERVER_USER)
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        detail = ""
+        # Several processes (parallel test workers, commands started at once)
+        # may create it together: one wins, the others find it made, or find
+        # /etc/passwd locked for a moment and try again.
+        for attempt in range(20):
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                pass
+            try:
+                subprocess.run(
+                    [
+                        useradd,
+                        "--system",
+                        "--user-group",
+                        "--no-create-home",
+                        "--home-dir",
+                        "/nonexistent",
+                        "--shell",
+                        "/usr/sbin/nologin",
+                        name,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+            except OSError as exc:
+                detail = str(exc)
+                break
+            except subprocess.CalledProcessError as exc:
+                detail = exc.stderr or str(exc)
+                time.sleep(0.05 * (attempt + 1))
         try:
             return pwd.getpwnam(name)
         except KeyError:
-            pass
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        try:
-            subprocess.run(
-                [
-                    useradd,
-                    "--system",
-                    "--user-group",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    name,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
             raise ToolsdbError(
                 f"PostgreSQL cannot run as root and the user {name!r} could not be created "
                 f"({detail.strip()}); create an unprivileged user and set TOOLSDB_SERVER_USER to it"
             ) from None
-        return pwd.getpwnam(name)
 
     def _give_to_server_user(self, path: Path) -> None:
         user = self._server_user()
