@@ -52,8 +52,12 @@ lint: $(STAMP) ## sqlfluff on the SQL, squawk on migrations/, ruff on the Python
 	$(BIN)/ruff check runner tests migrations
 	$(BIN)/ruff format --check runner tests migrations
 
-test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed, 15)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Test processes (pytest-xdist): one per core, at most 4; each starts its own
+# servers, and a module's tests stay together in one process (--dist loadscope).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
+test: lint ## Lint, then run the whole suite (PostgreSQL 18 and, where installed, 15), in parallel
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)

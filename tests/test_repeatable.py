@@ -199,3 +199,23 @@ def test_each_sql_file_runs_twice_without_error_or_change(progressive: Progressi
     second = pg.psql(dbname, "-f", str(path), check=False)
     assert second.returncode == 0, f"second run of {path.name} failed: {second.stderr}"
     assert (pg.dump_schema(dbname), pg.dump_data(dbname)) == once, f"second run of {path.name} changed something"
+
+
+def test_the_loader_names_each_object_as_postgresql_does(tmp_path: Path) -> None:
+    (tmp_path / "10_a.sql").write_text(
+        "CREATE OR REPLACE FUNCTION Toolsdb.Shout(x text) RETURNS text LANGUAGE sql RETURN upper(x);\n"
+        "COMMENT ON FUNCTION toolsdb.shout(text) IS 'loud';\n"
+        "create or replace view toolsdb.v(a) as select 1;\n"
+        "comment on column toolsdb.v.a is 'one';\n"
+        "create or replace trigger _100_t\nbefore insert on toolsdb.t\nfor each row execute function toolsdb.f();\n"
+        "comment on trigger _100_t on toolsdb.t is 'fires';\n"
+        "select toolsdb.audit_table('toolsdb.t');\n"
+    )
+    units = repeatable.load(tmp_path)
+    assert [(u.key, len(u.statements)) for u in units[:3]] == [
+        ("function toolsdb.shout", 2),
+        ("view toolsdb.v", 2),
+        ("trigger _100_t on toolsdb.t", 2),
+    ]
+    assert units[3].kind == "action" and units[3].key.endswith("10_a.sql:9")
+    assert len(units) == 4

@@ -35,13 +35,16 @@ from .sqlfiles import Echo, Statement, display_name, execute, split
 
 _NAME = r"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)"
 _CREATE = re.compile(r"create\s+or\s+replace\s+(function|procedure|view|trigger)\b", re.I)
-_ROUTINE = re.compile(r"create\s+or\s+replace\s+(?:function|procedure)\s+" + _NAME + r"\s*\(")
-_VIEW = re.compile(r"create\s+or\s+replace\s+view\s+" + _NAME + r"\s")
-_TRIGGER = re.compile(r"create\s+or\s+replace\s+trigger\s+([a-z_][a-z0-9_]*)\s.*?\bon\s+" + _NAME + r"\s", re.S)
+# Unquoted names only (PostgreSQL folds them to lowercase, and so do we).
+_ROUTINE = re.compile(r"create\s+or\s+replace\s+(?:function|procedure)\s+" + _NAME + r"\s*\(", re.I)
+_VIEW = re.compile(r"create\s+or\s+replace\s+view\s+" + _NAME + r"[\s(]", re.I)
+_TRIGGER = re.compile(r"create\s+or\s+replace\s+trigger\s+([a-z_][a-z0-9_]*)\s.*?\bon\s+" + _NAME + r"\s", re.S | re.I)
 _COMMENT = re.compile(r"comment\s+on\s+", re.I)
-_COMMENT_ROUTINE = re.compile(r"comment\s+on\s+(?:function|procedure)\s+" + _NAME + r"\s*\(")
-_COMMENT_VIEW = re.compile(r"comment\s+on\s+(?:view\s+" + _NAME + r"|column\s+" + _NAME + r"\.[a-z_][a-z0-9_]*)\s+is\b")
-_COMMENT_TRIGGER = re.compile(r"comment\s+on\s+trigger\s+([a-z_][a-z0-9_]*)\s+on\s+" + _NAME + r"\s+is\b")
+_COMMENT_ROUTINE = re.compile(r"comment\s+on\s+(?:function|procedure)\s+" + _NAME + r"\s*\(", re.I)
+_COMMENT_VIEW = re.compile(
+    r"comment\s+on\s+(?:view\s+" + _NAME + r"|column\s+" + _NAME + r"\.[a-z_][a-z0-9_]*)\s+is\b", re.I
+)
+_COMMENT_TRIGGER = re.compile(r"comment\s+on\s+trigger\s+([a-z_][a-z0-9_]*)\s+on\s+" + _NAME + r"\s+is\b", re.I)
 # Statements that would end or split toolsdb's one transaction.
 TRANSACTION_CONTROL = frozenset(
     {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"}
@@ -89,7 +92,7 @@ def _where(path: Path, stmt: Statement) -> str:
 
 def _definition(path: Path, stmt: Statement) -> Unit | None:
     """The unit a ``create or replace`` statement starts, None for others."""
-    head = " ".join(stmt.sql[:600].split())
+    head = " ".join(stmt.sql[:600].split()).lower()
     if not _CREATE.match(head):
         return None
     if m := _ROUTINE.match(head):
@@ -108,7 +111,7 @@ def _belongs(unit: Unit | None, stmt: Statement) -> bool:
     """Whether a ``comment on`` statement comments the object of ``unit``."""
     if unit is None:
         return False
-    head = " ".join(stmt.sql[:600].split())
+    head = " ".join(stmt.sql[:600].split()).lower()
     if unit.kind == "function":
         m = _COMMENT_ROUTINE.match(head)
         return bool(m) and f"{m[1]}.{m[2]}" == unit.name
