@@ -288,8 +288,11 @@ begin
         raise exception 'older_than must be a positive interval, not %', older_than
             using errcode = 'invalid_parameter_value';
     end if;
+    -- Imported V1 history (idempotency key v1:...) is the record of what
+    -- happened before toolsdb, not queue traffic: it stays.
     delete from toolsdb.events as e
-    where e.processed_at < pg_catalog.now() - older_than;
+    where e.processed_at < pg_catalog.now() - older_than
+        and (e.idempotency_key is null or e.idempotency_key not like 'v1:%');
     get diagnostics purged = row_count;
     return purged;
 end;
@@ -297,4 +300,5 @@ $function$;
 
 comment on function toolsdb.purge_processed_events(interval) is
 'Retention of the raw event queue: deletes events processed more than older_than ago (default '
-'30 days; notifications keep their rows, their event_id becomes null). Returns how many.';
+'30 days; notifications keep their rows, their event_id becomes null). Events imported by toolsdb '
+'import-v1 are history, not queue traffic, and stay. Returns how many.';

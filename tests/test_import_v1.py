@@ -165,3 +165,22 @@ def test_import_v1_functions_are_idempotent_in_sql(conn: psycopg.Connection) -> 
         conn.execute(
             'select toolsdb.import_v1_notification_state(\'{"session_id": "s1", "created_at": "soon"}\', \'f\')'
         )
+
+
+def test_imported_history_survives_maintenance(pg: Pg, db: str, conn: psycopg.Connection, tmp_path: Path, key) -> None:
+    # V1 requests are from 2023: far older than the 30-day event retention.
+    result = import_v1(pg, db, write_v1(tmp_path / "v1"), key)
+    assert result.returncode == 0, result.stderr
+    imported = scalar(conn, "select count(*) from toolsdb.events where idempotency_key like 'v1:%'")
+    assert imported == 4
+    conn.execute(
+        "insert into toolsdb.sessions (session_id) values ('live') on conflict do nothing;"
+        " insert into toolsdb.events (session_id, event_type, payload, created_at, visible_at, processed_at)"
+        " values ('live', 'Stop', '{}', now() - interval '40 days', now() - interval '40 days',"
+        " now() - interval '40 days')"
+    )
+    conn.commit()
+    done = run_cli("maintain", "--database", pg.url(db))
+    assert done.returncode == 0, done.stderr
+    assert scalar(conn, "select count(*) from toolsdb.events where idempotency_key like 'v1:%'") == imported
+    assert scalar(conn, "select count(*) from toolsdb.events where session_id = 'live'") == 0, "queue traffic goes"
