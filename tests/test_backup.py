@@ -10,7 +10,9 @@ by a failed backup, the target unchanged by a failed or refused restore.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from toolsdb.errors import ToolsdbError
 from toolsdb.server import EmbeddedServer, embedded_bindir
 from toolsdb.target import Target
 
-from .conftest import Pg, _fresh_name, pg15_bindir, run_cli
+from .conftest import Pg, _fresh_name, clean_env, pg15_bindir, run_cli, toolsdb_exe
 
 SECRET_KEY = "slack.webhook"
 SECRET_VALUE = "https://hooks.slack.com/services/T000/B000/backup-round-trip"
@@ -331,6 +333,48 @@ def test_a_backup_that_fails_half_way_leaves_no_file(pg: Pg, source: Source, tmp
 
     assert_one_error_line(result, "pg_dump failed", "permission denied")
     assert list(tmp_path.iterdir()) == [], "the partial dump should be removed"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_terminated_backup_leaves_no_file_and_no_pg_dump(pg: Pg, source: Source, tmp_path: Path, signum) -> None:
+    # pg_dump waits for a table another session holds locked: the partial
+    # file exists and pg_dump runs when the signal arrives, every time.
+    target = tmp_path / "out.dump"
+    with psycopg.connect(pg.conninfo(source.dbname)) as locker:
+        locker.execute("lock table toolsdb.users in access exclusive mode")
+        proc = subprocess.Popen(
+            [toolsdb_exe(), "backup", "-q", str(target), "--database", pg.url(source.dbname)],
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not (parts := list(tmp_path.glob(".out.dump.*.part"))) or not dumpers(parts[0]):
+            assert proc.poll() is None and time.monotonic() < deadline, "pg_dump never started"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+        locker.rollback()
+    # Ctrl-C is click's Abort (exit 1); SIGTERM and SIGHUP exit as the shell would report them.
+    assert proc.returncode == (1 if signum == signal.SIGINT else 128 + signum), stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == ("Aborted." if signum == signal.SIGINT else "Terminated.")
+    assert list(tmp_path.iterdir()) == [], "the partial dump should be removed"
+    assert dumpers(parts[0]) == [], "pg_dump should not outlive the command"
+
+
+def dumpers(part: Path) -> list[str]:
+    """Processes whose command line names the partial file (pg_dump --file=...)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(part).encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
 def test_backup_keeps_an_existing_file_unless_forced(pg: Pg, source: Source, tmp_path: Path) -> None:

@@ -217,6 +217,17 @@ def test_server_url_tcp_connects_over_127_0_0_1_with_the_password(embedded: Path
     assert result.stdout.strip() == "127.0.0.1", "the connection should go over TCP, not the Unix socket."
 
 
+def test_starting_a_running_server_says_so_and_refuses_other_options(embedded: Path) -> None:
+    again = run_cli("server", "start", "--tcp", cwd=embedded)
+    assert_ok(again)
+    assert again.stdout.startswith("already running (pid "), again.stdout
+    port = int(run_cli("server", "url", "--tcp", cwd=embedded).stdout.strip().rsplit(":", 1)[1].split("/")[0])
+    other = run_cli("server", "start", "--tcp", "--port", str(port + 1 if port < 65535 else port - 1), cwd=embedded)
+    assert other.returncode == 1
+    lines = other.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already runs" in lines[0] and "server stop" in lines[0], other.stderr
+
+
 def test_the_embedded_folder_is_ignored_by_git(embedded: Path) -> None:
     ignore = embedded / ".toolsdb" / ".gitignore"
 

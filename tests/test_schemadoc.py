@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from toolsdb.schemadoc import generate
 
@@ -80,3 +81,28 @@ def test_cli_writes_checks_and_prints(pg: Pg, db: str, tmp_path: Path) -> None:
     printed = run_cli("docs", "--database", url, "--output", "-")
     assert printed.returncode == 0
     assert printed.stdout.startswith("# The toolsdb schema\n")
+
+
+@pytest.mark.parametrize("where", ["/proc/version", "/proc/toolsdb-schema.md"])
+def test_an_unwritable_output_is_one_line_not_a_traceback(pg: Pg, db: str, where: str) -> None:
+    # /proc refuses new files and writes even to root, which CI runs as.
+    result = run_cli("docs", "--database", pg.url(db), "--output", where)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "/proc/" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unmigrated_database_writes_nothing(pg: Pg, empty_db: str, tmp_path: Path) -> None:
+    target = tmp_path / "schema.md"
+    target.write_text("kept\n")
+    result = run_cli("docs", "--database", pg.url(empty_db), "--output", str(target))
+    assert result.returncode == 1
+    assert "not migrated" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert target.read_text() == "kept\n"
+
+
+def test_check_of_a_missing_file_says_it_is_missing(pg: Pg, db: str, tmp_path: Path) -> None:
+    result = run_cli("docs", "--database", pg.url(db), "--output", str(tmp_path / "none.md"), "--check")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'none.md'} is missing; run `toolsdb docs` to write it"

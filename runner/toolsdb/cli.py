@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
+import tempfile
 from datetime import timezone
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from .target import Target
 
 class ToolsdbGroup(click.Group):
     """The root group: what a command raises for the user to act on (a
-    ToolsdbError, a database error) becomes click's one ``Error: ...`` line on
+    ToolsdbError, a database error, a file it cannot read or write) becomes click's one ``Error: ...`` line on
     stderr and the error's exit code, never a traceback. Sub-groups and
     commands run inside this ``invoke``, so this is the one place it happens."""
 
@@ -34,6 +36,9 @@ class ToolsdbGroup(click.Group):
             line = (exc.diag.message_primary if exc.diag else None) or str(exc).splitlines()[0]
             sqlstate = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
             raise CommandError(f"database error{sqlstate}: {line}") from None
+        except OSError as exc:  # a file or folder the user named cannot be read or written
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CommandError(f"{where}{exc.strerror or exc}") from None
 
 
 class CommandError(click.ClickException):
@@ -323,6 +328,13 @@ def server_start(tcp: bool, port: int | None) -> None:
     srv = EmbeddedServer()
     running = srv.info()
     if running is not None:
+        listens_tcp = bool(running.listen_addresses.strip())
+        if (tcp and not listens_tcp) or (port is not None and port != running.port):
+            how = f"port {running.port}" + (", on 127.0.0.1 too" if listens_tcp else ", on its socket only")
+            raise ToolsdbError(
+                f"the embedded server already runs (pid {running.pid}, {how}): "
+                "`toolsdb server stop` first to start it with --tcp or another --port"
+            )
         click.echo(f"already running (pid {running.pid}): {srv.url(running)}")
         return
     info = srv.start(tcp=tcp, port=port)
@@ -568,13 +580,22 @@ def docs(settings: Settings, output: Path, check: bool) -> None:
     """Generate docs/schema.md (Mermaid diagrams, every table and column with its COMMENT) from the database."""
     from .schemadoc import generate
 
-    with settings.target().connect() as conn:
+    target = settings.target()
+    pending = [s.id for s in engine.status(target) if s.applied_at is None]
+    if pending:
+        raise ToolsdbError(
+            f"the database is not migrated ({len(pending)} pending, first {pending[0]}): "
+            "run `toolsdb migrate` first; nothing was written"
+        )
+    with target.connect() as conn:
         text = generate(conn)
     if str(output) == "-":
         click.echo(text, nl=False)
         return
     current = output.read_text(encoding="utf-8") if output.exists() else None
     if check:
+        if current is None:
+            raise ToolsdbError(f"{output} is missing; run `toolsdb docs` to write it")
         if current != text:
             raise ToolsdbError(f"{output} is out of date with the database; run `toolsdb docs` to regenerate it")
         click.echo(f"{output} is up to date")
@@ -584,7 +605,15 @@ def docs(settings: Settings, output: Path, check: bool) -> None:
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        # Written beside it and renamed: the file is the old one or the new one, never half.
+        handle, temp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(temp, 0o644)
+            os.replace(temp, output)
+        finally:
+            Path(temp).unlink(missing_ok=True)
     except OSError as exc:
         raise ToolsdbError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}")
@@ -631,8 +660,24 @@ def redis_ping(url: str | None) -> None:
         client.close()
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised like KeyboardInterrupt is for SIGINT, so that
+    every ``finally`` and ``with`` of the command runs: a transaction rolls
+    back, a child process is stopped, a half-written file is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main() -> None:
     """Entry point: user mistakes become one line and a non-zero exit."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     try:
         code = cli.main(prog_name="toolsdb", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -645,6 +690,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Terminated as exc:
+        click.echo("Terminated.", err=True)
+        sys.exit(128 + exc.signum)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ class MigrationError(ToolsdbError):
         short = " ".join(statement.split())
         if len(short) > 120:
             short = short[:117] + "..."
-        super().__init__(
-            f"{file}: statement `{short}` failed with SQLSTATE {sqlstate or '?????'}: {message}; nothing was applied"
-        )
+        # No SQLSTATE: the client's own error (most often the connection was lost).
+        how = f"with SQLSTATE {sqlstate}" if sqlstate else "(no answer from the server)"
+        super().__init__(f"{file}: statement `{short}` failed {how}: {message}; nothing was applied")
 
 
 class MissingExtra(ToolsdbError):
