@@ -65,7 +65,7 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[all]' procrastinate pgqueuer limits
 	@touch $@
 
-bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; several minutes)
+bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against a same-run baseline; 35-45 minutes)
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_work
 	$(BENCH_VENV)/bin/python -m tests.bench_queue
@@ -83,7 +83,12 @@ db-stop: $(STAMP) ## Stop the embedded PostgreSQL server
 reset: $(STAMP) ## Drop, re-create and migrate the embedded database (asks; force=1 skips)
 	$(TOOLSDB) reset $(if $(force),--force)
 
-clean: ## Stop the embedded server and remove .venv, .venv-bench, .toolsdb and caches
+clean: ## Remove .venv, .venv-bench, caches and the embedded database in .toolsdb (asks; force=1 skips)
+	@if [ -d .toolsdb ] && [ "$(force)" != 1 ]; then \
+	    printf 'Delete the embedded database in .toolsdb, with all its data? [y/N] '; \
+	    read -r answer || answer=; \
+	    case "$$answer" in y|Y|yes) ;; *) echo "Aborted: nothing was removed (force=1 skips the question)." >&2; exit 1;; esac; \
+	fi
 	-@test -x $(TOOLSDB) && $(TOOLSDB) server stop
 	rm -rf $(VENV) $(BENCH_VENV) .toolsdb build dist .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

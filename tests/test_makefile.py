@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,21 @@ def test_new_migration_without_a_name_says_how_to_call_it() -> None:
     result = subprocess.run(["make", "-s", "new-migration"], cwd=ROOT, capture_output=True, text=True, env=clean_env())
     assert result.returncode != 0
     assert "usage: make new-migration name=" in result.stderr
+
+
+def test_clean_asks_before_deleting_the_embedded_database(tmp_path: Path) -> None:
+    # A copy of the Makefile in a folder with a .toolsdb: no answer, nothing removed.
+    (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text())
+    (tmp_path / ".toolsdb").mkdir()
+    (tmp_path / ".toolsdb" / "data").write_text("precious")
+    refused = subprocess.run(
+        ["make", "-s", "clean"], cwd=tmp_path, input="\n", capture_output=True, text=True, env=clean_env()
+    )
+    assert refused.returncode != 0
+    assert "Aborted: nothing was removed" in refused.stderr
+    assert (tmp_path / ".toolsdb" / "data").read_text() == "precious"
+    forced = subprocess.run(
+        ["make", "-s", "clean", "force=1"], cwd=tmp_path, capture_output=True, text=True, env=clean_env()
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert not (tmp_path / ".toolsdb").exists()
