@@ -193,9 +193,9 @@ def toolsdb_exe() -> str:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``toolsdb`` console script in a subprocess."""
+    """Run the real ``toolsdb`` console script in a subprocess (``input``: its standard input)."""
     return subprocess.run(
         [toolsdb_exe(), *args],
         capture_output=True,
@@ -203,7 +203,7 @@ def run_cli(
         cwd=str(cwd or ROOT),
         env={**clean_env(), **(env or {})},
         timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
     )
 
 

@@ -108,12 +108,12 @@ def source(pg: Pg, template: str, tmp_path_factory: pytest.TempPathFactory) -> I
     key = Fernet.generate_key().decode()
     folder = tmp_path_factory.mktemp("backup")
     with pg.clone(_fresh_name("source"), template) as dbname:
-        for args in (
-            ["seed"],
-            ["config", "set", SECRET_KEY, SECRET_VALUE, "--secret"],
-            ["audit", "seal"],
+        for args, given in (
+            (["seed"], None),
+            (["config", "set", SECRET_KEY, "--secret"], SECRET_VALUE),
+            (["audit", "seal"], None),
         ):
-            done = cli(pg, dbname, *args, env={"TOOLSDB_KEY": key})
+            done = cli(pg, dbname, *args, env={"TOOLSDB_KEY": key}, input=given)
             assert done.returncode == 0, f"toolsdb {' '.join(args)}: {done.stderr}"
         archive = folder / "source.dump"
         backup = cli(pg, dbname, "backup", str(archive), cwd=folder)

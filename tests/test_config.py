@@ -28,9 +28,9 @@ def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def cli(pg: Pg, db: str, *args: str, key_file: Path | None = None, env: dict | None = None):
+def cli(pg: Pg, db: str, *args: str, key_file: Path | None = None, env: dict | None = None, input=None):
     extra = {"TOOLSDB_KEY_FILE": str(key_file)} if key_file else {}
-    return run_cli(*args, "--database", pg.url(db), env={**extra, **(env or {})})
+    return run_cli(*args, "--database", pg.url(db), env={**extra, **(env or {})}, input=input)
 
 
 def stored(conn: psycopg.Connection, key: str) -> tuple:
@@ -128,7 +128,10 @@ def test_cli_set_get_list_unset(pg: Pg, db: str, tmp_path: Path) -> None:
     assert cli(pg, db, "config", "set", "audit.retention", "400 days", key_file=key_file).returncode == 0
     assert cli(pg, db, "config", "set", "limits.max_agents", "12", key_file=key_file).returncode == 0
     assert cli(pg, db, "config", "set", "limits.label", "12", "--string", key_file=key_file).returncode == 0
-    assert cli(pg, db, "config", "set", "slack.webhook", SECRET, "--secret", key_file=key_file).returncode == 0
+    assert (
+        cli(pg, db, "config", "set", "slack.webhook", "--secret", key_file=key_file, input=SECRET + "\n").returncode
+        == 0
+    )
     assert cli(pg, db, "config", "get", "audit.retention", key_file=key_file).stdout == "400 days\n"
     assert cli(pg, db, "config", "get", "limits.max_agents", key_file=key_file).stdout == "12\n"
     assert cli(pg, db, "config", "get", "slack.webhook", key_file=key_file).stdout == SECRET + "\n"
@@ -194,7 +197,9 @@ def test_during_rotation_both_keys_decrypt(conn: psycopg.Connection, key_file: P
 def test_toolsdb_key_environment_variable_wins_and_rotation_prints_the_new_key(pg: Pg, db: str, tmp_path: Path) -> None:
     key = Fernet.generate_key().decode()
     env = {"TOOLSDB_KEY": key, "TOOLSDB_KEY_FILE": str(tmp_path / "unused")}
-    assert run_cli("config", "set", "x.secret", "v", "--secret", "--database", pg.url(db), env=env).returncode == 0
+    assert (
+        run_cli("config", "set", "x.secret", "--secret", "--database", pg.url(db), env=env, input="v").returncode == 0
+    )
     assert not (tmp_path / "unused").exists(), "with TOOLSDB_KEY no key file is made"
     rotated = run_cli("config", "rotate-key", "--database", pg.url(db), env=env)
     assert rotated.returncode == 0, rotated.stderr
@@ -205,7 +210,9 @@ def test_toolsdb_key_environment_variable_wins_and_rotation_prints_the_new_key(p
 
 
 def test_a_malformed_toolsdb_key_is_one_clear_line(pg: Pg, db: str) -> None:
-    result = run_cli("config", "set", "x.y", "v", "--secret", "--database", pg.url(db), env={"TOOLSDB_KEY": "short"})
+    result = run_cli(
+        "config", "set", "x.y", "--secret", "--database", pg.url(db), env={"TOOLSDB_KEY": "short"}, input="v"
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "Error: TOOLSDB_KEY does not hold a valid Fernet key (32 url-safe base64-encoded bytes)"
@@ -235,3 +242,19 @@ def test_key_file_default_is_in_the_users_config_directory(monkeypatch: pytest.M
     assert config.default_key_file() == tmp_path / "toolsdb" / "key"
     monkeypatch.delenv("XDG_CONFIG_HOME")
     assert config.default_key_file() == Path(os.path.expanduser("~")) / ".config" / "toolsdb" / "key"
+
+
+def test_a_secret_is_never_taken_from_the_command_line(pg: Pg, db: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    refused = cli(pg, db, "config", "set", "slack.token", "xoxb-visible-in-ps", "--secret", key_file=key_file)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "visible to every local user" in lines[0], refused.stderr
+    assert "xoxb-visible-in-ps" not in refused.stderr
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        assert stored(conn, "slack.token") is None, "a refused secret stores nothing"
+    piped = cli(pg, db, "config", "set", "slack.token", "--secret", key_file=key_file, input="xoxb-piped\n")
+    assert piped.returncode == 0, piped.stderr
+    assert cli(pg, db, "config", "get", "slack.token", key_file=key_file).stdout == "xoxb-piped\n"
+    empty = cli(pg, db, "config", "set", "slack.other", "--secret", key_file=key_file, input="")
+    assert empty.returncode == 1 and "no value for slack.other" in empty.stderr

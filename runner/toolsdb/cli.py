@@ -466,17 +466,41 @@ def config_group() -> None:
 
 @config_group.command("set")
 @click.argument("key")
-@click.argument("value")
-@click.option("--secret", is_flag=True, help="Encrypt the value (the database stores only the token).")
+@click.argument("value", required=False)
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Encrypt the value (the database stores only the token); it is read from standard input or asked "
+    "for without echo, never taken from the command line.",
+)
 @click.option("--string", "as_string", is_flag=True, help="Store VALUE as a JSON string even if it parses as JSON.")
 @click.option("--description", help="What the setting is for (kept when omitted).")
 @common_options
 def config_set(
-    settings: Settings, key: str, value: str, secret: bool, as_string: bool, description: str | None
+    settings: Settings, key: str, value: str | None, secret: bool, as_string: bool, description: str | None
 ) -> None:
-    """Set KEY to VALUE (JSON when it parses as JSON, else a string)."""
+    """Set KEY to VALUE (JSON when it parses as JSON, else a string).
+
+    Without VALUE the value is read from standard input (one trailing newline
+    dropped), or asked for at a terminal. A --secret value must come that way:
+    on the command line every local user could read it (ps, /proc).
+    """
     from . import config as cfg
 
+    if value is not None and secret:
+        raise ToolsdbError(
+            "a secret on the command line is visible to every local user (ps, /proc) and kept in shell history: "
+            f"leave VALUE out, then pipe it in (toolsdb config set {key} --secret < file) or type it at the prompt"
+        )
+    if value is None:
+        if sys.stdin is not None and sys.stdin.isatty():
+            value = click.prompt("Value", hide_input=secret, confirmation_prompt=secret)
+        else:
+            value = sys.stdin.read() if sys.stdin is not None else ""
+            value = value[:-1] if value.endswith("\n") else value
+            value = value[:-1] if value.endswith("\r") else value
+        if value == "":
+            raise ToolsdbError(f"no value for {key}: give VALUE, pipe it in, or type it at the prompt")
     keys = cfg.KeyRing.load() if secret else None
     with settings.target().connect() as conn:
         if secret:
