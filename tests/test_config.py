@@ -258,3 +258,10 @@ def test_a_secret_is_never_taken_from_the_command_line(pg: Pg, db: str, tmp_path
     assert cli(pg, db, "config", "get", "slack.token", key_file=key_file).stdout == "xoxb-piped\n"
     empty = cli(pg, db, "config", "set", "slack.other", "--secret", key_file=key_file, input="")
     assert empty.returncode == 1 and "no value for slack.other" in empty.stderr
+
+
+def test_a_key_file_that_is_a_folder_is_named_as_such(pg: Pg, db: str, tmp_path: Path) -> None:
+    result = cli(pg, db, "config", "set", "a.b", "--secret", key_file=tmp_path, input="v")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is a folder" in lines[0] and "chmod" not in lines[0], result.stderr

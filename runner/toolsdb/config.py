@@ -72,6 +72,11 @@ class KeyRing:
             if not create:
                 raise ToolsdbError(f"no key: set {KEY_ENV} or create the key file {path}")
             _write_key_file(path, [Fernet.generate_key()], exclusive=True)
+        if path.is_dir():
+            raise ToolsdbError(
+                f"the key file {path} is a folder: point TOOLSDB_KEY_FILE at a file "
+                "(it is created with mode 0600 on first use)"
+            )
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ToolsdbError(
