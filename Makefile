@@ -33,8 +33,8 @@ migrate: $(STAMP) ## Apply pending migrations (starts the embedded server if no 
 seed: $(STAMP) ## Load the demo data in seeds/
 	$(TOOLSDB) seed
 
-rollback: $(STAMP) ## Roll back the newest migration (id=ID: down to and including ID)
-	$(TOOLSDB) rollback $(if $(id),--id $(id))
+rollback: $(STAMP) ## Roll back the newest migration (id=ID: down to and including ID; force=1: even if it drops rows)
+	$(TOOLSDB) rollback $(if $(id),--id $(id)) $(if $(force),--force)
 
 status: $(STAMP) ## Show the database in use and applied/pending migrations
 	$(TOOLSDB) status

@@ -591,3 +591,13 @@ def test_seed_succeeds_twice_on_a_migrated_database(pg: Pg, db: str, tmp_path: P
     assert_ok(first)
     assert_ok(second)
     assert second.stdout.startswith("seeded "), f"the second seed should report what it loaded: {second.stdout}"
+
+
+def test_psql_passes_its_own_short_options_through(pg: Pg, db: str) -> None:
+    url = pg.url(db)
+    interpolated = run_cli("psql", "--database", url, "-X", "-At", "-v", "x=41", input="select :x + 1;\n")
+    assert interpolated.returncode == 0, interpolated.stderr
+    assert interpolated.stdout.strip() == "42", "-v is psql's variable, not toolsdb's --verbose"
+    other = run_cli("psql", "--database", url, "-X", "-At", "-d", "postgres", "-c", "select current_database()")
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip() == "postgres", "-d is psql's database, on the same server"

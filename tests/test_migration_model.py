@@ -5,6 +5,7 @@ safe under concurrency, and refuses what the code does not know."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -128,13 +129,13 @@ def test_every_migration_rolls_back_to_exactly_the_state_before_it(pg: Pg) -> No
                 migrate(pg, name, to=ids[position - 1], definitions=False)
             before = (pg.dump_schema(name), yoyo_rows(pg, name))
             assert migrate(pg, name, to=mid, definitions=False) == [mid]
-            assert engine.rollback(target(pg, name)) == [mid]
+            assert engine.rollback(target(pg, name), force=True) == [mid]
             assert (pg.dump_schema(name), yoyo_rows(pg, name)) == before, f"rolling back {mid} left a trace"
 
 
 def test_rollback_then_migrate_gives_the_identical_schema(pg: Pg, db: str) -> None:
     before = pg.dump_schema(db)
-    undone = engine.rollback(target(pg, db))
+    undone = engine.rollback(target(pg, db), force=True)
     assert undone == [migration_ids()[-1]]
     assert pg.dump_schema(db) != before
     assert migrate(pg, db) == undone
@@ -142,7 +143,7 @@ def test_rollback_then_migrate_gives_the_identical_schema(pg: Pg, db: str) -> No
 
 
 def test_rolling_back_everything_leaves_nothing_of_toolsdb(pg: Pg, db: str) -> None:
-    engine.rollback(target(pg, db), migration_ids()[0])
+    engine.rollback(target(pg, db), migration_ids()[0], force=True)
     with psycopg.connect(pg.conninfo(db)) as conn:
         left = conn.execute(
             "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
@@ -290,3 +291,57 @@ def test_seeding_twice_changes_nothing_and_fills_every_view(pg: Pg, db: str) -> 
         empty = [v for v in views if conn.execute(f"select count(*) from toolsdb.{v}").fetchone()[0] == 0]
     assert len(views) >= 11, views
     assert empty == [], f"views with no row after seeding: {empty}"
+
+
+@pytest.mark.parametrize("phase", ["in-a-migration", "in-repeatable"])
+@pytest.mark.parametrize(("signum", "code", "last_line"), [(2, 1, "Aborted."), (15, 143, "Terminated.")])
+def test_a_migrate_stopped_by_a_signal_says_so_and_changes_nothing(
+    pg: Pg, db: str, sql_copy: Path, phase: str, signum: int, code: int, last_line: str
+) -> None:
+    migrate(pg, db)
+    schema_before, applied_before = pg.dump_schema(db), yoyo_rows(pg, db)
+    # The migrate waits for a lock this session holds: in a pending migration
+    # (inside yoyo's savepoint) or in repeatable/'s partitions-ahead action.
+    lock = "toolsdb.test_wait" if phase == "in-a-migration" else "toolsdb.audit_create_partitions"
+    if phase == "in-a-migration":
+        add_migration(
+            sql_copy,
+            "waits",
+            "create table toolsdb.waiting (id integer primary key);\n"
+            "select pg_advisory_xact_lock(hashtext('toolsdb.test_wait'));\n",
+        )
+    with psycopg.connect(pg.conninfo(db), autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(hashtext(%s))", (lock,))
+        proc = subprocess.Popen(
+            [toolsdb_exe(), "migrate", "--database", pg.url(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**clean_env(), "TOOLSDB_LOCK_TIMEOUT": "60s", "TOOLSDB_SQL_ROOT": str(sql_copy)},
+        )
+        deadline = time.monotonic() + 60
+        while not holder.execute(
+            "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+        ).fetchone()[0]:
+            assert proc.poll() is None and time.monotonic() < deadline, "migrate never waited for the lock"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == last_line, stderr
+    assert "SQLSTATE" not in stderr and "Traceback" not in stderr
+    assert pg.dump_schema(db) == schema_before
+    assert yoyo_rows(pg, db) == applied_before
+
+
+def test_a_rollback_that_would_drop_rows_is_refused_unless_forced(pg: Pg, db: str) -> None:
+    schema_before = pg.dump_schema(db)
+    refused = run_cli("rollback", "--database", pg.url(db))
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holding rows" in lines[0] and "--force" in lines[0], refused.stderr
+    assert "toolsdb_private.audit_exemptions" in lines[0] or "more" in lines[0]
+    assert pg.dump_schema(db) == schema_before
+    forced = run_cli("rollback", "--force", "--database", pg.url(db))
+    assert forced.returncode == 0, forced.stderr
+    assert yoyo_rows(pg, db) == []

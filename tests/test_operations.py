@@ -317,7 +317,7 @@ def test_health_passes_on_a_migrated_database(pg: Pg, db: str) -> None:
 
 
 def test_health_fails_with_exit_1_on_pending_migrations(pg: Pg, db: str) -> None:
-    newest = engine.rollback(Target(pg.conninfo(db), "test"))
+    newest = engine.rollback(Target(pg.conninfo(db), "test"), force=True)
     result = run_cli("health", "--json", "--database", pg.url(db))
     assert result.returncode == 1
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}

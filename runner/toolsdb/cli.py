@@ -51,7 +51,12 @@ class CommandError(click.ClickException):
 
 @click.group(cls=ToolsdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--database", "-d", metavar="URL", help=DATABASE_HELP)
-@click.option("--verbose", "-v", is_flag=True, help="Echo the SQL statements run (to stderr).")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Echo the statements of the SQL files that migrate, rollback and seed run (to stderr).",
+)
 @click.version_option(__version__, prog_name="toolsdb")
 @click.pass_context
 def cli(ctx: click.Context, database: str | None, verbose: bool) -> None:
@@ -98,11 +103,16 @@ def migrate(settings: Settings) -> None:
     metavar="ID",
     help="Roll back every applied migration down to and including ID (default: only the newest).",
 )
+@click.option("--force", is_flag=True, help="Drop tables that hold rows too (refused without it).")
 @common_options
-def rollback(settings: Settings, migration_id: str | None) -> None:
-    """Roll back the newest migration (or down to --id), in one transaction."""
+def rollback(settings: Settings, migration_id: str | None, force: bool) -> None:
+    """Roll back the newest migration (or down to --id), in one transaction.
+
+    A rollback that would drop tables holding rows is refused, and nothing
+    is done, unless --force.
+    """
     target = settings.target()
-    undone = engine.rollback(target, migration_id, settings.echo())
+    undone = engine.rollback(target, migration_id, settings.echo(), force=force)
     click.echo(f"rolled back {', '.join(undone)} on {target.describe()}")
 
 
@@ -141,27 +151,65 @@ def new_migration(name: str) -> None:
     click.echo(f"created {forward}\ncreated {backward}")
 
 
+# libpq's environment variable for each connection parameter
+# (https://www.postgresql.org/docs/current/libpq-envars.html).
+LIBPQ_ENV = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE",
+}
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
-@common_options
-def psql(settings: Settings, psql_args: tuple[str, ...]) -> None:
-    """Open psql on the database (extra arguments go to psql)."""
+# Long options only: -d, -v and every other short option belong to psql.
+@click.option("--database", metavar="URL", help=DATABASE_HELP)
+@click.option("--verbose", is_flag=True, help="Print the psql command line (to stderr).")
+@click.pass_context
+def psql(ctx: click.Context, database: str | None, verbose: bool, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database; every other argument goes to psql as it is
+    (`toolsdb psql -v ON_ERROR_STOP=1 -f file.sql`, `toolsdb psql -d otherdb`)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    settings = ctx.ensure_object(Settings)
+    if database is not None:
+        settings.database = database
     target = settings.target()
     if target.server is not None:
         exe = str(target.server.binary("psql"))
+        conninfo = target.server.url()
     else:
         exe = shutil.which("psql") or str(EmbeddedServer().binary("psql"))
-    if target.server is not None:
-        conn_arg = [target.server.url()]
-    elif target.conninfo:
-        conn_arg = [target.conninfo]
-    else:
-        conn_arg = []
-    argv = [exe, *conn_arg, *psql_args]
-    if settings.verbose:
+        conninfo = target.conninfo
+    # The connection goes through libpq's environment, so psql's own -d, -h,
+    # -p or -U, when given, override it as they override PG* variables.
+    params = {k: str(v) for k, v in conninfo_to_dict(conninfo or "").items()}
+    env = dict(os.environ)
+    argv = [exe, *psql_args]
+    if all(key in LIBPQ_ENV for key in params):
+        env.update({LIBPQ_ENV[key]: value for key, value in params.items()})
+    else:  # a parameter libpq reads from no variable: pass the whole conninfo
+        argv = [exe, conninfo or "", *psql_args]
+    if settings.verbose or verbose:
         click.echo(" ".join(argv), err=True)
     try:
-        os.execv(exe, argv)
+        os.execve(exe, argv, env)
     except OSError as exc:
         raise ToolsdbError(f"cannot run psql ({exc.strerror}: {exe})") from None
 

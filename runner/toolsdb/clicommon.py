@@ -66,7 +66,12 @@ def common_options(func: Callable) -> Callable:
     """--database and --verbose, accepted before or after the command name."""
 
     @click.option("--database", "-d", metavar="URL", help=DATABASE_HELP)
-    @click.option("--verbose", "-v", is_flag=True, help="Echo the SQL statements run (to stderr).")
+    @click.option(
+        "--verbose",
+        "-v",
+        is_flag=True,
+        help="Echo the statements of the SQL files that migrate, rollback and seed run (to stderr).",
+    )
     @click.pass_context
     @functools.wraps(func)
     def wrapper(ctx: click.Context, database: str | None, verbose: bool, **kwargs):

@@ -169,11 +169,14 @@ def _one_transaction(backend: _Backend) -> Iterator[None]:
         backend.execute(f"set local lock_timeout = '{timeout}'")
         yield
     except StatementError as exc:
-        backend.rollback()
+        with contextlib.suppress(psycopg.Error):
+            backend.rollback()
+        _raise_interrupt(exc)
         raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
     except psycopg.Error as exc:
         with contextlib.suppress(psycopg.Error):
             backend.rollback()
+        _raise_interrupt(exc)
         raise MigrationError(
             backend.current_file or "?",
             backend.failed_sql or backend.last_sql or "?",
@@ -186,6 +189,17 @@ def _one_transaction(backend: _Backend) -> Iterator[None]:
         raise
     else:
         backend.commit()
+
+
+def _raise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or termination signal that ``exc`` happened while
+    handling (yoyo's savepoint rollback after an interrupted statement, say):
+    the user stopped the command, and that is what they are told."""
+    seen = exc.__context__
+    while seen is not None:
+        if not isinstance(seen, Exception):
+            raise seen.with_traceback(None) from None
+        seen = seen.__context__
 
 
 def _applied_ids(conn: psycopg.Connection) -> dict[str, datetime]:
@@ -271,8 +285,24 @@ def migrate(
         return [m.id for m in pending]
 
 
-def rollback(target: Target, migration_id: str | None = None, echo: Echo = None) -> list[str]:
-    """Roll back the newest migration, or every one down to ``migration_id``."""
+def _tables_with_rows(conn: psycopg.Connection) -> list[str]:
+    """The toolsdb tables (partitions aside) that hold at least one row."""
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "select pg_catalog.format('%I.%I', n.nspname, c.relname) from pg_catalog.pg_class as c"
+            " join pg_catalog.pg_namespace as n on n.oid = c.relnamespace"
+            " where n.nspname in ('toolsdb', 'toolsdb_private') and c.relkind in ('r', 'p')"
+            " and not c.relispartition order by 1"
+        ).fetchall()
+    ]
+    return [t for t in tables if conn.execute(f"select exists (select from {t})").fetchone()[0]]
+
+
+def rollback(target: Target, migration_id: str | None = None, echo: Echo = None, *, force: bool = False) -> list[str]:
+    """Roll back the newest migration, or every one down to ``migration_id``.
+    Unless ``force``, a rollback that would drop tables holding rows is
+    refused (and nothing is done)."""
     with _session(target, echo) as backend:
         migrations = _all_migrations()
         _refuse_unknown(_applied_ids(backend.connection), migrations)
@@ -291,8 +321,18 @@ def rollback(target: Target, migration_id: str | None = None, echo: Echo = None)
             chosen = applied[: ids.index(migration_id) + 1]
         _refuse_transaction_control([Path(m.path).with_suffix(".rollback.sql") for m in chosen])
         with _one_transaction(backend):
+            holding = [] if force else _tables_with_rows(backend.connection)
             for migration in chosen:
                 backend.rollback_one(migration)
+            lost = [
+                t for t in holding if backend.connection.execute("select to_regclass(%s)", (t,)).fetchone()[0] is None
+            ]
+            if lost:
+                shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+                raise ToolsdbError(
+                    f"rolling back {', '.join(m.id for m in chosen)} would drop {len(lost)} table(s) holding rows "
+                    f"({shown}); nothing was done: pass --force to drop them (make rollback force=1)"
+                )
         return [m.id for m in chosen]
 
 
