@@ -131,7 +131,7 @@ begin
         kind,
         goes_idle,
         case when kind = 'SessionEnd' then pg_catalog.now() end,
-        case when kind = 'SessionEnd' then coalesce(nullif(payload ->> 'reason', ''), 'other') end
+        case when kind = 'SessionEnd' then pg_catalog.left(coalesce(nullif(payload ->> 'reason', ''), 'other'), 100) end
     )
     on conflict on constraint sessions_pkey do update
     set cwd = coalesce(excluded.cwd, s.cwd),
@@ -173,7 +173,8 @@ comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
 'such a row exists. A payload that is not an object or has no session_id is invalid_parameter_value '
 '(22023). A field the session''s CHECKs would refuse (an odd permission_mode, a cwd over 4096 '
-'characters) is left out of the session, never the event. Used by `toolsdb hook`.';
+'characters) is left out of the session, and a SessionEnd reason over 100 characters cut there, '
+'never in the event. Used by `toolsdb hook`.';
 
 create or replace function toolsdb.get_unprocessed_events(
     batch_size integer default 100,

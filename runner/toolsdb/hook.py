@@ -17,8 +17,10 @@ the payload, so nothing is lost) to its log file and exits 0. With
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -30,7 +32,29 @@ INGEST_SQL = "select toolsdb.hook_ingest($1::jsonb, $2::jsonb)"
 CONNECT_TIMEOUT_ENV = "TOOLSDB_HOOK_CONNECT_TIMEOUT"
 LOG_ENV = "TOOLSDB_HOOK_LOG"
 # jsonb refuses \u0000 (22P05) and lone surrogates (22P02) that JSON allows.
-JSONB_REFUSALS = ("22P05", "22P02")
+# and numbers beyond numeric's range, such as 1e999999 (22003).
+JSONB_REFUSALS = ("22P05", "22P02", "22003")
+# Python's int() refuses more digits than this by default.
+MAX_INT_DIGITS = 4000
+
+
+def _number(text: str) -> object:
+    """A JSON number as Python holds it, or its text where it cannot (1e999999,
+    a 5,000-digit integer): the payload is read, and stored if need be, either way."""
+    if any(c in text for c in ".eE"):
+        value = float(text)
+        return value if math.isfinite(value) else text
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else text
+
+
+def parse(raw: str) -> object:
+    """The payload as JSON, or None when it nests deeper than Python's parser
+    goes (PostgreSQL reads much deeper: the raw text is sent as it is)."""
+    try:
+        return json.loads(raw, parse_float=_number, parse_int=_number, parse_constant=str)
+    except RecursionError:
+        return None
+
 
 # Environment variables that describe the terminal, kept in terminal_info.
 TERMINAL_VARS = (
@@ -70,20 +94,43 @@ def default_log_file() -> Path:
     return Path(state) / "toolsdb" / "hook.log"
 
 
+def _small_file(path: Path) -> str | None:
+    """The text of ``path`` if it is a regular file of at most 4 kB, else None:
+    a FIFO, a device or a huge file where .git/HEAD should be is never read."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
+            return None
+        with open(path, "rb") as handle:
+            return handle.read(4096).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+
+
 def git_branch(start: str | None) -> str | None:
     """The branch checked out in ``start`` (read from .git/HEAD, no git process), or a short sha."""
-    if not start:
+    if not start or "\x00" in start:
         return None
-    path = Path(start)
-    for folder in (path, *path.parents):
+    try:
+        path = Path(start)
+        folders = (path, *path.parents)
+    except (ValueError, UnicodeError):  # a lone surrogate, say: no such folder
+        return None
+    for folder in folders:
         dotgit = folder / ".git"
         try:
             if dotgit.is_file():  # a worktree or submodule: "gitdir: <path>"
-                target = dotgit.read_text().strip().removeprefix("gitdir:").strip()
+                pointer = _small_file(dotgit)
+                if pointer is None:
+                    continue
+                target = pointer.strip().removeprefix("gitdir:").strip()
                 dotgit = (folder / target).resolve()
-            head = (dotgit / "HEAD").read_text().strip()
-        except OSError:
+            head = _small_file(dotgit / "HEAD")
+        except (OSError, ValueError, UnicodeError):
             continue
+        if head is None:
+            continue
+        head = head.strip()
         if head.startswith("ref:"):
             return head.removeprefix("ref:").strip().removeprefix("refs/heads/")[:255] or None
         return head[:12] or None
@@ -150,23 +197,24 @@ def ingest(raw: str, database: str | None = None, env: os._Environ[str] | dict[s
     """Store one raw hook payload; return its event_id. Raises HookError with one line."""
     env = os.environ if env is None else env
     try:
-        payload = json.loads(raw)
+        payload = parse(raw)
     except ValueError as exc:
         raise HookError(f"the hook payload is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
+    if payload is not None and not isinstance(payload, dict):
         raise HookError(f"the hook payload is a JSON object, not {type(payload).__name__}")
     try:
         conn = Connection(connection_params(database))
         try:
-            ctx = json.dumps(context(payload, env))
+            ctx = json.dumps(context(payload if payload is not None else {}, env))
             try:
                 event_id = conn.execute(INGEST_SQL, [raw, ctx])
             except LibpqError as exc:
-                if exc.sqlstate not in JSONB_REFUSALS:
+                if exc.sqlstate not in JSONB_REFUSALS or payload is None:
                     raise
                 # Valid JSON that jsonb cannot hold (a NUL character, half a
-                # surrogate pair, e.g. from binary tool output): store it with
-                # those characters replaced rather than lose the event.
+                # surrogate pair, e.g. from binary tool output, a number such as
+                # 1e999999): store it with those characters replaced and such
+                # numbers as their text, rather than lose the event.
                 event_id = conn.execute(INGEST_SQL, [json.dumps(jsonb_safe(payload), ensure_ascii=False), ctx])
         finally:
             conn.close()
