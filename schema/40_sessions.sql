@@ -38,7 +38,7 @@ create table if not exists toolsdb.sessions (
     references toolsdb.agents (agent_id) on delete set null,
     constraint sessions_project_id_fkey foreign key (project_id)
     references toolsdb.projects (project_id) on delete set null,
-    constraint session_id_is_valid check (session_id ~ '^[[:graph:]]+$' and char_length(session_id) <= 200),
+    constraint session_id_is_valid check (char_length(session_id) between 1 and 200 and session_id !~ '[[:cntrl:]]'),
     constraint cwd_length_is_valid check (char_length(cwd) between 1 and 4096),
     constraint transcript_path_length_is_valid check (char_length(transcript_path) between 1 and 4096),
     constraint permission_mode_is_valid check (
@@ -80,7 +80,8 @@ comment on table toolsdb.sessions is
 'Row-level security: the application sees only the session of toolsdb.session_id.';
 
 comment on column toolsdb.sessions.session_id is
-'Primary key: the session id exactly as the agent gives it (1-200 visible characters).';
+'Primary key: the session id exactly as the agent gives it: 1-200 characters of any script, no '
+'control characters.';
 
 comment on column toolsdb.sessions.user_id is 'The user the session works for, if known.';
 

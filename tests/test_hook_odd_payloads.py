@@ -73,3 +73,11 @@ def test_json_nested_deeper_than_python_parses_is_stored(hook: Hook, su: psycopg
         "select payload ->> 'tool_name', length(payload ->> 'deep') from toolsdb.events where session_id = %s", (sid,)
     ).fetchone()
     assert stored == ("Bash", 6000)
+
+
+@pytest.mark.parametrize("session_id", ["sesión-ß-日本-1", "with a space", "x" * 200])
+def test_a_session_id_of_any_script_is_stored(hook: Hook, su: psycopg.Connection, tmp_path: Path, session_id) -> None:
+    sid = f"{session_id[:190]}-{new_session_id()[:8]}"[-200:]
+    hook.ingest(payload("UserPromptSubmit", sid, tmp_path, prompt="hi"))
+    assert session_of(su, sid)["session_id"] == sid
+    assert events_of(su, sid)[0]["payload"]["prompt"] == "hi"
