@@ -17,6 +17,7 @@ from . import __version__, backup, operations, replica
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
+from .libpq import LIBPQ_ENV
 from .server import EmbeddedServer
 from .target import Target
 
@@ -149,31 +150,6 @@ def new_migration(name: str) -> None:
     """Create migrations/NNNN.NAME.sql and its .rollback.sql (source checkout only)."""
     forward, backward = engine.new_migration(name)
     click.echo(f"created {forward}\ncreated {backward}")
-
-
-# libpq's environment variable for each connection parameter
-# (https://www.postgresql.org/docs/current/libpq-envars.html).
-LIBPQ_ENV = {
-    "host": "PGHOST",
-    "hostaddr": "PGHOSTADDR",
-    "port": "PGPORT",
-    "dbname": "PGDATABASE",
-    "user": "PGUSER",
-    "password": "PGPASSWORD",
-    "passfile": "PGPASSFILE",
-    "service": "PGSERVICE",
-    "options": "PGOPTIONS",
-    "application_name": "PGAPPNAME",
-    "sslmode": "PGSSLMODE",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcrl": "PGSSLCRL",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "target_session_attrs": "PGTARGETSESSIONATTRS",
-    "channel_binding": "PGCHANNELBINDING",
-    "gssencmode": "PGGSSENCMODE",
-}
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

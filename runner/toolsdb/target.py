@@ -24,20 +24,23 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from .errors import ToolsdbError
-from .libpq import LIBPQ_TARGET_VARS
+from .libpq import LIBPQ_ENV, LIBPQ_TARGET_VARS
 from .server import EmbeddedServer
 
 # DB_* variable (the CI/CD task tracker's names) -> (libpq keyword, libpq's own variable).
 DB_ALIASES: dict[str, tuple[str, str]] = {
-    "DB_HOST": ("host", "PGHOST"),
-    "DB_PORT": ("port", "PGPORT"),
-    "DB_NAME": ("dbname", "PGDATABASE"),
-    "DB_USER": ("user", "PGUSER"),
-    "DB_PASSWORD": ("password", "PGPASSWORD"),
-    "DB_SSL_MODE": ("sslmode", "PGSSLMODE"),
-    "DB_SSL_CA": ("sslrootcert", "PGSSLROOTCERT"),
-    "DB_SSL_CERT": ("sslcert", "PGSSLCERT"),
-    "DB_SSL_KEY": ("sslkey", "PGSSLKEY"),
+    alias: (keyword, LIBPQ_ENV[keyword])
+    for alias, keyword in {
+        "DB_HOST": "host",
+        "DB_PORT": "port",
+        "DB_NAME": "dbname",
+        "DB_USER": "user",
+        "DB_PASSWORD": "password",
+        "DB_SSL_MODE": "sslmode",
+        "DB_SSL_CA": "sslrootcert",
+        "DB_SSL_CERT": "sslcert",
+        "DB_SSL_KEY": "sslkey",
+    }.items()
 }
 # The aliases that pick a server or database (like LIBPQ_TARGET_VARS); the
 # SSL ones alone do not move toolsdb off the embedded server.
