@@ -449,3 +449,23 @@ def test_a_pg15_backup_restores_into_a_new_pg18_cluster(pg: Pg, source: Source, 
             assert conn.execute("select count(*) from toolsdb.users").fetchone()[0] > 0
     finally:
         server.stop()
+
+
+def test_an_archive_with_large_objects_is_refused_in_one_line(pg: Pg, empty_db: str, tmp_path: Path) -> None:
+    # pg_restore brackets large objects with its own BEGIN/COMMIT, which would
+    # commit the restore's one transaction half-way: refused before anything runs.
+    with pg.clone(_fresh_name("with_lo"), None) as source:
+        with psycopg.connect(pg.conninfo(source), autocommit=True) as conn:
+            conn.execute("select lo_from_bytea(0, 'large')")
+        archive = tmp_path / "lo.dump"
+        subprocess.run(
+            [str(pg.bindir / "pg_dump"), "-Fc", "-f", str(archive), "-d", pg.conninfo(source)],
+            check=True,
+            capture_output=True,
+        )
+    before = state(pg.conninfo(empty_db))
+
+    result = cli(pg, empty_db, "restore", "-q", str(archive))
+
+    assert_one_error_line(result, str(archive), "large objects")
+    assert state(pg.conninfo(empty_db)) == before

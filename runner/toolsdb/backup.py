@@ -3,13 +3,20 @@
 * backup: ``pg_dump -Fc`` of the whole database (every schema, yoyo's
   bookkeeping included) into a temporary file next to FILE, renamed to FILE
   only when pg_dump succeeded: a failed backup leaves nothing behind.
-* restore: ``pg_restore -f -`` piped into ``psql --single-transaction`` with
-  ON_ERROR_STOP. In that one transaction: the group roles of
-  schema/00_bootstrap.sql (cluster-wide, not in an archive), with --force a
-  ``drop schema ... cascade`` of the schemas to replace, the archive, then the
-  whole of schema/00_bootstrap.sql (idempotent: memberships and the database's
-  search_path, which an archive does not hold either). Should anything fail,
-  pg_restore included, psql never commits: the database stays as it was.
+* restore: one transaction fed to ``psql -f -`` (ON_ERROR_STOP) on its stdin:
+  ``begin``, the group roles of schema/00_bootstrap.sql (cluster-wide, not in
+  an archive), with --force a ``drop schema ... cascade`` of the schemas to
+  replace, the archive as ``pg_restore -f -`` writes it, the whole of
+  schema/00_bootstrap.sql (idempotent: memberships and the database's
+  search_path, which an archive does not hold either), and only then
+  ``commit``. Nothing else commits: should anything fail or be killed
+  (toolsdb, pg_restore or psql, by any signal), psql either stops on the error
+  or reaches the end of its input inside the open transaction, and the server
+  rolls it back when psql disconnects. Archives holding large objects are
+  refused (pg_restore brackets those with its own BEGIN/COMMIT). When psql
+  stops without saying how it ended, the transaction's fate is read back with
+  pg_xact_status(): a psql killed just after sending COMMIT left a complete
+  restore.
 
 The client binaries: pg_dump must be at least the server's major version. A
 pg_dump/pg_restore/psql on PATH is used when new enough, else those of the
@@ -284,6 +291,8 @@ def restore(target: Target, path: Path, force: bool = False, progress: Progress 
         ours = [r[0] for r in conn.execute("select nspname from pg_catalog.pg_namespace where nspname ~ '^toolsdb'")]
     pg_restore, listing = _read_archive(path, major)
     tables = len(re.findall(r"^\d+; \d+ \d+ TABLE DATA ", listing, re.MULTILINE))
+    if re.search(r"^\d+; \d+ \d+ (BLOB|BLOBS|BLOB METADATA|LARGE OBJECTS?) ", listing, re.MULTILINE):
+        raise ToolsdbError(f"{path} holds large objects, which toolsdb restore does not load (use pg_restore)")
     if present and not force:
         raise ToolsdbError(
             f"database {dbname} is not empty ({len(present)} relation(s), e.g. {present[0]}): restore into an "
@@ -298,29 +307,20 @@ def restore(target: Target, path: Path, force: bool = False, progress: Progress 
     conn_args, env = _client_env(target)
     psql = pg_restore.parent / "psql"
     with tempfile.TemporaryFile() as log:
+        # Everything reaches psql on its stdin, inside a BEGIN that only the last
+        # line ends: psql reaching the end of its input early (toolsdb killed)
+        # exits with the transaction open, and the server rolls it back.
         loader = _start(
-            [
-                str(psql),
-                "--no-psqlrc",
-                "--no-password",
-                "--single-transaction",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                "\n".join(prefix),
-                "-f",
-                "-",
-                "-f",
-                str(paths.bootstrap_file()),
-                *conn_args,
-            ],
+            [str(psql), "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "-f", "-", *conn_args],
             env,
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        failure, loaded = None, False
+        failure, committing = None, False
         try:
+            _feed(loader, f"begin;\nselect '{XID_MARK}' || pg_catalog.pg_current_xact_id() as xid;\n")
+            _feed(loader, "\n".join(prefix) + "\n")
             _run(
                 [str(pg_restore), "--verbose", "--exit-on-error", "--file=-", str(path)],
                 env,
@@ -331,24 +331,62 @@ def restore(target: Target, path: Path, force: bool = False, progress: Progress 
                 # pg_restore 17+ sets transaction_timeout, which 15 and 16 do not know.
                 drop_from_preamble=b"SET transaction_timeout = 0;\n" if major < 17 else None,
             )
-            loaded = True
+            _feed(loader, paths.bootstrap_file().read_text(encoding="utf-8") + "\n;\n")
+            committing = True
+            _feed(loader, "commit;\n")
+            loader.stdin.close()
         except ToolsdbError as exc:
             failure = exc.message
         finally:
-            if not loaded:  # kill psql before it reads the end of its input: it never commits
+            if not committing:  # psql must never see the end of its input: kill it first
                 loader.kill()
                 loader.wait()
             with contextlib.suppress(OSError):
-                loader.stdin.close()  # psql runs 00_bootstrap.sql and commits
+                loader.stdin.close()
         code = loader.wait()
         log.seek(0)
         output = log.read().decode("utf-8", "replace").splitlines()
-    errors = [re.sub(r"^psql:[^ ]*:\d+: ", "", ln) for ln in output if re.search(r"\b(ERROR|FATAL|error):", ln)]
-    if failure or code != 0:
+    xid = next((m[1] for ln in output if (m := re.search(XID_MARK + r"(\d+)", ln))), None)
+    outcome = "committed" if committing and code == 0 else _outcome(target, xid)
+    if outcome != "committed":
+        errors = [re.sub(r"^psql:[^ ]*:\d+: ", "", ln) for ln in output if re.search(r"\b(ERROR|FATAL|error):", ln)]
         reason = errors[0] if errors else failure or f"psql exit {code}"
+        if outcome == "unknown":
+            raise ToolsdbError(f"restore into {dbname} stopped and its outcome could not be checked: {reason}")
         raise ToolsdbError(f"restore into {dbname} failed, nothing was changed: {reason}")
     rows = sum(int(m[1]) for ln in output if (m := re.fullmatch(r"COPY (\d+)", ln)))
     return RestoreResult(path, dbname, tables, rows, time.monotonic() - started)
+
+
+XID_MARK = "toolsdb-restore-xid:"
+
+
+def _feed(loader: subprocess.Popen, text: str) -> None:
+    """Write to psql's stdin; a psql that stopped is reported by its own error."""
+    try:
+        loader.stdin.write(text.encode("utf-8"))
+        loader.stdin.flush()
+    except OSError:
+        raise ToolsdbError("psql stopped") from None
+
+
+def _outcome(target: Target, xid: str | None, wait: float = 30.0) -> str:
+    """What became of the restore's transaction once psql is gone: ``committed``,
+    ``aborted``, or ``unknown``. psql dying after it sent COMMIT leaves a
+    complete restore behind; the server may take a moment to notice the closed
+    connection of one that died before."""
+    if xid is None:
+        return "aborted"  # psql never began: nothing ran
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with target.connect(autocommit=True) as conn:
+                status = conn.execute("select pg_catalog.pg_xact_status(%s::xid8)", (xid,)).fetchone()[0]
+        except ToolsdbError:
+            status = None
+        if status in ("committed", "aborted") or time.monotonic() > deadline:
+            return status or "unknown"
+        time.sleep(0.1)
 
 
 # -- commands ----------------------------------------------------------------------------
