@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create or update the virtualenv only
 
 migrate: $(STAMP) ## Apply pending migrations (starts the embedded server if no database is configured)
-	$(TOOLSDB) migrate
+	$(TOOLSDB) migrate --remember
 
 seed: $(STAMP) ## Load the demo data in seeds/
 	$(TOOLSDB) seed

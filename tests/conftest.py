@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -26,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,11 @@ pytest.register_assert_rewrite(
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests' own configuration folder: no test finds the developer's embedded
+# server through the per-user record `make migrate` writes there, nor uses
+# their key file (each test process gets its own, removed at exit).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="toolsdb-test-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 TEMPLATE = "toolsdb_template"
 _counter = itertools.count()
 

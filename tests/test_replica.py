@@ -279,8 +279,13 @@ def test_replica_commands_refuse_a_server_other_than_the_embedded_one(tmp_path: 
 
 
 def test_replica_commands_end_to_end(tmp_path: Path) -> None:
-    """create, status, url, a second create, remove --force: on an embedded server in tmp_path/.toolsdb."""
+    """create, status, url, a second create, remove --force: on an embedded server in tmp_path/.toolsdb
+    (which `replica create` does not create: only the set-up commands do)."""
     try:
+        result = run_cli("replica", "create", cwd=tmp_path)
+        assert_one_error_line(result, "no database", "make migrate")  # a replica of nothing: no server is made
+        assert not (tmp_path / ".toolsdb").exists()
+        assert_ok(run_cli("server", "start", cwd=tmp_path))
         result = run_cli("replica", "status", cwd=tmp_path)
         assert_one_error_line(result, "no replica", "toolsdb replica create")
 

@@ -19,6 +19,8 @@ from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, pri
 from .errors import ToolsdbError
 from .libpq import LIBPQ_ENV
 from .server import EmbeddedServer
+from .server import remember as remember_server
+from .serverinfo import no_server_message, record_file
 from .target import Target
 
 
@@ -74,16 +76,23 @@ def cli(ctx: click.Context, database: str | None, verbose: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--remember",
+    is_flag=True,
+    help="Record the embedded server migrated as the per-user default every toolsdb command finds "
+    "from any folder (make migrate passes it).",
+)
 @common_options
-def migrate(settings: Settings) -> None:
+def migrate(settings: Settings, remember: bool) -> None:
     """Apply pending migrations, then the definitions of repeatable/.
 
     All-or-nothing: one transaction, under a lock that makes concurrent runs
     wait their turn. Functions, views and triggers are replaced only where
     they differ from repeatable/, so running it again when nothing changed
-    writes nothing.
+    writes nothing. With no database configured and no embedded server
+    found, it creates one in .toolsdb/ of the working directory.
     """
-    target = settings.target()
+    target = settings.target(create=True)
     replaced: list[str] = []
     applied = engine.migrate(target, settings.echo(), replaced=replaced)
     shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
@@ -95,6 +104,8 @@ def migrate(settings: Settings) -> None:
         click.echo(f"no migration pending; replaced {len(replaced)} definition(s) on {target.describe()}: {shown}")
     else:
         click.echo(f"nothing to migrate: {target.describe()} is up to date")
+    if remember and target.server is not None and remember_server(target.server.root):
+        click.echo(f"recorded {target.server.root} as the default server in {record_file()}")
 
 
 @cli.command()
@@ -125,7 +136,8 @@ def status(settings: Settings) -> None:
     click.echo(f"database: {target.describe()}")
     if target.server is not None:
         info = target.server.info()
-        click.echo(f"server:   embedded, data {target.server.data}" + (f", pid {info.pid}" if info else ""))
+        found = f" (found by {target.found})" if target.found else ""
+        click.echo(f"server:   embedded, data {target.server.data}" + (f", pid {info.pid}" if info else "") + found)
     rows = engine.status(target)
     print_table(
         ["migration", "state", "applied at (UTC)"],
@@ -400,6 +412,8 @@ def server_status() -> None:
 def server_url(tcp: bool) -> None:
     """Print a URL for the embedded server that psql accepts (starts it if needed)."""
     srv = EmbeddedServer()
+    if not srv.initialized:
+        raise ToolsdbError(no_server_message(srv.root))
     info = srv.info() or srv.start()
     click.echo(srv.url(info, tcp=tcp))
 

@@ -58,8 +58,9 @@ class Settings:
             return None
         return lambda sql: click.echo(f"{sql.rstrip().rstrip(';')};", err=True)
 
-    def target(self) -> Target:
-        return resolve(self.database)
+    def target(self, create: bool = False) -> Target:
+        """The database to use; ``create``: the set-up commands may create the embedded server."""
+        return resolve(self.database, create=create)
 
 
 def common_options(func: Callable) -> Callable:

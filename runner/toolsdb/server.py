@@ -19,6 +19,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -26,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ToolsdbError
-from .serverinfo import DEFAULT_DBNAME, SUPERUSER, ServerInfo, default_root, read_server_info
+from .serverinfo import (
+    DEFAULT_DBNAME,
+    SUPERUSER,
+    ServerInfo,
+    default_root,
+    read_server_info,
+    record_file,
+)
 
 DEFAULT_SERVER_USER = "toolsdb-pg"
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
@@ -463,3 +471,28 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def remember(root: Path) -> bool:
+    """Record ``root`` as the per-user default server (serverinfo.record_file()),
+    atomically; False when it was recorded already (nothing written)."""
+    record = record_file()
+    text = f"{root.absolute()}\n"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if record.read_text(encoding="utf-8") == text:
+            return False
+    try:
+        record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=".home.", dir=record.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, record)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+    except OSError as exc:
+        raise ToolsdbError(f"cannot record the default server in {record}: {exc.strerror or exc}") from None
+    return True

@@ -5,7 +5,13 @@
 3. libpq's own ``PG*`` variables (PGHOST, PGPORT, PGDATABASE, PGUSER,
    PGPASSWORD, PGSERVICE, ...), read by libpq itself exactly as psql reads them,
    and the ``DB_*`` variables, aliases of them (see ``DB_ALIASES``);
-4. otherwise the embedded server under ``.toolsdb/``, started on demand.
+4. otherwise the one embedded server (serverinfo.locate_root(): TOOLSDB_HOME,
+   the nearest ``.toolsdb/`` of the working directory or its parents, the
+   per-user default ``make migrate`` recorded), started on demand. Only the
+   commands that set up a database (``toolsdb migrate``, ``reset``,
+   ``server start``) create one, in ``.toolsdb/`` of the working directory,
+   when none is found; every other command, the MCP server, the hook and the
+   Python API fail with one line saying how to point them at one.
 
 The ``DB_*`` variables count only at step 3 (names such as DB_HOST are common,
 so a ``--database`` or ``DATABASE_URL`` makes toolsdb ignore them). There they
@@ -26,6 +32,7 @@ from psycopg import conninfo as pg_conninfo
 from .errors import ToolsdbError
 from .libpq import LIBPQ_ENV, LIBPQ_TARGET_VARS
 from .server import EmbeddedServer
+from .serverinfo import locate_root, no_server_message
 
 # DB_* variable (the CI/CD task tracker's names) -> (libpq keyword, libpq's own variable).
 DB_ALIASES: dict[str, tuple[str, str]] = {
@@ -57,6 +64,7 @@ class Target:
     conninfo: str
     source: str  # "--database", "DATABASE_URL", "TOOLS_DB_URL", "PG* variables", "DB_* variables", ... or "embedded"
     server: EmbeddedServer | None = field(default=None, repr=False)
+    found: str = ""  # how the embedded server was found (serverinfo.locate_root), "" when created here
 
     @property
     def embedded(self) -> bool:
@@ -164,8 +172,12 @@ def libpq_aliases(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return params
 
 
-def resolve(database: str | None, *, start: bool = True) -> Target:
-    """Pick the database per the order above; start the embedded server if needed."""
+def resolve(database: str | None, *, start: bool = True, create: bool = False) -> Target:
+    """Pick the database per the order above; start the embedded server if needed.
+
+    ``create``: with no embedded server found, create one in ``.toolsdb/`` of
+    the working directory (the set-up commands only); otherwise that is one
+    clear ToolsdbError."""
     if database is not None:
         return Target(validate(database, "--database"), "--database")
     from_env = database_url()
@@ -179,11 +191,15 @@ def resolve(database: str | None, *, start: bool = True) -> Target:
         return Target(pg_conninfo.make_conninfo("", **params), source)
     if uses_pg:
         return Target("", "PG* variables")
-    server = EmbeddedServer()
+    found = locate_root()
+    server = EmbeddedServer(root=found[0] if found else None)
+    if not create and not server.initialized:
+        raise ToolsdbError(no_server_message(server.root))
+    how = found[1] if found else ""
     if start:
         info = server.start()
-        return Target(server.conninfo(info), "embedded", server)
-    return Target("", "embedded", server)
+        return Target(server.conninfo(info), "embedded", server, how)
+    return Target("", "embedded", server, how)
 
 
 def connect(conninfo: str, **kwargs) -> psycopg.Connection:

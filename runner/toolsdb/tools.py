@@ -64,7 +64,8 @@ class DatabaseError(ToolsdbError):
 
 def connect(database: str | None = None, **kwargs: Any) -> psycopg.Connection:
     """A connection picked as the CLI picks it: ``database``, else DATABASE_URL,
-    else libpq's PG* variables, else the embedded server (started if needed)."""
+    else libpq's PG* variables, else the one embedded server `make migrate`
+    created (found from any folder, started if needed, never created here)."""
     kwargs.setdefault("autocommit", True)
     kwargs.setdefault("application_name", "toolsdb-tools")
     return resolve(database).connect(**kwargs)
