@@ -173,12 +173,13 @@ import json, sys
 from toolsdb import hook
 from toolsdb.libpq import Connection
 imported = time.perf_counter()
-conn = Connection(hook.connection_params(None))
+budget = hook.Budget(hook.DEFAULT_BUDGET)
+conn = Connection(hook.connection_params(None, budget))
 connected = time.perf_counter()
 raw = sys.stdin.read()
-conn.execute(hook.INGEST_SQL, [raw, json.dumps(hook.context(json.loads(raw), {}))])
+hook.store(conn, raw, json.dumps(hook.context(json.loads(raw), {})), budget)
 first = time.perf_counter()
-conn.execute(hook.INGEST_SQL, [raw, json.dumps(hook.context(json.loads(raw), {}))])
+hook.store(conn, raw, json.dumps(hook.context(json.loads(raw), {})), budget)
 second = time.perf_counter()
 conn.close()
 print(json.dumps([imported - start, connected - imported, first - connected, second - first]))

@@ -15,11 +15,13 @@ reference showed; unknown fields are stored as they are anyway).
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,22 +119,21 @@ class Hook:
         *argv: str,
         env: dict[str, str] | None = None,
         database: bool = True,
+        timeout: float = 60,
     ) -> Result:
         """``toolsdb <argv>`` (default ``hook``) with ``payload`` on stdin; DATABASE_URL
-        is the test database unless ``database`` is false; ``env`` is added last."""
+        is the test database unless ``database`` is false; ``env`` is added last.
+        A run longer than ``timeout`` seconds raises subprocess.TimeoutExpired."""
         raw = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
         data = raw.encode() if isinstance(raw, str) else raw
-        base = {"TOOLSDB_HOOK_LOG": str(self.log)}
-        if database:
-            base["DATABASE_URL"] = self.url
         started = time.monotonic()
         done = subprocess.run(
             [toolsdb_exe(), *(argv or ("hook",))],
             input=data,
             capture_output=True,
             cwd=str(self.folder),
-            env=hook_env(**{**base, **(env or {})}),
-            timeout=60,
+            env=self.env(env, database),
+            timeout=timeout,
         )
         return Result(
             done.returncode,
@@ -140,6 +141,14 @@ class Hook:
             done.stderr.decode(errors="replace"),
             time.monotonic() - started,
         )
+
+    def env(self, env: dict[str, str] | None = None, database: bool = True) -> dict[str, str]:
+        """The hook's environment: its log in the test's folder, DATABASE_URL the
+        test database unless ``database`` is false, then ``env``."""
+        base = {"TOOLSDB_HOOK_LOG": str(self.log)}
+        if database:
+            base["DATABASE_URL"] = self.url
+        return hook_env(**{**base, **(env or {})})
 
     def ingest(self, payload: dict | str | bytes, *argv: str, env: dict[str, str] | None = None) -> Result:
         """Run the hook and check it stored the payload quietly."""
@@ -229,3 +238,133 @@ def events_of(su: psycopg.Connection, session_id: str) -> list[Row]:
 def totals(su: psycopg.Connection) -> tuple[int, int]:
     """How many events and sessions the database holds."""
     return scalar(su, "select count(*) from toolsdb.events"), scalar(su, "select count(*) from toolsdb.sessions")
+
+
+# ---------------------------------------------------------------------------
+# A proxy that stalls
+# ---------------------------------------------------------------------------
+
+# ReadyForQuery ('Z', length 5), then the transaction status byte: the server
+# sends it at the end of start-up and after each query's reply.
+READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
+
+
+def fatal_error(sqlstate: str, message: str) -> bytes:
+    """A FATAL ErrorResponse message of the PostgreSQL protocol."""
+    body = b"".join(
+        key + value.encode() + b"\x00"
+        for key, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", sqlstate), (b"M", message))
+    )
+    body += b"\x00"
+    return b"E" + (len(body) + 4).to_bytes(4, "big") + body
+
+
+@dataclass
+class _Link:
+    """One proxied connection: how many ReadyForQuery messages the server sent."""
+
+    ready: int = 0
+    tail: bytes = b""
+    stalled: bool = False
+
+
+@dataclass
+class StallingProxy:
+    """A TCP listener on 127.0.0.1 in front of the test server's Unix socket.
+
+    It forwards faithfully until the server has sent ``after`` ReadyForQuery
+    messages (1: start-up is complete; each query's reply adds one), then
+    stalls without closing anything: it stops forwarding the client's requests
+    (``drop="requests"``) or the server's replies (``drop="replies"``: the
+    next request runs, its answer never arrives). ``after=0`` accepts and never
+    answers. ``refuse_options`` answers a start-up packet carrying ``options``
+    as PgBouncer does (FATAL "unsupported startup parameter: options").
+    Threads with short socket timeouts; ``close()`` ends them all.
+    """
+
+    socket_path: str
+    after: int
+    drop: str = "requests"
+    refuse_options: bool = False
+    sockets: list[socket.socket] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+    closing: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self._spawn(self._accept)
+
+    def url(self, dbname: str, user: str) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def _spawn(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.sockets.append(client)
+            if self.after == 0:
+                continue  # accepted; never a byte back
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.socket_path)
+            self.sockets.append(upstream)
+            link = _Link()
+            self._spawn(self._pump, client, upstream, link, "requests")
+            self._spawn(self._pump, upstream, client, link, "replies")
+
+    def _pump(self, source: socket.socket, sink: socket.socket, link: _Link, direction: str) -> None:
+        source.settimeout(0.1)
+        while not self.closing.is_set():
+            try:
+                chunk = source.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                if not link.stalled:
+                    sink.close()
+                return
+            if direction == "requests":
+                if self.refuse_options and link.ready == 0 and b"\x00options\x00" in chunk:
+                    source.sendall(fatal_error("08P01", "unsupported startup parameter: options"))
+                    source.close()
+                    return
+                if self.drop == "requests" and link.ready >= self.after:
+                    link.stalled = True
+                    continue  # swallowed
+            else:
+                if link.stalled and self.drop == "replies":
+                    continue  # swallowed
+                window = link.tail + chunk
+                link.ready += window.count(READY_FOR_QUERY) - link.tail.count(READY_FOR_QUERY)
+                link.tail = window[-(len(READY_FOR_QUERY) - 1) :]
+                if self.drop == "replies" and link.ready >= self.after:
+                    link.stalled = True
+            try:
+                sink.sendall(chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closing.set()
+        for sock in [self.listener, *self.sockets]:
+            sock.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> StallingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

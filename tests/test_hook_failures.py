@@ -61,6 +61,10 @@ FAILURES = [
     pytest.param(VALID, {"DATABASE_URL": UNREACHABLE_URL}, True, "cannot connect", id="unreachable-database"),
     pytest.param(VALID, {}, False, "not running", id="embedded-server-not-running"),
     pytest.param(VALID, {"TOOLSDB_HOOK_CONNECT_TIMEOUT": "soon"}, True, "TOOLSDB_HOOK_CONNECT_TIMEOUT", id="timeout"),
+    pytest.param(VALID, {"TOOLSDB_HOOK_TIMEOUT": "soon"}, True, "TOOLSDB_HOOK_TIMEOUT must be", id="budget-word"),
+    pytest.param(VALID, {"TOOLSDB_HOOK_TIMEOUT": "0"}, True, "above 0", id="budget-zero"),
+    pytest.param(VALID, {"TOOLSDB_HOOK_TIMEOUT": "nan"}, True, "TOOLSDB_HOOK_TIMEOUT must be", id="budget-nan"),
+    pytest.param(VALID, {"TOOLSDB_HOOK_TIMEOUT": "601"}, True, "at most 600", id="budget-too-long"),
 ]
 
 

@@ -232,9 +232,10 @@ def hook(settings: Settings, strict: bool, log_file: str | None) -> None:
     """Store one agent hook payload (JSON on stdin) as an event; update its session.
 
     Wire it into Claude Code's settings.json for every hook event (README). It
-    prints nothing, connects with a short timeout (TOOLSDB_HOOK_CONNECT_TIMEOUT,
-    default 2 s) and never blocks the agent: any failure is logged, with the
-    payload, and the exit status is 0 unless --strict. Git branch and terminal
+    prints nothing and never blocks the agent: it takes at most
+    TOOLSDB_HOOK_TIMEOUT seconds (default 2) in all, and any failure, running
+    out of time included, is logged with the payload; the exit status is 0
+    unless --strict. Git branch and terminal
     come from this process; TOOLSDB_USER_ID, TOOLSDB_AGENT_ID and
     TOOLSDB_PROJECT_ID link the session. The embedded server is found through
     TOOLSDB_HOME (its .toolsdb folder) and is never started by this command.

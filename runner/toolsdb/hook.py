@@ -8,20 +8,29 @@ TOOLSDB_PROJECT_ID) to ``toolsdb.hook_ingest()``, which stores the raw event
 and updates the session in one statement. The rules live in that function.
 
 It runs inside the agent's loop, so it imports only the standard library and
-talks to libpq through ctypes (``toolsdb.libpq``), connects with a short
-timeout, prints nothing on stdout, and on any failure appends one line (with
-the payload, so nothing is lost) to its log file and exits 0. With
-``--strict`` a failure exits 1 (never 2, which would block Claude's tool call).
+talks to libpq through ctypes (``toolsdb.libpq``), prints nothing on stdout,
+and on any failure appends one line (with the payload, so nothing is lost) to
+its log file and exits 0. With ``--strict`` a failure exits 1 (never 2, which
+would block Claude's tool call).
+
+One time budget (``TOOLSDB_HOOK_TIMEOUT``, default 2 s) covers reading stdin,
+the branch lookup, connecting and storing: the work runs in a thread the main
+thread waits for with the budget's deadline, so a server or proxy that stalls
+anywhere costs the budget, never the event. The server gets the rest of the
+budget as ``set local`` timeouts of the event's transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import select
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +38,12 @@ from .libpq import LIBPQ_TARGET_VARS, Connection, LibpqError
 from .serverinfo import default_root, read_server_info
 
 INGEST_SQL = "select toolsdb.hook_ingest($1::jsonb, $2::jsonb)"
-CONNECT_TIMEOUT_ENV = "TOOLSDB_HOOK_CONNECT_TIMEOUT"
+TIMEOUT_ENV = "TOOLSDB_HOOK_TIMEOUT"
+# Its name when it bounded the connection only (whole seconds): still read,
+# as the whole budget, when TOOLSDB_HOOK_TIMEOUT is not set.
+OLD_TIMEOUT_ENV = "TOOLSDB_HOOK_CONNECT_TIMEOUT"
+DEFAULT_BUDGET = 2.0
+MAX_BUDGET = 600.0
 LOG_ENV = "TOOLSDB_HOOK_LOG"
 # jsonb refuses \u0000 (22P05) and lone surrogates (22P02) that JSON allows.
 # and numbers beyond numeric's range, such as 1e999999 (22003).
@@ -84,6 +98,75 @@ TERM_PROGRAMS = {
 
 class HookError(Exception):
     """Why a payload could not be stored (one line)."""
+
+
+def budget_seconds(env: os._Environ[str] | dict[str, str]) -> float:
+    """``TOOLSDB_HOOK_TIMEOUT`` (else ``TOOLSDB_HOOK_CONNECT_TIMEOUT``) in seconds, decimals allowed; else 2."""
+    for name in (TIMEOUT_ENV, OLD_TIMEOUT_ENV):
+        text = env.get(name)
+        if not text:
+            continue
+        value = text.strip()
+        if re.fullmatch(r"\d+\.?\d*|\.\d+", value) and 0 < float(value) <= MAX_BUDGET:
+            return float(value)
+        raise HookError(
+            f"{name} must be a number of seconds above 0 and at most {MAX_BUDGET:g}, such as 2 or 0.5, not {text!r}"
+        )
+    return DEFAULT_BUDGET
+
+
+class Budget:
+    """The hook's one deadline, and what the hook is doing (named in the log when time runs out)."""
+
+    def __init__(self, seconds: float, start: float | None = None) -> None:
+        self.seconds = seconds
+        self.deadline = (time.monotonic() if start is None else start) + seconds
+        self.doing = "starting"
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def milliseconds(self) -> int:
+        """What is left in whole milliseconds, at least 1 (0 would tell the server "no timeout")."""
+        return max(1, int(self.left() * 1000))
+
+    def exhausted(self) -> str:
+        return f"no answer within the {self.seconds:g} s budget ({TIMEOUT_ENV}) while {self.doing}"
+
+    def stdin_open(self, size: int) -> str:
+        what = f"after {size} bytes that are not a complete JSON object" if size else "with nothing written"
+        return f"stdin was still open at the end of the {self.seconds:g} s budget ({TIMEOUT_ENV}), {what}"
+
+
+def _is_object(data: bytes) -> bool:
+    try:
+        return isinstance(parse(data.decode("utf-8", errors="replace")), dict)
+    except ValueError:
+        return False
+
+
+def read_stdin(fd: int, deadline: float) -> tuple[bytes, bool]:
+    """What the agent wrote on ``fd`` and whether it is all there: up to end of
+    file or, when the writer leaves the pipe open, up to a pause after a
+    complete JSON object. When the deadline comes first: (what arrived, False)."""
+    data = bytearray()
+    while True:
+        try:
+            if not select.select([fd], [], [], 0)[0]:
+                # Nothing more for now: a whole JSON object need not wait for end of file.
+                if data.rstrip().endswith(b"}") and _is_object(data):
+                    return bytes(data), True
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    return bytes(data), False
+            elif time.monotonic() >= deadline:  # it keeps coming (stdin from /dev/zero, say)
+                return bytes(data), False
+            chunk = os.read(fd, 1 << 16)
+        except (OSError, ValueError):  # no stdin at all (a closed descriptor)
+            return bytes(data), True
+        if not chunk:
+            return bytes(data), True
+        data += chunk
 
 
 def default_log_file() -> Path:
@@ -170,8 +253,14 @@ def context(payload: dict, env: os._Environ[str] | dict[str, str]) -> dict:
     return {k: v for k, v in ctx.items() if v is not None}
 
 
-def connection_params(database: str | None) -> dict[str, str]:
-    """libpq parameters: --database, DATABASE_URL, PG* variables, else the running embedded server."""
+def connection_params(database: str | None, budget: Budget | None = None) -> dict[str, str]:
+    """libpq parameters: --database, DATABASE_URL, PG* variables, else the running embedded server.
+
+    No ``options`` start-up parameter (PgBouncer refuses it): the timeouts are
+    set local in the event's transaction (:func:`store`). libpq's
+    ``connect_timeout`` (whole seconds, 2 at least) is only a backstop: the
+    budget's deadline ends the wait in :func:`run`.
+    """
     target = database or os.environ.get("DATABASE_URL")
     if not target and not any(os.environ.get(var) for var in LIBPQ_TARGET_VARS):
         root = default_root()
@@ -182,32 +271,61 @@ def connection_params(database: str | None) -> dict[str, str]:
                 "(set DATABASE_URL, or TOOLSDB_HOME to the .toolsdb folder of the checkout that runs it)"
             )
         target = info.conninfo()
-    timeout = os.environ.get(CONNECT_TIMEOUT_ENV, "2")
-    if not timeout.isdigit() or int(timeout) < 1:
-        raise HookError(f"{CONNECT_TIMEOUT_ENV} must be a whole number of seconds, not {timeout!r}")
+    seconds = budget.left() if budget is not None else DEFAULT_BUDGET
     return {
         "dbname": target or "",
-        "connect_timeout": timeout,
+        "connect_timeout": str(max(2, math.ceil(seconds))),
         "application_name": "toolsdb-hook",
-        "options": "-c statement_timeout=5000 -c lock_timeout=2000",
     }
 
 
-def ingest(raw: str, database: str | None = None, env: os._Environ[str] | dict[str, str] | None = None) -> int:
+def store(conn: Connection, raw: str, ctx: str, budget: Budget) -> str | None:
+    """``hook_ingest()`` in a transaction of its own, its timeouts what is left
+    of the budget; the event_id. The settings are ``set local``: nothing
+    outlives the transaction, as PgBouncer's transaction pooling needs. If the
+    hook gives up before the commit is sent, the server rolls the event back
+    (the connection ends, or idle_in_transaction_session_timeout does)."""
+    ms = budget.milliseconds()
+    conn.execute(
+        f"begin; set local statement_timeout = {ms}; set local lock_timeout = {ms}; "
+        f"set local idle_in_transaction_session_timeout = {ms}"
+    )
+    budget.doing = "storing the event"
+    try:
+        event_id = conn.execute(INGEST_SQL, [raw, ctx])
+    except LibpqError:
+        with contextlib.suppress(LibpqError):  # a broken connection: the first error says why
+            conn.execute("rollback")
+        raise
+    budget.doing = "committing (the commit was sent: the event may be stored)"
+    conn.execute("commit")
+    budget.doing = "closing"
+    return event_id
+
+
+def ingest(
+    raw: str,
+    database: str | None = None,
+    env: os._Environ[str] | dict[str, str] | None = None,
+    budget: Budget | None = None,
+) -> int:
     """Store one raw hook payload; return its event_id. Raises HookError with one line."""
     env = os.environ if env is None else env
+    budget = budget or Budget(DEFAULT_BUDGET)
     try:
         payload = parse(raw)
     except ValueError as exc:
         raise HookError(f"the hook payload is not JSON: {exc}") from None
     if payload is not None and not isinstance(payload, dict):
         raise HookError(f"the hook payload is a JSON object, not {type(payload).__name__}")
+    budget.doing = "looking up the git branch"
+    ctx = json.dumps(context(payload if payload is not None else {}, env))
     try:
-        conn = Connection(connection_params(database))
+        budget.doing = "connecting"
+        conn = Connection(connection_params(database, budget))
         try:
-            ctx = json.dumps(context(payload if payload is not None else {}, env))
             try:
-                event_id = conn.execute(INGEST_SQL, [raw, ctx])
+                event_id = store(conn, raw, ctx, budget)
             except LibpqError as exc:
                 if exc.sqlstate not in JSONB_REFUSALS or payload is None:
                     raise
@@ -215,7 +333,7 @@ def ingest(raw: str, database: str | None = None, env: os._Environ[str] | dict[s
                 # surrogate pair, e.g. from binary tool output, a number such as
                 # 1e999999): store it with those characters replaced and such
                 # numbers as their text, rather than lose the event.
-                event_id = conn.execute(INGEST_SQL, [json.dumps(jsonb_safe(payload), ensure_ascii=False), ctx])
+                event_id = store(conn, json.dumps(jsonb_safe(payload), ensure_ascii=False), ctx, budget)
         finally:
             conn.close()
     except LibpqError as exc:
@@ -246,17 +364,57 @@ def log_failure(log_file: Path, message: str, raw: str) -> None:
         print(f"toolsdb hook: {message} (and the log {log_file} is not writable: {exc.strerror})", file=sys.stderr)
 
 
+def _work(outcome: list[str], raw: str, database: str | None, budget: Budget) -> None:
+    """The worker thread's body: ``ingest``, its failure (one line) put in ``outcome``."""
+    try:
+        ingest(raw, database, budget=budget)
+    except HookError as exc:
+        outcome.append(str(exc))
+    except BaseException as exc:  # never break the agent's loop, whatever happened
+        outcome.append(f"{type(exc).__name__}: {exc}")
+
+
 def run(database: str | None = None, strict: bool = False, log_file: Path | None = None) -> int:
-    """Read stdin, store it, and return the exit code: 0, or 1 on failure with ``strict``."""
+    """Read stdin, store it, and return the exit code: 0, or 1 on failure with ``strict``.
+
+    Within one budget: stdin is read until end of file (or a pause after a
+    whole JSON object), then a daemon thread does the rest while this one
+    waits until the deadline. A thread still busy then (stuck in libpq, on a
+    server or proxy that never answers) is abandoned: the payload is logged,
+    and the process ends at once (os._exit: nothing waits for the thread).
+    """
+    started = time.monotonic()
     raw = ""
     try:
-        raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-        ingest(raw, database)
-        return 0
-    except HookError as exc:
-        message = str(exc)
+        try:
+            seconds, message = budget_seconds(os.environ), None
+        except HookError as exc:  # read stdin within the default budget, then log this
+            seconds, message = DEFAULT_BUDGET, str(exc)
+        budget = Budget(seconds, started)
+        budget.doing = "reading stdin"
+        data, complete = read_stdin(0, budget.deadline)
+        raw = data.decode("utf-8", errors="replace")
+        if message is None and not complete:
+            message = budget.stdin_open(len(data))
+        if message is None:
+            outcome: list[str] = []
+            worker = threading.Thread(target=_work, args=(outcome, raw, database, budget), daemon=True)
+            worker.start()
+            worker.join(max(0.0, budget.left()))
+            if worker.is_alive():
+                code = fail(log_file, budget.exhausted(), raw, strict)
+                sys.stderr.flush()
+                os._exit(code)
+            if not outcome:
+                return 0
+            message = outcome[0]
     except Exception as exc:  # never break the agent's loop, whatever happened
         message = f"{type(exc).__name__}: {exc}"
+    return fail(log_file, message, raw, strict)
+
+
+def fail(log_file: Path | None, message: str, raw: str, strict: bool) -> int:
+    """Log the failure with the payload; the exit code (1 with ``strict``, the message on stderr)."""
     log_failure(log_file or default_log_file(), message, raw)
     if strict:
         print(f"Error: {message}", file=sys.stderr)

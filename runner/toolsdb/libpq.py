@@ -111,6 +111,8 @@ def load() -> ctypes.CDLL:
     lib.PQerrorMessage.restype = cp
     lib.PQerrorMessage.argtypes = [vp]
     lib.PQfinish.argtypes = [vp]
+    lib.PQexec.restype = vp
+    lib.PQexec.argtypes = [vp, cp]
     lib.PQexecParams.restype = vp
     lib.PQexecParams.argtypes = [
         vp,
@@ -152,10 +154,17 @@ class Connection:
             self.close()
             raise LibpqError(f"cannot connect: {message}")
 
-    def execute(self, sql: str, args: list[str | None]) -> str | None:
-        """Run ``sql`` with ``$1..$n`` bound to ``args``; the first column of the first row."""
-        values = (ctypes.c_char_p * len(args))(*[a.encode() if a is not None else None for a in args])
-        result = self._lib.PQexecParams(self._conn, sql.encode(), len(args), None, values, None, None, 0)
+    def execute(self, sql: str, args: list[str | None] | None = None) -> str | None:
+        """Run ``sql`` with ``$1..$n`` bound to ``args``; the first column of the first row.
+
+        Without ``args``, ``sql`` goes as a simple query and may hold several
+        statements (one round trip); the result is the last statement's.
+        """
+        if args is None:
+            result = self._lib.PQexec(self._conn, sql.encode())
+        else:
+            values = (ctypes.c_char_p * len(args))(*[a.encode() if a is not None else None for a in args])
+            result = self._lib.PQexecParams(self._conn, sql.encode(), len(args), None, values, None, None, 0)
         if not result:
             raise LibpqError((self._lib.PQerrorMessage(self._conn) or b"").decode(errors="replace"))
         try:
