@@ -15,6 +15,7 @@ long anything took.
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import time
 from collections.abc import Iterator
@@ -249,6 +250,33 @@ def test_nothing_on_stdin_left_open_is_logged(hook: Hook) -> None:
     assert (code, out, err) == (0, "", "")
     lines = hook.log_lines()
     assert len(lines) == 1 and lines[0]["payload"] == "" and "stdin" in lines[0]["error"]
+
+
+def test_stdin_that_never_ends_is_cut_short(hook: Hook, tmp_path: Path) -> None:
+    """Stdin from /dev/zero: reading stops at 64 MiB and the log keeps the first
+    64 kB, instead of gigabytes read within the budget and then written to the
+    log. The budget is long (the read ends by size, not time), the hook's
+    address space limited to 2 GiB so that a hook without the limit fails
+    with MemoryError instead of filling the machine's memory."""
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    with open("/dev/zero", "rb") as zeros:
+        done = subprocess.run(
+            [toolsdb_exe(), "hook"],
+            stdin=zeros,
+            capture_output=True,
+            cwd=str(hook.folder),
+            env=hook.env({"TOOLSDB_HOOK_TIMEOUT": "60"}),
+            preexec_fn=limit_memory,
+            timeout=120,
+        )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    lines = hook.log_lines()
+    assert len(lines) == 1
+    assert "more than 64 MiB" in lines[0]["error"], lines[0]["error"]
+    assert lines[0]["payload"] == "\x00" * (64 << 10)
 
 
 # ---------------------------------------------------------------------------

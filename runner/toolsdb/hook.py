@@ -44,6 +44,10 @@ TIMEOUT_ENV = "TOOLSDB_HOOK_TIMEOUT"
 OLD_TIMEOUT_ENV = "TOOLSDB_HOOK_CONNECT_TIMEOUT"
 DEFAULT_BUDGET = 2.0
 MAX_BUDGET = 600.0
+# Stdin beyond this is not a hook payload (stdin from /dev/zero, say): reading
+# stops there, and the log keeps the first LOGGED_PREFIX bytes of it.
+MAX_STDIN = 64 << 20
+LOGGED_PREFIX = 64 << 10
 LOG_ENV = "TOOLSDB_HOOK_LOG"
 # jsonb refuses \u0000 (22P05) and lone surrogates (22P02) that JSON allows.
 # and numbers beyond numeric's range, such as 1e999999 (22003).
@@ -145,28 +149,31 @@ def _is_object(data: bytes) -> bool:
         return False
 
 
-def read_stdin(fd: int, deadline: float) -> tuple[bytes, bool]:
-    """What the agent wrote on ``fd`` and whether it is all there: up to end of
-    file or, when the writer leaves the pipe open, up to a pause after a
-    complete JSON object. When the deadline comes first: (what arrived, False)."""
+def read_stdin(fd: int, deadline: float) -> tuple[bytes, str | None]:
+    """What the agent wrote on ``fd``, and None when it is all there: up to end
+    of file or, when the writer leaves the pipe open, up to a pause after a
+    complete JSON object. Else why not: "open" when the deadline comes first,
+    "too large" past MAX_STDIN bytes (then the first MAX_STDIN + 1)."""
     data = bytearray()
     while True:
         try:
             if not select.select([fd], [], [], 0)[0]:
                 # Nothing more for now: a whole JSON object need not wait for end of file.
                 if data.rstrip().endswith(b"}") and _is_object(data):
-                    return bytes(data), True
+                    return bytes(data), None
                 left = deadline - time.monotonic()
                 if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    return bytes(data), False
-            elif time.monotonic() >= deadline:  # it keeps coming (stdin from /dev/zero, say)
-                return bytes(data), False
-            chunk = os.read(fd, 1 << 16)
+                    return bytes(data), "open"
+            elif time.monotonic() >= deadline:  # it keeps coming
+                return bytes(data), "open"
+            chunk = os.read(fd, min(1 << 16, MAX_STDIN + 1 - len(data)))
         except (OSError, ValueError):  # no stdin at all (a closed descriptor)
-            return bytes(data), True
+            return bytes(data), None
         if not chunk:
-            return bytes(data), True
+            return bytes(data), None
         data += chunk
+        if len(data) > MAX_STDIN:
+            return bytes(data), "too large"
 
 
 def default_log_file() -> Path:
@@ -392,9 +399,15 @@ def run(database: str | None = None, strict: bool = False, log_file: Path | None
             seconds, message = DEFAULT_BUDGET, str(exc)
         budget = Budget(seconds, started)
         budget.doing = "reading stdin"
-        data, complete = read_stdin(0, budget.deadline)
+        data, short = read_stdin(0, budget.deadline)
+        if short == "too large":
+            data = data[:LOGGED_PREFIX]
+            message = message or (
+                f"stdin holds more than {MAX_STDIN >> 20} MiB, more than a hook payload "
+                f"(the log keeps its first {LOGGED_PREFIX >> 10} kB)"
+            )
         raw = data.decode("utf-8", errors="replace")
-        if message is None and not complete:
+        if message is None and short == "open":
             message = budget.stdin_open(len(data))
         if message is None:
             outcome: list[str] = []
