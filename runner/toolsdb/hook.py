@@ -126,6 +126,7 @@ class Budget:
         self.seconds = seconds
         self.deadline = (time.monotonic() if start is None else start) + seconds
         self.doing = "starting"
+        self.stored = False  # the commit came back: the event is in
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -306,7 +307,7 @@ def store(conn: Connection, raw: str, ctx: str, budget: Budget) -> str | None:
         raise
     budget.doing = "committing (the commit was sent: the event may be stored)"
     conn.execute("commit")
-    budget.doing = "closing"
+    budget.stored = True
     return event_id
 
 
@@ -414,8 +415,8 @@ def run(database: str | None = None, strict: bool = False, log_file: Path | None
             worker = threading.Thread(target=_work, args=(outcome, raw, database, budget), daemon=True)
             worker.start()
             worker.join(max(0.0, budget.left()))
-            if worker.is_alive():
-                code = fail(log_file, budget.exhausted(), raw, strict)
+            if worker.is_alive():  # stuck: log unless the event is stored (and only closing is left)
+                code = 0 if budget.stored else fail(log_file, budget.exhausted(), raw, strict)
                 sys.stderr.flush()
                 os._exit(code)
             if not outcome:
