@@ -59,7 +59,7 @@ FAILURES = [
     ),
     pytest.param(json.dumps({"session_id": 42, "hook_event_name": "Stop"}), {}, True, "no session_id", id="number-id"),
     pytest.param(VALID, {"DATABASE_URL": UNREACHABLE_URL}, True, "cannot connect", id="unreachable-database"),
-    pytest.param(VALID, {}, False, "not running", id="embedded-server-not-running"),
+    pytest.param(VALID, {}, False, "holds no embedded server", id="toolsdb-home-without-a-server"),
     pytest.param(VALID, {"TOOLSDB_HOOK_CONNECT_TIMEOUT": "soon"}, True, "TOOLSDB_HOOK_CONNECT_TIMEOUT", id="timeout"),
     pytest.param(VALID, {"TOOLSDB_HOOK_TIMEOUT": "soon"}, True, "TOOLSDB_HOOK_TIMEOUT must be", id="budget-word"),
     pytest.param(VALID, {"TOOLSDB_HOOK_TIMEOUT": "0"}, True, "above 0", id="budget-zero"),

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from .libpq import LIBPQ_TARGET_VARS, Connection, LibpqError
-from .serverinfo import default_root, read_server_info
+from .serverinfo import default_root, holds_server, no_server_message, read_server_info
 
 INGEST_SQL = "select toolsdb.hook_ingest($1::jsonb, $2::jsonb)"
 TIMEOUT_ENV = "TOOLSDB_HOOK_TIMEOUT"
@@ -272,11 +272,13 @@ def connection_params(database: str | None, budget: Budget | None = None) -> dic
     target = database or os.environ.get("DATABASE_URL")
     if not target and not any(os.environ.get(var) for var in LIBPQ_TARGET_VARS):
         root = default_root()
+        if not holds_server(root):
+            raise HookError(no_server_message(root))
         info = read_server_info(root / "data")
         if info is None:
             raise HookError(
                 f"no database: the embedded server in {root} is not running "
-                "(set DATABASE_URL, or TOOLSDB_HOME to the .toolsdb folder of the checkout that runs it)"
+                "(`toolsdb server start`; or set DATABASE_URL, or TOOLSDB_HOME to another .toolsdb folder)"
             )
         target = info.conninfo()
     seconds = budget.left() if budget is not None else DEFAULT_BUDGET
