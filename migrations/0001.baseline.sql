@@ -261,6 +261,7 @@ create table if not exists toolsdb.config (
     value jsonb,
     is_secret boolean not null default false,
     secret_value text,
+    secret_key_id text,
     description text,
     updated_by text not null default session_user,
     created_at timestamptz not null default now(),
@@ -268,12 +269,13 @@ create table if not exists toolsdb.config (
     constraint config_pkey primary key (key),
     constraint key_is_valid check (key ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$' and char_length(key) <= 200),
     constraint secret_is_consistent check (
-        (is_secret and value is null and secret_value is not null)
-        or (not is_secret and value is not null and secret_value is null)
+        (is_secret and value is null and secret_value is not null and secret_key_id is not null)
+        or (not is_secret and value is not null and secret_value is null and secret_key_id is null)
     ),
     constraint secret_value_is_fernet_token check (
         secret_value ~ '^gAAAAA[A-Za-z0-9_-]+=*$' and char_length(secret_value) <= 100000
     ),
+    constraint secret_key_id_is_valid check (secret_key_id ~ '^[0-9a-f]{12}$'),
     constraint description_length_is_valid check (char_length(description) between 1 and 1000),
     constraint updated_by_length_is_valid check (char_length(updated_by) between 1 and 200)
 );
@@ -296,6 +298,11 @@ comment on column toolsdb.config.is_secret is
 comment on column toolsdb.config.secret_value is
 'For secrets only: the Fernet token (base64url, starts with gAAAAA) of the UTF-8 value. Never '
 'written to the audit log (redacted).';
+
+comment on column toolsdb.config.secret_key_id is
+'For secrets only: the id of the key that encrypted secret_value, the first 12 hex digits of the '
+'SHA-256 of the key as written in TOOLSDB_KEY or the key file. Tells which keys are still in use '
+'(toolsdb config keys) and which key a reader is missing.';
 
 comment on column toolsdb.config.description is 'What the setting is for, 1-1000 characters.';
 

@@ -72,16 +72,19 @@ comment on function toolsdb.config_set(text, jsonb, text) is
 'Sets a plain configuration value (JSON), e.g. select toolsdb.config_set(''audit.retention'', '
 '''"400 days"''). A null description keeps the existing one.';
 
-create or replace function toolsdb.config_set_secret(key text, token text, description text default null)
+create or replace function toolsdb.config_set_secret(
+    key text, token text, key_id text, description text default null
+)
 returns void
 language sql
 volatile
 security definer
 set search_path = ''
 begin atomic
-    insert into toolsdb.config as c (key, value, is_secret, secret_value, description, updated_by)
+    insert into toolsdb.config as c (key, value, is_secret, secret_value, secret_key_id, description, updated_by)
     values (
-        config_set_secret.key, null, true, config_set_secret.token, config_set_secret.description,
+        config_set_secret.key, null, true, config_set_secret.token, config_set_secret.key_id,
+        config_set_secret.description,
         coalesce(nullif(pg_catalog.current_setting('toolsdb.actor', true), ''), session_user)
     )
     on conflict on constraint config_pkey do update
@@ -89,13 +92,37 @@ begin atomic
             value = null,
             is_secret = true,
             secret_value = excluded.secret_value,
+            secret_key_id = excluded.secret_key_id,
             description = coalesce(excluded.description, c.description),
             updated_by = excluded.updated_by;
 end;
 
-comment on function toolsdb.config_set_secret(text, text, text) is
-'Stores a secret as a Fernet token encrypted by the client (toolsdb config set KEY VALUE --secret '
-'does it). The database never sees the plaintext. A null description keeps the existing one.';
+comment on function toolsdb.config_set_secret(text, text, text, text) is
+'Stores a secret as a Fernet token encrypted by the client, with the id of the key that encrypted '
+'it (toolsdb config set KEY --secret does both). The database never sees the plaintext. A null '
+'description keeps the existing one.';
+
+-- Key rotation (toolsdb config rotate-key) takes this lock first: share row
+-- exclusive conflicts with itself and with the row exclusive lock every
+-- insert, update and delete of toolsdb.config takes, so rotations of one
+-- database run one at a time and no secret is written while one runs, by
+-- whatever path.
+create or replace function toolsdb.config_lock_secrets()
+returns void
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+begin
+    lock table toolsdb.config in share row exclusive mode;
+end;
+$function$;
+
+comment on function toolsdb.config_lock_secrets() is
+'Locks toolsdb.config in share row exclusive mode until the end of the transaction: key rotations '
+'of this database wait for each other and for every uncommitted write of the table, and writes '
+'wait for them (docs/security.md, "Keys").';
 
 create or replace function toolsdb.config_get(key text)
 returns jsonb

@@ -142,8 +142,8 @@ def fernet_looking_token() -> str:
 def write_secret_history(conn: psycopg.Connection) -> tuple[str, str]:
     """Set a secret, replace it, delete it; returns both tokens."""
     first, second = fernet_looking_token(), fernet_looking_token()
-    conn.execute("select toolsdb.config_set_secret('slack.webhook', %s, 'Slack webhook')", (first,))
-    conn.execute("select toolsdb.config_set_secret('slack.webhook', %s)", (second,))
+    conn.execute("select toolsdb.config_set_secret('slack.webhook', %s, '0123456789ab', 'Slack webhook')", (first,))
+    conn.execute("select toolsdb.config_set_secret('slack.webhook', %s, '0123456789ab')", (second,))
     assert scalar(conn, "select toolsdb.config_unset('slack.webhook')") is True, "The secret should be removed."
     return first, second
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from toolsdb import config
 from toolsdb.errors import ToolsdbError
@@ -68,8 +68,23 @@ def test_a_malformed_key_is_rejected_by_key_is_valid(conn: psycopg.Connection, b
 
 def test_the_database_refuses_a_secret_that_is_not_a_fernet_token(conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.CheckViolation) as caught:
-        conn.execute("select toolsdb.config_set_secret('slack.webhook', 'plaintext-by-mistake')")
+        conn.execute("select toolsdb.config_set_secret('slack.webhook', 'plaintext-by-mistake', '0123456789ab')")
     assert caught.value.diag.constraint_name == "secret_value_is_fernet_token"
+
+
+@pytest.mark.parametrize("bad_id", ["0123456789AB", "0123456789a", "0123456789abc", "ghijklmnopqr"])
+def test_a_malformed_key_id_is_rejected_by_secret_key_id_is_valid(conn: psycopg.Connection, bad_id: str) -> None:
+    token = Fernet(Fernet.generate_key()).encrypt(b"v").decode()
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        conn.execute("select toolsdb.config_set_secret('slack.webhook', %s, %s)", (token, bad_id))
+    assert caught.value.diag.constraint_name == "secret_key_id_is_valid"
+
+
+def test_a_secret_without_a_key_id_is_rejected_by_secret_is_consistent(conn: psycopg.Connection) -> None:
+    token = Fernet(Fernet.generate_key()).encrypt(b"v").decode()
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        conn.execute("select toolsdb.config_set_secret('slack.webhook', %s, null)", (token,))
+    assert caught.value.diag.constraint_name == "secret_is_consistent"
 
 
 def test_config_get_never_returns_a_secret_from_sql(conn: psycopg.Connection, key_file: Path) -> None:
@@ -147,7 +162,7 @@ def test_cli_set_get_list_unset(pg: Pg, db: str, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "is not set" in missing.stderr
 
 
-def test_rotate_key_re_encrypts_every_secret_and_retires_the_old_key(conn: psycopg.Connection, key_file: Path) -> None:
+def test_rotate_key_re_encrypts_every_secret_and_keeps_the_old_key(conn: psycopg.Connection, key_file: Path) -> None:
     config.set_secret(conn, "a.secret", "one")
     config.set_secret(conn, "b.secret", "two")
     conn.commit()
@@ -155,43 +170,51 @@ def test_rotate_key_re_encrypts_every_secret_and_retires_the_old_key(conn: psyco
     tokens_before = {k: stored(conn, k)[2] for k in ("a.secret", "b.secret")}
     count, new_key = config.rotate_key(conn)
     assert count == 2
-    assert key_file.read_text().split() == [new_key.decode()], "after commit only the new key is left"
+    assert key_file.read_text().split() == [new_key.decode(), old_key], (
+        "the new key is the primary and the old one stays: another database may still use it"
+    )
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     for key, plain in (("a.secret", "one"), ("b.secret", "two")):
         token = stored(conn, key)[2]
         assert token != tokens_before[key]
         assert Fernet(new_key).decrypt(token.encode()).decode() == plain, "the new key alone decrypts it"
-        with pytest.raises(Exception):  # noqa: B017 - InvalidToken: the old key no longer works
+        with pytest.raises(InvalidToken):
             Fernet(old_key.encode()).decrypt(token.encode())
+        key_id = conn.execute("select secret_key_id from toolsdb.config where key = %s", (key,)).fetchone()[0]
+        assert key_id == config.key_id(new_key)
 
 
-def test_a_failed_rotation_changes_nothing_and_restores_the_key_file(conn: psycopg.Connection, key_file: Path) -> None:
+def test_a_failed_rotation_changes_no_secret_and_the_file_keeps_every_key(
+    conn: psycopg.Connection, key_file: Path
+) -> None:
     config.set_secret(conn, "a.secret", "one")
     # A secret under a key the ring does not have: rotation must fail on it.
-    foreign = Fernet(Fernet.generate_key()).encrypt(b"two").decode()
-    conn.execute("select toolsdb.config_set_secret('b.secret', %s)", (foreign,))
+    foreign_key = Fernet.generate_key()
+    foreign = Fernet(foreign_key).encrypt(b"two").decode()
+    conn.execute("select toolsdb.config_set_secret('b.secret', %s, %s)", (foreign, config.key_id(foreign_key)))
     conn.commit()
-    key_before = key_file.read_text()
+    keys_before = key_file.read_text().split()
     rows_before = conn.execute("select key, secret_value, updated_at from toolsdb.config order by key").fetchall()
-    with pytest.raises(ToolsdbError, match=r"cannot decrypt config key 'b\.secret'"):
+    with pytest.raises(ToolsdbError, match=rf"'b\.secret'.*key id {config.key_id(foreign_key)}"):
         config.rotate_key(conn)
-    assert key_file.read_text() == key_before, "the key file is restored"
+    keys_after = key_file.read_text().split()
+    assert keys_after[1:] == keys_before and len(keys_after) == 2, "the new key stays; no key is removed"
     rows_after = conn.execute("select key, secret_value, updated_at from toolsdb.config order by key").fetchall()
     assert rows_after == rows_before, "no secret was re-encrypted"
     assert config.get(conn, "a.secret") == "one"
 
 
-def test_during_rotation_both_keys_decrypt(conn: psycopg.Connection, key_file: Path) -> None:
-    # The key file written before the transaction holds new and old keys:
-    # a reader that loads it then still decrypts the old tokens.
+def test_a_secret_under_an_older_key_of_the_ring_still_reads(conn: psycopg.Connection, key_file: Path) -> None:
     config.set_secret(conn, "a.secret", "one")
     conn.commit()
     old = key_file.read_text().strip().encode()
-    new = Fernet.generate_key()
-    config._write_key_file(key_file, [new, old])
+    config.add_key(key_file, Fernet.generate_key())
     ring = config.KeyRing.load(create=False)
-    assert ring.keys == [new, old]
+    assert ring.keys[1:] == [old] and ring.primary != old
     assert config.get(conn, "a.secret", keys=ring) == "one"
+    config.set_secret(conn, "b.secret", "two", keys=ring)
+    ids = dict(conn.execute("select key, secret_key_id from toolsdb.config where is_secret").fetchall())
+    assert ids == {"a.secret": config.key_id(old), "b.secret": config.key_id(ring.primary)}
 
 
 def test_toolsdb_key_environment_variable_wins_and_rotation_prints_the_new_key(pg: Pg, db: str, tmp_path: Path) -> None:
@@ -203,8 +226,10 @@ def test_toolsdb_key_environment_variable_wins_and_rotation_prints_the_new_key(p
     assert not (tmp_path / "unused").exists(), "with TOOLSDB_KEY no key file is made"
     rotated = run_cli("config", "rotate-key", "--database", pg.url(db), env=env)
     assert rotated.returncode == 0, rotated.stderr
-    new_key = rotated.stdout.strip().splitlines()[-1]
-    Fernet(new_key.encode())
+    ring = rotated.stdout.strip().splitlines()[-1].split(",")
+    assert len(ring) == 2 and ring[1] == key, "the new TOOLSDB_KEY: the new key first, the old one kept"
+    new_key = ring[0]
+    assert config.key_id(new_key.encode()) in rotated.stdout
     got = run_cli("config", "get", "x.secret", "--database", pg.url(db), env={**env, "TOOLSDB_KEY": new_key})
     assert got.stdout == "v\n"
 

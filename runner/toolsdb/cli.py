@@ -498,8 +498,10 @@ def audit_maintain(settings: Settings, months_ahead: int, retention: str | None)
 def config_group() -> None:
     """Configuration in toolsdb.config; secrets encrypted with Fernet on this side.
 
-    The key comes from TOOLSDB_KEY or the key file (TOOLSDB_KEY_FILE, default
-    ~/.config/toolsdb/key, created with mode 0600 on first use).
+    The keys come from TOOLSDB_KEY or the key file (TOOLSDB_KEY_FILE, default
+    ~/.config/toolsdb/key, created with mode 0600 on first use): a ring, the
+    primary first. Each secret records its key's id; rotate-key adds a key
+    and removes none.
     """
 
 
@@ -610,22 +612,31 @@ def config_unset(settings: Settings, key: str) -> None:
 @config_group.command("rotate-key")
 @common_options
 def config_rotate_key(settings: Settings) -> None:
-    """Re-encrypt every secret under a new key, in one transaction.
+    """Re-encrypt every secret of this database under a new key.
 
-    With a key file, the file keeps the old key too until the transaction
-    commits, then holds only the new one. With TOOLSDB_KEY, the new key is
-    printed: set TOOLSDB_KEY to it.
+    With a key file, the new key is added to it as the primary and every
+    older key stays (other databases sharing the file may still use them;
+    remove one by hand only when no database uses it). With TOOLSDB_KEY, the new
+    value of TOOLSDB_KEY is printed: the new key first, the old ones after.
+    Rotations of one database run one at a time; a failed one changes no
+    secret.
     """
     from . import config as cfg
 
     keys = cfg.KeyRing.load(create=False)
     with settings.target().connect() as conn:
         count, new_key = cfg.rotate_key(conn, keys)
+    new_id = cfg.key_id(new_key)
     if keys.path is None:
-        click.echo(f"re-encrypted {count} secret(s); set {cfg.KEY_ENV} to the new key:")
-        click.echo(new_key.decode())
+        click.echo(
+            f"re-encrypted {count} secret(s) under key {new_id}; set {cfg.KEY_ENV} to this "
+            "(the new key first; drop an old one only when no database uses it):"
+        )
+        click.echo(",".join(k.decode() for k in [new_key, *keys.keys]))
     else:
-        click.echo(f"re-encrypted {count} secret(s); {keys.path} now holds only the new key")
+        click.echo(
+            f"re-encrypted {count} secret(s) under key {new_id}, now the primary key of {keys.path}; older keys stay"
+        )
 
 
 @cli.command("docs")

@@ -2,14 +2,23 @@
 
 The rules (upsert, who changed it, secrets never returned by SQL) live in
 the SQL functions ``toolsdb.config_set``, ``config_set_secret``,
-``config_get`` and ``config_unset``; this module adds the one thing SQL must
-not do: encrypt and decrypt secrets, on the client, with Fernet.
+``config_get``, ``config_unset`` and ``config_lock_secrets``; this module
+adds the one thing SQL must not do: encrypt and decrypt secrets, on the
+client, with Fernet.
 
-The key comes from ``TOOLSDB_KEY`` (one or more Fernet keys, comma-separated,
-newest first) or from a key file: ``TOOLSDB_KEY_FILE``, else
+The keys form a ring: ``TOOLSDB_KEY`` (one or more Fernet keys,
+comma-separated, newest first) or a key file: ``TOOLSDB_KEY_FILE``, else
 ``$XDG_CONFIG_HOME/toolsdb/key`` (``~/.config/toolsdb/key``), one key per
-line, newest first. The file is created with mode 0600 on first use, and
-refused when group or others may read it.
+line, the primary (newest) first. The file is created with mode 0600 on
+first use, and refused when group or others may read it. A key's id is the
+first 12 hex digits of the SHA-256 of the key as written; every secret
+records the id of its key (``toolsdb.config.secret_key_id``), so a reader
+picks the key by id.
+
+Every change of the key file happens under an exclusive lock on
+``<key file>.lock`` (fcntl.flock) held across read, change and write, and
+the write is atomic (a 0600 temporary file in the same folder, fsync,
+rename). No path removes a key (docs/security.md, "Keys").
 
     import psycopg
     from toolsdb import config
@@ -22,9 +31,14 @@ refused when group or others may read it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import stat
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,43 +64,73 @@ def default_key_file() -> Path:
     return Path(base) / "toolsdb" / "key"
 
 
+def key_id(key: bytes) -> str:
+    """The id of a Fernet key: the first 12 hex digits of the SHA-256 of the
+    key as written (``printf %s KEY | sha256sum | cut -c1-12``)."""
+    return hashlib.sha256(key.strip()).hexdigest()[:12]
+
+
 @dataclass
 class KeyRing:
-    """The Fernet keys in use, newest first, and where they came from."""
+    """The Fernet keys in use, primary (newest) first, and where they came from."""
 
     keys: list[bytes]
     source: str
     path: Path | None = None
+
+    @property
+    def primary(self) -> bytes:
+        """The key new secrets are encrypted with."""
+        return self.keys[0]
+
+    def ids(self) -> list[str]:
+        return [key_id(k) for k in self.keys]
+
+    def key(self, wanted: str) -> bytes | None:
+        """The key whose id is ``wanted``, or None when the ring lacks it."""
+        return next((k for k in self.keys if key_id(k) == wanted), None)
 
     def fernet(self) -> MultiFernet:
         return MultiFernet([Fernet(k) for k in self.keys])
 
     @classmethod
     def load(cls, create: bool = True) -> KeyRing:
-        """Read the key from TOOLSDB_KEY or the key file (creating it if asked)."""
+        """Read the keys from TOOLSDB_KEY or the key file (creating it if asked)."""
         env = os.environ.get(KEY_ENV)
         if env:
             return cls(_parse_keys(env.split(","), KEY_ENV), KEY_ENV)
         path = default_key_file()
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             if not create:
                 raise ToolsdbError(f"no key: set {KEY_ENV} or create the key file {path}")
-            _write_key_file(path, [Fernet.generate_key()], exclusive=True)
-        if path.is_dir():
-            raise ToolsdbError(
-                f"the key file {path} is a folder: point TOOLSDB_KEY_FILE at a file "
-                "(it is created with mode 0600 on first use)"
-            )
+            _refuse_folder(path)
+            with _key_file_lock(path):
+                if not path.exists():
+                    _write_key_file(path, [Fernet.generate_key()])
+        return cls(_read_key_file(path), str(path), path)
+
+
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():
+        raise ToolsdbError(
+            f"the key file {path} is a folder: point TOOLSDB_KEY_FILE at a file "
+            "(it is created with mode 0600 on first use)"
+        )
+
+
+def _read_key_file(path: Path) -> list[bytes]:
+    """The keys of the key file, checked (a folder, others' access, no valid key: one line)."""
+    _refuse_folder(path)
+    try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ToolsdbError(
                 f"key file {path} is readable by others (mode {stat.S_IMODE(mode):04o}): run chmod 600 {path}"
             )
-        try:
-            lines = path.read_text().split()
-        except OSError as exc:
-            raise ToolsdbError(f"cannot read key file {path}: {exc.strerror}") from None
-        return cls(_parse_keys(lines, str(path)), str(path), path)
+        lines = path.read_text().split()
+    except OSError as exc:
+        raise ToolsdbError(f"cannot read key file {path}: {exc.strerror}") from None
+    return _parse_keys(lines, str(path))
 
 
 def _parse_keys(candidates: list[str], source: str) -> list[bytes]:
@@ -103,22 +147,63 @@ def _parse_keys(candidates: list[str], source: str) -> list[bytes]:
     return keys
 
 
-def _write_key_file(path: Path, keys: list[bytes], exclusive: bool = False) -> None:
-    """Write keys (newest first) with mode 0600, atomically."""
+@contextlib.contextmanager
+def _key_file_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock on ``<key file>.lock`` (mode 0600, next to the
+    key file): every read-change-write of the key file happens under it, so
+    concurrent rotations (of one database or of several sharing the file)
+    never lose each other's keys. The kernel drops it when the process dies."""
+    lock_path = path.with_name(path.name + ".lock")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        fd = os.open(temporary, flags, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(k.decode() for k in keys) + "\n")
-        os.chmod(temporary, 0o600)
-        if exclusive and path.exists():
-            temporary.unlink()
-            return
-        os.replace(temporary, path)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ToolsdbError(f"cannot lock the key file {path} ({lock_path}): {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_key_file(path: Path, keys: Sequence[bytes]) -> None:
+    """Replace the key file by ``keys`` (primary first), atomically: a 0600
+    temporary file in the same folder, fsync, rename, fsync of the folder.
+    Call it under ``_key_file_lock``; a reader sees the old file or the new
+    one, never part of one."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Temporary files of writers killed before their rename: the lock is
+        # ours, so no live writer owns one. They hold keys no secret uses.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write("".join(k.decode() + "\n" for k in keys))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except OSError as exc:
         raise ToolsdbError(f"cannot write key file {path}: {exc.strerror}") from None
+
+
+def add_key(path: Path, new_key: bytes) -> list[bytes]:
+    """Put ``new_key`` first in the key file (it becomes the primary); every
+    key already there stays. Returns the keys now in the file."""
+    with _key_file_lock(path):
+        current = _read_key_file(path) if path.exists() else []
+        keys = [new_key, *(k for k in current if k != new_key)]
+        _write_key_file(path, keys)
+    return keys
 
 
 @dataclass
@@ -139,33 +224,41 @@ def set_value(conn: psycopg.Connection, key: str, value: Any, description: str |
 def set_secret(
     conn: psycopg.Connection, key: str, plaintext: str, description: str | None = None, keys: KeyRing | None = None
 ) -> None:
-    """Encrypt ``plaintext`` here and store only the token."""
-    token = (keys or KeyRing.load()).fernet().encrypt(plaintext.encode("utf-8")).decode("ascii")
-    _call(conn, "select toolsdb.config_set_secret(%s, %s, %s)", (key, token, description))
+    """Encrypt ``plaintext`` here with the primary key and store only the
+    token and the key's id."""
+    ring = keys or KeyRing.load()
+    token = Fernet(ring.primary).encrypt(plaintext.encode("utf-8")).decode("ascii")
+    _call(
+        conn,
+        "select toolsdb.config_set_secret(%s, %s, %s, %s)",
+        (key, token, key_id(ring.primary), description),
+    )
 
 
 def get(conn: psycopg.Connection, key: str, default: Any = None, keys: KeyRing | None = None) -> Any:
     """The value of ``key`` (decrypted when secret), or ``default``."""
-    row = conn.execute("select value, is_secret, secret_value from toolsdb.config where key = %s", (key,)).fetchone()
+    row = conn.execute(
+        "select value, is_secret, secret_value, secret_key_id from toolsdb.config where key = %s", (key,)
+    ).fetchone()
     if row is None:
         return default
-    value, is_secret, token = row
+    value, is_secret, token, used = row
     if not is_secret:
         return value
-    return _decrypt(key, token, keys or KeyRing.load(create=False))
+    return _decrypt(key, token, used, keys or KeyRing.load(create=False))
 
 
 def items(conn: psycopg.Connection, reveal: bool = False, keys: KeyRing | None = None) -> list[ConfigItem]:
     """Every key; secrets masked unless ``reveal`` (which decrypts them)."""
     rows = conn.execute(
-        "select key, value, is_secret, secret_value, description, updated_at, updated_by"
+        "select key, value, is_secret, secret_value, secret_key_id, description, updated_at, updated_by"
         " from toolsdb.config order by key"
     ).fetchall()
     ring = (keys or KeyRing.load(create=False)) if reveal and any(r[2] for r in rows) else None
     out = []
-    for key, value, is_secret, token, description, updated_at, updated_by in rows:
+    for key, value, is_secret, token, used, description, updated_at, updated_by in rows:
         if is_secret:
-            value = _decrypt(key, token, ring) if ring else MASK
+            value = _decrypt(key, token, used, ring) if ring else MASK
         out.append(ConfigItem(key, value, is_secret, description, updated_at, updated_by))
     return out
 
@@ -176,36 +269,42 @@ def unset(conn: psycopg.Connection, key: str) -> bool:
 
 
 def rotate_key(conn: psycopg.Connection, keys: KeyRing | None = None) -> tuple[int, bytes]:
-    """Re-encrypt every secret under a new key, in one transaction.
+    """Re-encrypt every secret of this database under a new key.
 
-    With a key file, the file holds the new key and the old ones while the
-    transaction runs (both decrypt), and only the new key once it has
-    committed; if anything fails, the file is restored and nothing changed.
+    With a key file, the new key is first added to the file as its primary
+    (under the file lock; no key is ever removed here). Then one transaction
+    takes ``toolsdb.config_lock_secrets()`` (rotations and secret writes of
+    this database wait for each other), reads the key file
+    again (so a secret re-encrypted by a rotation that committed meanwhile,
+    under a key this one did not know, still decrypts), re-encrypts every
+    secret under the new key and records its id. If anything fails, nothing
+    changed in the database and the new key just stays in the file.
     Returns the number of secrets re-encrypted and the new key (with
     TOOLSDB_KEY, the caller must publish it).
     """
     ring = keys or KeyRing.load(create=False)
     new_key = Fernet.generate_key()
-    rotating = MultiFernet([Fernet(new_key)] + [Fernet(k) for k in ring.keys])
+    while key_id(new_key) in ring.ids():  # a 48-bit id clash: never seen, but cheap to rule out
+        new_key = Fernet.generate_key()
     if ring.path is not None:
-        _write_key_file(ring.path, [new_key, *ring.keys])
-    try:
-        with conn.transaction():
-            rows = conn.execute(
-                "select key, secret_value from toolsdb.config where is_secret order by key for update"
-            ).fetchall()
-            for key, token in rows:
-                try:
-                    fresh = rotating.rotate(token.encode("ascii")).decode("ascii")
-                except InvalidToken:
-                    raise _wrong_key(key, ring) from None
-                _call(conn, "select toolsdb.config_set_secret(%s, %s, null)", (key, fresh))
-    except BaseException:
+        add_key(ring.path, new_key)
+    new_id = key_id(new_key)
+    with conn.transaction():
+        _call(conn, "select toolsdb.config_lock_secrets()", ())
         if ring.path is not None:
-            _write_key_file(ring.path, ring.keys)
-        raise
-    if ring.path is not None:
-        _write_key_file(ring.path, [new_key])
+            current = KeyRing(_read_key_file(ring.path), ring.source, ring.path)
+        else:
+            current = KeyRing([new_key, *ring.keys], ring.source)
+        rows = conn.execute(
+            "select key, secret_value, secret_key_id from toolsdb.config where is_secret order by key"
+        ).fetchall()
+        for key, token, used in rows:
+            old = _key_for(key, used, current)
+            try:
+                fresh = MultiFernet([Fernet(new_key), Fernet(old)]).rotate(token.encode("ascii")).decode("ascii")
+            except InvalidToken:
+                raise _bad_token(key, used, current) from None
+            _call(conn, "select toolsdb.config_set_secret(%s, %s, %s, null)", (key, fresh, new_id))
     return len(rows), new_key
 
 
@@ -219,16 +318,28 @@ def parse_cli_value(text: str, as_string: bool = False) -> Any:
         return text
 
 
-def _decrypt(key: str, token: str, ring: KeyRing) -> str:
+def _decrypt(key: str, token: str, used: str, ring: KeyRing) -> str:
     try:
-        return ring.fernet().decrypt(token.encode("ascii")).decode("utf-8")
+        return Fernet(_key_for(key, used, ring)).decrypt(token.encode("ascii")).decode("utf-8")
     except InvalidToken:
-        raise _wrong_key(key, ring) from None
+        raise _bad_token(key, used, ring) from None
 
 
-def _wrong_key(key: str, ring: KeyRing) -> ToolsdbError:
+def _key_for(key: str, used: str, ring: KeyRing) -> bytes:
+    """The key of id ``used``, or one line naming the id the ring lacks."""
+    found = ring.key(used)
+    if found is None:
+        raise ToolsdbError(
+            f"cannot decrypt config key {key!r}: it was encrypted with another key, key id {used}, "
+            f"which {ring.source} does not hold"
+        )
+    return found
+
+
+def _bad_token(key: str, used: str, ring: KeyRing) -> ToolsdbError:
     return ToolsdbError(
-        f"cannot decrypt config key {key!r} with the key from {ring.source}: it was encrypted with another key"
+        f"cannot decrypt config key {key!r} with key {used} from {ring.source}: "
+        "its token was not made with that key (changed outside toolsdb?)"
     )
 
 
