@@ -102,11 +102,11 @@ comment on function toolsdb.config_set_secret(text, text, text, text) is
 'it (toolsdb config set KEY --secret does both). The database never sees the plaintext. A null '
 'description keeps the existing one.';
 
--- Key rotation (toolsdb config rotate-key) takes this lock first: share row
--- exclusive conflicts with itself and with the row exclusive lock every
--- insert, update and delete of toolsdb.config takes, so rotations of one
--- database run one at a time and no secret is written while one runs, by
--- whatever path.
+-- Key rotation (toolsdb config rotate-key) and retirement (retire-key) take
+-- this lock first: share row exclusive conflicts with itself and with the
+-- row exclusive lock every insert, update and delete of toolsdb.config
+-- takes, so rotations and retirements of one database run one at a time and
+-- no secret is written while one runs, by whatever path.
 create or replace function toolsdb.config_lock_secrets()
 returns void
 language plpgsql
@@ -121,8 +121,8 @@ $function$;
 
 comment on function toolsdb.config_lock_secrets() is
 'Locks toolsdb.config in share row exclusive mode until the end of the transaction: key rotations '
-'of this database wait for each other and for every uncommitted write of the table, and writes '
-'wait for them (docs/security.md, "Keys").';
+'and retirements of this database wait for each other and for every uncommitted write of the '
+'table, and writes wait for them (docs/security.md, "Keys").';
 
 create or replace function toolsdb.config_get(key text)
 returns jsonb

@@ -1,5 +1,5 @@
 """The key ring of toolsdb.config: key ids, overlapping and killed rotations,
-databases sharing one key file.
+databases sharing one key file, `config keys` and `config retire-key`.
 
 Rotations run as real `toolsdb config rotate-key` processes against real
 servers; every check reads every secret back. Bounded rounds, no timing
@@ -12,6 +12,7 @@ import random
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from toolsdb import config
+from toolsdb.errors import ToolsdbError
 
 from .conftest import Pg, _fresh_name, clean_env, run_cli, toolsdb_exe
 
@@ -216,8 +218,65 @@ def test_rotate_key_killed_at_any_moment_leaves_every_secret_readable(pg: Pg, db
 
 
 # ---------------------------------------------------------------------------
-# A missing key
+# config keys, config retire-key, a missing key
 # ---------------------------------------------------------------------------
+
+
+def test_config_keys_lists_each_key_and_the_secrets_it_encrypts(pg: Pg, db: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    set_secrets(pg, db, key_file, {"a.secret": "one", "b.secret": "two"})
+    first = file_ids(key_file)[0]
+    assert cli(pg, db, key_file, "config", "rotate-key").returncode == 0
+    second = file_ids(key_file)[0]
+    listed = cli(pg, db, key_file, "config", "keys")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == f"keys from {key_file}:"
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines[3:-1]]
+    assert rows == [[second, "primary", "2"], [first, "older", "0"]], listed.stdout
+
+
+def test_retire_key_refuses_the_primary_and_a_key_in_use_and_removes_an_unused_one(
+    pg: Pg, db: str, other_db: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key"
+    set_secrets(pg, db, key_file, {"a.secret": "one"})
+    set_secrets(pg, other_db, key_file, {"b.secret": "two"})
+    first = file_ids(key_file)[0]
+
+    def refused(*args: str) -> str:
+        result = cli(pg, db, key_file, "config", "retire-key", *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        return lines[0]
+
+    assert "is the primary key" in refused(first)
+    assert cli(pg, db, key_file, "config", "rotate-key").returncode == 0
+    second = file_ids(key_file)[0]
+    message = refused(first, "--also-database", pg.url(other_db))
+    assert f"key {first} still encrypts 1 secret(s) of" in message and other_db in message
+    assert "not a key id" in refused("ABC")
+    assert f"no key {'0' * 12}" in refused("0" * 12)
+    assert file_ids(key_file) == [second, first], "a refused retirement removes nothing"
+
+    assert cli(pg, other_db, key_file, "config", "rotate-key").returncode == 0
+    third = file_ids(key_file)[0]
+    retired = cli(pg, db, key_file, "config", "retire-key", first, "--also-database", pg.url(other_db))
+    assert retired.returncode == 0, retired.stderr
+    assert retired.stdout.strip() == f"retired key {first}; {key_file} holds 2 key(s)"
+    assert file_ids(key_file) == [third, second]
+    assert read_secrets(pg, db, key_file) == {"a.secret": "one"}
+    assert read_secrets(pg, other_db, key_file) == {"b.secret": "two"}
+
+
+def test_retire_key_with_toolsdb_key_is_one_line(pg: Pg, db: str, tmp_path: Path) -> None:
+    env = {"TOOLSDB_KEY": Fernet.generate_key().decode()}
+    result = cli(pg, db, tmp_path / "unused", "config", "retire-key", "0123456789ab", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: the keys come from TOOLSDB_KEY: retire a key by leaving it out of TOOLSDB_KEY "
+        "once toolsdb config keys shows no secret uses it in any database"
+    ]
 
 
 def test_a_secret_under_a_key_the_ring_lacks_names_its_key_id(pg: Pg, db: str, tmp_path: Path) -> None:
@@ -233,3 +292,63 @@ def test_a_secret_under_a_key_the_ring_lacks_names_its_key_id(pg: Pg, db: str, t
             f"Error: cannot decrypt config key 'a.secret': it was encrypted with another key, "
             f"key id {lost}, which {key_file} does not hold"
         )
+    listed = cli(pg, db, key_file, "config", "keys").stdout
+    assert f"{lost} | missing | 1" in listed
+
+
+# ---------------------------------------------------------------------------
+# A key retired while a writer still held an older ring
+# ---------------------------------------------------------------------------
+
+
+def test_a_secret_written_with_a_retired_key_is_written_again_under_the_primary(
+    conn: psycopg.Connection, key_file: Path
+) -> None:
+    stale = config.KeyRing.load()  # read before the rotation and the retirement below
+    config.add_key(key_file, Fernet.generate_key())
+    config.retire_key([conn], config.key_id(stale.primary))
+    config.set_secret(conn, "a.secret", "one", keys=stale)
+    conn.commit()
+    used = conn.execute("select secret_key_id from toolsdb.config where key = 'a.secret'").fetchone()[0]
+    assert used == file_ids(key_file)[0], "the secret is under the key file's primary, not the retired key"
+    assert config.get(conn, "a.secret") == "one"
+
+
+def test_a_rotation_whose_new_key_is_retired_meanwhile_changes_nothing(
+    pg: Pg, db: str, conn: psycopg.Connection, key_file: Path
+) -> None:
+    config.set_secret(conn, "a.secret", "one")
+    conn.commit()
+    before = conn.execute("select secret_value, secret_key_id from toolsdb.config").fetchall()
+    conn.commit()
+    outcome: list[BaseException | None] = []
+    with psycopg.connect(pg.conninfo(db)) as holder, psycopg.connect(pg.conninfo(db)) as rotating:
+        holder.execute("select toolsdb.config_lock_secrets()")  # the rotation will wait for this
+
+        def rotate() -> None:
+            try:
+                config.rotate_key(rotating)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the test thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=rotate)
+        thread.start()
+        for _ in range(6000):  # until the rotation waits for the lock (bounded)
+            waiting = conn.execute(
+                "select count(*) from pg_locks where relation = 'toolsdb.config'::regclass and not granted"
+            ).fetchone()[0]
+            conn.commit()
+            if waiting:
+                break
+            time.sleep(0.01)
+        assert waiting, "the rotation should be waiting for config_lock_secrets()"
+        rotation_key = file_ids(key_file)[0]
+        config.add_key(key_file, Fernet.generate_key())
+        config.retire_key([], rotation_key)  # no database named: nothing stops it
+        holder.rollback()
+        thread.join(timeout=120)
+    assert len(outcome) == 1 and isinstance(outcome[0], ToolsdbError), outcome
+    assert f"key {rotation_key} was retired" in str(outcome[0]) and "nothing changed" in str(outcome[0])
+    assert conn.execute("select secret_value, secret_key_id from toolsdb.config").fetchall() == before
+    assert config.get(conn, "a.secret") == "one"

@@ -500,8 +500,8 @@ def config_group() -> None:
 
     The keys come from TOOLSDB_KEY or the key file (TOOLSDB_KEY_FILE, default
     ~/.config/toolsdb/key, created with mode 0600 on first use): a ring, the
-    primary first. Each secret records its key's id; rotate-key adds a key
-    and removes none.
+    primary first. Each secret records its key's id; rotate-key adds a key,
+    only retire-key removes one (keys lists them).
     """
 
 
@@ -616,7 +616,7 @@ def config_rotate_key(settings: Settings) -> None:
 
     With a key file, the new key is added to it as the primary and every
     older key stays (other databases sharing the file may still use them;
-    remove one by hand only when no database uses it). With TOOLSDB_KEY, the new
+    retire one with `toolsdb config retire-key`). With TOOLSDB_KEY, the new
     value of TOOLSDB_KEY is printed: the new key first, the old ones after.
     Rotations of one database run one at a time; a failed one changes no
     secret.
@@ -630,13 +630,62 @@ def config_rotate_key(settings: Settings) -> None:
     if keys.path is None:
         click.echo(
             f"re-encrypted {count} secret(s) under key {new_id}; set {cfg.KEY_ENV} to this "
-            "(the new key first; drop an old one only when no database uses it):"
+            "(the new key first; drop an old one once toolsdb config keys shows it unused in every database):"
         )
         click.echo(",".join(k.decode() for k in [new_key, *keys.keys]))
     else:
         click.echo(
-            f"re-encrypted {count} secret(s) under key {new_id}, now the primary key of {keys.path}; older keys stay"
+            f"re-encrypted {count} secret(s) under key {new_id}, now the primary key of {keys.path}; "
+            "older keys stay until retired (toolsdb config keys, toolsdb config retire-key)"
         )
+
+
+@config_group.command("keys")
+@common_options
+def config_keys(settings: Settings) -> None:
+    """List the keys of the ring (primary first) and how many secrets of this
+    database each encrypts; a key id that secrets use and the ring lacks is
+    listed as missing."""
+    from . import config as cfg
+
+    keys = cfg.KeyRing.load(create=False)
+    with settings.target().connect() as conn:
+        uses = cfg.key_uses(conn, keys)
+    click.echo(f"keys from {keys.source}:")
+    print_table(["key id", "state", "secrets here"], [(u.key_id, u.state, u.secrets) for u in uses])
+
+
+@config_group.command("retire-key")
+@click.argument("key_id")
+@click.option(
+    "--also-database",
+    "also",
+    multiple=True,
+    metavar="URL",
+    help="Another database sharing the key file: the key must be unused there too (repeat for each).",
+)
+@common_options
+def config_retire_key(settings: Settings, key_id: str, also: tuple[str, ...]) -> None:
+    """Remove the key KEY_ID from the key file.
+
+    Refused while it is the primary key, or while a secret of this database
+    or of any --also-database uses it. Every database sharing the key file
+    must have rotated away from it first, and should be named, since a
+    database that is not named is not checked (docs/security.md). Not
+    possible with TOOLSDB_KEY: leave the key out of it yourself.
+    """
+    import contextlib
+
+    from . import config as cfg
+    from .target import redact, validate
+
+    keys = cfg.KeyRing.load(create=False)
+    targets = [settings.target()] + [Target(validate(url, "--also-database"), "--also-database") for url in also]
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(t.connect()) for t in targets]
+        names = [targets[0].describe()] + [redact(t.conninfo) for t in targets[1:]]
+        left = cfg.retire_key(conns, key_id, keys, names)
+    click.echo(f"retired key {key_id}; {keys.path} holds {len(left)} key(s)")
 
 
 @cli.command("docs")

@@ -13,12 +13,12 @@ line, the primary (newest) first. The file is created with mode 0600 on
 first use, and refused when group or others may read it. A key's id is the
 first 12 hex digits of the SHA-256 of the key as written; every secret
 records the id of its key (``toolsdb.config.secret_key_id``), so a reader
-picks the key by id.
+picks the key by id and ``keys``/``retire_key`` know which keys are in use.
 
 Every change of the key file happens under an exclusive lock on
 ``<key file>.lock`` (fcntl.flock) held across read, change and write, and
 the write is atomic (a 0600 temporary file in the same folder, fsync,
-rename). No path removes a key (docs/security.md, "Keys").
+rename). Only ``retire_key`` ever removes a key (docs/security.md, "Keys").
 
     import psycopg
     from toolsdb import config
@@ -36,6 +36,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,7 @@ from .errors import ToolsdbError
 KEY_ENV = "TOOLSDB_KEY"
 KEY_FILE_ENV = "TOOLSDB_KEY_FILE"
 MASK = "********"
+KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 
 
 def default_key_file() -> Path:
@@ -225,14 +227,27 @@ def set_secret(
     conn: psycopg.Connection, key: str, plaintext: str, description: str | None = None, keys: KeyRing | None = None
 ) -> None:
     """Encrypt ``plaintext`` here with the primary key and store only the
-    token and the key's id."""
+    token and the key's id.
+
+    With a key file, the key is checked to still be in the file after the
+    row is written (the write holds a lock on toolsdb.config until commit,
+    which retire_key waits for): if a retirement removed it meanwhile, the
+    secret is written again under the file's primary, so no committed secret
+    uses a retired key.
+    """
     ring = keys or KeyRing.load()
-    token = Fernet(ring.primary).encrypt(plaintext.encode("utf-8")).decode("ascii")
-    _call(
-        conn,
-        "select toolsdb.config_set_secret(%s, %s, %s, %s)",
-        (key, token, key_id(ring.primary), description),
-    )
+    plain = plaintext.encode("utf-8")
+    for _attempt in range(3):
+        token = Fernet(ring.primary).encrypt(plain).decode("ascii")
+        _call(
+            conn,
+            "select toolsdb.config_set_secret(%s, %s, %s, %s)",
+            (key, token, key_id(ring.primary), description),
+        )
+        if ring.path is None or ring.primary in _read_key_file(ring.path):
+            return
+        ring = KeyRing(_read_key_file(ring.path), ring.source, ring.path)
+    raise ToolsdbError(f"the primary key of {ring.source} was retired three times while setting {key!r}: run it again")
 
 
 def get(conn: psycopg.Connection, key: str, default: Any = None, keys: KeyRing | None = None) -> Any:
@@ -273,12 +288,14 @@ def rotate_key(conn: psycopg.Connection, keys: KeyRing | None = None) -> tuple[i
 
     With a key file, the new key is first added to the file as its primary
     (under the file lock; no key is ever removed here). Then one transaction
-    takes ``toolsdb.config_lock_secrets()`` (rotations and secret writes of
-    this database wait for each other), reads the key file
+    takes ``toolsdb.config_lock_secrets()`` (rotations, retirements and
+    secret writes of this database wait for each other), reads the key file
     again (so a secret re-encrypted by a rotation that committed meanwhile,
     under a key this one did not know, still decrypts), re-encrypts every
-    secret under the new key and records its id. If anything fails, nothing
-    changed in the database and the new key just stays in the file.
+    secret under the new key, records its id, and checks the new key is
+    still in the file (a retirement naming only other databases could have
+    removed it). If anything fails, nothing changed in the database and the
+    new key just stays in the file.
     Returns the number of secrets re-encrypted and the new key (with
     TOOLSDB_KEY, the caller must publish it).
     """
@@ -305,7 +322,95 @@ def rotate_key(conn: psycopg.Connection, keys: KeyRing | None = None) -> tuple[i
             except InvalidToken:
                 raise _bad_token(key, used, current) from None
             _call(conn, "select toolsdb.config_set_secret(%s, %s, %s, null)", (key, fresh, new_id))
+        if ring.path is not None and new_key not in _read_key_file(ring.path):
+            raise ToolsdbError(
+                f"key {new_id} was retired from {ring.path} while this rotation ran: nothing changed; "
+                "run toolsdb config rotate-key again"
+            )
     return len(rows), new_key
+
+
+@dataclass
+class KeyUse:
+    """One key of the ring, or one key id that secrets use and the ring lacks."""
+
+    key_id: str
+    state: str  # primary, older, or missing (used by secrets here, not in the ring)
+    secrets: int
+
+
+def key_uses(conn: psycopg.Connection, keys: KeyRing | None = None) -> list[KeyUse]:
+    """The ring's keys, primary first, with how many secrets of this database
+    use each; then any key id that secrets use and the ring does not hold."""
+    ring = keys or KeyRing.load(create=False)
+    counts = dict(
+        conn.execute(
+            "select secret_key_id, count(*) from toolsdb.config where is_secret group by secret_key_id"
+        ).fetchall()
+    )
+    ids = ring.ids()
+    out = [KeyUse(k, "primary" if i == 0 else "older", counts.pop(k, 0)) for i, k in enumerate(ids)]
+    out += [KeyUse(k, "missing", n) for k, n in sorted(counts.items())]
+    return out
+
+
+def retire_key(
+    conns: Sequence[psycopg.Connection],
+    retired: str,
+    keys: KeyRing | None = None,
+    names: Sequence[str] | None = None,
+) -> list[bytes]:
+    """Remove the key with id ``retired`` from the key file, when it is not
+    the primary and no secret of any of ``conns`` uses it.
+
+    The key file's lock is held throughout, and each database's
+    ``config_lock_secrets()`` (in one transaction per connection) from its
+    check until the file is rewritten, so no rotation or secret write of
+    those databases can start using the key in between (a secret write that
+    still does, with a ring read before, finds the key gone and writes again
+    under the primary: see set_secret).
+    Databases sharing the key file that are not in ``conns`` are not
+    checked: name every one of them. Returns the keys left in the file.
+    """
+    ring = keys or KeyRing.load(create=False)
+    if ring.path is None:
+        raise ToolsdbError(
+            f"the keys come from {KEY_ENV}: retire a key by leaving it out of {KEY_ENV} "
+            "once toolsdb config keys shows no secret uses it in any database"
+        )
+    if not KEY_ID_PATTERN.match(retired):
+        raise ToolsdbError(f"{retired!r} is not a key id (12 lowercase hex digits; toolsdb config keys lists them)")
+    labels = list(names) if names is not None else [f"database {i + 1}" for i in range(len(conns))]
+    # The file lock first: retirements run one at a time (two taking the
+    # database locks in different orders could otherwise wait on each other
+    # forever), and rotations add their key before or after, never between.
+    with _key_file_lock(ring.path), contextlib.ExitStack() as stack:
+        current = _read_key_file(ring.path)
+        _check_retirable(retired, [key_id(k) for k in current], ring.path)
+        for conn, label in zip(conns, labels, strict=True):
+            stack.enter_context(conn.transaction())
+            _call(conn, "select toolsdb.config_lock_secrets()", ())
+            using = conn.execute(
+                "select count(*) from toolsdb.config where is_secret and secret_key_id = %s", (retired,)
+            ).fetchone()[0]
+            if using:
+                raise ToolsdbError(
+                    f"key {retired} still encrypts {using} secret(s) of {label}: "
+                    "run toolsdb config rotate-key there first; nothing was removed"
+                )
+        left = [k for k in current if key_id(k) != retired]
+        _write_key_file(ring.path, left)
+    return left
+
+
+def _check_retirable(retired: str, ids: list[str], path: Path) -> None:
+    if retired not in ids:
+        raise ToolsdbError(f"no key {retired} in {path} (toolsdb config keys lists them)")
+    if ids[0] == retired:
+        raise ToolsdbError(
+            f"key {retired} is the primary key of {path}, which new secrets use: "
+            "run toolsdb config rotate-key first, in every database sharing the file"
+        )
 
 
 def parse_cli_value(text: str, as_string: bool = False) -> Any:
