@@ -54,7 +54,11 @@ class Settings:
         self.verbose = False
 
     def echo(self) -> Callable[[str], None] | None:
-        if not self.verbose:
+        """The statement echo of --verbose, also on with the statement-logging
+        switch DB_LOG_QUERIES (or AUTOMAGIK_LOG_SQL)."""
+        from .pool import PoolSettings
+
+        if not (self.verbose or PoolSettings.from_env().log_queries):
             return None
         return lambda sql: click.echo(f"{sql.rstrip().rstrip(';')};", err=True)
 

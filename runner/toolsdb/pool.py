@@ -15,7 +15,19 @@ server; see ``toolsdb.target``) and returns an open ``ToolsdbPool``, a
   ``DB_SLOW_QUERY_THRESHOLD`` are logged on the ``toolsdb.pool`` logger at
   WARNING (the SQL shortened, never the parameters) and counted, see ``stats()``;
 * ``health_check()``, which never raises, and ``transaction(fn)``, which re-runs
-  ``fn`` on serialization failures and deadlocks (``retrying``).
+  ``fn`` on serialization failures and deadlocks (``retrying``);
+* with ``DB_HEALTH_CHECK_ENABLED=true``, every ``DB_HEALTH_CHECK_INTERVAL`` ms
+  the idle connections are checked and broken ones replaced (``pool.check()``),
+  besides the check of each connection as it is handed out;
+* the statement-logging switch ``DB_LOG_QUERIES`` (alias ``AUTOMAGIK_LOG_SQL``):
+  every statement logged at INFO on ``toolsdb.pool`` (the SQL, never the
+  parameters); ``DB_LOG_SLOW_QUERIES=false`` stops the slow-query lines (they
+  are still counted); ``DB_LOGGING_ENABLED=false`` silences the
+  ``toolsdb.pool`` logger and ``DB_LOGGING_LEVEL`` (error, warn, info, debug)
+  sets its level.
+
+``POSTGRES_POOL_MIN``/``POSTGRES_POOL_MAX`` are read as ``DB_POOL_MIN``/``DB_POOL_MAX``;
+two variables of one setting that disagree are an error.
 
 Read replica: ``create_pool(read_only=True)`` connects to ``DATABASE_REPLICA_URL``
 when it is set (else to the primary), with ``default_transaction_read_only=on``
@@ -70,6 +82,9 @@ class PoolSettings:
     slow_query_ms: int = 1_000  # DB_SLOW_QUERY_THRESHOLD: log and count slower statements; 0 = off
     connect_attempts: int = 3  # tries of the first connection before create_pool fails
     reconnect_timeout_ms: int = 300_000  # psycopg-pool keeps re-making lost connections this long
+    health_check_interval_ms: int = 0  # DB_HEALTH_CHECK_ENABLED / _INTERVAL: check idle connections; 0 = off
+    log_queries: bool = False  # DB_LOG_QUERIES (or AUTOMAGIK_LOG_SQL): log every statement at INFO
+    log_slow_queries: bool = True  # DB_LOG_SLOW_QUERIES: log the slow ones at WARNING
 
     # field -> (variable, smallest value)
     VARIABLES: ClassVar[dict[str, tuple[str, int]]] = {
@@ -81,13 +96,22 @@ class PoolSettings:
         "query_timeout_ms": ("DB_QUERY_TIMEOUT", 0),
         "slow_query_ms": ("DB_SLOW_QUERY_THRESHOLD", 0),
     }
-    _FLOORS: ClassVar[dict[str, int]] = {"connect_attempts": 1, "reconnect_timeout_ms": 1}
+    _FLOORS: ClassVar[dict[str, int]] = {
+        "connect_attempts": 1,
+        "reconnect_timeout_ms": 1,
+        "health_check_interval_ms": 0,
+    }
+    # another name of a variable above -> that variable (both set and different: an error)
+    ALIASES: ClassVar[dict[str, str]] = {"POSTGRES_POOL_MIN": "DB_POOL_MIN", "POSTGRES_POOL_MAX": "DB_POOL_MAX"}
 
     def __post_init__(self) -> None:
         for name, floor in {**{k: v[1] for k, v in self.VARIABLES.items()}, **self._FLOORS}.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not floor <= value <= _INT4_MAX:
                 raise ToolsdbError(f"{name} must be an integer from {floor} to {_INT4_MAX}, got {value!r}")
+        for name in ("log_queries", "log_slow_queries"):
+            if not isinstance(getattr(self, name), bool):
+                raise ToolsdbError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.min_size > self.max_size:
             raise ToolsdbError(
                 f"the pool's minimum size ({self.min_size}, DB_POOL_MIN) is greater than its maximum size "
@@ -99,9 +123,9 @@ class PoolSettings:
         """The settings from DB_POOL_* / DB_QUERY_TIMEOUT / DB_SLOW_QUERY_THRESHOLD (blank = default);
         keyword ``overrides`` (field names) win over the environment."""
         env = os.environ if env is None else env
-        values: dict[str, int] = {}
+        values: dict[str, Any] = {}
         for name, (variable, floor) in cls.VARIABLES.items():
-            raw = env.get(variable, "").strip()
+            raw, variable = _one_of(env, [variable, *(a for a, v in cls.ALIASES.items() if v == variable)])
             if not raw or name in overrides:
                 continue
             try:
@@ -112,17 +136,83 @@ class PoolSettings:
                 unit = "" if name.endswith("size") else " (milliseconds)"
                 raise ToolsdbError(f"{variable} must be an integer from {floor} to {_INT4_MAX}{unit}, got {raw!r}")
             values[name] = value
+        if env_flag(env, "DB_HEALTH_CHECK_ENABLED", False):
+            raw = env.get("DB_HEALTH_CHECK_INTERVAL", "").strip() or "30000"
+            if not raw.isdigit() or not 1 <= int(raw) <= _INT4_MAX:
+                raise ToolsdbError(
+                    f"DB_HEALTH_CHECK_INTERVAL must be an integer from 1 to {_INT4_MAX} (milliseconds), got {raw!r}"
+                )
+            values["health_check_interval_ms"] = int(raw)
+        log_queries = _one_of(env, ["DB_LOG_QUERIES", "AUTOMAGIK_LOG_SQL"], flag=True)
+        if log_queries[0]:
+            values["log_queries"] = env_flag(env, log_queries[1], False)
+        values["log_slow_queries"] = env_flag(env, "DB_LOG_SLOW_QUERIES", True)
+        values = {k: v for k, v in values.items() if k not in overrides}
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"unknown pool setting(s): {', '.join(unknown)}")
         return cls(**{**values, **overrides})
 
 
+FLAG_VALUES = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A true/false variable (true/false, 1/0, yes/no, on/off; blank = ``default``); else one clear line."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return FLAG_VALUES[raw.lower()]
+    except KeyError:
+        raise ToolsdbError(f"{name} must be true or false (or 1/0, yes/no, on/off), got {raw!r}") from None
+
+
+def _one_of(env: Mapping[str, str], names: list[str], flag: bool = False) -> tuple[str, str]:
+    """(value, variable) of the first of ``names`` that is set (``("", names[0])`` when none);
+    two of them set to different values is an error."""
+    found = [(name, env[name].strip()) for name in names if env.get(name, "").strip()]
+    for name, value in found[1:]:
+        first, first_value = found[0]
+        same = (
+            FLAG_VALUES.get(first_value.lower()) == FLAG_VALUES.get(value.lower()) is not None
+            if flag
+            else first_value == value
+        )
+        if not same:
+            raise ToolsdbError(
+                f"{first} and {name} disagree ({first}={first_value!r}, {name}={value!r}); "
+                f"set only one ({name} is another name of {first})"
+            )
+    return (found[0][1], found[0][0]) if found else ("", names[0])
+
+
+def logging_from_env(env: Mapping[str, str] | None = None) -> None:
+    """DB_LOGGING_ENABLED (false: the toolsdb.pool logger says nothing) and
+    DB_LOGGING_LEVEL (error, warn, info, debug) applied to the toolsdb.pool logger."""
+    env = os.environ if env is None else env
+    logger.disabled = not env_flag(env, "DB_LOGGING_ENABLED", True)
+    level = env.get("DB_LOGGING_LEVEL", "").strip().lower()
+    if level:
+        levels = {
+            "error": logging.ERROR,
+            "warn": logging.WARNING,
+            "warning": logging.WARNING,
+            "info": logging.INFO,
+            "debug": logging.DEBUG,
+        }
+        if level not in levels:
+            raise ToolsdbError(f"DB_LOGGING_LEVEL must be one of error, warn, info, debug; got {level!r}")
+        logger.setLevel(levels[level])
+
+
 class QueryStats:
     """Counters of the statements run through a pool's cursors (thread-safe)."""
 
-    def __init__(self, slow_query_ms: int) -> None:
+    def __init__(self, slow_query_ms: int, log_queries: bool = False, log_slow_queries: bool = True) -> None:
         self.slow_query_ms = slow_query_ms
+        self.log_queries = log_queries
+        self.log_slow_queries = log_slow_queries
         self._lock = threading.Lock()
         self.total = self.failed = self.slow = self.connection_errors = 0
         self.total_ms = 0.0
@@ -134,7 +224,9 @@ class QueryStats:
             self.total_ms += ms
             self.failed += not ok
             self.slow += slow
-        if slow:
+        if self.log_queries:
+            logger.info("query: %.1f ms%s: %s", ms, "" if ok else ", failed", shown_sql(query, conn))
+        if slow and self.log_slow_queries:
             logger.warning(
                 "slow query: %.0f ms (threshold %d ms)%s: %s",
                 ms,
@@ -254,6 +346,26 @@ class ToolsdbPool(ConnectionPool):
         self.settings = settings
         self.counters = counters
         super().__init__(conninfo, **kwargs)
+
+    def start_health_checks(self, interval: float) -> None:
+        """Check the idle connections every ``interval`` seconds (``check()``:
+        broken ones are replaced) until the pool closes; a daemon thread."""
+        self._checks_stop = threading.Event()
+
+        def loop() -> None:
+            while not self._checks_stop.wait(interval) and not self.closed:
+                try:
+                    self.check()
+                except Exception as exc:  # a check never takes the application down
+                    logger.warning("health check of pool %r failed: %s", self.name, first_line(exc))
+
+        threading.Thread(target=loop, name=f"{self.name}-health", daemon=True).start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        stop = getattr(self, "_checks_stop", None)
+        if stop is not None:
+            stop.set()
+        super().close(timeout)
 
     def stats(self) -> dict[str, Any]:
         """psycopg-pool's get_stats() (pool_size, pool_available, requests_waiting, ...)
@@ -408,7 +520,8 @@ def create_pool(
     if read_only:
         session["default_transaction_read_only"] = "on"
 
-    counters = QueryStats(settings.slow_query_ms)
+    logging_from_env()
+    counters = QueryStats(settings.slow_query_ms, settings.log_queries, settings.log_slow_queries)
     if wait:
         _probe(conninfo, kwargs, where, settings, counters)
 
@@ -441,6 +554,8 @@ def create_pool(
             f"cannot open {settings.min_size} connection(s) to {where} within "
             f"{settings.acquire_timeout_ms} ms (DB_POOL_ACQUIRE_TIMEOUT): {first_line(exc)}"
         ) from None
+    if settings.health_check_interval_ms:
+        pool.start_health_checks(settings.health_check_interval_ms / 1000)
     return pool
 
 

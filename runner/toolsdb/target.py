@@ -4,7 +4,9 @@
 2. ``DATABASE_URL`` (or ``TOOLS_DB_URL``, its alias; docs/names.md);
 3. libpq's own ``PG*`` variables (PGHOST, PGPORT, PGDATABASE, PGUSER,
    PGPASSWORD, PGSERVICE, ...), read by libpq itself exactly as psql reads them,
-   and the ``DB_*`` variables, aliases of them (see ``DB_ALIASES``);
+   and two families of aliases of them: the ``DB_*`` variables of CI/CD task
+   trackers (``DB_ALIASES``) and the ``POSTGRES_*`` variables of platform
+   and agents-framework setups (``POSTGRES_ALIASES``);
 4. otherwise the one embedded server (serverinfo.locate_root(): TOOLSDB_HOME,
    the nearest ``.toolsdb/`` of the working directory or its parents, the
    per-user default ``make migrate`` recorded), started on demand. Only the
@@ -13,10 +15,12 @@
    when none is found; every other command, the MCP server, the hook and the
    Python API fail with one line saying how to point them at one.
 
-The ``DB_*`` variables count only at step 3 (names such as DB_HOST are common,
-so a ``--database`` or ``DATABASE_URL`` makes toolsdb ignore them). There they
-are checked: a port from 1 to 65535, one of libpq's sslmodes, certificate files
-that exist, and no ``DB_X`` that disagrees with its ``PGX``.
+The aliases count only at step 3 (names such as DB_HOST are common, so a
+``--database`` or ``DATABASE_URL`` makes toolsdb ignore them). There they are
+checked: a port from 1 to 65535, one of libpq's sslmodes, certificate files
+that exist, and no two variables naming the same setting (``DB_PORT``,
+``POSTGRES_PORT``, ``PGPORT``) with different values: that is one clear
+error, never a silent choice.
 """
 
 from __future__ import annotations
@@ -49,12 +53,24 @@ DB_ALIASES: dict[str, tuple[str, str]] = {
         "DB_SSL_KEY": "sslkey",
     }.items()
 }
+# POSTGRES_* variable (platform and agents-framework setups' names) -> (libpq keyword, libpq's own variable).
+POSTGRES_ALIASES: dict[str, tuple[str, str]] = {
+    alias: (keyword, LIBPQ_ENV[keyword])
+    for alias, keyword in {
+        "POSTGRES_HOST": "host",
+        "POSTGRES_PORT": "port",
+        "POSTGRES_DB": "dbname",
+        "POSTGRES_USER": "user",
+        "POSTGRES_PASSWORD": "password",
+    }.items()
+}
+ALIASES = {**DB_ALIASES, **POSTGRES_ALIASES}
 # The aliases that pick a server or database (like LIBPQ_TARGET_VARS); the
 # SSL ones alone do not move toolsdb off the embedded server.
-DB_TARGET_VARS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
+DB_TARGET_VARS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", *POSTGRES_ALIASES)
 REPLICA_VAR = "DATABASE_REPLICA_URL"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_SECRET_VARS = {"DB_PASSWORD", "PGPASSWORD"}
+_SECRET_VARS = {"DB_PASSWORD", "POSTGRES_PASSWORD", "PGPASSWORD"}
 
 
 @dataclass
@@ -75,7 +91,7 @@ class Target:
         if self.server is not None:
             return f"{self.server.url()} (embedded server in {self.server.root})"
         if self.source.endswith(" variables"):
-            names = [*DB_ALIASES, *LIBPQ_TARGET_VARS]
+            names = [*ALIASES, *LIBPQ_TARGET_VARS]
             shown = " ".join(
                 f"{name}={os.environ[name]}"
                 for name in sorted(names)
@@ -150,19 +166,25 @@ def replica_url(explicit: str | None = None, source: str = "--replica") -> tuple
 
 
 def libpq_aliases(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """libpq keywords from the DB_* variables that are set (blank ones are ignored), checked."""
+    """libpq keywords from the DB_* and POSTGRES_* variables that are set (blank
+    ones are ignored), checked; two variables of one setting that disagree are an error."""
     env = os.environ if env is None else env
     params: dict[str, str] = {}
-    for name, (keyword, pg_name) in DB_ALIASES.items():
+    given: dict[str, str] = {}  # keyword -> the alias that gave it
+    for name, (keyword, pg_name) in ALIASES.items():
         value = env.get(name, "").strip()
         if not value:
             continue
-        shown = "(values hidden)" if name in _SECRET_VARS else f"({name}={value!r}, {pg_name}={env.get(pg_name)!r})"
-        if env.get(pg_name, "").strip() and env[pg_name].strip() != value:
-            raise ToolsdbError(f"{name} and {pg_name} disagree {shown}; set only one ({name} is an alias of {pg_name})")
+        for other in (pg_name, given.get(keyword)):
+            if other is None or not env.get(other, "").strip() or env[other].strip() == value:
+                continue
+            secret = name in _SECRET_VARS
+            shown = "(values hidden)" if secret else f"({name}={value!r}, {other}={env[other].strip()!r})"
+            raise ToolsdbError(f"{name} and {other} disagree {shown}; set only one (both name the {keyword})")
+        given.setdefault(keyword, name)
         params[keyword] = value
     if _bad_port(params.get("port", "")) is not None:
-        raise ToolsdbError(f"DB_PORT must be a port number from 1 to 65535, got {env['DB_PORT'].strip()!r}")
+        raise ToolsdbError(f"{given['port']} must be a port number from 1 to 65535, got {env[given['port']].strip()!r}")
     if "sslmode" in params and params["sslmode"] not in SSL_MODES:
         raise ToolsdbError(f"DB_SSL_MODE must be one of {', '.join(SSL_MODES)}; got {params['sslmode']!r}")
     for name in ("DB_SSL_CA", "DB_SSL_CERT", "DB_SSL_KEY"):
@@ -185,9 +207,14 @@ def resolve(database: str | None, *, start: bool = True, create: bool = False) -
         return Target(*from_env)
     uses_pg = any(os.environ.get(var) for var in LIBPQ_TARGET_VARS)
     uses_db = any(os.environ.get(var, "").strip() for var in DB_TARGET_VARS)
-    if uses_db or (uses_pg and any(os.environ.get(var, "").strip() for var in DB_ALIASES)):
+    if uses_db or (uses_pg and any(os.environ.get(var, "").strip() for var in ALIASES)):
         params = libpq_aliases()
-        source = "DB_*/PG* variables" if uses_pg else "DB_* variables"
+        families = [
+            family
+            for family, names in (("DB_*", DB_ALIASES), ("POSTGRES_*", POSTGRES_ALIASES))
+            if any(os.environ.get(var, "").strip() for var in names)
+        ]
+        source = "/".join(families + (["PG*"] if uses_pg else [])) + " variables"
         return Target(pg_conninfo.make_conninfo("", **params), source)
     if uses_pg:
         return Target("", "PG* variables")
