@@ -2207,7 +2207,7 @@ create table if not exists toolsdb.vision_cache (
     hit_count bigint not null default 0,
     last_hit_at timestamptz,
     constraint vision_cache_pkey primary key (image_hash, model_version),
-    constraint image_hash_is_sha256 check (image_hash ~ '^[0-9a-f]+$' and char_length(image_hash) = 64),
+    constraint image_hash_is_valid check (image_hash ~ '^[0-9A-Za-z_.:-]+$' and char_length(image_hash) <= 128),
     constraint model_version_is_valid check (model_version ~ '^[[:graph:]]+$' and char_length(model_version) <= 100),
     constraint extracted_data_is_object check (jsonb_typeof(extracted_data) = 'object'),
     constraint confidence_score_is_valid check (confidence_score between 0 and 1),
@@ -2227,7 +2227,9 @@ comment on table toolsdb.vision_cache is
 'expires_at. Read with toolsdb.vision_cache_get() (counts the hit), write with '
 'toolsdb.vision_cache_store(), clean with toolsdb.vision_cache_purge_expired().';
 
-comment on column toolsdb.vision_cache.image_hash is 'SHA-256 of the image, 64 lowercase hex digits.';
+comment on column toolsdb.vision_cache.image_hash is
+'The image''s key: the SHA-256 of its bytes in 64 lowercase hex digits (VisionCache.hash_image), or '
+'another identifier of up to 128 letters, digits and _ . : -.';
 
 comment on column toolsdb.vision_cache.model_version is 'The model (and version) that analysed it, e.g. v1.0.';
 
@@ -2253,7 +2255,7 @@ create unlogged table if not exists toolsdb.vision_cache_hits (
     model_version text not null,
     hit_at timestamptz not null default now(),
     constraint vision_cache_hits_pkey primary key (hit_id),
-    constraint image_hash_is_sha256 check (image_hash ~ '^[0-9a-f]+$' and char_length(image_hash) = 64),
+    constraint image_hash_is_valid check (image_hash ~ '^[0-9A-Za-z_.:-]+$' and char_length(image_hash) <= 128),
     constraint model_version_is_valid check (model_version ~ '^[[:graph:]]+$' and char_length(model_version) <= 100)
 ) with (
     autovacuum_vacuum_scale_factor = 0,

@@ -296,8 +296,8 @@ def test_concurrent_gets_on_one_hash_all_count(pg: Pg, db: str, su: psycopg.Conn
     [
         pytest.param(None, {"a": 1}, 1.2, None, CHECK, "confidence_score_is_valid", id="confidence-1.2"),
         pytest.param(None, {"a": 1}, -0.1, None, CHECK, "confidence_score_is_valid", id="confidence-negative"),
-        pytest.param("a" * 63, {"a": 1}, 0.5, None, CHECK, "image_hash_is_sha256", id="hash-63-chars"),
-        pytest.param("A" * 64, {"a": 1}, 0.5, None, CHECK, "image_hash_is_sha256", id="hash-uppercase"),
+        pytest.param("a" * 129, {"a": 1}, 0.5, None, CHECK, "image_hash_is_valid", id="hash-129-chars"),
+        pytest.param("has space", {"a": 1}, 0.5, None, CHECK, "image_hash_is_valid", id="hash-with-space"),
         pytest.param(None, [1, 2], 0.5, None, CHECK, "extracted_data_is_object", id="data-array"),
         pytest.param(None, {"a": 1}, 0.5, "0 seconds", INVALID, None, id="ttl-zero"),
         pytest.param(None, {"a": 1}, 0.5, "-1 hour", INVALID, None, id="ttl-negative"),

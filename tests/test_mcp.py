@@ -256,11 +256,11 @@ def test_database_refusals_are_tool_errors_naming_the_constraint(url: str, tmp_p
         tool_error(
             await session.call_tool(
                 "vision_cache_store",
-                {"image_hash": "a" * 63, "extracted_data": {}, "confidence_score": 0.5, "model_version": "v1.0"},
+                {"image_hash": "a b", "extracted_data": {}, "confidence_score": 0.5, "model_version": "v1.0"},
             ),
             "vision_cache_store: ",
             "SQLSTATE 23514",
-            "image_hash_is_sha256",
+            "image_hash_is_valid",
         )
         tool_error(
             await session.call_tool("audit_record", {"action": "insert", "entity_type": "users", "entity_id": "x"}),

@@ -107,8 +107,8 @@ def test_purge_expired_removes_only_expired_entries(conn: psycopg.Connection):
     ("change", "sqlstate", "constraint"),
     [
         ({"confidence_score": 1.2}, "23514", "confidence_score_is_valid"),
-        ({"image_hash": "a" * 63}, "23514", "image_hash_is_sha256"),
-        ({"image_hash": "A" * 64}, "23514", "image_hash_is_sha256"),
+        ({"image_hash": "a" * 129}, "23514", "image_hash_is_valid"),
+        ({"image_hash": "semi;colon"}, "23514", "image_hash_is_valid"),
         ({"model_version": "has space"}, "23514", "model_version_is_valid"),
         ({"extracted_data": ["not", "an", "object"]}, "23514", "extracted_data_is_object"),
     ],

@@ -34,7 +34,13 @@ INSTRUCTIONS = (
     "vision-analysis results by image SHA-256, record and query audit events, report and list bugs to escalate."
 )
 
-ImageHash = Annotated[str, Field(description="SHA-256 of the image bytes: 64 lowercase hexadecimal digits.")]
+ImageHash = Annotated[
+    str,
+    Field(
+        description="The image's key: SHA-256 of its bytes (64 lowercase hex digits) "
+        "or another id of up to 128 letters, digits, _ . : -."
+    ),
+]
 ModelVersion = Annotated[str, Field(description="The model (and version) that analysed the image, e.g. 'v1.0'.")]
 Limit = Annotated[int, Field(ge=1, le=1000, description="At most this many rows (1-1000).")]
 JsonObject = Annotated[dict[str, Any] | None, Field(description="A JSON object, or omit.")]

@@ -74,13 +74,15 @@ def connect(database: str | None = None, **kwargs: Any) -> psycopg.Connection:
 class _Tool:
     """One connection; each method one transaction; errors as DatabaseError."""
 
-    def __init__(self, conn: psycopg.Connection):
-        self.conn = conn
+    def __init__(self, conn: psycopg.Connection | None = None, database: str | None = None):
+        """On ``conn``; without one, on a new connection to ``database`` or, with
+        neither, to the database the CLI would use (closed by ``close()``)."""
+        self.conn = conn if conn is not None else connect(database)
 
     @classmethod
     def connect(cls, database: str | None = None):
         """An instance on a new connection (see :func:`connect`); ``with`` closes it."""
-        return cls(connect(database))
+        return cls(database=database)
 
     def close(self) -> None:
         self.conn.close()
@@ -216,6 +218,21 @@ class AuditTrail(_Tool):
         )
 
 
+ESCALATION_COLUMNS = (
+    "bug_id",
+    "error_type",
+    "error_message",
+    "user_impact",
+    "frequency",
+    "escalation_priority",
+    "status",
+    "assigned_to",
+    "reopened_count",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
 class BugEscalation(_Tool):
     """Bug escalation (schema/35_bug_escalations.sql, repeatable/84_agent_tools_views.sql)."""
 
@@ -228,14 +245,20 @@ class BugEscalation(_Tool):
         )[0]
 
     def get_escalations(self, status: str | None = None, limit: int = 100) -> list[Row]:
-        """Open bugs from toolsdb.escalation_queue (optionally of one status), in escalation order."""
-        where = " where status = %s" if status is not None else ""
-        params = [status] if status is not None else []
+        """Without ``status``, the open bugs of toolsdb.escalation_queue; with one
+        (pending, acknowledged or resolved), the bugs in that status; in escalation order."""
+        if status is None:
+            return self._rows(
+                "escalation_queue",
+                "select * from toolsdb.escalation_queue order by escalation_priority desc, last_seen_at desc limit %s",
+                [limit],
+            )
+        columns = ", ".join(ESCALATION_COLUMNS)
         return self._rows(
-            "escalation_queue",
-            f"select * from toolsdb.escalation_queue{where}"
+            "bug_escalations",
+            f"select {columns} from toolsdb.bug_escalations where status = %s"
             " order by escalation_priority desc, last_seen_at desc limit %s",
-            [*params, limit],
+            [status, limit],
         )
 
     def move(self, bug_id: str, status: str, assigned_to: str | UUID | None = None) -> str:
