@@ -4,8 +4,9 @@
 -- the agent works, its branch and terminal, when it was last active, idle and
 -- ended. Row-level security per session; not audited (toolsdb.events holds the
 -- raw record of every change, see toolsdb_private.audit_exemptions). The
--- functions of the hook-notification API create_session,
--- update_session_activity, set_session_idle and end_session.
+-- functions of the hook-notification API: create_session (creates or
+-- refreshes), insert_session (that API's create_session: a duplicate is an
+-- error), upsert_session, update_session_activity, set_session_idle, end_session.
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md); the tables are in schema/40_sessions.sql.
 
@@ -56,6 +57,58 @@ comment on function toolsdb.create_session(text, text, text, text, jsonb, uuid, 
 'Creates a session, or refreshes it (and reopens it if it had ended) when it exists: '
 'create_session of the hook-notification API. Arguments left null keep what the session had. '
 'Returns the session id.';
+
+create or replace function toolsdb.insert_session(
+    session_id text,
+    cwd text default null,
+    project_name text default null,
+    git_branch text default null,
+    terminal_type text default null,
+    terminal_info jsonb default '{}'
+)
+returns text
+language sql
+volatile
+set search_path = ''
+as $function$
+    insert into toolsdb.sessions (session_id, cwd, git_branch, terminal_type, terminal_info, metadata)
+    values (
+        $1, $2, $4, $5, coalesce($6, '{}'),
+        case when $3 is null then '{}' else pg_catalog.jsonb_build_object('project_name', $3) end
+    )
+    returning session_id;
+$function$;
+
+comment on function toolsdb.insert_session(text, text, text, text, text, jsonb) is
+'Creates a session that must be new (create_session of the hook-notification API): a session id '
+'already stored is unique_violation (23505) on sessions_pkey; upsert_session() creates or '
+'refreshes instead. project_name is a free label kept in metadata ->> ''project_name'' '
+'(project_id links a registered project). Returns the session id.';
+
+create or replace function toolsdb.upsert_session(
+    session_id text,
+    cwd text default null,
+    project_name text default null,
+    git_branch text default null,
+    terminal_type text default null,
+    terminal_info jsonb default '{}'
+)
+returns text
+language sql
+volatile
+set search_path = ''
+as $function$
+    select toolsdb.create_session($1, $2, $4, $5, $6);
+    update toolsdb.sessions as s
+    set metadata = s.metadata || pg_catalog.jsonb_build_object('project_name', $3)
+    where s.session_id = $1 and $3 is not null and s.metadata ->> 'project_name' is distinct from $3;
+    select $1;
+$function$;
+
+comment on function toolsdb.upsert_session(text, text, text, text, text, jsonb) is
+'Creates a session or refreshes (and reopens) the one stored, as toolsdb.create_session() does, '
+'with the hook-notification API''s project_name label (metadata ->> ''project_name''): '
+'upsert_session of that API. Arguments left null keep what the session had. Returns the session id.';
 
 create or replace function toolsdb.update_session_activity(session_id text)
 returns boolean

@@ -3,7 +3,7 @@
 -- them: toolsdb.hook_ingest() stores one Claude Code hook payload and keeps
 -- its session up to date in one call; workers claim unprocessed events with
 -- leases (get_unprocessed_events) and mark them processed with the claim's
--- token (mark_event_processed). pg_notify('toolsdb_events') once per
+-- token (mark_event_processed; claim_event claims one by id). pg_notify('toolsdb_events') once per
 -- inserting statement. Row-level security per session; not audited (the
 -- rows are themselves the raw record). See docs/runtime.md.
 -- Re-applied by every migrate after the migrations, each object only where it
@@ -227,6 +227,46 @@ comment on function toolsdb.get_unprocessed_events(integer, interval, text) is
 'and comes back to the next claimer if not marked processed by then. Concurrent claimers never get '
 'the same row (for update skip locked). Commit the claim before working on it. For toolsdb_worker: '
 'sees every session.';
+
+create or replace function toolsdb.claim_event(
+    event_id bigint,
+    lease interval default '5 minutes',
+    worker text default null
+)
+returns setof toolsdb.events
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    token uuid := gen_random_uuid();
+begin
+    if lease is null or lease < interval '1 second' or lease > interval '1 day' then
+        raise exception 'lease must be between 1 second and 1 day, not %', lease
+            using errcode = 'invalid_parameter_value';
+    end if;
+    return query
+    update toolsdb.events as e
+    set visible_at = pg_catalog.now() + lease,
+        attempts = e.attempts + 1,
+        claim_token = token,
+        claimed_by = worker
+    where e.event_id = (
+        select p.event_id
+        from toolsdb.events as p
+        where p.event_id = claim_event.event_id and p.processed_at is null and p.visible_at <= pg_catalog.now()
+        for update skip locked
+    )
+    returning e.*;
+end;
+$function$;
+
+comment on function toolsdb.claim_event(bigint, interval, text) is
+'Claims one named event, as get_unprocessed_events() claims a batch: leased until now() + lease '
+'under a new claim_token. No row when it is processed, leased by another claim or missing (it '
+'waits for no lock held by another claim''s transaction). For the hook-notification API''s '
+'mark_event_processed(id) on an event its caller did not claim first. For toolsdb_worker.';
 
 create or replace function toolsdb.mark_events_processed(event_ids bigint[], claim_token uuid)
 returns integer

@@ -3,7 +3,9 @@
 -- insert_notification enqueues, claim_notifications claims a batch with a
 -- lease (for update skip locked), mark_notification_sent acks and
 -- mark_notification_failed retries with exponential backoff and jitter until
--- max_attempts, then dead-letters; get_dead_notifications and
+-- max_attempts, then dead-letters; claim_notification (one by id) and
+-- claim_failed_notifications (failed ones, backoff or not) serve the
+-- hook-notification API's calls; get_dead_notifications and
 -- redrive_notifications handle the dead letters. pg_notify on channel
 -- toolsdb_notifications once per inserting statement. Row-level security
 -- per session; not audited (queue churn; the row's attempts, last_error and
@@ -40,6 +42,8 @@ as $function$
 declare
     new_id bigint;
 begin
+    insert into toolsdb.sessions (session_id) values (insert_notification.session_id)
+    on conflict on constraint sessions_pkey do nothing;
     insert into toolsdb.notifications (
         session_id, notification_type, backend, payload, event_id, max_attempts, idempotency_key, next_attempt_at
     )
@@ -67,7 +71,8 @@ $function$;
 
 comment on function toolsdb.insert_notification(text, text, text, jsonb, bigint, integer, text, timestamptz) is
 'Queues a notification (insert_notification, as in the hook-notification API): pending, '
-'deliverable from deliver_at (default now). With an idempotency_key already stored, inserts '
+'deliverable from deliver_at (default now); creates a bare session row if the session is new, '
+'as insert_event() does. With an idempotency_key already stored, inserts '
 'nothing and returns the existing notification_id (unique_violation when the key belongs to a '
 'session the caller cannot see). Wakes listeners on toolsdb_notifications.';
 
@@ -131,6 +136,107 @@ comment on function toolsdb.claim_notifications(integer, interval, text) is
 'their lease ends (or become dead letters if that was the last attempt). Concurrent claimers never '
 'get the same row (for update skip locked); returned in notification_id order. Commit the claim '
 'before delivering. For toolsdb_worker.';
+
+create or replace function toolsdb.claim_notification(
+    notification_id bigint,
+    lease interval default '1 minute',
+    worker text default null
+)
+returns setof toolsdb.notifications
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    token uuid := gen_random_uuid();
+begin
+    if lease is null or lease < interval '1 second' or lease > interval '1 day' then
+        raise exception 'lease must be between 1 second and 1 day, not %', lease
+            using errcode = 'invalid_parameter_value';
+    end if;
+    -- Asked for by id: a failed one is tried now, before its backoff ends
+    -- (the caller decided to retry it); a leased one is left to its holder.
+    return query
+    update toolsdb.notifications as n
+    set status = 'sending',
+        attempts = n.attempts + 1,
+        next_attempt_at = pg_catalog.now() + lease,
+        claim_token = token,
+        claimed_by = worker
+    where n.notification_id = (
+        select p.notification_id
+        from toolsdb.notifications as p
+        where p.notification_id = claim_notification.notification_id
+            and p.attempts < p.max_attempts
+            and (p.status in ('pending', 'failed') or (p.status = 'sending' and p.next_attempt_at <= pg_catalog.now()))
+        for update skip locked
+    )
+    returning n.*;
+end;
+$function$;
+
+comment on function toolsdb.claim_notification(bigint, interval, text) is
+'Claims one named notification now: status sending, attempts + 1, leased until now() + lease under '
+'a new claim_token. A failed one is claimed before its backoff ends. No row when it is sent, dead, '
+'out of attempts, leased or being claimed by another worker, or missing. For the hook-notification API''s '
+'mark_notification_sent(id) and mark_notification_failed(id, error) on a notification its caller '
+'did not claim first. For toolsdb_worker.';
+
+create or replace function toolsdb.claim_failed_notifications(
+    max_retries integer default 3,
+    batch_size integer default 100,
+    lease interval default '1 minute',
+    worker text default null
+)
+returns setof toolsdb.notifications
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    token uuid := gen_random_uuid();
+begin
+    if batch_size is null or batch_size not between 1 and 10000 then
+        raise exception 'batch_size must be between 1 and 10000, not %', batch_size
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if max_retries is null or max_retries not between 1 and 100 then
+        raise exception 'max_retries must be between 1 and 100, not %', max_retries
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if lease is null or lease < interval '1 second' or lease > interval '1 day' then
+        raise exception 'lease must be between 1 second and 1 day, not %', lease
+            using errcode = 'invalid_parameter_value';
+    end if;
+    return query
+    with claimed as (
+        update toolsdb.notifications as n
+        set status = 'sending',
+            attempts = n.attempts + 1,
+            next_attempt_at = pg_catalog.now() + lease,
+            claim_token = token,
+            claimed_by = worker
+        where n.notification_id = any(array(
+            select p.notification_id
+            from toolsdb.notifications as p
+            where p.status = 'failed' and p.attempts < least(max_retries, p.max_attempts)
+            order by p.next_attempt_at, p.notification_id
+            limit batch_size
+            for update skip locked
+        ))
+        returning n.*
+    )
+    select * from claimed order by claimed.notification_id;
+end;
+$function$;
+
+comment on function toolsdb.claim_failed_notifications(integer, integer, interval, text) is
+'Claims up to batch_size failed notifications tried fewer than max_retries times (and fewer than '
+'their max_attempts), whether or not their backoff has ended: '
+'get_failed_notifications_for_retry of the hook-notification API, which retried at once. Same '
+'lease and claim_token as claim_notifications(). For toolsdb_worker.';
 
 create or replace function toolsdb.mark_notifications_sent(notification_ids bigint[], claim_token uuid)
 returns integer

@@ -52,6 +52,8 @@ declare
         'toolsdb.error_record_recovery(uuid,boolean,jsonb)',
         'toolsdb.activity_record(uuid,text,text,uuid,jsonb,boolean)',
         'toolsdb.create_session(text,text,text,text,jsonb,uuid,uuid,uuid)',
+        'toolsdb.insert_session(text,text,text,text,text,jsonb)',
+        'toolsdb.upsert_session(text,text,text,text,text,jsonb)',
         'toolsdb.update_session_activity(text)',
         'toolsdb.set_session_idle(text,boolean)',
         'toolsdb.end_session(text,text)',
@@ -77,9 +79,12 @@ declare
     -- The queue workers: claims and settlements across sessions, nothing else.
     worker_functions text[] := array[
         'toolsdb.get_unprocessed_events(integer,interval,text)',
+        'toolsdb.claim_event(bigint,interval,text)',
         'toolsdb.mark_events_processed(bigint[],uuid)',
         'toolsdb.mark_event_processed(bigint,uuid)',
         'toolsdb.claim_notifications(integer,interval,text)',
+        'toolsdb.claim_notification(bigint,interval,text)',
+        'toolsdb.claim_failed_notifications(integer,integer,interval,text)',
         'toolsdb.mark_notifications_sent(bigint[],uuid)',
         'toolsdb.mark_notification_sent(bigint,uuid)',
         'toolsdb.mark_notification_failed(bigint,uuid,text,interval,interval)',

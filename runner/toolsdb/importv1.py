@@ -104,7 +104,11 @@ def load_json(path: Path) -> Any:
 
 
 def import_config(conn: psycopg.Connection, path: Path, keys: config.KeyRing | None, summary: Summary) -> None:
-    data = load_json(path)
+    import_config_data(conn, load_json(path), keys, summary)
+
+
+def import_config_data(conn: psycopg.Connection, data: Any, keys: config.KeyRing | None, summary: Summary) -> None:
+    """The settings of a V1 slack-config.json (already parsed) into toolsdb.config."""
     if not isinstance(data, dict):
         raise ValueError(f"the Slack config is a JSON object, not {type(data).__name__}")
     for raw_key, value in data.items():
