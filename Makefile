@@ -73,6 +73,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BENCH_VENV)/bin/python -m tests.bench_redis
 	$(BIN)/python -m tests.bench_churn
 	$(BIN)/python -m tests.bench_ops
+	$(BIN)/python -m tests.bench_compat
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start
