@@ -54,7 +54,8 @@ comment on column toolsdb.users.user_id is
 comment on column toolsdb.users.username is
 'Login name, 1-64 characters: letters, digits, underscore, dot and hyphen, starting with a '
 'letter or digit. Unique regardless of case (users_lower_username_key); look it up with '
-'lower(username).';
+'lower(username). An insert without one derives it from the email (trigger _050_username): '
+'jane.doe@example.com becomes jane.doe, or jane.doe-2 when taken.';
 
 comment on column toolsdb.users.email is
 'Email address (local@domain.tld, at most 320 characters). Unique regardless of case '
