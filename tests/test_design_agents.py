@@ -72,7 +72,7 @@ from toolsdb.compat.agents import (
 )
 from toolsdb.errors import ToolsdbError
 
-from .conftest import Pg, run_cli
+from .conftest import ROOT, Pg, run_cli
 from .dbhelpers import unique
 
 
@@ -453,3 +453,16 @@ def test_error_handling(agents_db: str) -> None:
         create_message(Message(role="user", text="lost"))
     with pytest.raises(DatabaseError, match="messages_session_id_fkey"):
         create_message(Message(session_id="no-such-session", role="user", text="lost"))
+
+
+# -- toolsdb's own README ----------------------------------------------------------------
+
+
+def test_the_readme_section_for_agents_frameworks_runs(agents_db: str) -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Coming from an agents framework") :]
+    block = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+    assert "from toolsdb.compat.agents import" in block
+    names: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), names)
+    assert names["retrieved"].email == "test@example.com" and names["total"] >= 1
