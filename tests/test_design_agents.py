@@ -14,6 +14,7 @@ docs/names.md says why.
 from __future__ import annotations
 
 import importlib
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -73,7 +74,7 @@ from toolsdb.compat.agents import (
 from toolsdb.errors import ToolsdbError
 
 from .conftest import ROOT, Pg, run_cli
-from .dbhelpers import unique
+from .dbhelpers import conninfo_as, unique
 
 
 @pytest.fixture(scope="module")
@@ -466,3 +467,61 @@ def test_the_readme_section_for_agents_frameworks_runs(agents_db: str) -> None:
     names: dict[str, object] = {}
     exec(compile(block, "README.md", "exec"), names)
     assert names["retrieved"].email == "test@example.com" and names["total"] >= 1
+
+
+# -- Behind the functions: the application role and concurrent writers ---------------------
+
+
+def test_the_application_role_works_in_its_session_only(pg: Pg, agents_db: str, app_login: str) -> None:
+    """As toolsdb_app, row-level security shows the session a transaction names:
+    the functions name it (set_config(..., true), transaction-local) when they know it."""
+    user_id = new_user()
+    other = create_session(Session(user_id=user_id))
+    app = psycopg.connect(conninfo_as(pg, agents_db, app_login))
+    agents.use_database(app)
+    try:
+        session_id = create_session(Session(user_id=user_id, cwd="/srv/app"))
+        create_message(Message(session_id=session_id, role="user", text="hello"))
+        assert get_session(session_id).message_count == 1
+        assert [m.text for m in list_messages({"session_id": session_id})[0]] == ["hello"]
+        # A call that names no session sees none (get_session(id) names its own).
+        assert list_sessions() == ([], 0) and list_messages() == ([], 0)
+        assert get_session(other).id == other
+        setting = app.execute("select current_setting('toolsdb.session_id', true)").fetchone()
+        assert setting in ((None,), ("",))  # nothing left behind on the connection
+    finally:
+        agents.use_database(pg.url(agents_db))
+        app.close()
+
+
+def test_concurrent_users_from_the_same_local_part_get_distinct_usernames(pg: Pg, agents_db: str) -> None:
+    local = unique("race")
+    with psycopg.connect(pg.conninfo(agents_db)) as first, psycopg.connect(pg.conninfo(agents_db)) as second:
+        first.execute("insert into toolsdb.users (email) values (%s)", (f"{local}@one.example",))
+        waiting_pid = second.info.backend_pid
+        result: list[object] = []
+
+        def insert_second() -> None:
+            row = second.execute(
+                "insert into toolsdb.users (email) values (%s) returning username", (f"{local}@two.example",)
+            ).fetchone()
+            second.commit()
+            result.append(row[0] if row else None)
+
+        thread = threading.Thread(target=insert_second)
+        thread.start()
+        # The second writer waits on the first's advisory lock (bounded poll, no timing assumption).
+        for _ in range(600):
+            waiting = first.execute(
+                "select wait_event_type from pg_stat_activity where pid = %s", (waiting_pid,)
+            ).fetchone()
+            if waiting == ("Lock",):
+                break
+            thread.join(0.05)
+        else:
+            pytest.fail("The second insert should wait for the first's advisory lock")
+        first.commit()
+        thread.join(60)
+        assert not thread.is_alive()
+    assert result == [f"{local}-2"]
+    assert get_user_by_email(f"{local}@one.example").username == local

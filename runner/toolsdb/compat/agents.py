@@ -326,7 +326,7 @@ def use_database(database: str | ConnectionPool | psycopg.Connection | None = No
     with _source_lock:
         old, _owned_pool = _owned_pool, made
         _source = made if made is not None else database
-    if old is not None:
+    if old is not None and old is not _source:
         old.close()
 
 
