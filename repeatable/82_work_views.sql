@@ -299,3 +299,71 @@ comment on column toolsdb.cost_by_day.input_tokens is 'Uncached input tokens.';
 comment on column toolsdb.cost_by_day.output_tokens is 'Output tokens.';
 comment on column toolsdb.cost_by_day.cached_tokens is 'Cached input tokens.';
 comment on column toolsdb.cost_by_day.cost_usd is 'USD, priced runs.';
+
+create or replace function toolsdb.task_statistics(project_id uuid default null)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $function$
+    with t as (
+        select
+            t.status,
+            t.priority,
+            t.closed_at,
+            t.created_at,
+            case
+                when t.assigned_to_user_id is not null then 'user'
+                when t.assigned_to_agent_id is not null then 'agent'
+            end as assignee_kind,
+            coalesce(u.username, a.name) as assignee,
+            case when t.status = 'completed' then extract(epoch from t.closed_at - t.created_at) end as completion_seconds
+        from toolsdb.tasks as t
+        left join toolsdb.users as u on t.assigned_to_user_id = u.user_id
+        left join toolsdb.agents as a on t.assigned_to_agent_id = a.agent_id
+        where task_statistics.project_id is null or t.project_id = task_statistics.project_id
+    )
+
+    select pg_catalog.jsonb_build_object(
+        'total', (select count(*) from t),
+        'by_status', coalesce(
+            (select pg_catalog.jsonb_object_agg(s.status, s.n) from (
+                select t.status, count(*) as n from t group by t.status
+            ) as s), '{}'::jsonb
+        ),
+        'by_priority', coalesce(
+            (select pg_catalog.jsonb_object_agg(p.priority, p.n) from (
+                select t.priority, count(*) as n from t group by t.priority
+            ) as p), '{}'::jsonb
+        ),
+        'completed', (select count(*) from t where t.status = 'completed'),
+        'avg_completion_seconds', (select round(avg(t.completion_seconds), 3) from t),
+        'by_assignee', coalesce(
+            (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'assignee', a.assignee,
+                'kind', a.assignee_kind,
+                'total', a.total,
+                'open', a.open,
+                'completed', a.completed,
+                'avg_completion_seconds', a.avg_completion_seconds
+            ) order by a.total desc, a.assignee nulls last) from (
+                select
+                    t.assignee,
+                    t.assignee_kind,
+                    count(*) as total,
+                    count(*) filter (where t.status in ('open', 'in_progress', 'in_review', 'blocked', 'draft')) as open,
+                    count(*) filter (where t.status = 'completed') as completed,
+                    round(avg(t.completion_seconds), 3) as avg_completion_seconds
+                from t
+                group by t.assignee, t.assignee_kind
+            ) as a), '[]'::jsonb
+        )
+    );
+$function$;
+
+comment on function toolsdb.task_statistics(uuid) is
+'Task statistics (the getStatistics of CI/CD task trackers), of one project or, with null, of every '
+'task the caller sees: {"total", "by_status": {status: n}, "by_priority": {"0".."10": n}, '
+'"completed", "avg_completion_seconds" (created_at to closed_at of completed tasks), '
+'"by_assignee": [{"assignee", "kind" (user, agent or null: unassigned), "total", "open", '
+'"completed", "avg_completion_seconds"}]}. Row-level security applies.';

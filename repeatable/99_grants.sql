@@ -19,6 +19,8 @@ declare
     append_only_for_app text[] := array[
         'activity_feed', 'agent_execution_logs', 'events', 'notifications', 'metrics', 'vision_cache_hits'
     ];
+    -- views it writes through their INSTEAD OF triggers (repeatable/86_cicd_views.sql):
+    writable_views_for_app text[] := array['task_executions', 'system_config'];
     -- and does not touch these at all:
     hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
     app_functions text[] := array[
@@ -35,6 +37,11 @@ declare
         'toolsdb.config_unset(text)',
         'toolsdb.task_transition(uuid,text)',
         'toolsdb.priority_from_label(text)',
+        'toolsdb.task_status_of(text)',
+        'toolsdb.execution_status_of(text)',
+        'toolsdb.agent_type_of(text)',
+        'toolsdb.default_project_id()',
+        'toolsdb.task_statistics(uuid)',
         'toolsdb.model_price_at(text,text,timestamp with time zone)',
         'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)',
         'toolsdb.execution_create(uuid,uuid,jsonb)',
@@ -106,6 +113,10 @@ declare
         'toolsdb.current_agent_id()',
         'toolsdb.audit_verify()',
         'toolsdb.priority_from_label(text)',
+        'toolsdb.task_status_of(text)',
+        'toolsdb.execution_status_of(text)',
+        'toolsdb.agent_type_of(text)',
+        'toolsdb.task_statistics(uuid)',
         'toolsdb.model_price_at(text,text,timestamp with time zone)',
         'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)',
         'toolsdb.memory_get(uuid,text,uuid)',
@@ -147,6 +158,7 @@ begin
             select
                 'toolsdb_app' as grantee,
                 case
+                    when c.relname = any(writable_views_for_app) then array['select', 'insert', 'update', 'delete']
                     when c.relkind = 'v' or c.relname = any(read_only_for_app) then array['select']
                     when c.relname = any(hidden_from_app) then array[]::text[]
                     when c.relname = any(append_only_for_app) then array['select', 'insert']

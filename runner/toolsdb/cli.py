@@ -149,6 +149,26 @@ def status(settings: Settings) -> None:
 
 @cli.command()
 @common_options
+def verify(settings: Settings) -> None:
+    """Compare the database with what this code expects; exit 1 on drift.
+
+    Lists, one line each, migrations applied that migrations/ does not know
+    or not applied, tables of schema/ missing, and functions, views and
+    triggers of repeatable/ missing, changed behind toolsdb's back or not
+    applied yet. Reads only (a read-only transaction); `toolsdb migrate`
+    repairs what it lists, but for unknown migrations.
+    """
+    target = settings.target()
+    lines = engine.verify(target)
+    for line in lines:
+        click.echo(line)
+    if lines:
+        raise CommandError(f"{target.describe()} differs from this code in {len(lines)} place(s)")
+    click.echo(f"{target.describe()} matches this code: every migration applied, every definition as written")
+
+
+@cli.command()
+@common_options
 def seed(settings: Settings) -> None:
     """Load the demo data in seeds/ (idempotent: upserts on natural keys)."""
     target = settings.target()

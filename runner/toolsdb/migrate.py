@@ -394,3 +394,44 @@ def new_migration(name: str) -> tuple[Path, Path]:
     )
     backward.write_text(f"-- {migration_id} rollback: undo {migration_id}.sql exactly.\n")
     return forward, backward
+
+
+_TABLE = re.compile(r"create\s+table\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)", re.I)
+
+
+def verify(target: Target) -> list[str]:
+    """What differs between the live database and this code, one line each
+    (empty when they agree): migrations applied that migrations/ does not
+    know, migrations not applied, tables of schema/ missing, and definitions
+    of repeatable/ missing, changed behind toolsdb's back, not yet applied or
+    no longer defined. Reads only: one read-only transaction, no lock, no
+    bootstrap (``toolsdb verify``)."""
+    migrations = _all_migrations()
+    units = repeatable.load()
+    tables = [
+        m[1].lower()
+        for path in paths.sql_files(paths.schema_dir())
+        for stmt in split(path.read_text(encoding="utf-8"))
+        if (m := _TABLE.match(" ".join(stmt.sql.split())))
+    ]
+    with target.connect() as conn:
+        conn.read_only = True
+        with conn.transaction():
+            # The catalog renders names relative to the search_path: as migrate sees them.
+            conn.execute(f"set local search_path = {MIGRATION_SCHEMA}")
+            applied = _applied_ids(conn)
+            if not applied:
+                return [f"not migrated: no migration is applied ({len(migrations)} pending): run toolsdb migrate"]
+            known = {m.id for m in migrations}
+            lines = [
+                f"unknown migration: {mid} is applied and migrations/ has no file for it"
+                for mid in applied
+                if mid not in known
+            ]
+            lines += [f"pending migration: {m.id}: run toolsdb migrate" for m in migrations if m.id not in applied]
+            missing = conn.execute(
+                "select t from unnest(%s::text[]) as t where to_regclass(t) is null order by t", (tables,)
+            ).fetchall()
+            lines += [f"missing: table {t} (schema/)" for (t,) in missing]
+            lines += repeatable.drift(conn, units)
+    return lines

@@ -265,3 +265,53 @@ def apply(conn: psycopg.Connection, units: list[Unit], echo: Echo = None) -> lis
         ([u.key for u in definitions],),
     )
     return [u.key for u in applied]
+
+
+# Functions, views and triggers in toolsdb's schemas that no unit defines:
+# objects of extensions and the triggers that actions make (change capture by
+# audit_table(), the truncate guard of each partition) aside.
+_UNDEFINED = """
+select o.key from (
+    select 'function ' || n.nspname || '.' || p.proname as key
+    from pg_catalog.pg_proc as p
+    inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
+    where n.nspname like 'toolsdb%%'
+        and not exists (select from pg_catalog.pg_depend as d where d.objid = p.oid and d.deptype = 'e')
+    union all
+    select 'view ' || c.oid::regclass::text
+    from pg_catalog.pg_class as c
+    where c.relnamespace::regnamespace::text like 'toolsdb%%' and c.relkind = 'v'
+        and not exists (select from pg_catalog.pg_depend as d where d.objid = c.oid and d.deptype = 'e')
+    union all
+    select 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass::text
+    from pg_catalog.pg_trigger as t
+    inner join pg_catalog.pg_class as c on t.tgrelid = c.oid
+    where c.relnamespace::regnamespace::text like 'toolsdb%%' and not t.tgisinternal and t.tgparentid = 0
+        and t.tgname not in ('_900_audit', '_900_audit_truncate')
+        and not (c.relispartition and t.tgname = '_010_append_only_truncate' and c.relname !~ '_default$')
+) as o
+where o.key <> all(%s::text[])
+order by o.key
+"""
+
+
+def drift(conn: psycopg.Connection, units: list[Unit]) -> list[str]:
+    """What differs between the catalog and ``units``, one line each, empty
+    when they agree; reads only (``toolsdb verify``)."""
+    definitions = [u for u in units if u.kind != "action"]
+    state = _catalog(conn, definitions)
+    lines = []
+    for unit in definitions:
+        now, source, recorded, _ = state[unit.key]
+        where = display_name(unit.path)
+        if now is None:
+            lines.append(f"missing: {unit.key} ({where})")
+        elif source is None:
+            lines.append(f"not applied: {unit.key} ({where}): run toolsdb migrate")
+        elif recorded != now:
+            lines.append(f"changed in the database: {unit.key} differs from {where}")
+        elif source != unit.digest:
+            lines.append(f"changed in {where}: {unit.key} (not applied yet): run toolsdb migrate")
+    for (key,) in conn.execute(_UNDEFINED, ([u.key for u in definitions],)).fetchall():
+        lines.append(f"undefined: {key} is in the database and no file of repeatable/ defines it")
+    return lines
