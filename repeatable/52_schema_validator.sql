@@ -33,6 +33,86 @@ comment on function toolsdb_private.newlines_before(text, integer) is
 'How many line breaks come before character at_position (from 1) of body; 0 for a position of 0 or '
 'less. Turns a position in a script into a line number for the validator''s findings.';
 
+create or replace function toolsdb_private.sql_tokens_pattern(script text)
+returns text
+language plpgsql
+immutable
+strict
+set search_path = ''
+as $function$
+-- The regular expression that cuts a script into PostgreSQL's lexical
+-- tokens (src/backend/parser/scan.l), for one pass of regexp_matches(..., 'g').
+-- An alternation matches the longest token at each position, as flex does.
+-- Every alternative that could run off the end of the script (a string, a
+-- comment, a dollar body not closed) matches to the end instead of failing,
+-- so no stretch of the script is scanned twice: linear time.
+declare
+    ident_start constant text := '(?:[A-Za-z_]|[^[:ascii:]])';
+    ident_cont constant text := '(?:[A-Za-z_0-9$]|[^[:ascii:]])';
+    -- White space that joins two quoted parts of one E'' string: it holds a newline.
+    joining constant text := '(?:[ \t\f]|--[^\n\r]*)*[\n\r](?:[ \t\n\r\f\v]+|--[^\n\r]*[\n\r])*';
+    -- A /* comment */, nested (as PostgreSQL nests them) up to 4 deep; the
+    -- start of one nested deeper is a token of its own, which
+    -- sql_statements() refuses.
+    comment text := '/\*(?:[^*/]|\*+(?!/)|/(?!\*))*(?:\*+/|$)';
+    plain constant text := '(?:' || ident_start || ident_cont || '*(?!' || ident_cont || '|[''"]|&[''"])'
+        || '|[0-9](?:[A-Za-z_0-9.]|[^[:ascii:]])*(?![A-Za-z_0-9.''"]|[^[:ascii:]])'
+        || '|[(),.:=<>+*%^~!@#&|`?\[\]{}\\]|-(?!-)|/(?!\*))';
+    dollar_tags text[];
+    dollar text;
+begin
+    for depth in 1 .. 3 loop
+        comment := '/\*(?:[^*/]|\*+(?!/)|/(?!\*)|' || comment || ')*(?:\*+/|$)';
+    end loop;
+    -- A $tag$ body runs to the next $tag$: one alternative per tag that the
+    -- script writes twice or more (a body needs two), since a back reference
+    -- would not keep the match linear.
+    select pg_catalog.array_agg(t.tag order by t.tag)
+    into dollar_tags
+    from (
+        select coalesce(m[1], '') as tag
+        -- (the closing $ is looked ahead to, not taken: it may open the next one)
+        from pg_catalog.regexp_matches(script, '\$(' || ident_start || '(?:[A-Za-z_0-9]|[^[:ascii:]])*)?(?=\$)', 'g') as m
+        group by 1
+        having pg_catalog.count(*) > 1
+    ) as t;
+    if pg_catalog.cardinality(dollar_tags) > 100 then
+        raise exception 'validate_schema: the script uses more than 100 different $tag$ delimiters'
+            using errcode = 'program_limit_exceeded';
+    end if;
+    select coalesce(
+        pg_catalog.string_agg(pg_catalog.format('|\$%1$s\$(?:(?!\$%1$s\$).)*(?:\$%1$s\$|$)', t.tag), '' order by t.tag),
+        ''
+    )
+    into dollar
+    from pg_catalog.unnest(dollar_tags) as t (tag);
+    -- Each token takes the white space after it (fewer, longer tokens).
+    return '(?:--[^\n\r]*'
+        || '|' || comment
+        || '|/\*'
+        -- E'' strings: backslash escapes, and continuations after a newline.
+        || '|[eE]''(?:[^''\\]|\\.|''''|''' || joining || ''')*(?:''|\\?$)'
+        -- Other strings (standard_conforming_strings is on): only ''.
+        || '|(?:[nNbBxX]|[uU]&)?''(?:[^'']|'''')*(?:''|$)'
+        || '|(?:[uU]&)?"(?:[^"]|"")*(?:"|$)'
+        || dollar
+        -- A run of words, numbers, operators and white space that holds no
+        -- other token: a word ends it where a quote or &quote follows (E'',
+        -- U&"", ...).
+        || '|' || plain || '(?:' || plain || '|[ \t\n\r\f\v]+(?=' || plain || '))*'
+        || '|' || ident_start || ident_cont || '*'
+        || '|\$[0-9]+'
+        || '|.)[ \t\n\r\f\v]*'
+        || '|[ \t\n\r\f\v]+';
+end;
+$function$;
+
+comment on function toolsdb_private.sql_tokens_pattern(text) is
+'The regular expression that cuts a script into PostgreSQL''s lexical tokens in one pass '
+'(regexp_matches(..., ''g'')): -- and nested /* */ comments, E'''' strings with their escapes '
+'and continuations, other strings, U&"quoted" names, the script''s $tag$ bodies, identifiers, '
+'numbers and parameters, white space and operators. Used by toolsdb_private.sql_statements().';
+
 create or replace function toolsdb_private.sql_statements(script text)
 returns table (statement_no integer, line integer, statement text, skeleton text)
 language plpgsql
@@ -41,150 +121,145 @@ strict
 set search_path = ''
 set standard_conforming_strings = on
 as $function$
--- Splits at top-level semicolons. skeleton is the statement without its
--- comments, with every string and dollar-quoted body reduced to '' and
--- every run of white space to one blank: what the refusal rules read.
--- Identifier characters are PostgreSQL's: letters, digits, _, $ and any
--- non-ASCII character; a SQL-standard body (BEGIN ATOMIC ... END) is not
--- split at its inner semicolons.
+-- Splits at top-level semicolons, token by token (sql_tokens_pattern(): one
+-- regular-expression pass, so time is linear in the script). skeleton is
+-- the statement without its comments, with every string and dollar-quoted
+-- body reduced to '' and every run of white space to one blank: what the
+-- refusal rules read. A SQL-standard body (BEGIN ATOMIC ... END) of CREATE
+-- FUNCTION or PROCEDURE is not split at its inner semicolons.
 declare
-    script_length integer := pg_catalog.length(script);
-    pos integer := 1;
-    next_special integer;
-    chunk_end integer;
-    ch text;
-    tag text;
-    depth integer;
-    first_token integer;
-    shape text := '';
-    escaped boolean;
+    token text;
+    pieces text[] := '{}';
+    shape text[] := '{}';
+    head text[] := '{}';
+    lines_so_far integer := 0;
+    first_line integer;
+    last_word text;
+    atomic_depth integer := 0;
+    open_comment boolean := false;
+    first_char text;
+    found_at integer;
+    ident_cont constant text := '(?:[A-Za-z_0-9$]|[^[:ascii:]])';
+    word_pattern constant text := '(?:[A-Za-z_]|[^[:ascii:]])(?:[A-Za-z_0-9$]|[^[:ascii:]])*';
 begin
     statement_no := 0;
-    loop
-        next_special := pg_catalog.regexp_instr(script, '[-/''"$;]', pos);
-        if next_special = 0 then
-            next_special := script_length + 1;
+    foreach token in array array(
+        select m[1] from pg_catalog.regexp_matches(script, toolsdb_private.sql_tokens_pattern(script), 'g') as m
+    ) loop
+        if open_comment then
+            raise exception 'validate_schema: a /* comment */ is nested more than 4 deep'
+                using errcode = 'program_limit_exceeded';
         end if;
-        if next_special > pos then
-            shape := shape || pg_catalog.substr(script, pos, next_special - pos);
-            if first_token is null and pg_catalog.substr(script, pos, next_special - pos) ~ '\S' then
-                first_token := pos + pg_catalog.regexp_instr(pg_catalog.substr(script, pos, next_special - pos), '\S') - 1;
-            end if;
-        end if;
-        pos := next_special;
-        ch := pg_catalog.substr(script, pos, 1);
-        if ch = ';' and shape ~* '\mbegin\s+atomic\M'
-            and (
-                select pg_catalog.count(*) filter (where w[1] in ('begin', 'case'))
-                    > pg_catalog.count(*) filter (where w[1] = 'end')
-                from pg_catalog.regexp_matches(pg_catalog.lower(shape), '\m(begin|case|end)\M', 'g') as w
-            ) then
-            -- Inside BEGIN ATOMIC ... END: this semicolon ends an inner statement.
-            shape := shape || ch;
-            pos := pos + 1;
-            continue;
-        end if;
-        if pos > script_length or ch = ';' then
-            shape := pg_catalog.btrim(pg_catalog.regexp_replace(shape, '\s+', ' ', 'g'));
-            if shape <> '' then
+        first_char := pg_catalog.left(token, 1);
+        if first_char = ';' and atomic_depth = 0 then
+            if first_line is not null then
                 statement_no := statement_no + 1;
-                line := 1 + toolsdb_private.newlines_before(script, first_token);
-                statement := pg_catalog.rtrim(pg_catalog.substr(script, first_token, pos - first_token), E' \t\r\n');
-                skeleton := shape;
+                line := first_line;
+                statement := pg_catalog.rtrim(pg_catalog.array_to_string(pieces, ''), E' \t\r\n\f\v');
+                skeleton := pg_catalog.btrim(
+                    pg_catalog.regexp_replace(pg_catalog.array_to_string(shape, ''), '\s+', ' ', 'g')
+                );
                 return next;
             end if;
-            exit when pos > script_length;
-            pos := pos + 1;
-            first_token := null;
-            shape := '';
+            pieces := '{}';
+            shape := '{}';
+            head := '{}';
+            first_line := null;
+            last_word := null;
+            -- (the white space after the ';' is part of its token)
+            lines_so_far := lines_so_far + pg_catalog.length(token) - pg_catalog.length(pg_catalog.replace(token, E'\n', ''));
             continue;
         end if;
-        if first_token is null and not (ch in ('-', '/') and pg_catalog.substr(script, pos + 1, 1) = ch)
-            and not (ch = '/' and pg_catalog.substr(script, pos + 1, 1) = '*') then
-            first_token := pos;
-        end if;
-        if ch = '-' and pg_catalog.substr(script, pos + 1, 1) = '-' then
-            chunk_end := pg_catalog.regexp_instr(script, '\n', pos);
-            pos := case when chunk_end = 0 then script_length + 1 else chunk_end + 1 end;
-            shape := shape || ' ';
-        elsif ch = '/' and pg_catalog.substr(script, pos + 1, 1) = '*' then
-            -- Block comments nest in PostgreSQL.
-            depth := 1;
-            pos := pos + 2;
-            while depth > 0 and pos <= script_length loop
-                chunk_end := pg_catalog.regexp_instr(script, '/\*|\*/', pos);
-                if chunk_end = 0 then
-                    pos := script_length + 1;
-                elsif pg_catalog.substr(script, chunk_end, 2) = '/*' then
-                    depth := depth + 1;
-                    pos := chunk_end + 2;
-                else
-                    depth := depth - 1;
-                    pos := chunk_end + 2;
-                end if;
-            end loop;
-            shape := shape || ' ';
-        elsif ch = '''' then
-            -- E'...' strings take backslash escapes; others only ''.
-            escaped := pos > 1 and pg_catalog.lower(pg_catalog.substr(script, pos - 1, 1)) = 'e'
-                and (pos = 2 or pg_catalog.substr(script, pos - 2, 1) !~ '[A-Za-z0-9_$]|[^[:ascii:]]');
-            pos := pos + 1;
-            loop
-                chunk_end := pg_catalog.regexp_instr(script, case when escaped then '[''\\]' else '''' end, pos);
-                if chunk_end = 0 then
-                    pos := script_length + 1;
-                    exit;
-                elsif pg_catalog.substr(script, chunk_end, 1) = '\' then
-                    pos := chunk_end + 2;
-                elsif pg_catalog.substr(script, chunk_end + 1, 1) = '''' then
-                    pos := chunk_end + 2;
-                else
-                    pos := chunk_end + 1;
-                    exit;
-                end if;
-            end loop;
-            shape := shape || '''''';
-        elsif ch = '"' then
-            -- A quoted name, "" inside it standing for one ".
-            chunk_end := pos;
-            loop
-                chunk_end := pg_catalog.regexp_instr(script, '"', chunk_end + 1);
-                if chunk_end = 0 then
-                    chunk_end := script_length;
-                    exit;
-                end if;
-                exit when pg_catalog.substr(script, chunk_end + 1, 1) <> '"';
-                chunk_end := chunk_end + 1;
-            end loop;
-            shape := shape || pg_catalog.substr(script, pos, chunk_end - pos + 1);
-            pos := chunk_end + 1;
-        elsif ch = '$' then
-            tag := pg_catalog.substring(
-                pg_catalog.substr(script, pos, 200), '^\$(?:(?:[A-Za-z_]|[^[:ascii:]])(?:[A-Za-z_0-9]|[^[:ascii:]])*)?\$'
-            );
-            if tag is not null and (pos = 1 or pg_catalog.substr(script, pos - 1, 1) !~ '[A-Za-z0-9_$]|[^[:ascii:]]') then
-                chunk_end := pg_catalog.regexp_instr(
-                    script, pg_catalog.replace(tag, '$', '\$'), pos + pg_catalog.length(tag)
-                );
-                pos := case when chunk_end = 0 then script_length + 1 else chunk_end + pg_catalog.length(tag) end;
-                shape := shape || '''''';
-            else
-                shape := shape || ch;
-                pos := pos + 1;
+        if first_char in (' ', E'\t', E'\n', E'\r', E'\f', E'\v')
+            or (first_char in ('-', '/') and pg_catalog.left(token, 2) in ('--', '/*')) then
+            -- White space or a comment ('/*' alone: one nested too deep, or
+            -- not closed at the end of the script).
+            open_comment := pg_catalog.rtrim(token, E' \t\n\r\f\v') = '/*';
+            shape := shape || ' '::text;
+            if first_line is not null then
+                pieces := pieces || token;
             end if;
         else
-            -- A lone - or /.
-            shape := shape || ch;
-            pos := pos + 1;
+            if first_line is null then
+                first_line := lines_so_far + 1;
+            end if;
+            pieces := pieces || token;
+            if first_char = ''''
+                or (first_char = '$' and pg_catalog.length(token) > 1 and pg_catalog.substr(token, 2, 1) !~ '[0-9]')
+                or (first_char in ('e', 'E', 'n', 'N', 'b', 'B', 'x', 'X') and pg_catalog.substr(token, 2, 1) = '''')
+                or (first_char in ('u', 'U') and pg_catalog.substr(token, 2, 2) = '&''') then
+                -- A string (with its prefix) or a dollar-quoted body: ''.
+                shape := shape || (
+                    pg_catalog.left(token, greatest(pg_catalog.strpos(token, ''''), 1) - 1) || ''''''
+                    || case when pg_catalog.right(token, 1) in (' ', E'\t', E'\n', E'\r', E'\f', E'\v') then ' ' else '' end
+                );
+                last_word := null;
+            else
+                shape := shape || token;
+                if first_char = '"' or (first_char in ('u', 'U') and pg_catalog.substr(token, 2, 2) = '&"') then
+                    last_word := null;
+                else
+                    -- Words of the run, set-based (no loop over the words of a
+                    -- long run): the statement's first four, and BEGIN ATOMIC
+                    -- ... END in CREATE FUNCTION or PROCEDURE (CASE ... END
+                    -- nests in it).
+                    if pg_catalog.cardinality(head) < 4 then
+                        head := head || array(
+                            select pg_catalog.lower(w[1])
+                            from pg_catalog.regexp_matches(token, word_pattern, 'g') as w
+                            limit 4 - pg_catalog.cardinality(head)
+                        );
+                    end if;
+                    if head[1] = 'create' and (
+                        head[2] in ('function', 'procedure')
+                        or (head[2:3] = array['or', 'replace'] and head[4] in ('function', 'procedure'))
+                    ) then
+                        found_at := case
+                            when atomic_depth > 0 then 1
+                            when last_word = 'begin' and token ~* ('^atomic(?!' || ident_cont || ')') then 7
+                            else pg_catalog.regexp_instr(
+                                token,
+                                '(?:^|(?!' || ident_cont || ').)begin[ \t\n\r\f\v]+atomic(?!' || ident_cont || ')',
+                                1, 1, 1, 'i'
+                            )
+                        end;
+                        if found_at > 0 then
+                            select greatest(
+                                greatest(atomic_depth, 1)
+                                + pg_catalog.count(*) filter (where pg_catalog.lower(w[1]) = 'case')
+                                - pg_catalog.count(*) filter (where pg_catalog.lower(w[1]) = 'end'),
+                                0
+                            )
+                            into atomic_depth
+                            from pg_catalog.regexp_matches(pg_catalog.substr(token, found_at), word_pattern, 'g') as w;
+                        end if;
+                    end if;
+                    last_word := pg_catalog.lower(
+                        pg_catalog.substring(token, '(' || word_pattern || ')[ \t\n\r\f\v]*$')
+                    );
+                end if;
+            end if;
+        end if;
+        if pg_catalog.strpos(token, E'\n') > 0 then
+            lines_so_far := lines_so_far + pg_catalog.length(token) - pg_catalog.length(pg_catalog.replace(token, E'\n', ''));
         end if;
     end loop;
+    if first_line is not null then
+        statement_no := statement_no + 1;
+        line := first_line;
+        statement := pg_catalog.rtrim(pg_catalog.array_to_string(pieces, ''), E' \t\r\n\f\v');
+        skeleton := pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.array_to_string(shape, ''), '\s+', ' ', 'g'));
+        return next;
+    end if;
 end;
 $function$;
 
 comment on function toolsdb_private.sql_statements(text) is
-'Splits a SQL script into its statements at top-level semicolons, knowing -- and nested /* */ '
-'comments, '''' and E'''' strings, "quoted" names and $tag$ bodies: number, first line, text, and '
-'a skeleton without comments or string contents (what toolsdb.validate_schema() classifies).';
+'Splits a SQL script into its statements at top-level semicolons as PostgreSQL''s scanner reads '
+'it (-- comments ended by a line feed or a carriage return, nested /* */ comments, '''', E'''' and '
+'U&'''' strings, "quoted" names, $tag$ bodies, BEGIN ATOMIC bodies of functions), in time linear '
+'in the script: number, first line, text, and a skeleton without comments or string contents '
+'(what toolsdb.validate_schema() classifies).';
 
 -- ---------------------------------------------------------------------------
 -- The conventions, as one query over the catalog
@@ -420,10 +495,54 @@ declare
     finding record;
     source_statement integer;
     finding_line integer;
+    -- What the server reads each statement as (its command tag): the kinds
+    -- toolsdb_private.validation_refusal() lets through, and nothing else.
+    definition_tags constant text[] := array[
+        'CREATE TABLE', 'CREATE INDEX', 'CREATE VIEW', 'CREATE TYPE', 'CREATE DOMAIN', 'CREATE SEQUENCE',
+        'CREATE FUNCTION', 'CREATE PROCEDURE', 'CREATE TRIGGER', 'CREATE STATISTICS', 'CREATE POLICY',
+        'ALTER TABLE', 'ALTER INDEX', 'ALTER SEQUENCE', 'ALTER VIEW', 'ALTER TYPE', 'ALTER DOMAIN',
+        'ALTER FUNCTION', 'ALTER PROCEDURE', 'ALTER TRIGGER', 'ALTER STATISTICS', 'ALTER POLICY', 'COMMENT'
+    ];
+    probe refcursor;
+    probe_error text[];
+    server_tag text;
 begin
     begin
         for statement_no in 1 .. coalesce(pg_catalog.array_length(statements, 1), 0) loop
+            -- What the server reads: opening a cursor parses the statement
+            -- as EXECUTE would, and stops before running anything unless it
+            -- is one query (which is refused). "cannot open X query as
+            -- cursor" names the kind X; "multi-query" means that the lexer
+            -- and the server disagree on where statements end.
+            server_tag := null;
+            probe_error := null;
             begin
+                open probe for execute statements[statement_no];
+                close probe;
+                server_tag := 'SELECT';
+            exception
+                when invalid_cursor_definition then
+                    get stacked diagnostics error_message = message_text;
+                    server_tag := coalesce(pg_catalog.substring(error_message, '^cannot open (.*) query as cursor$'), '');
+                when others then
+                    -- It does not parse (or one of several statements does not
+                    -- analyse): the error is the finding, and nothing runs.
+                    get stacked diagnostics
+                        error_message = message_text, error_state = returned_sqlstate, error_hint = pg_exception_hint;
+                    probe_error := array[error_state, error_message, error_hint];
+            end;
+            if server_tag is not null and server_tag <> all(definition_tags) then
+                raise exception 'validate_schema refuses statement % (line %): %', statement_no, lines[statement_no],
+                    case when server_tag = '' then 'the server does not read it as one statement'
+                        else server_tag || ' is not a definition (as the server reads it)' end
+                    using errcode = 'insufficient_privilege',
+                    hint = 'only definitions are validated: CREATE TABLE, INDEX, VIEW, TYPE, DOMAIN, SEQUENCE, '
+                    || 'FUNCTION, TRIGGER; ALTER of those; COMMENT ON';
+            end if;
+            begin
+                if probe_error is not null then
+                    raise exception using errcode = probe_error[1], message = probe_error[2], hint = coalesce(probe_error[3], '');
+                end if;
                 execute statements[statement_no];
             exception
                 when lock_not_available or deadlock_detected or serialization_failure or query_canceled then

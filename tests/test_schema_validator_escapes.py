@@ -1,0 +1,278 @@
+"""Escapes from the schema validator (hardening item 3): what its refusal
+rules refuse never runs (the lexer splits as PostgreSQL's scanner does, and
+what the server reads is checked again before it runs).
+
+Isolation: tests run in ``tx``, a transaction on one clone per module and
+major that is always rolled back; a session-level advisory lock is not
+undone by a rollback, so the tests that look for one release them all.
+"""
+
+from __future__ import annotations
+
+import random
+
+import psycopg
+import pytest
+from pglast import parser as pg_parser
+
+from toolsdb import validator
+
+from .dbhelpers import expect_error, scalar
+from .validatorhelpers import DENIED, statements, validate
+
+WHITE = " \t\r\n\f\v"
+
+# Pieces of scripts that PostgreSQL's scanner reads in ways a naive lexer
+# does not: comments ended by \r, nested comments, strings of every kind and
+# their escapes, quoted names, dollar quotes and what only looks like one.
+PIECES = [
+    "create table t (a int)",
+    "comment on table t is 'a;b'",
+    "comment on table t is E'a\\';b'",
+    "comment on table t is 'a\\'",
+    ";",
+    " ",
+    "\n",
+    "\r",
+    "\r\n",
+    "\t",
+    "-- c;\n",
+    "-- c;\r",
+    "--\r",
+    "--",
+    "/* x; /* y; */ z; */",
+    "/**/",
+    "/*/ */",
+    "/***/",
+    "*/",
+    "*/*",
+    "**/",
+    "+/*",
+    "/",
+    "*",
+    "-",
+    "+-",
+    '"a;b"',
+    '"begin atomic"',
+    '"x""y;"',
+    'u&"x;"',
+    "u&'a;'",
+    "U&'\\0041;'",
+    "e'\\\\'",
+    "E'\\\\\\''",
+    "E'a'\n'\\'; '",
+    "E'x'\r\n  -- c\n'\\';'",
+    "'a'\n'b;'",
+    "'it''s; x'",
+    "b'01'",
+    "x'1f'",
+    "n'x;'",
+    "$$ x; $$",
+    "$a$ y; $$ ; $a$",
+    "$é$ z; $é$",
+    "1$b$ ; $b$",
+    "x$a$",
+    "$a$",
+    "$$",
+    "$1",
+    "select 1",
+    "1e5",
+    "abc",
+    "é",
+    "begin atomic",
+    "'",
+    '"',
+    "e'",
+    "\\",
+]
+
+
+def scanner_split(script: str) -> list[tuple[int, str]]:
+    """The statements of a script as PostgreSQL's own scanner (libpg_query,
+    through pglast) delimits them, with their first lines: from the first
+    token that is not a comment to the last character before a ';' token,
+    trailing white space left out. Raises pglast's ParseError for what the
+    scanner refuses."""
+    found: list[tuple[int, str]] = []
+    first = None
+    for token in [*pg_parser.scan(script), None]:
+        if token is None or token.name == "ASCII_59":
+            if first is not None:
+                end = len(script) if token is None else token.start
+                found.append((script.count("\n", 0, first) + 1, script[first:end].rstrip(WHITE)))
+            first = None
+        elif token.name not in ("SQL_COMMENT", "C_COMMENT") and first is None:
+            first = token.start
+    return found
+
+
+def lexer_split(conn: psycopg.Connection, script: str) -> list[tuple[int, str]]:
+    return [(s["line"], s["statement"]) for s in statements(conn, script)]
+
+
+def test_the_lexer_splits_generated_scripts_as_postgresql_scans_them(tx: psycopg.Connection) -> None:
+    generator = random.Random(3)
+    compared = 0
+    for _ in range(1500):
+        script = "".join(generator.choice(PIECES) for _ in range(generator.randint(1, 10)))
+        try:
+            expected = scanner_split(script)
+        except pg_parser.ParseError:
+            continue  # PostgreSQL refuses the script (an unclosed string, ...): nothing to compare
+        compared += 1
+        assert lexer_split(tx, script) == expected, f"The lexer should split {script!r} as PostgreSQL does."
+    assert compared > 300, "Enough generated scripts should be compared."
+
+
+FUNCTION_PIECES = [
+    "create table t (a int)",
+    "create function f() returns int language sql begin atomic select 1; end",
+    "create or replace function g() returns int language sql\nbegin atomic\n"
+    "  select case when true then 1 else 2 end;\n  select 2;\nend",
+    "create procedure p() language sql begin /* c; */ atomic insert into t values (1); end",
+    'create table "begin atomic" (a int)',
+    "create table t (begin int, atomic int)",
+    "comment on table t is 'begin atomic; end'",
+    "create function h() returns int language sql as $$ select 1; $$",
+]
+
+
+def test_the_lexer_splits_function_bodies_as_the_parser_does(tx: psycopg.Connection) -> None:
+    generator = random.Random(5)
+    for _ in range(150):
+        pieces = [generator.choice(FUNCTION_PIECES) for _ in range(generator.randint(1, 5))]
+        script = "".join(piece + generator.choice([";", ";\n", " ;\r", "; -- x;\r"]) for piece in pieces)
+        expected = [s.rstrip(WHITE) for s in pg_parser.split(script)]
+        assert [text for _, text in lexer_split(tx, script)] == expected, (
+            f"The lexer should split {script!r} as the parser does."
+        )
+
+
+def advisory_locks(conn: psycopg.Connection) -> int:
+    return scalar(conn, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()")
+
+
+# The reproductions of the issue: a statement the rules refuse, hidden from
+# the old lexer after a definition. Each takes a session advisory lock, which
+# a rollback does not undo, so whether it ran can be seen afterwards.
+SMUGGLED = [
+    pytest.param(
+        "create table t (id integer primary key) -- a comment ended by a carriage return\r;\n"
+        "do $$ begin perform pg_advisory_lock(4242); perform pg_sleep(0); end $$;\n"
+        "create table u (id integer primary key) -- \n",
+        2,
+        "DO",
+        id="cr-ended-comment",
+    ),
+    pytest.param(
+        'create table "begin atomic" (id integer primary key);\n'
+        "select pg_advisory_lock(4242), pg_sleep(0);\n"
+        "create table u (id integer primary key)",
+        2,
+        "SELECT",
+        id="quoted-begin-atomic",
+    ),
+    pytest.param(
+        'create table "begin atomic" (id integer primary key);\n'
+        "create table filler (a integer primary key);\n"
+        "insert into filler select g from generate_series(1, 20000) as g;\n"
+        "do $$ begin perform pg_advisory_lock(4242); end $$;\n"
+        "create table u (id integer primary key)",
+        3,
+        "INSERT",
+        id="quoted-begin-atomic-insert",
+    ),
+]
+
+
+@pytest.mark.parametrize(("script", "number", "kind"), SMUGGLED)
+def test_a_statement_hidden_from_the_old_lexer_is_refused_and_never_runs(
+    tx: psycopg.Connection, script: str, number: int, kind: str
+) -> None:
+    try:
+        error = expect_error(tx, DENIED, lambda: validate(tx, script))
+        assert error.diag.message_primary.startswith(f"validate_schema refuses statement {number} "), (
+            f"The {kind} statement should be refused: {error.diag.message_primary}"
+        )
+        assert advisory_locks(tx) == 0, f"The {kind} statement should never have run."
+    finally:
+        tx.execute("select pg_advisory_unlock_all()")
+
+
+@pytest.mark.parametrize(("script", "number", "kind"), SMUGGLED)
+def test_python_refuses_a_statement_hidden_from_the_old_lexer(
+    tx: psycopg.Connection, script: str, number: int, kind: str
+) -> None:
+    try:
+        with pytest.raises(validator.ValidationRefused, match=f"^refused: statement {number} "):
+            validator.validate(tx, script)
+        assert advisory_locks(tx) == 0, f"The {kind} statement should never have run."
+    finally:
+        tx.execute("select pg_advisory_unlock_all()")
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        pytest.param(
+            "create table t (a integer primary key); select pg_advisory_lock(4242)",
+            "the server does not read it as one statement",
+            id="two-statements",
+        ),
+        pytest.param(
+            "create table t (a integer primary key); create table u (b text); do $$ begin perform 1; end $$",
+            "the server does not read it as one statement",
+            id="three-statements",
+        ),
+        pytest.param(
+            "do $$ begin perform pg_advisory_lock(4242); end $$",
+            "DO is not a definition (as the server reads it)",
+            id="do",
+        ),
+        pytest.param(
+            "select pg_advisory_lock(4242)", "SELECT is not a definition (as the server reads it)", id="select"
+        ),
+        pytest.param(
+            "create table t as select pg_advisory_lock(4242) as a",
+            "CREATE TABLE AS is not a definition (as the server reads it)",
+            id="create-table-as",
+        ),
+    ],
+)
+def test_what_the_server_reads_is_checked_again_before_it_runs(
+    tx: psycopg.Connection, statement: str, reason: str
+) -> None:
+    # Defence in depth, below the lexer: validate_execute() is given the text
+    # to run as one statement, whatever the lexer made of it.
+    try:
+        error = expect_error(
+            tx,
+            DENIED,
+            lambda: tx.execute("select toolsdb_private.validate_execute(array[%s], array[1])", (statement,)),
+        )
+        assert error.diag.message_primary == f"validate_schema refuses statement 1 (line 1): {reason}"
+        assert advisory_locks(tx) == 0, "Nothing of the refused statement should have run."
+    finally:
+        tx.execute("select pg_advisory_unlock_all()")
+
+
+def test_an_unparsable_text_of_several_statements_runs_none(tx: psycopg.Connection) -> None:
+    # The check parses and analyses every statement of the text before any
+    # runs; a text that fails there is a finding, and none of it runs (EXECUTE
+    # would run the first before analysing the second).
+    statement = "create table later (a integer primary key); select pg_advisory_lock(4242) from later"
+    try:
+        findings = scalar(tx, "select toolsdb_private.validate_execute(array[%s], array[1])", (statement,))
+        assert [f["rule"] for f in findings] == ["execute"], findings
+        assert 'relation "later" does not exist' in findings[0]["message"]
+        assert advisory_locks(tx) == 0
+    finally:
+        tx.execute("select pg_advisory_unlock_all()")
+
+
+def test_a_comment_nested_deeper_than_the_lexer_follows_is_one_line_error(tx: psycopg.Connection) -> None:
+    script = "create table t (a integer primary key) /* 1 /* 2 /* 3 /* 4 /* 5 */ */ */ */ */"
+    error = expect_error(tx, "54000", lambda: statements(tx, script))
+    assert error.diag.message_primary == "validate_schema: a /* comment */ is nested more than 4 deep"
+    four = "create table t (a integer primary key) /* 1 /* 2 /* 3 /* 4 */ */ ; */ */;\nselect 1"
+    assert [s["line"] for s in statements(tx, four)] == [1, 2]
