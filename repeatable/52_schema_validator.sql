@@ -154,6 +154,10 @@ begin
         if first_char = ';' and atomic_depth = 0 then
             if first_line is not null then
                 statement_no := statement_no + 1;
+                if statement_no > 10000 then
+                    raise exception 'validate_schema: the script holds more than 10000 statements'
+                        using errcode = 'program_limit_exceeded';
+                end if;
                 line := first_line;
                 statement := pg_catalog.rtrim(pg_catalog.array_to_string(pieces, ''), E' \t\r\n\f\v');
                 skeleton := pg_catalog.btrim(
@@ -506,6 +510,17 @@ declare
     probe refcursor;
     probe_error text[];
     server_tag text;
+    -- The time the validation may take, checked after each statement
+    -- (statement_timeout set inside a running statement does not apply to
+    -- it). The setting toolsdb.validate_budget_ms may only lower it.
+    started constant timestamptz := pg_catalog.clock_timestamp();
+    budget constant interval := pg_catalog.make_interval(secs => least(
+        coalesce(
+            pg_catalog.substring(pg_catalog.current_setting('toolsdb.validate_budget_ms', true), '^\s*(\d{1,9})\s*$')::integer,
+            20000
+        ),
+        20000
+    ) / 1000.0);
 begin
     begin
         for statement_no in 1 .. coalesce(pg_catalog.array_length(statements, 1), 0) loop
@@ -571,6 +586,11 @@ begin
                     failed := true;
             end;
             exit when failed;
+            if statement_no < pg_catalog.array_length(statements, 1) and pg_catalog.clock_timestamp() - started > budget then
+                raise exception 'validate_schema: stopped after statement % of %: the validation took more than %',
+                    statement_no, pg_catalog.array_length(statements, 1), budget
+                    using errcode = 'query_canceled', hint = 'validate the script in smaller parts';
+            end if;
             select made || coalesce(pg_catalog.jsonb_object_agg(n.made_key, statement_no), '{}')
             into made
             from (
@@ -690,7 +710,6 @@ as $function$
 declare
     head text := pg_catalog.lower(skeleton);
     flat text;
-    previous text;
 begin
     if script_defines_functions
         and (
@@ -705,12 +724,16 @@ begin
     end if;
     if head ~ '^create (or replace )?(temp |temporary |unlogged )?table ' then
         -- CREATE TABLE ... AS runs its query: look for a top-level AS.
-        flat := head;
-        loop
-            previous := flat;
-            flat := pg_catalog.regexp_replace(flat, '\([^()]*\)', '', 'g');
-            exit when flat = previous;
-        end loop;
+        -- (what is outside every parenthesis, in one pass over the statement)
+        select pg_catalog.string_agg(p.piece, '' order by p.n)
+        into flat
+        from (
+            select
+                r.m[1] as piece, r.n,
+                pg_catalog.sum(case r.m[1] when '(' then 1 when ')' then -1 else 0 end) over (order by r.n) as depth
+            from pg_catalog.regexp_matches(head, '[()]|[^()]+', 'g') with ordinality as r (m, n)
+        ) as p
+        where p.depth <= 0 and p.piece not in ('(', ')');
         if flat ~ '\m(as|execute)\M' then
             return 'CREATE TABLE ... AS runs a query';
         end if;

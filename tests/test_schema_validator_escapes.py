@@ -1,24 +1,29 @@
 """Escapes from the schema validator (hardening item 3): what its refusal
 rules refuse never runs (the lexer splits as PostgreSQL's scanner does, and
-what the server reads is checked again before it runs).
+what the server reads is checked again before it runs); its time is linear
+in the script and capped.
 
 Isolation: tests run in ``tx``, a transaction on one clone per module and
-major that is always rolled back; a session-level advisory lock is not
-undone by a rollback, so the tests that look for one release them all.
+major that is always rolled back (``db``, a fresh clone, where the CLI runs);
+a session-level advisory lock is not undone by a rollback, so the tests that
+look for one release them all.
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import psycopg
 import pytest
 from pglast import parser as pg_parser
 
 from toolsdb import validator
+from toolsdb.errors import ToolsdbError
 
+from .conftest import Pg, run_cli
 from .dbhelpers import expect_error, scalar
-from .validatorhelpers import DENIED, statements, validate
+from .validatorhelpers import DENIED, assert_no_traceback, statements, stored, validate
 
 WHITE = " \t\r\n\f\v"
 
@@ -276,3 +281,91 @@ def test_a_comment_nested_deeper_than_the_lexer_follows_is_one_line_error(tx: ps
     assert error.diag.message_primary == "validate_schema: a /* comment */ is nested more than 4 deep"
     four = "create table t (a integer primary key) /* 1 /* 2 /* 3 /* 4 */ */ ; */ */;\nselect 1"
     assert [s["line"] for s in statements(tx, four)] == [1, 2]
+
+
+# ---------------------------------------------------------------------------
+# (c) Time: linear in the script, and capped
+# ---------------------------------------------------------------------------
+
+
+def lexing_seconds(conn: psycopg.Connection, script: str) -> float:
+    """The server's own time to split the script (no client or network time),
+    the best of three: the machine is shared, so the least disturbed run."""
+    return min(
+        scalar(
+            conn,
+            "select extract(epoch from clock_timestamp() - s.at) "
+            "from (select clock_timestamp() as at) as s, "
+            "lateral (select count(*) from toolsdb_private.sql_statements(%s)) as n "
+            "where n.count >= 0",
+            (script,),
+        )
+        for _ in range(3)
+    )
+
+
+@pytest.mark.parametrize(
+    ("piece", "repeat"),
+    [
+        pytest.param("-- c\n", 8_000, id="line-comments"),  # the issue's 40,000 characters, then 320,000
+        pytest.param("'' ", 12_000, id="strings"),
+        pytest.param("/* a /* b */ c */ ", 2_000, id="nested-comments"),
+        pytest.param("$a$ x $a$ e'\\'' ", 2_000, id="dollar-and-e-strings"),
+        pytest.param("create table t (a integer primary key, b text) ", 1_000, id="one-long-statement"),
+    ],
+)
+def test_the_lexer_takes_time_linear_in_the_script(tx: psycopg.Connection, piece: str, repeat: int) -> None:
+    # Eight times the script should take about eight times as long; the old
+    # lexer copied the rest of the script at every token (40,000 characters
+    # of "-- c" lines took 26 s, 64 times as long would be quadratic). The
+    # bound is generous for a shared, noisy machine.
+    small = lexing_seconds(tx, piece * repeat)
+    large = lexing_seconds(tx, piece * (8 * repeat))
+    assert large < 24 * max(small, 0.005), (
+        f"Eight times the script took {large / max(small, 1e-9):.1f} times as long ({small:.3f} s, {large:.3f} s)."
+    )
+
+
+def test_a_script_of_more_than_10000_statements_is_a_one_line_error(tx: psycopg.Connection) -> None:
+    script = "comment on table t is 'x';\n" * 10_001
+    error = expect_error(tx, "54000", lambda: validate(tx, script))
+    assert error.diag.message_primary == "validate_schema: the script holds more than 10000 statements"
+    assert len(statements(tx, "comment on table t is 'x';\n" * 10_000)) == 10_000
+
+
+def test_the_time_budget_stops_a_validation_between_statements(tx: psycopg.Connection) -> None:
+    # statement_timeout set by a running function does not apply to it: the
+    # validator checks its budget after each statement. A budget of 0 ms is
+    # spent after the first.
+    tx.execute("set local toolsdb.validate_budget_ms = 0")
+    script = "create table t (a integer primary key);\ncreate table u (b integer primary key)"
+    error = expect_error(tx, "57014", lambda: validate(tx, script))
+    assert error.diag.message_primary == (
+        "validate_schema: stopped after statement 1 of 2: the validation took more than 00:00:00"
+    )
+    assert stored(tx, script) == [], "A validation stopped by its budget should keep no report."
+
+
+def test_the_time_budget_setting_can_only_lower_the_budget(tx: psycopg.Connection) -> None:
+    tx.execute("set local toolsdb.validate_budget_ms = 999999999")
+    assert validate(tx, "create table t (a integer primary key);\ncomment on table t is 'T.'")["statements"] == 2
+    tx.execute("set local toolsdb.validate_budget_ms = 'soon'")
+    assert validate(tx, "create table v (a integer primary key);\ncomment on table v is 'V.'")["statements"] == 2
+
+
+def test_python_and_the_cli_report_a_spent_budget_in_one_line(pg: Pg, db: str, tmp_path: Path) -> None:
+    script = "create table t (a integer primary key);\ncreate table u (b integer primary key)\n"
+    with (
+        psycopg.connect(pg.conninfo(db), options="-c toolsdb.validate_budget_ms=0") as conn,
+        pytest.raises(ToolsdbError, match=r"^validate_schema: stopped after statement 1 of 2: .*nothing was stored"),
+    ):
+        validator.validate(conn, script)
+    path = tmp_path / "two.sql"
+    path.write_text(script)
+    result = run_cli(
+        "validate", str(path), "--database", pg.url(db), env={"PGOPTIONS": "-c toolsdb.validate_budget_ms=0"}
+    )
+    assert result.returncode != 0
+    assert_no_traceback(result)
+    assert "stopped after statement 1 of 2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

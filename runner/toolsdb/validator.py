@@ -100,6 +100,11 @@ def validate(conn: psycopg.Connection, sql: str, refresh: bool = False) -> dict[
         raise ToolsdbError(f"{message} (SQLSTATE 42501): the role needs toolsdb_app to validate") from None
     except (psycopg.errors.InvalidParameterValue, psycopg.errors.ProgramLimitExceeded) as exc:
         raise ToolsdbError(exc.diag.message_primary or str(exc)) from None
+    except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+        # Over its time budget, or a lock it waited for too long: no report
+        # was kept, and the same script may pass another time.
+        message = exc.diag.message_primary or str(exc)
+        raise ToolsdbError(f"{message} (SQLSTATE {exc.sqlstate}): nothing was stored; try again") from None
     return report
 
 
