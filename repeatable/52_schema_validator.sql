@@ -510,9 +510,13 @@ declare
     probe refcursor;
     probe_error text[];
     server_tag text;
+    routine text;
     -- The time the validation may take, checked after each statement
     -- (statement_timeout set inside a running statement does not apply to
-    -- it). The setting toolsdb.validate_budget_ms may only lower it.
+    -- it), and the time it may go on once it holds a lock on a table outside
+    -- the scratch schema (the application waits on it). The settings
+    -- toolsdb.validate_budget_ms and toolsdb.validate_lock_budget_ms may
+    -- only lower them.
     started constant timestamptz := pg_catalog.clock_timestamp();
     budget constant interval := pg_catalog.make_interval(secs => least(
         coalesce(
@@ -521,7 +525,22 @@ declare
         ),
         20000
     ) / 1000.0);
+    lock_budget constant interval := pg_catalog.make_interval(secs => least(
+        coalesce(
+            pg_catalog.substring(
+                pg_catalog.current_setting('toolsdb.validate_lock_budget_ms', true), '^\s*(\d{1,9})\s*$'
+            )::integer,
+            1000
+        ),
+        1000
+    ) / 1000.0);
+    locks_before oid[];
+    locked_table text;
+    locked_since timestamptz;
 begin
+    select pg_catalog.array_agg(l.relation) into locks_before
+    from pg_catalog.pg_locks as l
+    where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'relation';
     begin
         for statement_no in 1 .. coalesce(pg_catalog.array_length(statements, 1), 0) loop
             -- What the server reads: opening a cursor parses the statement
@@ -576,9 +595,16 @@ begin
                         'line', lines[statement_no] + toolsdb_private.newlines_before(statements[statement_no], found_at),
                         'message', error_message || coalesce('; ' || nullif(error_hint, ''), '')
                         || ' (SQLSTATE ' || error_state || ')'
-                        || case when error_state = '42501' then
-                            '; statements run as toolsdb_validator, which creates only in its scratch schema '
-                            || '(leave names unqualified) and may reference toolsdb tables' else '' end
+                        || case
+                            when error_state = '42501' and error_message ~ '^permission denied for (function|procedure)' then
+                                '; the functions a script defines are not run while it is validated, and PostgreSQL '
+                                || 'would run this one now (a default of ADD COLUMN, a partition bound, or a call with '
+                                || 'constant arguments that it computes ahead): validate the function on its own'
+                            when error_state = '42501' then
+                                '; statements run as toolsdb_validator, which creates only in its scratch schema '
+                                || '(leave names unqualified) and may reference toolsdb tables'
+                            else ''
+                        end
                         || case when statement_no < pg_catalog.array_length(statements, 1)
                             then '; the statements after it were not run' else '' end,
                         'object', null
@@ -586,10 +612,52 @@ begin
                     failed := true;
             end;
             exit when failed;
-            if statement_no < pg_catalog.array_length(statements, 1) and pg_catalog.clock_timestamp() - started > budget then
-                raise exception 'validate_schema: stopped after statement % of %: the validation took more than %',
-                    statement_no, pg_catalog.array_length(statements, 1), budget
-                    using errcode = 'query_canceled', hint = 'validate the script in smaller parts';
+            if server_tag in ('CREATE FUNCTION', 'CREATE PROCEDURE') then
+                -- The script's functions are defined, never run: PostgreSQL
+                -- evaluates some expressions while defining (an ADD COLUMN
+                -- default, a partition bound, calls with constant arguments
+                -- in an index or generated column), and must not run the
+                -- script's code there. Trigger functions keep EXECUTE, which
+                -- CREATE TRIGGER needs; they run only on rows, and no row is
+                -- ever written.
+                for routine in
+                    select p.oid::pg_catalog.regprocedure::text
+                    from pg_catalog.pg_proc as p
+                    where p.pronamespace = 'toolsdb_scratch'::regnamespace
+                        and p.prorettype not in ('pg_catalog.trigger'::regtype, 'pg_catalog.event_trigger'::regtype)
+                        and pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
+                loop
+                    execute pg_catalog.format('revoke execute on routine %s from public, toolsdb_validator', routine);
+                end loop;
+            end if;
+            if locked_since is null then
+                select pg_catalog.format('%I.%I', n.nspname, c.relname) into locked_table
+                from pg_catalog.pg_locks as l
+                inner join pg_catalog.pg_class as c on l.relation = c.oid
+                inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
+                where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'relation'
+                    and n.nspname not in ('toolsdb_scratch', 'pg_catalog', 'pg_toast') and n.nspname !~ '^pg_(toast_)?temp_'
+                    and l.relation <> all(coalesce(locks_before, '{}'))
+                order by c.relkind not in ('r', 'p'), c.relname
+                limit 1;
+                if found then
+                    locked_since := pg_catalog.clock_timestamp();
+                end if;
+            end if;
+            if statement_no < pg_catalog.array_length(statements, 1) and (
+                pg_catalog.clock_timestamp() - started > budget
+                or pg_catalog.clock_timestamp() - locked_since > lock_budget
+            ) then
+                raise exception 'validate_schema: stopped after statement % of %: %', statement_no,
+                    pg_catalog.array_length(statements, 1),
+                    case when pg_catalog.clock_timestamp() - started > budget
+                        then 'the validation took more than ' || budget::text
+                        else 'it has held a lock on ' || locked_table || ' for more than ' || lock_budget::text
+                            || ', which the application waits on'
+                    end
+                    using errcode = 'query_canceled',
+                    hint = 'validate the script in smaller parts, and put the statements that reference toolsdb '
+                    || 'tables last';
             end if;
             select made || coalesce(pg_catalog.jsonb_object_agg(n.made_key, statement_no), '{}')
             into made
@@ -691,12 +759,59 @@ $owner$;
 -- The entry point
 -- ---------------------------------------------------------------------------
 
+create or replace function toolsdb_private.evaluated_call(skeleton text)
+returns text
+language sql
+stable
+strict
+set search_path = ''
+as $function$
+    -- The first function a statement calls with constant arguments only
+    -- (literals, casts, signs, parentheses), other than a few cheap ones, or
+    -- null. PostgreSQL computes such a call while defining, where it
+    -- evaluates an expression or simplifies it ahead (constant folding): an
+    -- ADD COLUMN default, a partition key, an index, generated column or
+    -- constraint expression. Keywords and type names before "(" are no calls.
+    select c.name
+    from pg_catalog.regexp_matches(
+        pg_catalog.lower(skeleton),
+        '(?:^|[^a-z0-9_$.:"])((?:"?[a-z_][a-z0-9_$]*"?\s*\.\s*)?"?[a-z_][a-z0-9_$]*"?)\s*\('
+        || '((?:\s|(?:[enbx]|u&)?''''|[-+()]|[0-9][0-9a-z_.]*|,|\m(?:true|false|null)\M|::\s*[a-z_][a-z0-9_]*)*)\)',
+        'g'
+    ) with ordinality as m (found, n)
+    cross join lateral (
+        select pg_catalog.regexp_replace(pg_catalog.replace(m.found[1], '"', ''), '^pg_catalog\s*\.\s*', '') as name
+    ) as c
+    where c.name not in (
+        -- keywords before "("
+        'in', 'values', 'check', 'default', 'unique', 'key', 'exists', 'any', 'all', 'some', 'row', 'array', 'and',
+        'or', 'not', 'as', 'on', 'using', 'include', 'with', 'where', 'references', 'table', 'index', 'by', 'from',
+        'to', 'varying', 'precision', 'zone', 'identity', 'distinct', 'exclude', 'filter', 'over', 'character',
+        'decimal', 'dec', 'float', 'nchar',
+        -- cheap functions, common in defaults
+        'now', 'current_setting', 'nextval', 'gen_random_uuid', 'uuidv4', 'uuidv7', 'clock_timestamp',
+        'statement_timestamp', 'transaction_timestamp', 'random', 'coalesce', 'nullif', 'greatest', 'least'
+    )
+        -- a type with its modifier: varchar(20), numeric(10, 2), vector(3)
+        and not exists (
+            select from pg_catalog.pg_type as t where t.typname = pg_catalog.substring(c.name, '([^.\s]*)$')
+        )
+    order by m.n
+    limit 1;
+$function$;
+
+comment on function toolsdb_private.evaluated_call(text) is
+'The first function a statement (its skeleton from sql_statements) calls with constant arguments '
+'only, other than a few cheap ones (now, current_setting, nextval, gen_random_uuid, ...), or null: '
+'PostgreSQL computes such a call while defining (an ADD COLUMN default, constant folding of an '
+'index, generated column, partition key or constraint expression), so the validator refuses it.';
+
 create or replace function toolsdb_private.validation_refusal(
     skeleton text, script_defines_functions boolean default false
 )
 returns text
 language plpgsql
-immutable
+stable
 strict
 set search_path = ''
 as $function$
@@ -710,6 +825,8 @@ as $function$
 declare
     head text := pg_catalog.lower(skeleton);
     flat text;
+    bound text;
+    called text;
 begin
     if script_defines_functions
         and (
@@ -717,7 +834,36 @@ begin
             or head ~ '\mfor values\M'
         ) then
         return 'ALTER TABLE ... ADD COLUMN or a partition bound would evaluate its expressions now, and this script '
-            || 'defines functions they could call; validate the functions in a script of their own';
+            || 'defines functions or domains whose code they could run; validate those in a script of their own';
+    end if;
+    if head ~ '\mfor values\M' then
+        -- A bound is evaluated as the partition is defined, whatever it
+        -- calls (pg_sleep, an advisory lock): literals only.
+        -- (what follows the bound: PARTITION BY, USING, TABLESPACE and
+        -- storage parameters name = value)
+        bound := pg_catalog.regexp_replace(
+            pg_catalog.substring(head, '\mfor values\M(.*)$'), '\m(partition by|using|tablespace)\M.*$', ''
+        );
+        if pg_catalog.regexp_replace(
+            bound,
+            '(?:[enbx]|u&)?''''|[-+]?[0-9][0-9a-z_.]*|::\s*[a-z_][a-z0-9_]*|[(),\s]'
+            || '|\m(?:from|to|in|with|minvalue|maxvalue|null|true|false|modulus|remainder)\M'
+            || '|\m[a-z_][a-z0-9_.]*\s*=\s*(?:''''|[0-9.]+|[a-z_]+)',
+            '',
+            'g'
+        ) <> '' then
+            return 'a partition bound is evaluated when it is defined: write it with literals only (no function, '
+                || 'operator or subquery), e.g. for values from (''2024-01-01'') to (''2024-02-01'')';
+        end if;
+    end if;
+    if head ~ '^(create (unique )?index|alter table|alter domain) '
+        or (head ~ '^create ' and head ~ '\m(generated|partition by)\M') then
+        called := toolsdb_private.evaluated_call(skeleton);
+        if called is not null then
+            return 'calls ' || called || '() with constant arguments, which PostgreSQL computes while defining (an '
+                || 'ADD COLUMN default, or an index, generated column, partition key or constraint expression it '
+                || 'simplifies ahead): write the value itself';
+        end if;
     end if;
     if head ~ '^alter ' and head ~ '\m(owner to|set schema)\M' then
         return 'ALTER ... OWNER TO / SET SCHEMA is not a definition';
@@ -796,6 +942,7 @@ declare
     reason text;
     defines_functions boolean;
     findings jsonb;
+    advisory_before boolean;
     errors integer;
     warnings integer;
 begin
@@ -825,9 +972,10 @@ begin
     if statements is null then
         raise exception 'validate_schema: the script holds only comments' using errcode = 'invalid_parameter_value';
     end if;
+    -- (a domain's CHECK runs too, where a value is coerced to it)
     defines_functions := exists (
         select from pg_catalog.unnest(skeletons) as k (skeleton)
-        where k.skeleton ~* '^create (or replace )?(function|procedure) '
+        where k.skeleton ~* '^(create (or replace )?(function|procedure|domain)|alter domain) '
     );
     for statement_no in 1 .. pg_catalog.cardinality(statements) loop
         reason := toolsdb_private.validation_refusal(skeletons[statement_no], defines_functions);
@@ -839,7 +987,24 @@ begin
         end if;
     end loop;
 
-    findings := toolsdb_private.validate_execute(statements, lines);
+    -- Nothing the statements run can take a session-level advisory lock (a
+    -- rollback does not undo one); should one appear all the same, it goes.
+    advisory_before := exists (
+        select from pg_catalog.pg_locks as l
+        where l.pid = pg_catalog.pg_backend_pid() and l.locktype = 'advisory'
+    );
+    begin
+        findings := toolsdb_private.validate_execute(statements, lines);
+    exception
+        when others then
+            if not advisory_before then
+                perform pg_catalog.pg_advisory_unlock_all();
+            end if;
+            raise;
+    end;
+    if not advisory_before then
+        perform pg_catalog.pg_advisory_unlock_all();
+    end if;
     select
         pg_catalog.count(*) filter (where f ->> 'severity' = 'error'),
         pg_catalog.count(*) filter (where f ->> 'severity' = 'warning')

@@ -369,3 +369,204 @@ def test_python_and_the_cli_report_a_spent_budget_in_one_line(pg: Pg, db: str, t
     assert_no_traceback(result)
     assert "stopped after statement 1 of 2" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ---------------------------------------------------------------------------
+# (b) What PostgreSQL evaluates while defining, and the locks a validation holds
+# ---------------------------------------------------------------------------
+
+PARTITIONED = "create table p (id integer primary key) partition by range (id);\n"
+
+
+def other_backends_advisory_locks(pg: Pg, conn: psycopg.Connection) -> list[int]:
+    """The advisory locks that the backend of ``conn`` holds, seen from another connection."""
+    pid = conn.info.backend_pid
+    with psycopg.connect(pg.conninfo(conn.info.dbname), autocommit=True) as other:
+        return [
+            r[0] for r in other.execute("select objid from pg_locks where locktype = 'advisory' and pid = %s", (pid,))
+        ]
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        pytest.param("from (1) to (pg_sleep(3)::text::integer + 2)", id="pg-sleep"),
+        pytest.param("from (1) to (pg_try_advisory_lock(42)::integer + 2)", id="advisory-lock"),
+        pytest.param("from (1) to (1 + 1)", id="operator"),
+        pytest.param("from (1) to ((select 2))", id="subquery"),
+        pytest.param("from (minvalue) to (length(repeat('x', 5)))", id="nested-call"),
+        pytest.param('from (1) to ("pg_sleep"(3)::text::integer)', id="quoted-name"),
+    ],
+)
+def test_a_partition_bound_that_is_not_literals_is_refused_and_leaves_no_lock(
+    pg: Pg, tx: psycopg.Connection, bound: str
+) -> None:
+    script = f"{PARTITIONED}create table p1 partition of p for values {bound}"
+    try:
+        error = expect_error(tx, DENIED, lambda: validate(tx, script))
+        assert error.diag.message_primary.startswith(
+            "validate_schema refuses statement 2 (line 2): a partition bound is evaluated when it is defined"
+        ), error.diag.message_primary
+        assert other_backends_advisory_locks(pg, tx) == [], "No advisory lock should be left behind."
+    finally:
+        tx.execute("select pg_advisory_unlock_all()")
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        pytest.param("from (1) to (100)", id="numbers"),
+        pytest.param("from (minvalue) to (-5)", id="minvalue"),
+        pytest.param("from ('1') to ('2'::integer)", id="strings-and-casts"),
+        pytest.param("in (1, 2, 3)", id="list"),
+        pytest.param("with (modulus 4, remainder 0)", id="hash"),
+    ],
+)
+def test_a_partition_bound_of_literals_is_validated(tx: psycopg.Connection, bound: str) -> None:
+    kind = "hash" if "modulus" in bound else "list" if bound.startswith("in") else "range"
+    script = (
+        f"create table p (id integer primary key) partition by {kind} (id);\n"
+        f"create table p1 partition of p for values {bound}"
+    )
+    report = validate(tx, script)
+    assert [f for f in report["findings"] if f["rule"] in ("execute", "syntax")] == [], report["findings"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "function"),
+    [
+        pytest.param(
+            "alter table t add column c integer default length(md5(repeat('x', 300000000)))", "repeat", id="add-column"
+        ),
+        pytest.param("create index t_x_idx on t ((a + length(repeat('x', 300000000))))", "repeat", id="index"),
+        pytest.param("create index t_y_idx on t (a) where a > pg_catalog.length(repeat('x', 5))", "repeat", id="where"),
+        pytest.param(
+            "alter table t add column g integer generated always as (a + length(repeat('x', 5))) stored",
+            "repeat",
+            id="generated",
+        ),
+        pytest.param("alter table t add constraint big check (a < length(repeat('x', 5)))", "repeat", id="check"),
+    ],
+)
+def test_a_call_with_constant_arguments_evaluated_while_defining_is_refused(
+    tx: psycopg.Connection, statement: str, function: str
+) -> None:
+    script = f"create table t (a integer primary key);\n{statement}"
+    error = expect_error(tx, DENIED, lambda: validate(tx, script))
+    assert error.diag.message_primary.startswith(
+        f"validate_schema refuses statement 2 (line 2): calls {function}() with constant arguments"
+    ), error.diag.message_primary
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "alter table t add column created_at timestamptz not null default now()",
+        "alter table t add column b varchar(20)",
+        "alter table t add column n numeric(10, 2) default 0",
+        "alter table t add column s text default current_setting('toolsdb.actor', true)",
+        "alter table t add column k text check (k in ('a', 'b'))",
+        "create index t_a_idx on t (a) where a > 0",
+        "create table u (id uuid primary key default gen_random_uuid(), name text check (char_length(name) < 9))",
+    ],
+)
+def test_cheap_or_non_constant_calls_are_validated(tx: psycopg.Connection, statement: str) -> None:
+    report = validate(tx, f"create table t (a integer primary key);\n{statement}")
+    assert [f for f in report["findings"] if f["rule"] in ("execute", "syntax")] == [], report["findings"]
+
+
+LOCKER = (
+    "create function locker() returns integer\n"
+    "language plpgsql immutable\n"
+    "set search_path = ''\n"
+    "as $$ begin perform pg_advisory_lock(4243); return 1; end $$",
+    "create table t (a integer primary key)",
+    # an immutable function of constant arguments is computed ahead in an
+    # index expression: its code would run as the index is defined
+    "create index t_locker_idx on t ((a + locker()))",
+)
+
+
+def test_a_call_of_the_scripts_function_evaluated_while_defining_is_refused(tx: psycopg.Connection) -> None:
+    script = ";\n".join(LOCKER)
+    error = expect_error(tx, DENIED, lambda: validate(tx, script))
+    assert error.diag.message_primary.startswith(
+        "validate_schema refuses statement 3 (line 6): calls locker() with constant arguments"
+    )
+
+
+def test_the_scripts_functions_never_run_while_it_is_validated(pg: Pg, tx: psycopg.Connection) -> None:
+    # Defence in depth, below the refusal rules: after each CREATE FUNCTION,
+    # validate_execute() takes EXECUTE on the script's functions away from
+    # everyone, so where PostgreSQL would run one, it fails instead.
+    try:
+        findings = scalar(tx, "select toolsdb_private.validate_execute(%s, array[1, 5, 6])", (list(LOCKER),))
+        (finding,) = [f for f in findings if f["rule"] == "execute"]
+        assert finding["line"] == 6
+        assert "permission denied for function locker" in finding["message"]
+        assert "the functions a script defines are not run while it is validated" in finding["message"]
+        assert other_backends_advisory_locks(pg, tx) == [], "The script's function should never have run."
+    finally:
+        tx.execute("select pg_advisory_unlock_all()")
+
+
+def test_a_trigger_can_still_name_the_scripts_trigger_function(tx: psycopg.Connection) -> None:
+    script = (
+        "create function touch() returns trigger language plpgsql set search_path = ''\n"
+        "as $$ begin return new; end $$;\n"
+        "create table t (a integer primary key);\n"
+        "create trigger _100_touch before update on t for each row execute function touch()"
+    )
+    report = validate(tx, script)
+    assert [f for f in report["findings"] if f["rule"] == "execute"] == []
+
+
+def test_a_domain_in_the_script_refuses_partition_bounds(tx: psycopg.Connection) -> None:
+    # A domain's CHECK runs when a bound is coerced to it.
+    script = (
+        "create domain slow as integer check (pg_sleep(3) is not null);\n"
+        "create table p (id slow primary key) partition by range (id);\n"
+        "create table p1 partition of p for values from (1) to (2)"
+    )
+    error = expect_error(tx, DENIED, lambda: validate(tx, script))
+    assert "this script defines functions or domains" in error.diag.message_primary
+
+
+FOREIGN_KEY_TO_SESSIONS = (
+    "create table notes (\n"
+    "    note_id integer primary key,\n"
+    "    session_id text not null,\n"
+    "    constraint notes_session_id_fkey foreign key (session_id)\n"
+    "    references sessions (session_id) on delete cascade\n"
+    ");\n"
+    "create index notes_session_id_idx on notes (session_id);\n"
+    "comment on table notes is 'Notes.'"
+)
+
+
+def test_a_validation_leaves_no_lock_on_the_tables_it_references(pg: Pg, db: str) -> None:
+    with psycopg.connect(pg.conninfo(db)) as validating:
+        report = validate(validating, FOREIGN_KEY_TO_SESSIONS)  # its transaction stays open
+        assert [f for f in report["findings"] if f["rule"] == "execute"] == [], report["findings"]
+        pid = validating.info.backend_pid
+        with psycopg.connect(pg.conninfo(db)) as app:
+            held = app.execute(
+                "select mode from pg_locks where pid = %s and relation = 'toolsdb.sessions'::regclass", (pid,)
+            ).fetchall()
+            assert held == [], f"The validation should hold no lock on toolsdb.sessions once it returns: {held}"
+            app.execute("set local lock_timeout = '5s'")
+            app.execute("lock table toolsdb.sessions in row exclusive mode")  # what an insert takes
+        validating.rollback()
+
+
+def test_a_validation_holding_a_lock_on_a_toolsdb_table_too_long_stops(tx: psycopg.Connection) -> None:
+    # After the statement that locks toolsdb.sessions, the validation may run
+    # on for toolsdb.validate_lock_budget_ms (at most 1 s); 0 stops it at the
+    # next statement.
+    tx.execute("set local toolsdb.validate_lock_budget_ms = 0")
+    error = expect_error(tx, "57014", lambda: validate(tx, FOREIGN_KEY_TO_SESSIONS))
+    assert error.diag.message_primary == (
+        "validate_schema: stopped after statement 1 of 3: it has held a lock on toolsdb.sessions "
+        "for more than 00:00:00, which the application waits on"
+    )
+    assert stored(tx, FOREIGN_KEY_TO_SESSIONS) == []
