@@ -1027,7 +1027,8 @@ begin
         rules_version = excluded.rules_version,
         server_version_num = excluded.server_version_num,
         validated_by = excluded.validated_by,
-        validated_at = excluded.validated_at
+        validated_at = excluded.validated_at,
+        validated_as = excluded.validated_as
     returning v.* into stored;
     return toolsdb_private.validation_report(stored, false);
 end;
@@ -1040,3 +1041,44 @@ comment on function toolsdb.validate_schema(text, boolean) is
 '{valid, statement_hash, cached, statements, errors, warnings, findings: [{rule, severity, line, '
 'message, object}]} and keeps it in toolsdb.schema_validations: the same script again is a lookup '
 '(refresh => true runs it again).';
+
+-- ---------------------------------------------------------------------------
+-- Who reads the reports
+-- ---------------------------------------------------------------------------
+
+-- Written only by validate_schema() (the application may only read:
+-- repeatable/99_grants.sql); an application login reads the reports it
+-- made, by its login (session_user, which SET ROLE does not change), and
+-- toolsdb_readonly reads them all. The script of another login is not the
+-- application's to read. Only where it differs, like isolate_rows().
+do $reports$
+begin
+    if not (
+        select c.relrowsecurity from pg_catalog.pg_class as c where c.oid = 'toolsdb.schema_validations'::regclass
+    ) then
+        alter table toolsdb.schema_validations enable row level security;
+    end if;
+    if not exists (
+        select from pg_catalog.pg_policy as p
+        where p.polrelid = 'toolsdb.schema_validations'::regclass and p.polname = 'own_reports' and p.polcmd = 'r'
+            and p.polpermissive and p.polroles = array['toolsdb_app'::regrole::oid]
+            -- (as PostgreSQL shows it back: 16 and later without the cast)
+            and pg_catalog.pg_get_expr(p.polqual, p.polrelid) in (
+                '(validated_as = SESSION_USER)', '(validated_as = (SESSION_USER)::text)'
+            )
+    ) then
+        drop policy if exists own_reports on toolsdb.schema_validations;
+        create policy own_reports on toolsdb.schema_validations for select to toolsdb_app
+        using (validated_as = session_user);
+    end if;
+    if not exists (
+        select from pg_catalog.pg_policy as p
+        where p.polrelid = 'toolsdb.schema_validations'::regclass and p.polname = 'readonly_reads_all'
+            and p.polcmd = 'r' and p.polpermissive and p.polroles = array['toolsdb_readonly'::regrole::oid]
+            and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
+    ) then
+        drop policy if exists readonly_reads_all on toolsdb.schema_validations;
+        create policy readonly_reads_all on toolsdb.schema_validations for select to toolsdb_readonly using (true);
+    end if;
+end
+$reports$;

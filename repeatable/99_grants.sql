@@ -14,7 +14,9 @@ declare
     fn record;
     wanted record;
     -- The application only reads these (written through functions, or rules):
-    read_only_for_app text[] := array['audit_logs', 'config', 'task_status_transitions', 'model_prices'];
+    read_only_for_app text[] := array[
+        'audit_logs', 'config', 'task_status_transitions', 'model_prices', 'schema_validations'
+    ];
     -- appends to these and never changes or removes an entry:
     append_only_for_app text[] := array[
         'activity_feed', 'agent_execution_logs', 'events', 'notifications', 'metrics', 'vision_cache_hits'
@@ -178,6 +180,19 @@ begin
         ) then
             execute pg_catalog.format(
                 'grant %s on toolsdb.%I to %I', wanted.privilege, wanted.relname, wanted.grantee
+            );
+        end if;
+    end loop;
+
+    -- Read-only tables: take back any write the application held (a forged
+    -- validation report, say).
+    foreach protected_table in array read_only_for_app loop
+        if pg_catalog.to_regclass('toolsdb.' || protected_table) is not null
+            and pg_catalog.has_table_privilege(
+                'toolsdb_app', 'toolsdb.' || protected_table, 'INSERT, UPDATE, DELETE, TRUNCATE'
+            ) then
+            execute pg_catalog.format(
+                'revoke insert, update, delete, truncate on toolsdb.%I from toolsdb_app', protected_table
             );
         end if;
     end loop;

@@ -24,6 +24,7 @@ create table if not exists toolsdb.schema_validations (
     server_version_num integer not null default current_setting('server_version_num')::integer,
     validated_by text not null default coalesce(nullif(current_setting('toolsdb.actor', true), ''), session_user),
     validated_at timestamptz not null default now(),
+    validated_as text not null default session_user,
     constraint schema_validations_pkey primary key (statement_hash),
     constraint statement_hash_is_sha256 check (statement_hash ~ '^[0-9a-f]+$' and char_length(statement_hash) = 64),
     constraint script_length_is_valid check (char_length(script) between 1 and 1000000),
@@ -33,12 +34,14 @@ create table if not exists toolsdb.schema_validations (
     constraint valid_means_no_errors check (valid = (error_count = 0)),
     constraint findings_is_array check (jsonb_typeof(findings) = 'array'),
     constraint rules_version_is_positive check (rules_version > 0),
-    constraint validated_by_length_is_valid check (char_length(validated_by) between 1 and 200)
+    constraint validated_by_length_is_valid check (char_length(validated_by) between 1 and 200),
+    constraint validated_as_length_is_valid check (char_length(validated_as) between 1 and 63)
 );
 
 comment on table toolsdb.schema_validations is
 'Reports of toolsdb.validate_schema(), one per distinct script (by SHA-256): a repeat validation '
-'with the same rules is a lookup. A cache, so exempt from the audit log.';
+'with the same rules is a lookup. A cache, so exempt from the audit log. Written only by '
+'validate_schema(); an application login reads only the reports it made (validated_as).';
 
 comment on column toolsdb.schema_validations.statement_hash is
 'SHA-256 of the script, 64 lowercase hex digits.';
@@ -66,6 +69,10 @@ comment on column toolsdb.schema_validations.validated_by is
 'Who validated: setting toolsdb.actor, else the database login role.';
 
 comment on column toolsdb.schema_validations.validated_at is 'When the report was made.';
+
+comment on column toolsdb.schema_validations.validated_as is
+'The database login that made the report (session_user): row-level security shows an application '
+'login only its own reports.';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.schema_validations', 'a cache of validation reports, recomputable from the script; not audit events')
