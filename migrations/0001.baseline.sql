@@ -420,6 +420,7 @@ create table if not exists toolsdb.projects (
     status text not null default 'active',
     technology_stack jsonb not null default '[]',
     metadata jsonb not null default '{}',
+    test_coverage_percent numeric(5, 2),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint projects_pkey primary key (project_id),
@@ -437,7 +438,8 @@ create table if not exists toolsdb.projects (
     ),
     constraint status_is_valid check (status in ('active', 'paused', 'archived')),
     constraint technology_stack_is_array check (jsonb_typeof(technology_stack) = 'array'),
-    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object')
+    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
+    constraint test_coverage_percent_is_valid check (test_coverage_percent between 0 and 100)
 );
 
 create index if not exists projects_owner_id_idx on toolsdb.projects (owner_id);
@@ -480,6 +482,10 @@ comment on column toolsdb.projects.technology_stack is
 
 comment on column toolsdb.projects.metadata is
 'Free-form JSON object for integrations and extensions (never secrets); default {}.';
+
+comment on column toolsdb.projects.test_coverage_percent is
+'Share of the code covered by tests, 0 to 100 (two decimals), as last reported by CI; null if '
+'unknown.';
 
 comment on column toolsdb.projects.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';
@@ -829,14 +835,7 @@ create table if not exists toolsdb.tasks (
     type text not null default 'task',
     status text not null default 'open',
     priority smallint not null default 5,
-    priority_label text generated always as (
-        case
-            when priority >= 9 then 'critical'
-            when priority >= 7 then 'high'
-            when priority >= 4 then 'medium'
-            else 'low'
-        end
-    ) stored,
+    priority_label text not null,
     requirements jsonb not null default '{}',
     labels text[] not null default '{}',
     assigned_to_user_id uuid,
@@ -930,14 +929,18 @@ comment on column toolsdb.tasks.type is 'bug, feature, refactor, test, documenta
 comment on column toolsdb.tasks.status is
 'draft, open (default; pending in CI/CD task trackers), in_progress, in_review, blocked, completed '
 '(closed as done in issue trackers), failed, cancelled (closed as dropped in issue trackers). '
-'Changes only along toolsdb.task_status_transitions.';
+'Changes only along toolsdb.task_status_transitions. Writing closed stores completed from '
+'in_progress or in_review (and on insert), cancelled from draft, open or blocked, and keeps a '
+'closed status as it is.';
 
 comment on column toolsdb.tasks.priority is
 '0 (lowest) to 10 (highest), the scale of CI/CD task trackers; default 5.';
 
 comment on column toolsdb.tasks.priority_label is
-'The issue-tracker label, derived from priority: low 0-3, medium 4-6, high 7-8, critical 9-10. Set '
-'a label with priority = toolsdb.priority_from_label(''high'').';
+'The issue-tracker label of priority (toolsdb.priority_label_of): low 0-3, medium 4-6, high 7-8, '
+'critical 9-10, kept by the database. Writable: writing a label that disagrees with priority sets '
+'priority to toolsdb.priority_from_label(label) (high 7); writing both, disagreeing, in one update '
+'raises 22023.';
 
 comment on column toolsdb.tasks.requirements is 'JSON object of requirements (acceptance criteria, constraints).';
 
@@ -1533,6 +1536,9 @@ create table if not exists toolsdb.task_comments (
     author_user_id uuid,
     author_agent_id uuid,
     body text not null,
+    is_ai_generated boolean not null default false,
+    ai_metadata jsonb not null default '{}',
+    github_comment_id bigint,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint task_comments_pkey primary key (comment_id),
@@ -1545,7 +1551,9 @@ create table if not exists toolsdb.task_comments (
     constraint task_comments_author_agent_id_fkey foreign key (author_agent_id)
     references toolsdb.agents (agent_id) on delete set null,
     constraint body_length_is_valid check (char_length(body) between 1 and 100000),
-    constraint one_author_at_most check (num_nonnulls(author_user_id, author_agent_id) <= 1)
+    constraint one_author_at_most check (num_nonnulls(author_user_id, author_agent_id) <= 1),
+    constraint ai_metadata_is_object check (jsonb_typeof(ai_metadata) = 'object'),
+    constraint github_comment_id_is_positive check (github_comment_id > 0)
 );
 
 create index if not exists task_comments_task_id_idx on toolsdb.task_comments (task_id, created_at);
@@ -1555,6 +1563,9 @@ create index if not exists task_comments_project_id_idx on toolsdb.task_comments
 create index if not exists task_comments_author_user_id_idx on toolsdb.task_comments (author_user_id);
 
 create index if not exists task_comments_author_agent_id_idx on toolsdb.task_comments (author_agent_id);
+
+create unique index if not exists task_comments_project_id_github_comment_id_key
+on toolsdb.task_comments (project_id, github_comment_id);
 
 comment on table toolsdb.task_comments is
 'Comments on a task, written by a user or an agent (at most one of the two; none once the author '
@@ -1572,6 +1583,16 @@ comment on column toolsdb.task_comments.author_agent_id is 'The agent that wrote
 
 comment on column toolsdb.task_comments.body is 'The comment (Markdown), 1-100,000 characters.';
 
+comment on column toolsdb.task_comments.is_ai_generated is
+'True when an AI wrote it: always for a comment of an agent (set by the database, kept when the '
+'agent is deleted), or set by the writer for a user''s comment drafted by an AI. Default false.';
+
+comment on column toolsdb.task_comments.ai_metadata is
+'JSON object: how an AI generated it (model, prompt version, tokens, ...); default {}.';
+
+comment on column toolsdb.task_comments.github_comment_id is
+'The GitHub comment it mirrors, if any; unique within the project (upsert on it when syncing).';
+
 comment on column toolsdb.task_comments.created_at is 'When it was written; set by trigger _100_timestamps.';
 
 comment on column toolsdb.task_comments.updated_at is 'When it was last edited; set by trigger _100_timestamps.';
@@ -1583,10 +1604,12 @@ create table if not exists toolsdb.task_attachments (
     file_name text not null,
     content_type text not null default 'application/octet-stream',
     size_bytes bigint not null,
-    storage_url text not null,
+    storage_path text not null,
     checksum_sha256 text,
     uploaded_by_user_id uuid,
     uploaded_by_agent_id uuid,
+    is_evidence boolean not null default false,
+    evidence_id uuid,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint task_attachments_pkey primary key (attachment_id),
@@ -1598,16 +1621,20 @@ create table if not exists toolsdb.task_attachments (
     references toolsdb.users (user_id) on delete set null,
     constraint task_attachments_uploaded_by_agent_id_fkey foreign key (uploaded_by_agent_id)
     references toolsdb.agents (agent_id) on delete set null,
+    constraint task_attachments_evidence_id_fkey foreign key (evidence_id)
+    references toolsdb.evidence (evidence_id) on delete set null,
     constraint file_name_is_valid check (char_length(file_name) between 1 and 255 and file_name !~ '[/\\]'),
     constraint content_type_is_valid check (
         content_type ~ '^[a-z]+/[A-Za-z0-9.+_-]+$' and char_length(content_type) <= 255
     ),
     constraint size_bytes_is_valid check (size_bytes >= 0),
-    constraint storage_url_is_valid check (
-        storage_url ~ '^(https?|s3|gs|file)://\S+$' and char_length(storage_url) <= 2048
+    constraint storage_path_is_valid check (
+        (storage_path ~ '^(https?|s3|gs|file)://\S+$' or storage_path ~ '^[A-Za-z0-9._-][^\s\\]*$')
+        and storage_path !~ '(^|/)\.\.(/|$)' and char_length(storage_path) <= 2048
     ),
     constraint checksum_sha256_is_valid check (checksum_sha256 ~ '^[0-9a-f]{64}$'),
-    constraint one_uploader_at_most check (num_nonnulls(uploaded_by_user_id, uploaded_by_agent_id) <= 1)
+    constraint one_uploader_at_most check (num_nonnulls(uploaded_by_user_id, uploaded_by_agent_id) <= 1),
+    constraint evidence_link_is_marked check (evidence_id is null or is_evidence)
 );
 
 create index if not exists task_attachments_task_id_idx on toolsdb.task_attachments (task_id);
@@ -1619,9 +1646,14 @@ create index if not exists task_attachments_uploaded_by_user_id_idx on toolsdb.t
 create index if not exists task_attachments_uploaded_by_agent_id_idx
 on toolsdb.task_attachments (uploaded_by_agent_id);
 
+create index if not exists task_attachments_evidence_id_idx on toolsdb.task_attachments (evidence_id);
+
+create index if not exists task_attachments_is_evidence_idx
+on toolsdb.task_attachments (task_id) where is_evidence;
+
 comment on table toolsdb.task_attachments is
-'Files attached to a task: stored elsewhere (storage_url), described here with size, type and '
-'checksum.';
+'Files attached to a task: stored elsewhere (storage_path), described here with size, type and '
+'checksum; an attachment may be evidence (is_evidence, evidence_id).';
 
 comment on column toolsdb.task_attachments.attachment_id is 'Primary key: a random UUID.';
 
@@ -1635,13 +1667,23 @@ comment on column toolsdb.task_attachments.content_type is 'MIME type, e.g. imag
 
 comment on column toolsdb.task_attachments.size_bytes is 'Size in bytes.';
 
-comment on column toolsdb.task_attachments.storage_url is 'Where the file is: an http(s), s3, gs or file URL.';
+comment on column toolsdb.task_attachments.storage_path is
+'Where the file is: an http(s), s3, gs or file URL, or an object key relative to the platform''s '
+'storage (e.g. tasks/42/trace.log; no leading slash, no .. segment), at most 2048 characters.';
 
 comment on column toolsdb.task_attachments.checksum_sha256 is 'SHA-256 of the content, lowercase hex, if known.';
 
 comment on column toolsdb.task_attachments.uploaded_by_user_id is 'The user who attached it, if a user did.';
 
 comment on column toolsdb.task_attachments.uploaded_by_agent_id is 'The agent that attached it, if an agent did.';
+
+comment on column toolsdb.task_attachments.is_evidence is
+'True when the file is evidence for the task: set by the database when evidence_id is given, kept '
+'when that evidence is deleted; partially indexed (where is_evidence).';
+
+comment on column toolsdb.task_attachments.evidence_id is
+'The evidence entry (toolsdb.evidence) the file supports, of the same project; null when none '
+'or once the evidence is deleted.';
 
 comment on column toolsdb.task_attachments.created_at is 'When it was attached; set by trigger _100_timestamps.';
 

@@ -3,8 +3,10 @@
 -- and CI/CD task-tracker tasks merged: one status lifecycle, one priority
 -- scale, a hierarchy without cycles, full-text search), its lifecycle rules in
 -- toolsdb.task_status_transitions (a lookup table: add a row to allow a move),
--- the trigger that enforces them, toolsdb.task_transition() and
--- toolsdb.priority_from_label(), and toolsdb_private.tg__project_from_task()
+-- the trigger that enforces them, toolsdb.task_transition(),
+-- toolsdb.priority_from_label() and toolsdb.priority_label_of(), the issue
+-- trackers' closed and priority labels accepted on input
+-- (tg__task_vocabulary), and toolsdb_private.tg__project_from_task()
 -- for the rows that hang off a task. Audited; row-level security per project.
 -- Status mapping (docs/work-tracking.md, docs/names.md): the issue-tracker
 -- statuses open, in_progress, in_review, blocked, draft keep their names and
@@ -178,3 +180,66 @@ comment on function toolsdb.priority_from_label(text) is
 'The issue-tracker priority labels on the 0-10 scale of CI/CD task trackers: low 2, medium 5, high '
 '7, critical 9 (the middle of each label''s range in tasks.priority_label). Unknown labels raise '
 '22023.';
+
+-- The issue trackers' words on input (docs/work-tracking.md): status closed
+-- and a writable priority label, mapped to the one vocabulary before the
+-- lifecycle rules run.
+create or replace function toolsdb.priority_label_of(priority smallint)
+returns text
+language sql
+immutable
+strict
+set search_path = ''
+return case
+    when priority >= 9 then 'critical'
+    when priority >= 7 then 'high'
+    when priority >= 4 then 'medium'
+    else 'low'
+end;
+
+comment on function toolsdb.priority_label_of(smallint) is
+'The issue-tracker label of a 0-10 priority: low 0-3, medium 4-6, high 7-8, critical 9-10 '
+'(tasks.priority_label).';
+
+create or replace function toolsdb_private.tg__task_vocabulary()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    if new.status = 'closed' then
+        new.status := case
+            when tg_op = 'INSERT' or old.status in ('in_progress', 'in_review') then 'completed'
+            when old.status in ('draft', 'open', 'blocked') then 'cancelled'
+            else old.status
+        end;
+    end if;
+    if tg_op = 'UPDATE' and new.priority is distinct from old.priority then
+        if new.priority_label is distinct from old.priority_label
+            and new.priority_label is distinct from toolsdb.priority_label_of(new.priority) then
+            raise exception 'priority % is %, not %', new.priority, toolsdb.priority_label_of(new.priority),
+                pg_catalog.quote_literal(new.priority_label)
+                using errcode = 'invalid_parameter_value',
+                hint = 'set either priority or priority_label';
+        end if;
+    elsif new.priority_label is not null
+        and new.priority_label is distinct from toolsdb.priority_label_of(new.priority) then
+        new.priority := toolsdb.priority_from_label(new.priority_label);
+    end if;
+    new.priority_label := toolsdb.priority_label_of(new.priority);
+    return new;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__task_vocabulary() is
+'Trigger of toolsdb.tasks (_150_task_vocabulary, BEFORE INSERT OR UPDATE): status closed becomes '
+'completed (on insert, from in_progress or in_review), cancelled (from draft, open or blocked) or '
+'stays closed as it was; a priority_label written alone sets priority '
+'(toolsdb.priority_from_label, 22023 for an unknown label), priority_label always follows '
+'priority; both changed and disagreeing raise 22023.';
+
+create or replace trigger _150_task_vocabulary
+before insert or update on toolsdb.tasks
+for each row
+execute function toolsdb_private.tg__task_vocabulary();

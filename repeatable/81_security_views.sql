@@ -38,6 +38,50 @@ comment on column toolsdb.audit_trail_events.actor_user_id is 'The acting user, 
 comment on column toolsdb.audit_trail_events.actor_agent_id is 'The acting agent, if known.';
 comment on column toolsdb.audit_trail_events.session_id is 'The agent session, if any.';
 
+create or replace view toolsdb.platform_audit_logs
+with (security_invoker = true) as
+select
+    l.audit_id as log_id,
+    l.logged_at as created_at,
+    l.actor_user_id as user_id,
+    l.actor_agent_id as agent_id,
+    l.action as event_type,
+    l.entity_type as resource_type,
+    l.entity_id as resource_id,
+    l.old_values,
+    l.new_values,
+    l.details,
+    l.client_addr as ip_address,
+    l.user_agent,
+    true as is_immutable,
+    l.actor,
+    l.session_id
+from toolsdb.audit_logs as l;
+
+comment on view toolsdb.platform_audit_logs is
+'The whole audit log (toolsdb.audit_logs) under the engineering platform''s column names. '
+'Read-only; write events with toolsdb.audit_event(). security_invoker: row-level security of '
+'toolsdb.audit_logs applies to the reader.';
+comment on column toolsdb.platform_audit_logs.log_id is 'The entry (toolsdb.audit_logs.audit_id, a bigint).';
+comment on column toolsdb.platform_audit_logs.created_at is 'When it was written (logged_at).';
+comment on column toolsdb.platform_audit_logs.user_id is 'The acting user, if known (actor_user_id).';
+comment on column toolsdb.platform_audit_logs.agent_id is 'The acting agent, if known (actor_agent_id).';
+comment on column toolsdb.platform_audit_logs.event_type is
+'What happened (action): insert, update, delete, truncate, or an event name such as task_created.';
+comment on column toolsdb.platform_audit_logs.resource_type is 'Kind of thing acted on (entity_type), e.g. tasks.';
+comment on column toolsdb.platform_audit_logs.resource_id is 'Which one (entity_id), as text.';
+comment on column toolsdb.platform_audit_logs.old_values is 'Before, as a JSON object, if any.';
+comment on column toolsdb.platform_audit_logs.new_values is 'After, as a JSON object, if any.';
+comment on column toolsdb.platform_audit_logs.details is 'Anything else recorded with the entry.';
+comment on column toolsdb.platform_audit_logs.ip_address is
+'Address of the end client (client_addr: setting toolsdb.client_addr, else the connection''s).';
+comment on column toolsdb.platform_audit_logs.user_agent is
+'User agent of the end client (setting toolsdb.user_agent), if any.';
+comment on column toolsdb.platform_audit_logs.is_immutable is
+'Always true: the log is append-only (UPDATE and DELETE refused) and sealed.';
+comment on column toolsdb.platform_audit_logs.actor is 'Who acted, always set.';
+comment on column toolsdb.platform_audit_logs.session_id is 'The agent session, if any.';
+
 create or replace view toolsdb.project_overview
 with (security_invoker = true) as
 select

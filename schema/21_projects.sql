@@ -15,6 +15,7 @@ create table if not exists toolsdb.projects (
     status text not null default 'active',
     technology_stack jsonb not null default '[]',
     metadata jsonb not null default '{}',
+    test_coverage_percent numeric(5, 2),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint projects_pkey primary key (project_id),
@@ -32,7 +33,8 @@ create table if not exists toolsdb.projects (
     ),
     constraint status_is_valid check (status in ('active', 'paused', 'archived')),
     constraint technology_stack_is_array check (jsonb_typeof(technology_stack) = 'array'),
-    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object')
+    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
+    constraint test_coverage_percent_is_valid check (test_coverage_percent between 0 and 100)
 );
 
 create index if not exists projects_owner_id_idx on toolsdb.projects (owner_id);
@@ -75,6 +77,10 @@ comment on column toolsdb.projects.technology_stack is
 
 comment on column toolsdb.projects.metadata is
 'Free-form JSON object for integrations and extensions (never secrets); default {}.';
+
+comment on column toolsdb.projects.test_coverage_percent is
+'Share of the code covered by tests, 0 to 100 (two decimals), as last reported by CI; null if '
+'unknown.';
 
 comment on column toolsdb.projects.created_at is
 'When the row was created; set by trigger _100_timestamps, cannot be forged or changed.';

@@ -3,8 +3,10 @@
 -- and CI/CD task-tracker tasks merged: one status lifecycle, one priority
 -- scale, a hierarchy without cycles, full-text search), its lifecycle rules in
 -- toolsdb.task_status_transitions (a lookup table: add a row to allow a move),
--- the trigger that enforces them, toolsdb.task_transition() and
--- toolsdb.priority_from_label(), and toolsdb_private.tg__project_from_task()
+-- the trigger that enforces them, toolsdb.task_transition(),
+-- toolsdb.priority_from_label() and toolsdb.priority_label_of(), the issue
+-- trackers' closed and priority labels accepted on input
+-- (tg__task_vocabulary), and toolsdb_private.tg__project_from_task()
 -- for the rows that hang off a task. Audited; row-level security per project.
 -- Status mapping (docs/work-tracking.md, docs/names.md): the issue-tracker
 -- statuses open, in_progress, in_review, blocked, draft keep their names and
@@ -69,14 +71,7 @@ create table if not exists toolsdb.tasks (
     type text not null default 'task',
     status text not null default 'open',
     priority smallint not null default 5,
-    priority_label text generated always as (
-        case
-            when priority >= 9 then 'critical'
-            when priority >= 7 then 'high'
-            when priority >= 4 then 'medium'
-            else 'low'
-        end
-    ) stored,
+    priority_label text not null,
     requirements jsonb not null default '{}',
     labels text[] not null default '{}',
     assigned_to_user_id uuid,
@@ -170,14 +165,18 @@ comment on column toolsdb.tasks.type is 'bug, feature, refactor, test, documenta
 comment on column toolsdb.tasks.status is
 'draft, open (default; pending in CI/CD task trackers), in_progress, in_review, blocked, completed '
 '(closed as done in issue trackers), failed, cancelled (closed as dropped in issue trackers). '
-'Changes only along toolsdb.task_status_transitions.';
+'Changes only along toolsdb.task_status_transitions. Writing closed stores completed from '
+'in_progress or in_review (and on insert), cancelled from draft, open or blocked, and keeps a '
+'closed status as it is.';
 
 comment on column toolsdb.tasks.priority is
 '0 (lowest) to 10 (highest), the scale of CI/CD task trackers; default 5.';
 
 comment on column toolsdb.tasks.priority_label is
-'The issue-tracker label, derived from priority: low 0-3, medium 4-6, high 7-8, critical 9-10. Set '
-'a label with priority = toolsdb.priority_from_label(''high'').';
+'The issue-tracker label of priority (toolsdb.priority_label_of): low 0-3, medium 4-6, high 7-8, '
+'critical 9-10, kept by the database. Writable: writing a label that disagrees with priority sets '
+'priority to toolsdb.priority_from_label(label) (high 7); writing both, disagreeing, in one update '
+'raises 22023.';
 
 comment on column toolsdb.tasks.requirements is 'JSON object of requirements (acceptance criteria, constraints).';
 

@@ -88,7 +88,7 @@ begin
         select from toolsdb.task_comments as c
         where c.task_id = tracking_task and c.body = 'Started on the executions table; tests next.'
     );
-    insert into toolsdb.task_attachments (task_id, file_name, content_type, size_bytes, storage_url)
+    insert into toolsdb.task_attachments (task_id, file_name, content_type, size_bytes, storage_path)
     select sealing_task, 'seal-chain.png', 'image/png', 48213, 'https://files.example.com/toolsdb/seal-chain.png'
     where not exists (
         select from toolsdb.task_attachments as f where f.task_id = sealing_task and f.file_name = 'seal-chain.png'

@@ -93,7 +93,7 @@ def new_attachment(conn: psycopg.Connection, task_id: Any, **values: object) -> 
         "file_name": "report.txt",
         "content_type": "text/plain",
         "size_bytes": 12,
-        "storage_url": "s3://bucket/report.txt",
+        "storage_path": "s3://bucket/report.txt",
         **values,
     }
     return insert(conn, "task_attachments", task_id=task_id, **fields)
