@@ -905,25 +905,42 @@ comment on function toolsdb_private.validation_refusal(text, boolean) is
 'STATISTICS, POLICY; ALTER of those; COMMENT ON. In a script that defines functions, also refuses '
 'ADD COLUMN and partition bounds, whose expressions PostgreSQL evaluates while defining.';
 
-create or replace function toolsdb_private.validation_report(stored toolsdb.schema_validations, cached boolean)
+create or replace function toolsdb_private.validation_report(
+    stored toolsdb.schema_validations, cached boolean, strict boolean
+)
 returns jsonb
 language sql
 stable
 set search_path = ''
 as $function$
+    with shown as (
+        select case
+            when not strict and f ->> 'severity' = 'error' and f ->> 'rule' not in ('syntax', 'execute')
+                then f || '{"severity": "warning"}'::jsonb
+            else f
+        end as f, n
+        from pg_catalog.jsonb_array_elements(stored.findings) with ordinality as e (f, n)
+    )
     select pg_catalog.jsonb_build_object(
-        'valid', stored.valid, 'statement_hash', stored.statement_hash, 'cached', cached,
-        'statements', stored.statement_count, 'errors', stored.error_count,
-        'warnings', stored.warning_count, 'findings', stored.findings,
+        'valid', not exists (select from shown where f ->> 'severity' = 'error'),
+        'statement_hash', stored.statement_hash, 'cached', cached, 'strict', strict,
+        'statements', stored.statement_count,
+        'errors', (select pg_catalog.count(*) from shown where f ->> 'severity' = 'error'),
+        'warnings', (select pg_catalog.count(*) from shown where f ->> 'severity' = 'warning'),
+        'findings', coalesce((select pg_catalog.jsonb_agg(f order by n) from shown), '[]'),
         'validated_at', stored.validated_at, 'rules_version', stored.rules_version
     );
 $function$;
 
-comment on function toolsdb_private.validation_report(toolsdb.schema_validations, boolean) is
+comment on function toolsdb_private.validation_report(toolsdb.schema_validations, boolean, boolean) is
 'The report toolsdb.validate_schema() returns, from a stored row of toolsdb.schema_validations; '
-'cached says whether the row was looked up (true) or just made (false).';
+'cached says whether the row was looked up (true) or just made (false). Unless strict, a finding of '
+'the house conventions is a warning whatever its rule''s severity: only syntax and execution errors '
+'(rules syntax and execute) make a script invalid. The stored row keeps every rule''s own severity.';
 
-create or replace function toolsdb.validate_schema(script text, refresh boolean default false)
+create or replace function toolsdb.validate_schema(
+    script text, refresh boolean default false, strict boolean default false
+)
 returns jsonb
 language plpgsql
 volatile
@@ -959,7 +976,7 @@ begin
         from toolsdb.schema_validations as v
         where v.statement_hash = script_hash and v.rules_version = current_rules_version;
         if found then
-            return toolsdb_private.validation_report(stored, true);
+            return toolsdb_private.validation_report(stored, true, coalesce(strict, false));
         end if;
     end if;
 
@@ -1030,17 +1047,18 @@ begin
         validated_at = excluded.validated_at,
         validated_as = excluded.validated_as
     returning v.* into stored;
-    return toolsdb_private.validation_report(stored, false);
+    return toolsdb_private.validation_report(stored, false, coalesce(strict, false));
 end;
 $function$;
 
-comment on function toolsdb.validate_schema(text, boolean) is
+comment on function toolsdb.validate_schema(text, boolean, boolean) is
 'Validates a script of definitions, e.g. select toolsdb.validate_schema(''create table t (...)''): '
 'refuses anything but CREATE, ALTER and COMMENT (42501); runs the statements in a scratch schema, '
 'always rolled back, so types, references and defaults are real; checks the conventions. Returns '
-'{valid, statement_hash, cached, statements, errors, warnings, findings: [{rule, severity, line, '
-'message, object}]} and keeps it in toolsdb.schema_validations: the same script again is a lookup '
-'(refresh => true runs it again).';
+'{valid, statement_hash, cached, strict, statements, errors, warnings, findings: [{rule, severity, '
+'line, message, object}]} and keeps it in toolsdb.schema_validations: the same script again is a '
+'lookup (refresh => true runs it again). Syntax and execution errors make a script invalid; the '
+'house conventions are warnings, and errors where their rule says so with strict => true.';
 
 -- ---------------------------------------------------------------------------
 -- Who reads the reports

@@ -84,7 +84,7 @@ declare
         'toolsdb.prompt_set_label(text,integer,text)',
         'toolsdb.prompt_activate(text,integer)',
         'toolsdb.prompt_get(text,text,integer)',
-        'toolsdb.validate_schema(text,boolean)'
+        'toolsdb.validate_schema(text,boolean,boolean)'
     ];
     -- The queue workers: claims and settlements across sessions, nothing else.
     worker_functions text[] := array[

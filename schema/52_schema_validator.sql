@@ -50,11 +50,14 @@ comment on column toolsdb.schema_validations.script is 'The script validated, as
 
 comment on column toolsdb.schema_validations.statement_count is 'How many statements the script holds.';
 
-comment on column toolsdb.schema_validations.valid is 'True when no finding is an error (warnings allowed).';
+comment on column toolsdb.schema_validations.valid is
+'True when no finding is an error at its rule''s own severity (the strict view: validate_schema() '
+'without strict reports the house conventions as warnings).';
 
-comment on column toolsdb.schema_validations.error_count is 'Findings of severity error.';
+comment on column toolsdb.schema_validations.error_count is 'Findings of severity error, at each rule''s own severity.';
 
-comment on column toolsdb.schema_validations.warning_count is 'Findings of severity warning.';
+comment on column toolsdb.schema_validations.warning_count is
+'Findings of severity warning, at each rule''s own severity.';
 
 comment on column toolsdb.schema_validations.findings is
 'The findings, a JSON array of {rule, severity, line, message, object}; line counts from 1 in the script.';

@@ -95,6 +95,9 @@ def test_the_quick_start_creates_the_tables_and_every_tool_works(tools_db_url: s
 
     # The README's block, then what it says each result holds.
     checks = """
+    assert validation["valid"] is True and validation["errors"] == 0, validation
+    assert {f["rule"] for f in validation["findings"]} >= {"text_not_varchar", "identity_not_serial"}, validation
+    assert all(f["severity"] == "warning" for f in validation["findings"]), validation
     assert result is not None and result["extracted_data"] == {"keywords": ["sunset"]}, result
     assert result["confidence_score"] == 0.95 and result["model_version"] == "v1.0"
     assert [e["action"] for e in events] == ["permission_changed"], events
@@ -103,7 +106,8 @@ def test_the_quick_start_creates_the_tables_and_every_tool_works(tools_db_url: s
     assert [b["bug_id"] for b in bugs] == ["bug_001"] and bugs[0]["user_impact"] == "critical", bugs
     print("ok")
     """
-    done = python(USE + textwrap.dedent(checks), tools_db_url)
+    use = USE.replace("# Vision caching", "validation = result\n\n# Vision caching")
+    done = python(use + textwrap.dedent(checks), tools_db_url)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")

@@ -67,7 +67,7 @@ def test_python_reports_a_syntax_error_at_its_line_and_stores_nothing(
 
 
 def test_python_returns_the_sql_report(tx: psycopg.Connection) -> None:
-    report = validator.validate(tx, SEED_EXAMPLE)
+    report = validator.validate(tx, SEED_EXAMPLE, strict=True)
     assert set(report) >= REPORT_KEYS
     assert summary(report) == summary(validate(tx, SEED_EXAMPLE))
     assert report["cached"] is False
@@ -136,7 +136,7 @@ def test_cli_a_file_with_only_warnings_passes(pg: Pg, db: str, tmp_path: Path) -
 
 def test_cli_errors_exit_1_with_compiler_style_lines(pg: Pg, db: str, tmp_path: Path) -> None:
     (tmp_path / "bad.sql").write_text(SEED_EXAMPLE + ";\n", encoding="utf-8")
-    result = cli_validate(pg, db, tmp_path, "bad.sql")
+    result = cli_validate(pg, db, tmp_path, "bad.sql", "--strict")
     assert result.returncode == 1, "An error finding should exit 1."
     assert (
         "bad.sql:3: error [text_not_varchar] column users.email is character varying(255): use text with a named "
@@ -149,7 +149,7 @@ def test_cli_errors_exit_1_with_compiler_style_lines(pg: Pg, db: str, tmp_path: 
 
 def test_cli_reads_stdin_for_dash(pg: Pg, db: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [toolsdb_exe(), "validate", "-", "--database", pg.url(db)],
+        [toolsdb_exe(), "validate", "-", "--strict", "--database", pg.url(db)],
         input=SEED_EXAMPLE,
         capture_output=True,
         text=True,
@@ -164,14 +164,31 @@ def test_cli_reads_stdin_for_dash(pg: Pg, db: str, tmp_path: Path) -> None:
 
 def test_cli_json_is_the_report(pg: Pg, db: str, tmp_path: Path) -> None:
     (tmp_path / "bad.sql").write_text(SEED_EXAMPLE, encoding="utf-8")
-    result = cli_validate(pg, db, tmp_path, "bad.sql", "--json")
+    result = cli_validate(pg, db, tmp_path, "bad.sql", "--json", "--strict")
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert set(report) >= REPORT_KEYS, f"--json should print the whole report: {sorted(report)}"
     assert (report["valid"], report["cached"], report["errors"], report["warnings"]) == (False, False, 1, 4)
     assert report["statement_hash"] == sha256(SEED_EXAMPLE)
     assert (3, "error", "text_not_varchar", "users.email") in summary(report)
-    assert json.loads(cli_validate(pg, db, tmp_path, "bad.sql", "--json").stdout)["cached"] is True
+    assert json.loads(cli_validate(pg, db, tmp_path, "bad.sql", "--json", "--strict").stdout)["cached"] is True
+
+
+def test_conventions_are_warnings_unless_strict(pg: Pg, db: str, tmp_path: Path) -> None:
+    # The agent-tools README's own example: it runs, so it is valid; its
+    # varchar is a warning, and an error only under --strict.
+    (tmp_path / "users.sql").write_text(SEED_EXAMPLE, encoding="utf-8")
+    lenient = cli_validate(pg, db, tmp_path, "users.sql")
+    strict = cli_validate(pg, db, tmp_path, "users.sql", "--strict")
+
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert "users.sql:3: warning [text_not_varchar] " in lenient.stdout
+    assert lenient.stdout.splitlines()[-1] == "users.sql: valid, 0 error(s), 5 warning(s) (validated)"
+    assert strict.returncode == 1
+    assert strict.stdout.splitlines()[-1] == "users.sql: invalid, 1 error(s), 4 warning(s) (stored report)"
+    (tmp_path / "broken.sql").write_text("create table t (a integer primary key references nowhere (id));\n")
+    broken = cli_validate(pg, db, tmp_path, "broken.sql")
+    assert broken.returncode == 1 and "error [execute]" in broken.stdout, "an execution error is an error either way"
 
 
 def test_cli_a_refusal_is_one_line_on_stderr(pg: Pg, db: str, tmp_path: Path) -> None:

@@ -95,9 +95,12 @@ def sha256(script: str) -> str:
     return hashlib.sha256(script.encode("utf-8")).hexdigest()
 
 
-def validate(conn: psycopg.Connection, script: str | None, refresh: bool = False) -> dict[str, Any]:
-    """toolsdb.validate_schema(script, refresh): the report."""
-    return scalar(conn, "select toolsdb.validate_schema(%s, %s)", (script, refresh))
+def validate(
+    conn: psycopg.Connection, script: str | None, refresh: bool = False, strict: bool = True
+) -> dict[str, Any]:
+    """toolsdb.validate_schema(script, refresh, strict): the report; strict by
+    default here, since these tests check each rule at its own severity."""
+    return scalar(conn, "select toolsdb.validate_schema(%s, %s, %s)", (script, refresh, strict))
 
 
 def statements(conn: psycopg.Connection, script: str) -> list[Row]:

@@ -269,15 +269,19 @@ def hook(settings: Settings, strict: bool, log_file: str | None) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--refresh", is_flag=True, help="Run the script again even when its report is stored.")
+@click.option("--strict", is_flag=True, help="The house conventions at their rules' own severity (some are errors).")
 @common_options
-def validate(settings: Settings, file: Path, as_json: bool, refresh: bool) -> None:
+def validate(settings: Settings, file: Path, as_json: bool, refresh: bool, strict: bool) -> None:
     """Validate the CREATE, ALTER and COMMENT statements of FILE (- for stdin).
 
     Three checks: it parses as PostgreSQL (pglast); it runs, in a scratch
     schema inside a transaction that is always rolled back; what it makes
     meets toolsdb's conventions (primary key, timestamptz, text with CHECKs,
     indexed foreign keys, comments, names). Prints FILE:LINE: severity [rule]
-    message per finding; exit 1 on any error (warnings pass). Anything but a
+    message per finding; exit 1 on any error (warnings pass). Syntax and
+    execution errors are errors; the conventions are warnings unless --strict,
+    which keeps each rule's own severity (a missing primary key, varchar,
+    timestamp without time zone, an unindexed foreign key are errors). Anything but a
     definition is refused. Reports are stored by script hash, so validating
     the same script again is a lookup (--refresh runs it again).
     """
@@ -295,7 +299,7 @@ def validate(settings: Settings, file: Path, as_json: bool, refresh: bool) -> No
         raise ToolsdbError(f"{name}: cannot read it: {exc}") from None
     with settings.target().connect() as conn:
         try:
-            report = validator.validate(conn, sql, refresh=refresh)
+            report = validator.validate(conn, sql, refresh=refresh, strict=strict)
         except ToolsdbError as exc:
             raise ToolsdbError(f"{name}: {exc.message}") from None
     if as_json:

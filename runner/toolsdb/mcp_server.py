@@ -98,12 +98,16 @@ def build_server(target: Target, log_level: Literal["DEBUG", "INFO", "WARNING"] 
             str, Field(min_length=1, description="The script: CREATE, ALTER and COMMENT ON statements only.")
         ],
         refresh: Annotated[bool, Field(description="Run the script again even when a report of it is stored.")] = False,
+        strict: Annotated[
+            bool, Field(description="Report the conventions at their rules' own severity (some are errors).")
+        ] = False,
     ) -> dict[str, Any]:
         """Validate a PostgreSQL schema script: it parses, it runs (in a scratch schema, always rolled
         back) and what it makes meets toolsdb's conventions (primary key, timestamptz, CHECKs, indexed
         foreign keys, comments, names). Returns valid, statement_hash, cached, errors, warnings and
-        findings (rule, severity, line, message). Statements other than definitions are refused."""
-        return db.call(lambda conn: SchemaValidator(conn).validate(sql, refresh))
+        findings (rule, severity, line, message). Syntax and execution errors make it invalid; the
+        conventions are warnings unless strict. Statements other than definitions are refused."""
+        return db.call(lambda conn: SchemaValidator(conn).validate(sql, refresh, strict))
 
     @server.tool(annotations=reads)
     def vision_cache_lookup(

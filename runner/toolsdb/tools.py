@@ -273,9 +273,10 @@ class BugEscalation(_Tool):
 class SchemaValidator(_Tool):
     """The schema validator (toolsdb.validator) on this connection."""
 
-    def validate(self, sql_text: str, refresh: bool = False) -> dict[str, Any]:
+    def validate(self, sql_text: str, refresh: bool = False, strict: bool = False) -> dict[str, Any]:
         """The validator's report (valid, statement_hash, cached, errors, warnings,
-        findings); ``refresh`` runs a script again whose report is stored.
+        findings); ``refresh`` runs a script again whose report is stored;
+        the conventions are warnings unless ``strict``.
         Raises ToolsdbError (ValidationRefused) for anything but definitions,
         MissingExtra when pglast (toolsdb[validate]) is not installed."""
         try:
@@ -287,7 +288,7 @@ class SchemaValidator(_Tool):
 
         try:
             with self.conn.transaction():
-                return validate(self.conn, sql_text, refresh=refresh)
+                return validate(self.conn, sql_text, refresh=refresh, strict=strict)
         except psycopg.Error as exc:
             raise DatabaseError("validate_schema", exc) from exc
 

@@ -70,11 +70,13 @@ def parse(sql: str) -> dict[str, Any] | None:
     return None
 
 
-def validate(conn: psycopg.Connection, sql: str, refresh: bool = False) -> dict[str, Any]:
+def validate(conn: psycopg.Connection, sql: str, refresh: bool = False, strict: bool = False) -> dict[str, Any]:
     """Validate a script: parse it here, then run toolsdb.validate_schema().
 
-    Returns the report (valid, statement_hash, cached, statements, errors,
-    warnings, findings: [{rule, severity, line, message, object}]). A syntax
+    Returns the report (valid, statement_hash, cached, strict, statements,
+    errors, warnings, findings: [{rule, severity, line, message, object}]).
+    Syntax and execution errors make it invalid; the house conventions are
+    warnings unless ``strict``, which keeps each rule's own severity. A syntax
     error is reported at once and not stored. Raises ValidationRefused for
     anything but definitions, ToolsdbError for an empty or oversized script.
     """
@@ -82,7 +84,7 @@ def validate(conn: psycopg.Connection, sql: str, refresh: bool = False) -> dict[
         raise ToolsdbError("the script is empty")
     syntax_report = parse(sql)
     if syntax_report is not None:
-        return syntax_report
+        return {**syntax_report, "strict": strict}
     try:
         with conn.transaction():
             # The statements run for real: bound the time they may take,
@@ -92,7 +94,7 @@ def validate(conn: psycopg.Connection, sql: str, refresh: bool = False) -> dict[
                 " where current_setting('statement_timeout')::interval not between '1 ms' and %s::interval",
                 (STATEMENT_TIMEOUT, STATEMENT_TIMEOUT),
             )
-            report = conn.execute("select toolsdb.validate_schema(%s, %s)", (sql, refresh)).fetchone()[0]
+            report = conn.execute("select toolsdb.validate_schema(%s, %s, %s)", (sql, refresh, strict)).fetchone()[0]
     except psycopg.errors.InsufficientPrivilege as exc:
         message = exc.diag.message_primary or str(exc)
         if message.startswith("validate_schema refuses "):
