@@ -56,9 +56,9 @@ class Settings:
     def echo(self) -> Callable[[str], None] | None:
         """The statement echo of --verbose, also on with the statement-logging
         switch DB_LOG_QUERIES (or AUTOMAGIK_LOG_SQL)."""
-        from .pool import PoolSettings
+        from .pool import statement_logging
 
-        if not (self.verbose or PoolSettings.from_env().log_queries):
+        if not (self.verbose or statement_logging()):
             return None
         return lambda sql: click.echo(f"{sql.rstrip().rstrip(';')};", err=True)
 

@@ -143,9 +143,7 @@ class PoolSettings:
                     f"DB_HEALTH_CHECK_INTERVAL must be an integer from 1 to {_INT4_MAX} (milliseconds), got {raw!r}"
                 )
             values["health_check_interval_ms"] = int(raw)
-        log_queries = _one_of(env, ["DB_LOG_QUERIES", "AUTOMAGIK_LOG_SQL"], flag=True)
-        if log_queries[0]:
-            values["log_queries"] = env_flag(env, log_queries[1], False)
+        values["log_queries"] = statement_logging(env)
         values["log_slow_queries"] = env_flag(env, "DB_LOG_SLOW_QUERIES", True)
         values = {k: v for k, v in values.items() if k not in overrides}
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
@@ -185,6 +183,13 @@ def _one_of(env: Mapping[str, str], names: list[str], flag: bool = False) -> tup
                 f"set only one ({name} is another name of {first})"
             )
     return (found[0][1], found[0][0]) if found else ("", names[0])
+
+
+def statement_logging(env: Mapping[str, str] | None = None) -> bool:
+    """The statement-logging switch: DB_LOG_QUERIES or its other name AUTOMAGIK_LOG_SQL (default off)."""
+    env = os.environ if env is None else env
+    raw, name = _one_of(env, ["DB_LOG_QUERIES", "AUTOMAGIK_LOG_SQL"], flag=True)
+    return env_flag(env, name, False) if raw else False
 
 
 def logging_from_env(env: Mapping[str, str] | None = None) -> None:
