@@ -238,11 +238,12 @@ def test_task_statistics_counts_by_status_priority_and_assignee_with_time_to_com
     agent = one(client, "INSERT INTO agents (name, agent_type) VALUES ('codegen', 'codegen') RETURNING agent_id")
     project = one(client, "SELECT toolsdb.default_project_id()")
     with client.transaction():
-        # Known times: the triggers that set them are off in this transaction only.
+        # Known times: the triggers that set them (and priority_label) are off in this transaction only.
         client.execute("SET LOCAL session_replication_role = replica")
         client.execute(
-            "INSERT INTO tasks (project_id, title, status, priority, assigned_to_agent_id, created_at, closed_at)"
-            " SELECT $1, 't' || g, 'completed', 9, $2, now() - interval '1 hour', now() - interval '1 hour'"
+            "INSERT INTO tasks (project_id, title, status, priority, priority_label, assigned_to_agent_id,"
+            " created_at, closed_at)"
+            " SELECT $1, 't' || g, 'completed', 9, 'critical', $2, now() - interval '1 hour', now() - interval '1 hour'"
             " + g * interval '10 minutes' FROM generate_series(1, 2) AS g",
             [project, agent],
         )
