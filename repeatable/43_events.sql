@@ -78,6 +78,7 @@ declare
     ctx_project uuid;
     goes_idle boolean;
     wakes boolean;
+    key text := ctx ->> 'idempotency_key';
     new_id bigint;
 begin
     if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
@@ -96,6 +97,11 @@ begin
     ctx_user := case when ctx ->> 'user_id' ~ uuid_pattern then (ctx ->> 'user_id')::uuid end;
     ctx_agent := case when ctx ->> 'agent_id' ~ uuid_pattern then (ctx ->> 'agent_id')::uuid end;
     ctx_project := case when ctx ->> 'project_id' ~ uuid_pattern then (ctx ->> 'project_id')::uuid end;
+    if key is not null and (pg_catalog.jsonb_typeof(ctx -> 'idempotency_key') <> 'string'
+        or char_length(key) not between 1 and 300) then
+        raise exception 'the hook context''s idempotency_key is a string of 1 to 300 characters'
+            using errcode = 'invalid_parameter_value';
+    end if;
     goes_idle := coalesce(kind = 'Notification' and (
         payload ->> 'notification_type' = 'idle_prompt'
         or (payload ->> 'notification_type' is null and payload ->> 'message' ilike '%waiting for your input%')
@@ -104,6 +110,15 @@ begin
     -- Act as the payload's session (row-level security), and put the
     -- caller's setting back afterwards.
     perform pg_catalog.set_config('toolsdb.session_id', sid, true);
+    -- An event delivered again (a replayed spool, a retried hook): the first
+    -- row, and the session is left as that event left it.
+    if key is not null then
+        select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key;
+        if found then
+            perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+            return new_id;
+        end if;
+    end if;
     insert into toolsdb.sessions as s (
         session_id, cwd, transcript_path, permission_mode, git_branch, terminal_type, terminal_info,
         user_id, agent_id, project_id, last_event_type, is_idle, ended_at, end_reason
@@ -156,9 +171,19 @@ begin
             when kind = 'SessionStart' then null
             else s.end_reason
         end;
-    insert into toolsdb.events (session_id, event_type, payload)
-    values (sid, kind, payload)
+    insert into toolsdb.events (session_id, event_type, payload, idempotency_key)
+    values (sid, kind, payload, key)
+    on conflict on constraint events_idempotency_key_key do nothing
     returning event_id into new_id;
+    if new_id is null then
+        -- The same key committed by a concurrent call meanwhile, or held by
+        -- another session's event (invisible here).
+        select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key;
+        if new_id is null then
+            raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(key)
+                using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
+        end if;
+    end if;
     perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
     return new_id;
 end;
@@ -171,7 +196,9 @@ comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'PreToolUse, PostToolUse(Failure) and SessionStart: not idle. SessionEnd: ended, with its reason; '
 'SessionStart reopens. Unknown events and fields are kept as they are. context (from the hook '
 'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
-'such a row exists. A payload that is not an object or has no session_id is invalid_parameter_value '
+'such a row exists; idempotency_key (1-300 characters, such as a spool''s or a retried hook''s id): '
+'an event already stored under it is returned and nothing changes (another session''s key: '
+'unique_violation). A payload that is not an object or has no session_id is invalid_parameter_value '
 '(22023). A field the session''s CHECKs would refuse (an odd permission_mode, a cwd over 4096 '
 'characters) is left out of the session, and a SessionEnd reason over 100 characters cut there, '
 'never in the event. Used by `toolsdb hook`.';

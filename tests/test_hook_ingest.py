@@ -143,3 +143,48 @@ def test_a_notification_without_type_that_is_not_idle_is_stored(
     other = new_session_id()
     hook.ingest({**notification, "session_id": other})
     assert session_of(su, other)["is_idle"] is False
+
+
+def test_an_idempotency_key_stores_an_event_once(su: psycopg.Connection) -> None:
+    """A spool replayed or a hook retried after a lost reply sends the event again
+    with the same context idempotency_key: the first row comes back and nothing changes."""
+    session_id = new_session_id()
+    stop = payload("Stop", session_id, "/work/app")
+    first = scalar(su, "select toolsdb.hook_ingest(%s, %s)", (Jsonb(stop), Jsonb({"idempotency_key": "spool:a:1"})))
+    before = session_of(su, session_id)
+    again = scalar(
+        su,
+        "select toolsdb.hook_ingest(%s, %s)",
+        (Jsonb({**stop, "hook_event_name": "SessionEnd"}), Jsonb({"idempotency_key": "spool:a:1"})),
+    )
+    assert again == first
+    assert len(events_of(su, session_id)) == 1
+    assert session_of(su, session_id) == before
+    # Another key is another event.
+    other = scalar(su, "select toolsdb.hook_ingest(%s, %s)", (Jsonb(stop), Jsonb({"idempotency_key": "spool:a:2"})))
+    assert other != first and len(events_of(su, session_id)) == 2
+
+
+def test_an_idempotency_key_of_another_session_or_malformed_is_refused(su: psycopg.Connection) -> None:
+    one, two = new_session_id(), new_session_id()
+    scalar(
+        su, "select toolsdb.hook_ingest(%s, %s)", (Jsonb(payload("Stop", one, "/w")), Jsonb({"idempotency_key": "k-1"}))
+    )
+    before = totals(su)
+
+    def as_the_application() -> None:
+        su.execute("set local role toolsdb_app")
+        su.execute(
+            "select toolsdb.hook_ingest(%s, %s)", (Jsonb(payload("Stop", two, "/w")), Jsonb({"idempotency_key": "k-1"}))
+        )
+
+    expect_error(su, "23505", as_the_application, constraint="events_idempotency_key_key")
+    for bad in ({"idempotency_key": ""}, {"idempotency_key": 7}, {"idempotency_key": "x" * 301}):
+        expect_error(
+            su,
+            "22023",
+            lambda bad=bad: su.execute(
+                "select toolsdb.hook_ingest(%s, %s)", (Jsonb(payload("Stop", two, "/w")), Jsonb(bad))
+            ),
+        )
+    assert totals(su) == before
