@@ -106,7 +106,17 @@ begin
         payload ->> 'notification_type' = 'idle_prompt'
         or (payload ->> 'notification_type' is null and payload ->> 'message' ilike '%waiting for your input%')
     ), false);
-    wakes := kind in ('UserPromptSubmit', 'PreToolUse', 'PostToolUse', 'PostToolUseFailure', 'SessionStart');
+    -- Events that happen only while the agent works on a turn (or the user
+    -- starts one) wake the session; the others (Stop, StopFailure,
+    -- SubagentStop, TeammateIdle, Notification of another type, Setup,
+    -- InstructionsLoaded, ConfigChange, FileChanged, Worktree*, unknown
+    -- events) leave is_idle as it was. docs/claude-code.md has the reasons.
+    wakes := kind in (
+        'SessionStart', 'UserPromptSubmit', 'UserPromptExpansion', 'PreToolUse', 'PermissionRequest',
+        'PermissionDenied', 'PostToolUse', 'PostToolUseFailure', 'PostToolBatch', 'SubagentStart',
+        'TaskCreated', 'TaskCompleted', 'Elicitation', 'ElicitationResult', 'PreCompact', 'PostCompact',
+        'CwdChanged', 'MessageDisplay'
+    );
     -- Act as the payload's session (row-level security), and put the
     -- caller's setting back afterwards.
     perform pg_catalog.set_config('toolsdb.session_id', sid, true);
@@ -158,9 +168,24 @@ begin
         user_id = coalesce(excluded.user_id, s.user_id),
         agent_id = coalesce(excluded.agent_id, s.agent_id),
         project_id = coalesce(excluded.project_id, s.project_id),
-        last_event_type = excluded.last_event_type,
-        last_activity_at = greatest(s.last_activity_at, pg_catalog.now()),
-        is_idle = case when goes_idle then true when wakes or kind = 'SessionEnd' then false else s.is_idle end,
+        -- An ended session stays as its end left it: only SessionStart (claude
+        -- --resume, /clear, compaction) reopens it; any other event arriving
+        -- after SessionEnd (a StopFailure, a second SessionEnd) is stored
+        -- and changes neither its state nor its last event and activity.
+        last_event_type = case
+            when s.ended_at is not null and kind <> 'SessionStart' then s.last_event_type
+            else excluded.last_event_type
+        end,
+        last_activity_at = case
+            when s.ended_at is not null and kind <> 'SessionStart' then s.last_activity_at
+            else greatest(s.last_activity_at, pg_catalog.now())
+        end,
+        is_idle = case
+            when s.ended_at is not null and kind <> 'SessionStart' then s.is_idle
+            when goes_idle then true
+            when wakes or kind = 'SessionEnd' then false
+            else s.is_idle
+        end,
         ended_at = case
             when kind = 'SessionEnd' then coalesce(s.ended_at, greatest(s.started_at, pg_catalog.now()))
             when kind = 'SessionStart' then null
@@ -191,10 +216,18 @@ $function$;
 
 comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'Stores one agent hook payload (Claude Code''s JSON on the hook''s stdin) as a raw event and keeps '
-'its session current, in one call; returns the event_id. Every event: last activity, cwd, '
-'transcript path and permission mode. Notification of type idle_prompt: idle. UserPromptSubmit, '
-'PreToolUse, PostToolUse(Failure) and SessionStart: not idle. SessionEnd: ended, with its reason; '
-'SessionStart reopens. Unknown events and fields are kept as they are. context (from the hook '
+'its session current, in one call; returns the event_id. Every event of an open session: last '
+'activity, last_event_type, cwd, transcript path and permission mode. Notification of type '
+'idle_prompt: idle. Events of a working turn wake it (not idle): SessionStart, UserPromptSubmit, '
+'UserPromptExpansion, PreToolUse, PermissionRequest, PermissionDenied, PostToolUse, '
+'PostToolUseFailure, PostToolBatch, SubagentStart, TaskCreated, TaskCompleted, Elicitation, '
+'ElicitationResult, PreCompact, PostCompact, CwdChanged, MessageDisplay; the others (Stop, '
+'StopFailure, SubagentStop, TeammateIdle, Setup, InstructionsLoaded, ConfigChange, FileChanged, '
+'WorktreeCreate, WorktreeRemove, other notifications, unknown events) leave idleness as it was. '
+'SessionEnd: ended, not idle, with its reason. Only SessionStart reopens an ended session; any '
+'other event after SessionEnd (StopFailure, a second SessionEnd) is stored and leaves the session '
+'as its end left it (end time and reason, last event and activity, idleness). Unknown events and '
+'fields are kept as they are. context (from the hook '
 'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
 'such a row exists; idempotency_key (1-300 characters, such as a spool''s or a retried hook''s id): '
 'an event already stored under it is returned and nothing changes (another session''s key: '

@@ -64,8 +64,79 @@ DOCUMENTED_EVENTS = (
     "StopFailure",
     "PreCompact",
     "PostCompact",
+    "MessageDisplay",
     "SessionEnd",
 )
+
+# Each documented event's own fields (as the reference and Claude Code's
+# hook input schema give them), for tests that go over every event.
+EVENT_FIELDS: dict[str, dict[str, Any]] = {
+    "Setup": {"trigger": "init"},
+    "SessionStart": {"source": "resume", "model": "claude-sonnet-4-5-20250929"},
+    "InstructionsLoaded": {
+        "file_path": "/work/app/CLAUDE.md",
+        "memory_type": "Project",
+        "load_reason": "session_start",
+    },
+    "UserPromptSubmit": {"prompt": "Fix the login form."},
+    "UserPromptExpansion": {
+        "expansion_type": "slash_command",
+        "command_name": "review",
+        "command_args": "src/auth.py",
+        "prompt": "/review src/auth.py",
+    },
+    "PreToolUse": {"tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_use_id": "toolu_1"},
+    "PermissionRequest": {"tool_name": "Bash", "tool_input": {"command": "rm -r build"}},
+    "PermissionDenied": {
+        "tool_name": "Bash",
+        "tool_input": {"command": "rm -r build"},
+        "tool_use_id": "toolu_2",
+        "reason": "Deleting files outside the task",
+    },
+    "PostToolUse": {
+        "tool_name": "Bash",
+        "tool_input": {"command": "ls"},
+        "tool_response": {"stdout": "src"},
+        "tool_use_id": "toolu_1",
+    },
+    "PostToolUseFailure": {
+        "tool_name": "Bash",
+        "tool_input": {"command": "false"},
+        "tool_use_id": "toolu_3",
+        "error": "exit 1",
+    },
+    "PostToolBatch": {"tool_calls": [{"tool_name": "Read", "tool_input": {}, "tool_use_id": "toolu_4"}]},
+    "Notification": {"message": "Claude needs your permission to use Bash", "notification_type": "permission_prompt"},
+    "SubagentStart": {"agent_id": "a3f9c2e1", "agent_type": "Explore"},
+    "SubagentStop": {
+        "stop_hook_active": False,
+        "agent_id": "a3f9c2e1",
+        "agent_type": "Explore",
+        "agent_transcript_path": "/home/dev/.claude/projects/-work-app/agent-a3f9c2e1.jsonl",
+    },
+    "TaskCreated": {"task_id": "2", "task_subject": "Add a test"},
+    "TaskCompleted": {"task_id": "2", "task_subject": "Add a test"},
+    "TeammateIdle": {"teammate_name": "tester", "team_name": "auth-fix"},
+    "Elicitation": {"mcp_server_name": "github", "message": "Which repository?", "mode": "form"},
+    "ElicitationResult": {"mcp_server_name": "github", "action": "accept", "content": {"repo": "acme/app"}},
+    "ConfigChange": {"source": "project_settings", "file_path": "/work/app/.claude/settings.json"},
+    "FileChanged": {"file_path": "/work/app/.env", "event": "change"},
+    "CwdChanged": {"old_cwd": "/work/app", "new_cwd": "/work/app/src"},
+    "WorktreeCreate": {"name": "fix-login"},
+    "WorktreeRemove": {"worktree_path": "/work/app-fix-login"},
+    "Stop": {"stop_hook_active": False, "last_assistant_message": "Done."},
+    "StopFailure": {"error": "rate_limit", "error_details": "429 Too Many Requests"},
+    "PreCompact": {"trigger": "auto", "custom_instructions": None},
+    "PostCompact": {"trigger": "auto", "compact_summary": "Fixed the login form."},
+    "MessageDisplay": {
+        "turn_id": "6f1d0c1e-0000-4000-8000-000000000001",
+        "message_id": "6f1d0c1e-0000-4000-8000-000000000002",
+        "index": 0,
+        "final": True,
+        "delta": "Fixed.\n",
+    },
+    "SessionEnd": {"reason": "logout"},
+}
 
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/toolsdb"
 TMUX = {"TMUX": "/tmp/tmux-1000/default,4242,0", "TMUX_PANE": "%3", "TERM": "tmux-256color"}

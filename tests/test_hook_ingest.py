@@ -20,8 +20,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from .dbhelpers import expect_error, scalar
+from .dbhelpers import Row, expect_error, scalar
 from .hookhelpers import (
+    DOCUMENTED_EVENTS,
+    EVENT_FIELDS,
     TMUX,
     Hook,
     events_of,
@@ -92,33 +94,126 @@ def test_hook_ingest_in_sql_refuses_bad_input(su: psycopg.Connection, payload_sq
     assert totals(su) == before
 
 
-def test_idle_rules_in_sql(su: psycopg.Connection) -> None:
+# What each of Claude Code's hook events does to its session (docs/claude-code.md,
+# "The 30 hook events"): these wake it (they come only while a turn runs or
+# the user starts one); SessionEnd ends it; the others leave idleness as it was.
+WAKING = frozenset(
+    {
+        "SessionStart",
+        "UserPromptSubmit",
+        "UserPromptExpansion",
+        "PreToolUse",
+        "PermissionRequest",
+        "PermissionDenied",
+        "PostToolUse",
+        "PostToolUseFailure",
+        "PostToolBatch",
+        "SubagentStart",
+        "TaskCreated",
+        "TaskCompleted",
+        "Elicitation",
+        "ElicitationResult",
+        "PreCompact",
+        "PostCompact",
+        "CwdChanged",
+        "MessageDisplay",
+    }
+)
+IDLE_PROMPT = {"notification_type": "idle_prompt", "message": "Claude is waiting for your input"}
+# The columns an event after SessionEnd must leave as they were.
+END_STATE = ("ended_at", "end_reason", "is_idle", "last_event_type", "last_activity_at")
+
+
+def ingest_sql(su: psycopg.Connection, session_id: str, event: str, /, **fields) -> Row:
+    """hook_ingest() one event (its own transaction), then the session row."""
+    scalar(su, "select toolsdb.hook_ingest(%s)", (Jsonb(payload(event, session_id, "/work/app", **fields)),))
+    return session_of(su, session_id)
+
+
+def session_in_state(su: psycopg.Connection, state: str) -> str:
+    """A new session, started, then idle (the idle notification), active (a prompt) or ended."""
     session_id = new_session_id()
+    ingest_sql(su, session_id, "SessionStart", source="startup")
+    if state == "idle":
+        assert ingest_sql(su, session_id, "Notification", **IDLE_PROMPT)["is_idle"] is True
+    elif state == "active":
+        ingest_sql(su, session_id, "UserPromptSubmit", prompt="Go on.")
+    else:
+        assert ingest_sql(su, session_id, "SessionEnd", reason="logout")["ended_at"] is not None
+    return session_id
 
-    def ingest(event: str, **fields) -> bool:
-        scalar(su, "select toolsdb.hook_ingest(%s)", (Jsonb(payload(event, session_id, "/work/app", **fields)),))
-        return session_of(su, session_id)["is_idle"]
 
-    def go_idle() -> None:
-        assert ingest("Notification", notification_type="idle_prompt", message="Claude is waiting for your input")
+def test_the_documented_events_are_claude_codes_30() -> None:
+    assert len(DOCUMENTED_EVENTS) == len(set(DOCUMENTED_EVENTS)) == 30
+    assert set(EVENT_FIELDS) == set(DOCUMENTED_EVENTS)
+    assert set(DOCUMENTED_EVENTS) > WAKING
 
-    # A session first seen through an idle notification starts idle.
-    go_idle()
-    for waking in ("UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart"):
-        go_idle()
-        assert ingest(waking) is False, f"{waking} should wake the session"
-    for neutral in ("Stop", "SubagentStop", "PermissionRequest", "PreCompact", "PostCompact", "FutureEvent"):
-        go_idle()
-        assert ingest(neutral) is True, f"{neutral} should leave the session idle"
-    go_idle()
-    assert ingest("Notification", notification_type="permission_prompt", message="Claude needs your permission")
-    assert ingest("Notification", notification_type="auth_success", message="Logged in") is True
-    assert ingest("SessionEnd", reason="other") is False
-    # Not idle: other notifications do not make it idle.
-    assert ingest("SessionStart", source="resume") is False
+
+@pytest.mark.parametrize("event", DOCUMENTED_EVENTS)
+def test_each_event_on_an_idle_an_active_and_an_ended_session(su: psycopg.Connection, event: str) -> None:
+    for state in ("idle", "active", "ended"):
+        where = f"{event} on an {state} session"
+        session_id = session_in_state(su, state)
+        before = session_of(su, session_id)
+        after = ingest_sql(su, session_id, event, **EVENT_FIELDS[event])
+        stored = events_of(su, session_id)[-1]
+        assert (stored["event_type"], stored["payload"]["hook_event_name"]) == (event, event), where
+        if state == "ended" and event != "SessionStart":
+            # Stored, and the session stays as its end left it.
+            assert {k: after[k] for k in END_STATE} == {k: before[k] for k in END_STATE}, where
+            continue
+        assert after["last_event_type"] == event, where
+        assert after["last_activity_at"] > before["last_activity_at"], where
+        if event == "SessionEnd":
+            assert (after["ended_at"] is not None, after["end_reason"], after["is_idle"]) == (True, "logout", False)
+            continue
+        # Only SessionStart reopens an ended session (claude --resume).
+        assert (after["ended_at"], after["end_reason"]) == (None, None), where
+        expected_idle = False if event in WAKING else before["is_idle"]
+        assert after["is_idle"] is expected_idle, f"{where}: is_idle should be {expected_idle}"
+
+
+def test_the_idle_notification_and_other_notifications(su: psycopg.Connection) -> None:
+    active = session_in_state(su, "active")
     assert (
-        ingest("Notification", notification_type="permission_prompt", message="Claude needs your permission") is False
+        ingest_sql(su, active, "Notification", notification_type="auth_success", message="Logged in")["is_idle"]
+        is False
     )
+    assert ingest_sql(su, active, "Notification", **IDLE_PROMPT)["is_idle"] is True
+    # Older Claude Code versions sent no notification_type.
+    active = session_in_state(su, "active")
+    assert ingest_sql(su, active, "Notification", message="Claude is waiting for your input")["is_idle"] is True
+    # A session first seen through an idle notification starts idle.
+    assert ingest_sql(su, new_session_id(), "Notification", **IDLE_PROMPT)["is_idle"] is True
+    ended = session_in_state(su, "ended")
+    assert ingest_sql(su, ended, "Notification", **IDLE_PROMPT)["is_idle"] is False
+    # A future event is stored and changes nothing but the last event and activity.
+    idle = session_in_state(su, "idle")
+    after = ingest_sql(su, idle, "FutureEvent", something={"new": True})
+    assert (after["is_idle"], after["last_event_type"], after["ended_at"]) == (True, "FutureEvent", None)
+    assert events_of(su, idle)[-1]["payload"]["something"] == {"new": True}
+
+
+def test_a_stop_failure_after_session_end_keeps_the_session_ended(
+    hook: Hook, su: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Claude Code can send StopFailure (the turn's API error) after SessionEnd
+    when the user quits while a request fails: stored, the end kept."""
+    session_id = new_session_id()
+    hook.ingest(payload("SessionStart", session_id, tmp_path, source="startup"))
+    hook.ingest(payload("UserPromptSubmit", session_id, tmp_path, prompt="Fix it."))
+    hook.ingest(payload("SessionEnd", session_id, tmp_path, reason="prompt_input_exit"))
+    ended = session_of(su, session_id)
+    hook.ingest(payload("StopFailure", session_id, tmp_path, **EVENT_FIELDS["StopFailure"]))
+    hook.ingest(payload("SessionEnd", session_id, tmp_path, reason="other"))
+    row = session_of(su, session_id)
+    assert {k: row[k] for k in END_STATE} == {k: ended[k] for k in END_STATE}
+    assert (row["end_reason"], row["last_event_type"]) == ("prompt_input_exit", "SessionEnd")
+    assert [e["event_type"] for e in events_of(su, session_id)][-2:] == ["StopFailure", "SessionEnd"]
+    # claude --resume reopens it.
+    hook.ingest(payload("SessionStart", session_id, tmp_path, source="resume"))
+    row = session_of(su, session_id)
+    assert (row["ended_at"], row["end_reason"], row["last_event_type"]) == (None, None, "SessionStart")
 
 
 @pytest.mark.parametrize(

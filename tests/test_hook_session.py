@@ -222,6 +222,19 @@ def whole_session(session_id: str, repo: Path, tree: Path) -> list[Step]:
         Step(p("ElicitationResult", mcp_server_name="github", action="accept", content={"repo": "acme/app"}), TMUX, {}),
         Step(p("ConfigChange", source="project_settings", file_path=f"{repo}/.claude/settings.json"), TMUX, {}),
         Step(p("FileChanged", file_path=f"{repo}/.env", event="change"), TMUX, {}),
+        # Only with `toolsdb claude-settings --include MessageDisplay`: one per streamed chunk.
+        Step(
+            p(
+                "MessageDisplay",
+                turn_id="0b7c5a52-3f4e-4d7a-9a51-6d3e2c1b0a99",
+                message_id="1c8d6b63-4a5f-4e8b-8b62-7e4f3d2c1baa",
+                index=0,
+                final=True,
+                delta="Fixed; the new test passes.\n",
+            ),
+            TMUX,
+            awake,
+        ),
         Step(p("Stop", stop_hook_active=False, last_assistant_message="Fixed; the new test passes."), TMUX, {}),
         Step(
             p("Notification", message="Claude is waiting for your input", notification_type="idle_prompt"),
