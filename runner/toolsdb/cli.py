@@ -842,5 +842,8 @@ def main() -> None:
         sys.exit(128 + exc.signum)
 
 
+cli.add_command(__import__("toolsdb.claude_settings", fromlist=["command"]).command)
+
+
 if __name__ == "__main__":
     main()
