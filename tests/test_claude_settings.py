@@ -187,6 +187,19 @@ def test_merge_keeps_the_users_settings_backs_up_and_is_idempotent(tmp_path: Pat
     assert not list(tmp_path.glob(".settings.json.*"))
 
 
+def test_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "settings.json").write_text('{"model": "opus"}\n')
+    link = tmp_path / "settings.json"
+    link.symlink_to(dotfiles / "settings.json")
+    done = settings(tmp_path, "--write", str(link), "--no-mcp")
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink()
+    assert json.loads(link.read_text())["model"] == "opus"
+    assert len(list(dotfiles.glob("settings.json.bak-*"))) == 1
+
+
 def test_write_creates_a_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "new" / "settings.json"
     path.parent.mkdir()

@@ -342,7 +342,10 @@ class Written:
 def merge_file(path: Path, merge, options: Options) -> Written:
     """Merge into the JSON file at ``path`` (``merge(current, options, where)``):
     refused, file untouched, when it is not a JSON object; a backup first;
-    nothing written when nothing changes."""
+    nothing written when nothing changes. A symbolic link (a dotfiles
+    checkout's settings.json) stays one: its target is written."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     current, old_text = read_json_object(path)
     new_text = dumps(merge(current or {}, options, str(path)))
     if old_text is not None and new_text == old_text:
