@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from toolsdb.claude_settings import DEFAULT_EVENTS, HOOK_EVENTS, OPT_IN_EVENTS
+from toolsdb.claude_settings import DEFAULT_EVENTS, DEFAULT_URL, HOOK_EVENTS, OPT_IN_EVENTS, Options, is_ours
 
 from .conftest import clean_env, run_cli, toolsdb_exe
 from .hookhelpers import DOCUMENTED_EVENTS, Hook, events_of, hook_runner, module_su, new_session_id, payload
@@ -280,3 +280,25 @@ def test_the_printed_hook_command_stores_an_event(hook: Hook, su: psycopg.Connec
     assert (ran.returncode, ran.stdout, ran.stderr) == (0, "", "")
     assert not hook.log.exists()
     assert [e["payload"] for e in events_of(su, session_id)] == [event]
+
+
+@pytest.mark.parametrize(
+    ("hook", "ours"),
+    [
+        ({"type": "command", "command": "toolsdb hook"}, True),
+        ({"type": "command", "command": "/opt/venv/bin/toolsdb hook --strict"}, True),
+        ({"type": "command", "command": "TOOLSDB_HOME='/a b/.toolsdb' '/a b/toolsdb' hook"}, True),
+        ({"type": "command", "command": "DATABASE_URL=postgresql://h/db toolsdb hook"}, True),
+        ({"type": "command", "command": "my-toolsdb hook"}, False),
+        ({"type": "command", "command": "toolsdb hooks-report"}, False),
+        ({"type": "command", "command": "toolsdb mcp"}, False),
+        ({"type": "http", "url": DEFAULT_URL}, True),
+        ({"type": "http", "url": "https://tdb.example/hooks", "allowedEnvVars": ["TOOLSDB_TOKEN"]}, True),
+        ({"type": "http", "url": "https://audit.example/hooks", "allowedEnvVars": ["AUDIT_TOKEN"]}, False),
+        ({"type": "http", "url": "https://other.example/events"}, False),
+        ({"type": "prompt", "prompt": "toolsdb hook"}, False),
+        ("toolsdb hook", False),
+    ],
+)
+def test_which_hooks_are_toolsdbs(hook: object, ours: bool) -> None:
+    assert is_ours(hook, Options()) is ours
