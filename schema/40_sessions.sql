@@ -113,11 +113,13 @@ comment on column toolsdb.sessions.message_count is
 'never reused); toolsdb.messages takes its next position from here.';
 
 comment on column toolsdb.sessions.is_idle is
-'True while the agent waits for the user (idle notification); false again on the next prompt or tool use.';
+'True while the agent waits for the user (idle_prompt notification); false again on the next event '
+'of a working turn (prompt, tool use, permission request, subagent, compaction; docs/claude-code.md).';
 
 comment on column toolsdb.sessions.started_at is 'When the session was first seen.';
 
-comment on column toolsdb.sessions.last_activity_at is 'When the session was last active (any event).';
+comment on column toolsdb.sessions.last_activity_at is
+'When the session was last active (any event; once it has ended, only a SessionStart that reopens it).';
 
 comment on column toolsdb.sessions.ended_at is 'When the session ended (SessionEnd), null while active.';
 

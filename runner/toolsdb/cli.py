@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, backup, operations, replica
+from . import __version__, backup, claude_settings, operations, replica
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
@@ -842,7 +842,7 @@ def main() -> None:
         sys.exit(128 + exc.signum)
 
 
-cli.add_command(__import__("toolsdb.claude_settings", fromlist=["command"]).command)
+cli.add_command(claude_settings.command)
 
 
 if __name__ == "__main__":
