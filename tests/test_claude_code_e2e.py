@@ -44,8 +44,6 @@ from .conftest import ROOT, Pg
 from .dbhelpers import Row, one, rows
 from .hookhelpers import hook_env
 
-pytestmark = pytest.mark.parametrize("pg", [pytest.param("18", id="pg18")], indirect=True)
-
 CLAUDE_ENV = "TOOLSDB_CLAUDE_BIN"
 REQUIRE_ENV = "TOOLSDB_REQUIRE_CLAUDE"
 DRIVER_TIMEOUT = 110  # seconds, the whole scenario: two claude turns, serve, worker
@@ -80,8 +78,8 @@ def check_prerequisites() -> str:
     claude = claude_bin()
     if claude is None:
         unavailable(
-            f"Claude Code is not installed: set {CLAUDE_ENV} to its `claude`, or install "
-            f"@anthropic-ai/claude-code into {cache_dir()} as .ci/run does"
+            f"Claude Code is not installed: set {CLAUDE_ENV} to its `claude`, or run "
+            f".ci/install-claude-code (installs the pinned version into {cache_dir()})"
         )
     assert claude is not None
     try:
@@ -96,6 +94,28 @@ def check_prerequisites() -> str:
     if probe.returncode != 0:
         unavailable(f"`unshare --net` is not allowed here (root or user namespaces needed): {probe.stderr.strip()}")
     return claude
+
+
+def missing_at_collection() -> str | None:
+    """Why the module cannot run, known without running anything (no server is
+    started for a module skipped this way); None when it may."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        return None  # the fixture fails with the reason instead
+    if claude_bin() is None:
+        return (
+            f"Claude Code is not installed: set {CLAUDE_ENV} to its `claude`, or run "
+            f".ci/install-claude-code (installs the pinned version into {cache_dir()})"
+        )
+    if shutil.which("unshare") is None:
+        return "`unshare` (util-linux) is not installed: the test runs in a network namespace"
+    return None
+
+
+_MISSING = missing_at_collection()
+pytestmark = [
+    pytest.mark.parametrize("pg", [pytest.param("18", id="pg18")], indirect=True),
+    pytest.mark.skipif(_MISSING is not None, reason=_MISSING or ""),
+]
 
 
 class Scenario:
