@@ -107,6 +107,13 @@ class Driver:
         self.slack = SlackStandIn()
         self.serve: subprocess.Popen | None = None
         self.serve_err: list[str] = []
+        # Every step's timeout is cut to what is left of the scenario's budget,
+        # so the driver always gets to print its result (with the logs).
+        self.deadline = time.monotonic() + float(spec.get("budget", 90))
+
+    def within(self, seconds: float) -> float:
+        """``seconds``, or less when the scenario's budget ends sooner (1 s at least)."""
+        return max(1.0, min(seconds, self.deadline - time.monotonic()))
 
     # -- helpers ---------------------------------------------------------------
 
@@ -124,7 +131,7 @@ class Driver:
             [self.toolsdb, *args],
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=self.within(timeout),
             env={**self.base_env(), **(env or {})},
             stdin=subprocess.DEVNULL,
             cwd=str(self.work),
@@ -193,7 +200,7 @@ class Driver:
             ALLOWED_TOOLS,
         ]
         before = len(self.messages.requests)
-        timeout = float(self.spec.get("claude_timeout", 45))
+        timeout = self.within(float(self.spec.get("claude_timeout", 45)))
         try:
             done = subprocess.run(
                 argv,
@@ -257,7 +264,7 @@ class Driver:
             text=True,
         )
         assert self.serve.stderr is not None
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.within(20)
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.serve.stderr], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
@@ -269,7 +276,8 @@ class Driver:
             found = LISTENING.search(line)
             if found:
                 return found.group(1)
-        self.fail("serve", f"toolsdb serve did not say it listens within 20 s: {''.join(self.serve_err)[-2000:]}")
+        said = "".join(self.serve_err)[-2000:]
+        self.fail("serve", f"toolsdb serve did not say it listens within 20 s (or the budget's end): {said}")
         return None
 
     def stop_serve(self) -> None:

@@ -46,12 +46,15 @@ from .hookhelpers import hook_env
 
 CLAUDE_ENV = "TOOLSDB_CLAUDE_BIN"
 REQUIRE_ENV = "TOOLSDB_REQUIRE_CLAUDE"
-DRIVER_TIMEOUT = 110  # seconds, the whole scenario: two claude turns, serve, worker
+DRIVER_BUDGET = 90  # seconds the driver's steps may take in all (two claude turns, serve, worker)
+DRIVER_TIMEOUT = 110  # then it has this long to stop toolsdb serve and print its result
 # Events each run must have stored (more may fire: PostToolBatch, ...).
 COMMAND_EVENTS = {"SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"}
 # Claude Code sends SessionStart to command hooks only (2.1.x: an http hook
 # there is not called), so the http run's session starts at UserPromptSubmit.
 HTTP_EVENTS = COMMAND_EVENTS - {"SessionStart"}
+# A new network namespace (root in CI; elsewhere, as root of a user namespace).
+UNSHARE = ["unshare", "--net", "--"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net", "--"]
 
 
 def cache_dir() -> Path:
@@ -90,7 +93,7 @@ def check_prerequisites() -> str:
         unavailable(f"`{claude} --version` exited {version.returncode}: {version.stderr.strip()[-500:]}")
     if shutil.which("unshare") is None:
         unavailable("`unshare` (util-linux) is not installed: the test runs in a network namespace")
-    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True, timeout=30)
+    probe = subprocess.run([*UNSHARE, "true"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         unavailable(f"`unshare --net` is not allowed here (root or user namespaces needed): {probe.stderr.strip()}")
     return claude
@@ -198,13 +201,14 @@ def scenario(pg: Pg, committed, tmp_path_factory) -> Iterator[Scenario]:
         "users": users,
         "env": hook_env(),
         "claude_timeout": 45,
+        "budget": DRIVER_BUDGET,
     }
     spec_file = work / "spec.json"
     spec_file.write_text(json.dumps(spec))
     started = time.monotonic()
     try:
         done = subprocess.run(
-            ["unshare", "--net", "--", sys.executable, "-m", "tests.claude_e2e_driver", str(spec_file)],
+            [*UNSHARE, sys.executable, "-m", "tests.claude_e2e_driver", str(spec_file)],
             capture_output=True,
             text=True,
             timeout=DRIVER_TIMEOUT,
@@ -294,8 +298,8 @@ def test_the_worker_delivers_the_stop_notification_to_slack(scenario: Scenario) 
         session_id = scenario.run(name)["session_id"]
         sent = rows(
             scenario.conn,
-            "select n.status, n.backend, e.event_type from toolsdb.notifications as n "
-            "join toolsdb.events as e using (event_id) where n.session_id = %s",
+            "select n.notification_id, n.status, n.backend, n.event_id, e.event_type from toolsdb.notifications as n "
+            "left join toolsdb.events as e using (event_id) where n.session_id = %s order by n.notification_id",
             (session_id,),
         )
         stop = [n for n in sent if n["event_type"] == "Stop"]
