@@ -48,7 +48,9 @@ PROMPT = f"Run the shell command `echo {MARKER}` and tell me what it printed."
 ALLOWED_TOOLS = "Bash(echo *)"
 # The path toolsdb serve takes hook events on (docs/claude-code.md).
 HOOKS_PATH = "/hooks"
-LISTENING = re.compile(r"listening on (http://[0-9.]+:\d+)")
+# toolsdb serve's line when it is ready; uvicorn's own "running on" line counts
+# too unless it shows the port asked for (0) rather than the one bound.
+LISTENING = re.compile(r"(?:listening|running) on (http://[0-9.]+:[1-9][0-9]*)")
 # The events a hand-written command-hook settings file wires to `toolsdb hook`
 # (WorktreeCreate is left out: a command hook there replaces git's worktree creation).
 HAND_EVENTS = (
