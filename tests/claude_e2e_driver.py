@@ -32,13 +32,14 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import re
-import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -255,7 +256,8 @@ class Driver:
     # -- toolsdb serve and the http-hook run -------------------------------------
 
     def start_serve(self) -> str | None:
-        """``toolsdb serve --port 0``; its base URL once it says it listens (20 s at most)."""
+        """``toolsdb serve --port 0``; its base URL once it says it listens (20 s at most).
+        A thread reads its stderr to the end (so a chatty server never blocks on the pipe)."""
         self.serve = subprocess.Popen(
             [self.toolsdb, "serve", "--port", "0"],
             stdout=subprocess.DEVNULL,
@@ -265,34 +267,42 @@ class Driver:
             cwd=str(self.work),
             text=True,
         )
-        assert self.serve.stderr is not None
-        deadline = time.monotonic() + self.within(20)
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.serve.stderr], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            line = self.serve.stderr.readline()
-            if not line:  # it exited
-                break
+        found: queue.Queue[str | None] = queue.Queue()
+        self.serve_reader = threading.Thread(target=self._read_serve, args=(self.serve, found), daemon=True)
+        self.serve_reader.start()
+        try:
+            base = found.get(timeout=self.within(20))
+        except queue.Empty:
+            base = None
+        if base is None:
+            said = "".join(self.serve_err)[-2000:]
+            self.fail("serve", f"toolsdb serve did not say it listens within 20 s (or the budget's end): {said}")
+        return base
+
+    def _read_serve(self, process: subprocess.Popen, found: queue.Queue) -> None:
+        assert process.stderr is not None
+        told = False
+        for line in process.stderr:
             self.serve_err.append(line)
-            found = LISTENING.search(line)
-            if found:
-                return found.group(1)
-        said = "".join(self.serve_err)[-2000:]
-        self.fail("serve", f"toolsdb serve did not say it listens within 20 s (or the budget's end): {said}")
-        return None
+            match = LISTENING.search(line)
+            if match and not told:
+                found.put(match.group(1))
+                told = True
+        if not told:
+            found.put(None)  # it exited first
 
     def stop_serve(self) -> None:
         if self.serve is None:
             return
         self.serve.send_signal(signal.SIGTERM)
         try:
-            _, err = self.serve.communicate(timeout=10)
+            self.serve.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.serve.kill()
-            _, err = self.serve.communicate(timeout=5)
+            self.serve.wait(timeout=5)
             self.fail("serve", "toolsdb serve did not stop within 10 s of SIGTERM")
-        self.result["serve"] = {"code": self.serve.returncode, "stderr": tail("".join(self.serve_err) + (err or ""))}
+        self.serve_reader.join(timeout=5)
+        self.result["serve"] = {"code": self.serve.returncode, "stderr": tail("".join(self.serve_err))}
 
     def http_run(self) -> None:
         for words in (("serve",), ("token",), ("claude-settings",)):
