@@ -2070,6 +2070,66 @@ on conflict (table_name) do nothing;
 
 -- ---- schema/44_notifications.sql ----
 
+create table if not exists toolsdb.notification_destinations (
+    destination_name text not null,
+    backend text not null,
+    secret_key text not null,
+    user_id uuid,
+    enabled boolean not null default true,
+    description text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint notification_destinations_pkey primary key (destination_name),
+    constraint notification_destinations_secret_key_fkey foreign key (secret_key)
+    references toolsdb.config (key) on delete restrict,
+    constraint notification_destinations_user_id_fkey foreign key (user_id)
+    references toolsdb.users (user_id) on delete cascade,
+    constraint destination_name_is_valid check (
+        destination_name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$' and char_length(destination_name) <= 100
+    ),
+    constraint backend_is_valid check (backend in ('slack', 'discord', 'email', 'webhook')),
+    constraint description_length_is_valid check (char_length(description) between 1 and 1000)
+);
+
+create index if not exists notification_destinations_secret_key_idx
+on toolsdb.notification_destinations (secret_key);
+
+create index if not exists notification_destinations_user_id_idx
+on toolsdb.notification_destinations (user_id);
+
+comment on table toolsdb.notification_destinations is
+'Where notifications go: a Slack or Discord incoming webhook, a generic JSON webhook or an SMTP '
+'mailbox. The URL (or smtp:// settings with credentials) is never a column here: it is the '
+'encrypted config secret named by secret_key, decrypted by the worker. A destination with a '
+'user_id is that user''s: rules that notify the session''s user send to it. Written by '
+'toolsdb.notification_destination_set() (toolsdb notify destination set).';
+
+comment on column toolsdb.notification_destinations.destination_name is
+'Unique name, letters, digits, _ . - (at most 100); "default" receives what a session''s user cannot.';
+
+comment on column toolsdb.notification_destinations.backend is
+'How to deliver: slack (POST {"text"}), discord (POST {"content"}), webhook (POST the notification as '
+'JSON) or email (SMTP).';
+
+comment on column toolsdb.notification_destinations.secret_key is
+'The toolsdb.config key of the encrypted secret holding the URL (for email an SMTP URL such as '
+'smtp://user:pass@host:587/?from=a@b&to=c@d&starttls=1); it cannot be unset while used here.';
+
+comment on column toolsdb.notification_destinations.user_id is
+'The user it belongs to, or null (shared); rules with recipient session_user send to the session '
+'user''s enabled destinations. Deleting the user deletes it.';
+
+comment on column toolsdb.notification_destinations.enabled is
+'False to keep it without sending to it: rules skip it and the worker fails what is queued for it.';
+
+comment on column toolsdb.notification_destinations.description is 'What it is, 1-1000 characters.';
+
+comment on column toolsdb.notification_destinations.created_at is
+'When it was added; set by trigger _100_timestamps.';
+
+comment on column toolsdb.notification_destinations.updated_at is
+'When it was last changed; set by trigger _100_timestamps.';
+
 -- A queue: vacuum after a fixed count of dead claims, not 20% of the table
 -- (docs/operations.md, tests/bench_churn.py). No fillfactor: every update
 -- changes status, a predicate column of the claim and dead-letter indexes.
@@ -2079,6 +2139,7 @@ create table if not exists toolsdb.notifications (
     session_id text not null,
     notification_type text not null,
     backend text not null,
+    destination_name text,
     status text not null default 'pending',
     payload jsonb not null default '{}',
     attempts integer not null default 0,
@@ -2096,6 +2157,8 @@ create table if not exists toolsdb.notifications (
     references toolsdb.events (event_id) on delete set null,
     constraint notifications_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
+    constraint notifications_destination_name_fkey foreign key (destination_name)
+    references toolsdb.notification_destinations (destination_name) on delete set null,
     constraint notification_type_is_valid check (
         notification_type ~ '^[a-z][a-z0-9_]*$' and char_length(notification_type) <= 50
     ),
@@ -2128,6 +2191,8 @@ where status = 'dead';
 
 create index if not exists notifications_event_id_idx on toolsdb.notifications (event_id);
 
+create index if not exists notifications_destination_name_idx on toolsdb.notifications (destination_name);
+
 create index if not exists notifications_session_id_idx on toolsdb.notifications (session_id, created_at);
 
 comment on table toolsdb.notifications is
@@ -2149,11 +2214,17 @@ comment on column toolsdb.notifications.notification_type is
 
 comment on column toolsdb.notifications.backend is 'Where it goes: slack, discord, email or webhook.';
 
+comment on column toolsdb.notifications.destination_name is
+'The destination to deliver to (set by route_events()); null: the destination named default '
+'(notifications queued by insert_notification, or whose destination was deleted).';
+
 comment on column toolsdb.notifications.status is
 'pending (waiting), sending (claimed, leased until next_attempt_at), sent, failed (will retry at '
 'next_attempt_at) or dead (gave up after max_attempts; a dead letter).';
 
-comment on column toolsdb.notifications.payload is 'What the backend sends (backend-specific JSON object).';
+comment on column toolsdb.notifications.payload is
+'What the backend sends (a JSON object); from a rule: message (the rendered template), rule, '
+'event_type and the matched payload fields.';
 
 comment on column toolsdb.notifications.attempts is
 'Delivery attempts so far (retry_count in the hook-notification API); each claim is one.';
@@ -2237,6 +2308,131 @@ comment on column toolsdb.metrics.created_at is 'When it was measured; the parti
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.metrics', 'high-volume measurements, append-only: the rows are the record')
 on conflict (table_name) do nothing;
+
+-- ---- schema/47_notification_rules.sql ----
+
+create table if not exists toolsdb.notification_rules (
+    rule_name text not null,
+    enabled boolean not null default true,
+    priority integer not null default 100,
+    match_event_type text not null,
+    match_notification_type text,
+    match_tool_name text,
+    match_cwd text,
+    match_project_id uuid,
+    recipient text not null default 'session_user',
+    destination_name text,
+    notification_type text not null,
+    message_template text not null,
+    max_attempts integer not null default 3,
+    description text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint notification_rules_pkey primary key (rule_name),
+    constraint notification_rules_match_project_id_fkey foreign key (match_project_id)
+    references toolsdb.projects (project_id) on delete cascade,
+    constraint notification_rules_destination_name_fkey foreign key (destination_name)
+    references toolsdb.notification_destinations (destination_name) on delete restrict,
+    constraint rule_name_is_valid check (rule_name ~ '^[a-z0-9][a-z0-9_.-]*$' and char_length(rule_name) <= 100),
+    constraint priority_is_valid check (priority between -1000000 and 1000000),
+    constraint match_event_type_is_valid check (
+        match_event_type ~ '^[[:graph:]]+$' and char_length(match_event_type) <= 100
+    ),
+    constraint match_notification_type_length_is_valid check (char_length(match_notification_type) between 1 and 200),
+    constraint match_tool_name_length_is_valid check (char_length(match_tool_name) between 1 and 200),
+    constraint match_cwd_length_is_valid check (char_length(match_cwd) between 1 and 1000),
+    constraint recipient_is_valid check (recipient in ('session_user', 'destination')),
+    constraint destination_matches_recipient check ((recipient = 'destination') = (destination_name is not null)),
+    constraint notification_type_is_valid check (
+        notification_type ~ '^[a-z][a-z0-9_]*$' and char_length(notification_type) <= 50
+    ),
+    constraint message_template_length_is_valid check (char_length(message_template) between 1 and 2000),
+    constraint max_attempts_is_valid check (max_attempts between 1 and 100),
+    constraint description_length_is_valid check (char_length(description) between 1 and 1000)
+);
+
+create index if not exists notification_rules_event_idx on toolsdb.notification_rules (match_event_type, priority)
+where enabled;
+
+create index if not exists notification_rules_match_project_id_idx on toolsdb.notification_rules (match_project_id);
+
+create index if not exists notification_rules_destination_name_idx on toolsdb.notification_rules (destination_name);
+
+comment on table toolsdb.notification_rules is
+'Which hook event makes which notification, for whom, with which message. route_events() applies '
+'every enabled rule matching an event (all of them, in priority order): one notification per '
+'(rule, event, destination). Patterns are globs (* any run, ? one character, \ escapes), matched '
+'with LIKE, never regular expressions. Managed with toolsdb.notification_rule_set(), '
+'notification_rule_enable() and notification_rule_delete().';
+
+comment on column toolsdb.notification_rules.rule_name is
+'Unique name, lowercase letters, digits, _ . - (at most 100).';
+
+comment on column toolsdb.notification_rules.enabled is 'False to keep the rule without applying it.';
+
+comment on column toolsdb.notification_rules.priority is
+'Order in which matching rules make their notifications, lowest first (then rule_name); default 100.';
+
+comment on column toolsdb.notification_rules.match_event_type is
+'The hook event it applies to, exactly as stored in toolsdb.events.event_type (Notification, Stop, PreToolUse, ...).';
+
+comment on column toolsdb.notification_rules.match_notification_type is
+'Glob the payload''s notification_type must match (permission_prompt, idle_prompt, ...); null: any, or none.';
+
+comment on column toolsdb.notification_rules.match_tool_name is
+'Glob the payload''s tool_name must match (Bash, mcp__*); null: any, or none.';
+
+comment on column toolsdb.notification_rules.match_cwd is
+'Glob the event''s cwd (the payload''s, else the session''s) must match, such as /home/*/work/*; null: any.';
+
+comment on column toolsdb.notification_rules.match_project_id is
+'Only events of sessions of this project; null: any. Deleting the project deletes the rule.';
+
+comment on column toolsdb.notification_rules.recipient is
+'session_user: the enabled destinations of the session''s user, else the destination named default '
+'(else nothing); destination: the named destination_name.';
+
+comment on column toolsdb.notification_rules.destination_name is
+'The destination when recipient is destination; null otherwise. A used destination cannot be deleted.';
+
+comment on column toolsdb.notification_rules.notification_type is
+'The notification_type of the notifications it makes, snake_case (permission, idle, task_complete, ...).';
+
+comment on column toolsdb.notification_rules.message_template is
+'The message, 1-2000 characters, with {placeholders}: message, notification_type, tool_name, cwd, '
+'session_id, event_type, project, user, agent, last_assistant_message, rule. Each value is cut to '
+'500 characters and the message to 3000; unknown placeholders stay as written.';
+
+comment on column toolsdb.notification_rules.max_attempts is
+'Delivery attempts of its notifications before they are dead letters, 1-100; default 3.';
+
+comment on column toolsdb.notification_rules.description is 'What the rule is for, 1-1000 characters.';
+
+comment on column toolsdb.notification_rules.created_at is 'When it was added; set by trigger _100_timestamps.';
+
+comment on column toolsdb.notification_rules.updated_at is 'When it was last changed; set by trigger _100_timestamps.';
+
+-- The default rule set: what design 001 was built for (reference rows; a
+-- rule changed or deleted by its users stays so).
+insert into toolsdb.notification_rules (
+    rule_name, priority, match_event_type, match_notification_type, notification_type, message_template, description
+) values
+(
+    'permission_prompt', 10, 'Notification', 'permission_prompt', 'permission',
+    'Claude needs your permission in {cwd}: {message}',
+    'A permission prompt notifies the session''s user.'
+),
+(
+    'idle_prompt', 20, 'Notification', 'idle_prompt', 'idle',
+    'Claude is waiting for your input in {cwd}: {message}',
+    'An idle prompt notifies the session''s user.'
+),
+(
+    'stop', 30, 'Stop', null, 'task_complete',
+    'Claude finished its turn in {cwd}. {last_assistant_message}',
+    'A finished turn (Stop) notifies the session''s user.'
+)
+on conflict on constraint notification_rules_pkey do nothing;
 
 -- ---- schema/50_vision_cache.sql ----
 

@@ -15,7 +15,8 @@ declare
     wanted record;
     -- The application only reads these (written through functions, or rules):
     read_only_for_app text[] := array[
-        'audit_logs', 'config', 'task_status_transitions', 'model_prices', 'schema_validations'
+        'audit_logs', 'config', 'task_status_transitions', 'model_prices', 'schema_validations',
+        'notification_destinations', 'notification_rules'
     ];
     -- appends to these and never changes or removes an entry:
     append_only_for_app text[] := array[
@@ -99,7 +100,11 @@ declare
         'toolsdb.mark_notification_sent(bigint,uuid)',
         'toolsdb.mark_notification_failed(bigint,uuid,text,interval,interval)',
         'toolsdb.get_dead_notifications(integer)',
-        'toolsdb.redrive_notifications(bigint[])'
+        'toolsdb.redrive_notifications(bigint[])',
+        'toolsdb.settle_and_claim_notifications(uuid,bigint[],bigint[],text[],double precision[],integer,interval,text,interval,interval)',
+        'toolsdb.release_notifications(bigint[],uuid)',
+        'toolsdb.route_events(integer,text)',
+        'toolsdb.notification_destination_secret(text)'
     ];
     -- The role statements under validation run as (schema/52_schema_validator.sql):
     -- it checks what they made, and may reference toolsdb's tables and fire its

@@ -8,8 +8,73 @@
 -- toolsdb_notifications once per inserting statement. Row-level security
 -- per session; not audited (queue churn; the row's attempts, last_error and
 -- sent_at are the delivery record). See docs/runtime.md.
+-- Where they go: toolsdb.notification_destinations (a name, a backend and the
+-- encrypted config secret holding the URL or SMTP settings), written by
+-- `toolsdb notify destination set`; the rules that make notifications from
+-- events are in schema/47_notification_rules.sql.
 -- Its functions, triggers and row-level security: repeatable/44_notifications.sql.
--- Needs: schema/40_sessions.sql, schema/43_events.sql.
+-- Needs: schema/14_config.sql, schema/20_users.sql, schema/40_sessions.sql,
+-- schema/43_events.sql.
+
+create table if not exists toolsdb.notification_destinations (
+    destination_name text not null,
+    backend text not null,
+    secret_key text not null,
+    user_id uuid,
+    enabled boolean not null default true,
+    description text,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint notification_destinations_pkey primary key (destination_name),
+    constraint notification_destinations_secret_key_fkey foreign key (secret_key)
+    references toolsdb.config (key) on delete restrict,
+    constraint notification_destinations_user_id_fkey foreign key (user_id)
+    references toolsdb.users (user_id) on delete cascade,
+    constraint destination_name_is_valid check (
+        destination_name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$' and char_length(destination_name) <= 100
+    ),
+    constraint backend_is_valid check (backend in ('slack', 'discord', 'email', 'webhook')),
+    constraint description_length_is_valid check (char_length(description) between 1 and 1000)
+);
+
+create index if not exists notification_destinations_secret_key_idx
+on toolsdb.notification_destinations (secret_key);
+
+create index if not exists notification_destinations_user_id_idx
+on toolsdb.notification_destinations (user_id);
+
+comment on table toolsdb.notification_destinations is
+'Where notifications go: a Slack or Discord incoming webhook, a generic JSON webhook or an SMTP '
+'mailbox. The URL (or smtp:// settings with credentials) is never a column here: it is the '
+'encrypted config secret named by secret_key, decrypted by the worker. A destination with a '
+'user_id is that user''s: rules that notify the session''s user send to it. Written by '
+'toolsdb.notification_destination_set() (toolsdb notify destination set).';
+
+comment on column toolsdb.notification_destinations.destination_name is
+'Unique name, letters, digits, _ . - (at most 100); "default" receives what a session''s user cannot.';
+
+comment on column toolsdb.notification_destinations.backend is
+'How to deliver: slack (POST {"text"}), discord (POST {"content"}), webhook (POST the notification as '
+'JSON) or email (SMTP).';
+
+comment on column toolsdb.notification_destinations.secret_key is
+'The toolsdb.config key of the encrypted secret holding the URL (for email an SMTP URL such as '
+'smtp://user:pass@host:587/?from=a@b&to=c@d&starttls=1); it cannot be unset while used here.';
+
+comment on column toolsdb.notification_destinations.user_id is
+'The user it belongs to, or null (shared); rules with recipient session_user send to the session '
+'user''s enabled destinations. Deleting the user deletes it.';
+
+comment on column toolsdb.notification_destinations.enabled is
+'False to keep it without sending to it: rules skip it and the worker fails what is queued for it.';
+
+comment on column toolsdb.notification_destinations.description is 'What it is, 1-1000 characters.';
+
+comment on column toolsdb.notification_destinations.created_at is
+'When it was added; set by trigger _100_timestamps.';
+
+comment on column toolsdb.notification_destinations.updated_at is
+'When it was last changed; set by trigger _100_timestamps.';
 
 -- A queue: vacuum after a fixed count of dead claims, not 20% of the table
 -- (docs/operations.md, tests/bench_churn.py). No fillfactor: every update
@@ -20,6 +85,7 @@ create table if not exists toolsdb.notifications (
     session_id text not null,
     notification_type text not null,
     backend text not null,
+    destination_name text,
     status text not null default 'pending',
     payload jsonb not null default '{}',
     attempts integer not null default 0,
@@ -37,6 +103,8 @@ create table if not exists toolsdb.notifications (
     references toolsdb.events (event_id) on delete set null,
     constraint notifications_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
+    constraint notifications_destination_name_fkey foreign key (destination_name)
+    references toolsdb.notification_destinations (destination_name) on delete set null,
     constraint notification_type_is_valid check (
         notification_type ~ '^[a-z][a-z0-9_]*$' and char_length(notification_type) <= 50
     ),
@@ -69,6 +137,8 @@ where status = 'dead';
 
 create index if not exists notifications_event_id_idx on toolsdb.notifications (event_id);
 
+create index if not exists notifications_destination_name_idx on toolsdb.notifications (destination_name);
+
 create index if not exists notifications_session_id_idx on toolsdb.notifications (session_id, created_at);
 
 comment on table toolsdb.notifications is
@@ -90,11 +160,17 @@ comment on column toolsdb.notifications.notification_type is
 
 comment on column toolsdb.notifications.backend is 'Where it goes: slack, discord, email or webhook.';
 
+comment on column toolsdb.notifications.destination_name is
+'The destination to deliver to (set by route_events()); null: the destination named default '
+'(notifications queued by insert_notification, or whose destination was deleted).';
+
 comment on column toolsdb.notifications.status is
 'pending (waiting), sending (claimed, leased until next_attempt_at), sent, failed (will retry at '
 'next_attempt_at) or dead (gave up after max_attempts; a dead letter).';
 
-comment on column toolsdb.notifications.payload is 'What the backend sends (backend-specific JSON object).';
+comment on column toolsdb.notifications.payload is
+'What the backend sends (a JSON object); from a rule: message (the rendered template), rule, '
+'event_type and the matched payload fields.';
 
 comment on column toolsdb.notifications.attempts is
 'Delivery attempts so far (retry_count in the hook-notification API); each claim is one.';

@@ -27,7 +27,8 @@ CHECK = "23514"  # check_violation
 DENIED = "42501"  # insufficient_privilege
 MARKER = "marker"
 
-# The inner select of each claim, exactly as in the function (checked
+# The inner select of each claim, exactly as in the function (claim_notifications
+# and settle_and_claim_notifications share toolsdb_private.claim_due_notifications; checked
 # against the function's source before it is explained).
 NOTIFICATIONS_CLAIM_SELECT = """
             select p.notification_id

@@ -47,7 +47,7 @@ from .queuehelpers import (
     ("function", "inner_select", "index"),
     [
         pytest.param(
-            "toolsdb.claim_notifications(integer,interval,text)",
+            "toolsdb_private.claim_due_notifications(integer,interval,text)",
             NOTIFICATIONS_CLAIM_SELECT,
             "notifications_claim_idx",
             id="notifications",
