@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, backup, claude_settings, operations, replica
+from . import __version__, backup, claude_settings, operations, replica, worker_cli
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
@@ -843,7 +843,8 @@ def main() -> None:
 
 
 cli.add_command(claude_settings.command)
-
+cli.add_command(worker_cli.worker_command)
+cli.add_command(worker_cli.notify_group)
 
 if __name__ == "__main__":
     main()

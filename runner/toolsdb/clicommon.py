@@ -27,6 +27,7 @@ EXTRAS = {
     "redis": ("redis", "redis-py"),
     "mcp": ("mcp", "the MCP SDK"),
     "pglast": ("validate", "pglast"),
+    "httpx": ("worker", "httpx"),
 }
 
 
