@@ -31,6 +31,10 @@ Everything runs as the superuser: row-level security adds nothing.
    every run.
    * toolsdb notifications: claim_notifications(batch) + mark_notifications_sent(ids, token);
    * toolsdb events: get_unprocessed_events(batch) + mark_events_processed(ids, token);
+   * toolsdb settle+claim (what `toolsdb worker` does): settle_and_claim_notifications(), one
+     call that acks the previous batch and claims the next, so one round trip and one commit
+     per batch instead of two (its rate counts the jobs claimed: the last batch of a run that
+     ends on the time limit is claimed and not yet acked, at most `batch` jobs per worker);
    * procrastinate: the SQL of the installed package (procrastinate.sql.queries:
      fetch_job = procrastinate_fetch_job_v2 for all queues, finish_job =
      procrastinate_finish_job_v1 with status succeeded and delete_job false,
@@ -45,7 +49,10 @@ Everything runs as the superuser: row-level security adds nothing.
      (so nobody's figure includes asyncio or pydantic).
    Ratios toolsdb / procrastinate and toolsdb / pgqueuer per cell, against
    the issue's targets: >= 2x procrastinate in every cell, >= 1x pgqueuer on
-   batch claims (batch 100). Misses are printed as misses.
+   batch claims (batch 100), and settle+claim >= 1.5x procrastinate at batch 1
+   (issue 18). Misses are printed as misses.
+   BENCH_QUEUE_ONLY=batch1 runs only this part's batch-1 cells (about two
+   minutes; no pgqueuer, nothing else).
 3. Seed 001's latencies over the Unix socket, psycopg prepared statements, p50
    and p95 (jsonb read as text, so Python's JSON parsing is not timed):
    insert_event() and hook_ingest() with a realistic PreToolUse payload,
@@ -138,6 +145,10 @@ RETENTION = "20 days"
 
 TARGET_VS_PROCRASTINATE = 2.0
 TARGET_VS_PGQUEUER = 1.0  # on batch claims
+TARGET_WORKER_VS_PROCRASTINATE = 1.5  # settle+claim at batch 1 (issue 18)
+ONLY_BATCH1 = os.environ.get("BENCH_QUEUE_ONLY", "") == "batch1"
+if ONLY_BATCH1:
+    BATCHES = (1,)
 TARGET_INSERT_MS = 0.5
 TARGET_FETCH_MS = 2.0
 TARGET_HOOK_MS = 50.0
@@ -294,6 +305,28 @@ def toolsdb_notifications() -> QueueSystem:
         prefill,
         worker,
     )
+
+
+def toolsdb_worker() -> QueueSystem:
+    base = toolsdb_notifications()
+
+    def worker(conn: psycopg.Connection, batch: int, name: str) -> Callable[[], int]:
+        held: dict[str, object] = {"ids": None, "token": None}
+
+        def step() -> int:
+            rows = conn.execute(
+                "select notification_id, claim_token from toolsdb.settle_and_claim_notifications("
+                "claim_token => %s::uuid, sent_ids => %s::bigint[], batch_size => %s, lease => '5 minutes', "
+                "worker => %s)",
+                (held["token"], held["ids"], batch, name),
+            ).fetchall()
+            held["ids"] = [r[0] for r in rows] or None
+            held["token"] = rows[0][1] if rows else None
+            return len(rows)
+
+        return step
+
+    return QueueSystem("worker", "toolsdb settle+claim", QUEUE_DB, "", "", base.reset, base.prefill, worker)
 
 
 def toolsdb_events() -> QueueSystem:
@@ -464,11 +497,14 @@ def install_queues(server: EmbeddedServer, info, admin: psycopg.Connection) -> t
         conn.execute("drop trigger _900_notify on toolsdb.notifications")
     systems = [
         toolsdb_notifications(),
+        toolsdb_worker(),
         toolsdb_events(),
         QueueSystem(
             "no_notify", "(toolsdb notif., no pg_notify)", NO_NOTIFY_DB, "insert_notification()", INSERT_NOTIFICATION
         ),
     ]
+    if ONLY_BATCH1:
+        systems = systems[:2]
     missing = []
     if procrastinate_sql is not None:
         admin.execute(f"create database {PROCRASTINATE_DB}")
@@ -478,12 +514,12 @@ def install_queues(server: EmbeddedServer, info, admin: psycopg.Connection) -> t
         systems.append(procrastinate())
     else:
         missing.append("procrastinate")
-    if pgqueuer_qb is not None:
+    if pgqueuer_qb is not None and not ONLY_BATCH1:
         admin.execute(f"create database {PGQUEUER_DB}")
         with psycopg.connect(server.conninfo(info, dbname=PGQUEUER_DB), autocommit=True) as conn:
             conn.execute(pgqueuer_qb.QueryBuilderEnvironment().build_install_query())
         systems.append(pgqueuer())
-    else:
+    elif not ONLY_BATCH1:
         missing.append("pgqueuer")
     return systems, missing
 
@@ -919,6 +955,8 @@ def report_claims(systems: list[QueueSystem], missing: list[str]) -> list[str]:
     )
     print(f"   {'toolsdb queue':22} {'batch':>5} {'workers':>7} {'/ procrastinate':>18} {'/ pgqueuer':>19}")
     for mine in ("notifications", "events"):
+        if mine not in by_key:
+            continue
         for batch in BATCHES:
             for workers in WORKERS:
                 cells = []
@@ -936,6 +974,16 @@ def report_claims(systems: list[QueueSystem], missing: list[str]) -> list[str]:
                             f" (target >= {target:.0f}x): {verdict(ratio >= target)}"
                         )
                 print(f"   {by_key[mine].label:22} {batch:>5} {workers:>7} " + " ".join(cells))
+    if "procrastinate" in by_key:
+        for workers in WORKERS:
+            mine, other = by_key["worker"].claim_rate(1, workers), by_key["procrastinate"].claim_rate(1, workers)
+            ratio = mine / other
+            ok = verdict(ratio >= TARGET_WORKER_VS_PROCRASTINATE)
+            print(f"   {by_key['worker'].label:22} {1:>5} {workers:>7} {ratio:7.2f}x {ok:>9}")
+            lines.append(
+                f"toolsdb settle+claim / procrastinate, batch 1, {workers} worker(s): {ratio:.2f}x"
+                f" (target >= {TARGET_WORKER_VS_PROCRASTINATE}x): {ok}"
+            )
     print()
     return lines
 
@@ -1025,14 +1073,17 @@ def main() -> int:
                 for name in ("shared_buffers", "synchronous_commit", "fsync", "max_wal_size")
             }
             systems, missing = install_queues(server, info, admin)
-            progress("databases ready; enqueue")
-            measure_enqueue(server, info, systems, tmp)
+            enqueuers = [s for s in systems if s.enqueue_sql]
+            if not ONLY_BATCH1:
+                progress("databases ready; enqueue")
+                measure_enqueue(server, info, enqueuers, tmp)
             measure_claims(server, info, [s for s in systems if s.worker is not None])
-            progress("latencies")
-            latencies, waiting = measure_latencies(server, info)
-            progress("hook command")
-            hook = measure_hook(server, info, tmp)
-            metrics = measure_metrics(server, info)
+            if not ONLY_BATCH1:
+                progress("latencies")
+                latencies, waiting = measure_latencies(server, info)
+                progress("hook command")
+                hook = measure_hook(server, info, tmp)
+                metrics = measure_metrics(server, info)
         finally:
             admin.close()
             server.stop()
@@ -1045,7 +1096,11 @@ def main() -> int:
         + ", ".join(f"{name} {installed_version(name)}" for name in ("procrastinate", "pgqueuer"))
         + f"; toolsdb hook from {Path(sys.executable).parent}\n"
     )
-    report_enqueue(systems, missing)
+    if ONLY_BATCH1:
+        print("BENCH_QUEUE_ONLY=batch1: only the batch-1 claim + ack cells (part 2)\n")
+        print_targets(report_claims(systems, missing), started)
+        return 0
+    report_enqueue(enqueuers, missing)
     targets = report_claims(systems, missing)
     targets += report_latencies(latencies, waiting)
     targets += report_hook(hook)
