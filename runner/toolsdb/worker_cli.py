@@ -67,8 +67,8 @@ def worker_command(
 
     Routes events with toolsdb.route_events(), then delivers with
     toolsdb.settle_and_claim_notifications() (one round trip per job) to
-    Slack, Discord, webhooks and SMTP, with retries, backoff and the
-    receiver's Retry-After. Waits on LISTEN (DATABASE_DIRECT_URL when set)
+    Slack, Discord, webhooks and SMTP, with retries, backoff and dead
+    letters, waiting as long as a receiver's 429 asks. Waits on LISTEN (DATABASE_DIRECT_URL when set)
     between bursts. SIGTERM: finishes the send in flight, releases what it
     claimed and did not try, exits 0.
     """
