@@ -25,7 +25,9 @@ declare
     -- views it writes through their INSTEAD OF triggers (repeatable/86_cicd_views.sql):
     writable_views_for_app text[] := array['task_executions', 'system_config'];
     -- and does not touch these at all:
-    hidden_from_app text[] := array['audit_seals', 'audit_prunes'];
+    hidden_from_app text[] := array['audit_seals', 'audit_prunes', 'api_tokens'];
+    -- nor does the readonly role (tokens: authenticate_api_token() only):
+    hidden_from_readonly text[] := array['config', 'api_tokens'];
     app_functions text[] := array[
         'toolsdb.setting_uuid(text)',
         'toolsdb.current_session_id()',
@@ -73,6 +75,7 @@ declare
         'toolsdb.memory_get(uuid,text,uuid)',
         'toolsdb.insert_event(text,text,jsonb,text)',
         'toolsdb.hook_ingest(jsonb,jsonb)',
+        'toolsdb.authenticate_api_token(text)',
         'toolsdb.insert_notification(text,text,text,jsonb,bigint,integer,text,timestamp with time zone)',
         'toolsdb.insert_metric(text,double precision,text,jsonb,timestamp with time zone)',
         'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
@@ -176,7 +179,7 @@ begin
             union all
             select
                 'toolsdb_readonly',
-                case when c.relname = 'config' then array[]::text[] else array['select'] end
+                case when c.relname = any(hidden_from_readonly) then array[]::text[] else array['select'] end
         ) as g
         cross join lateral pg_catalog.unnest(g.privileges) as privilege
         where c.relnamespace = 'toolsdb'::regnamespace and c.relkind in ('r', 'p', 'v')
