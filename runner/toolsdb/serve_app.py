@@ -1,0 +1,244 @@
+"""The ASGI application of ``toolsdb serve`` (Starlette) and its metrics (prometheus_client).
+
+Needs the ``serve`` extra; ``toolsdb.serve`` (writer, spool, replayer) does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .hook import git_branch, parse
+from .serve import MAX_BODY, TOKEN_RE, Ingestor, Item, Outcome, now_iso
+
+EMPTY = b"{}"
+JSON = "application/json"
+EVENT_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+MAX_EVENT_TYPES = 100  # label values of events_ingested; further ones count as "other"
+QUEUE_CACHE_SECONDS = 5.0
+
+QUEUE_SQL = """
+select 'events', count(*), coalesce(extract(epoch from now() - min(e.visible_at)), 0)
+from toolsdb.events as e where e.processed_at is null and e.visible_at <= now()
+union all
+select 'notifications', count(*), coalesce(extract(epoch from now() - min(n.next_attempt_at)), 0)
+from toolsdb.notifications as n
+where n.status in ('pending', 'sending', 'failed') and n.next_attempt_at <= now()
+"""
+DELIVERIES_SQL = "select n.backend, n.status, count(*) from toolsdb.notifications as n group by 1, 2"
+
+
+def error(status: int, message: str) -> Response:
+    """A one-line JSON error (never plain text: Claude Code would add it to the model's context)."""
+    return Response(json.dumps({"error": " ".join(message.split())}), status_code=status, media_type=JSON)
+
+
+class QueueCollector:
+    """Queue depths, oldest ready age and deliveries by backend and status, from SQL, cached a few seconds."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.lock = threading.Lock()
+        self.at = 0.0
+        self.queues: list[tuple] = []
+        self.deliveries: list[tuple] = []
+        self.ok = False
+
+    def _refresh(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.at < QUEUE_CACHE_SECONDS:
+                return
+            self.at = time.monotonic()
+            try:
+                with psycopg.connect(
+                    self.conninfo, autocommit=True, connect_timeout=2, application_name="toolsdb-serve-metrics"
+                ) as conn:
+                    conn.execute("set statement_timeout = 2000")
+                    self.queues = conn.execute(QUEUE_SQL).fetchall()
+                    self.deliveries = conn.execute(DELIVERIES_SQL).fetchall()
+                    self.ok = True
+            except psycopg.Error:
+                self.ok = False
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        self._refresh()
+        up = GaugeMetricFamily("toolsdb_serve_queue_stats_up", "1 when the last queue query succeeded")
+        up.add_metric([], 1.0 if self.ok else 0.0)
+        yield up
+        depth = GaugeMetricFamily("toolsdb_queue_ready", "Rows ready to be claimed, by queue", labels=["queue"])
+        age = GaugeMetricFamily(
+            "toolsdb_queue_oldest_ready_age_seconds", "Age of the oldest ready row, by queue", labels=["queue"]
+        )
+        for name, count, oldest in self.queues:
+            depth.add_metric([name], float(count))
+            age.add_metric([name], float(oldest))
+        yield depth
+        yield age
+        deliveries = GaugeMetricFamily(
+            "toolsdb_notifications",
+            "Notifications by backend and status (sent, failed, dead: delivery outcomes; pending, sending)",
+            labels=["backend", "status"],
+        )
+        for backend, status, count in self.deliveries:
+            deliveries.add_metric([backend, status], float(count))
+        yield deliveries
+
+
+class Metrics:
+    """The server's own registry (never prometheus_client's global one)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.ingested = Counter(
+            "toolsdb_serve_events_ingested", "Events stored in the database, by hook event", ["event_type"], registry=r
+        )
+        self.requests = Counter("toolsdb_serve_requests", "POST /hooks answers, by status code", ["code"], registry=r)
+        self.latency = Histogram(
+            "toolsdb_serve_request_seconds",
+            "POST /hooks from request to answer",
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.spool_events = Gauge("toolsdb_serve_spool_events", "Events in the spool, not yet replayed", registry=r)
+        self.spool_bytes = Gauge("toolsdb_serve_spool_bytes", "Bytes of the spool not yet replayed", registry=r)
+        self.spooled = Gauge("toolsdb_serve_events_spooled_total", "Events written to the spool", registry=r)
+        self.replayed = Gauge("toolsdb_serve_events_replayed_total", "Spooled events stored by replay", registry=r)
+        self.rejected = Gauge(
+            "toolsdb_serve_events_rejected_total", "Spooled events the database refused (rejected.jsonl)", registry=r
+        )
+        self.batches = Gauge("toolsdb_serve_transactions_total", "Transactions of the writer", registry=r)
+        self.batch_events = Gauge("toolsdb_serve_transaction_events_total", "Events in those transactions", registry=r)
+        self.db_up = Gauge("toolsdb_serve_database_up", "1 when the last write reached the database", registry=r)
+        self._types: set[str] = set()
+        self._types_lock = threading.Lock()
+
+    def count_ingested(self, event_type: str) -> None:
+        label = event_type if EVENT_TYPE_RE.fullmatch(event_type) else "other"
+        if label not in self._types:
+            with self._types_lock:
+                if len(self._types) >= MAX_EVENT_TYPES:
+                    label = "other"
+                else:
+                    self._types.add(label)
+        self.ingested.labels(label).inc()
+
+    def update(self, ingestor: Ingestor) -> None:
+        stats = ingestor.stats
+        self.spool_events.set(ingestor.spool.events)
+        self.spool_bytes.set(ingestor.spool.bytes)
+        self.spooled.set(stats.spooled)
+        self.replayed.set(stats.replayed)
+        self.rejected.set(stats.rejected)
+        self.batches.set(stats.batches)
+        self.batch_events.set(stats.batch_events)
+        self.db_up.set(1 if stats.db_up else 0)
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    value = value.strip()
+    return value if TOKEN_RE.fullmatch(value) else None
+
+
+def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str) -> Starlette:
+    """The routes: POST /hooks, GET /healthz, GET /metrics."""
+    metrics.registry.register(QueueCollector(conninfo))  # type: ignore[arg-type]
+
+    async def hooks(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _hooks(request)
+        metrics.latency.observe(time.perf_counter() - started)
+        metrics.requests.labels(str(response.status_code)).inc()
+        return response
+
+    async def _hooks(request: Request) -> Response:
+        token = bearer(request)
+        if token is None:
+            return error(401, "a bearer token is required: Authorization: Bearer tdb_... (toolsdb token create)")
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            return error(413, f"the hook payload is larger than {MAX_BODY >> 20} MiB")
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return error(413, f"the hook payload is larger than {MAX_BODY >> 20} MiB")
+        raw = body.decode("utf-8", errors="replace")
+        try:
+            payload = parse(raw)
+        except ValueError as exc:
+            return error(400, f"the hook payload is not JSON: {exc}")
+        if payload is None:
+            return error(400, "the hook payload nests too deeply")
+        if not isinstance(payload, dict):
+            return error(400, f"the hook payload is a JSON object, not {type(payload).__name__}")
+        session_id = payload.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            return error(400, "the hook payload has no session_id string")
+        cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
+        branch = git_branch(cwd) if cwd else None
+        name = payload.get("hook_event_name")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def done(outcome: Outcome) -> None:
+            loop.call_soon_threadsafe(_resolve, future, outcome)
+
+        ingestor.submit(
+            Item(
+                raw=raw,
+                payload=payload,
+                token=token,
+                context={"git_branch": branch} if branch else {},
+                key=ingestor.next_key(),
+                received_at=now_iso(),
+                event_type=name if isinstance(name, str) and name else "unknown",
+                done=done,
+            )
+        )
+        outcome = await future
+        if outcome.status == 200:
+            return Response(EMPTY, media_type=JSON)
+        return error(outcome.status, outcome.error or "failed")
+
+    async def healthz(request: Request) -> Response:
+        body = {
+            "status": "ok",
+            "database": "up" if ingestor.stats.db_up else "unknown or down",
+            "spool_events": ingestor.spool.events,
+        }
+        return Response(json.dumps(body), media_type=JSON)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.update(ingestor)
+        data = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/hooks", hooks, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ]
+    )
+
+
+def _resolve(future: asyncio.Future, outcome: Outcome) -> None:
+    with contextlib.suppress(asyncio.InvalidStateError):
+        future.set_result(outcome)

@@ -1,0 +1,209 @@
+"""``toolsdb serve`` and ``toolsdb token`` against a real PostgreSQL and a real
+server process: tokens decide who an event is recorded for, 401 and 400 store
+nothing, the answer is ``{}``, concurrent requests share transactions, and the
+health and metrics endpoints answer."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import Pg, run_cli
+from .dbhelpers import conninfo_as
+from .servehelpers import Served, create_token, start_serve
+
+
+@pytest.fixture(scope="module")
+def served_db(pg: Pg, template: str) -> Iterator[str]:
+    with pg.clone(f"serve_{id(pg)}", template) as name:
+        with psycopg.connect(pg.conninfo(name), autocommit=True) as su:
+            su.execute("insert into toolsdb.users (username, email) values ('ann', 'ann@example.com')")
+            su.execute("insert into toolsdb.users (username, email) values ('bob', 'bob@example.com')")
+            su.execute("insert into toolsdb.agents (name, agent_type) values ('claude-code', 'coding')")
+            owner = su.execute("select user_id from toolsdb.users where username = 'ann'").fetchone()
+            su.execute(
+                "insert into toolsdb.projects (slug, name, owner_id) values ('shop', 'Shop', %s)",
+                (owner[0],),  # type: ignore[index]
+            )
+        yield name
+
+
+@pytest.fixture(scope="module")
+def served(pg: Pg, served_db: str, tmp_path_factory) -> Iterator[Served]:
+    server = start_serve(pg.url(served_db), tmp_path_factory.mktemp("spool"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def scalar(pg: Pg, db: str, sql: str, *params: object) -> object:
+    with psycopg.connect(pg.conninfo(db), autocommit=True) as conn:
+        row = conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+
+def hook(session: str, event: str = "PreToolUse", **fields: object) -> dict:
+    return {"session_id": session, "hook_event_name": event, "cwd": str(Path(__file__).parent), **fields}
+
+
+def test_a_post_is_stored_for_the_token_user_agent_and_project_and_answered_with_an_empty_object(
+    pg: Pg, served_db: str, served: Served
+) -> None:
+    url = pg.url(served_db)
+    token = create_token(url, "--user", "ann@example.com", "--agent", "claude-code", "--project", "shop")
+    status, body = served.post(hook("s-identity", "SessionStart", source="startup"), token)
+    assert (status, body) == (200, b"{}"), "a stored event is answered 200 with an empty JSON object"
+    with psycopg.connect(pg.conninfo(served_db), autocommit=True) as conn:
+        row = conn.execute(
+            """
+            select u.username, a.name, p.slug, s.git_branch is not null, e.idempotency_key like 'serve:%%'
+            from toolsdb.sessions s join toolsdb.events e using (session_id)
+            left join toolsdb.users u using (user_id) left join toolsdb.agents a using (agent_id)
+            left join toolsdb.projects p using (project_id)
+            where s.session_id = 's-identity'
+            """
+        ).fetchall()
+    assert row == [("ann", "claude-code", "shop", True, True)], (
+        "the token decides the user, agent and project; the branch comes from the payload's cwd"
+    )
+
+
+def test_no_token_a_wrong_one_or_a_revoked_one_is_401_and_stores_nothing(
+    pg: Pg, served_db: str, served: Served
+) -> None:
+    url = pg.url(served_db)
+    token = create_token(url, "--user", "bob")
+    assert served.post(hook("s-401"), token)[0] == 200
+    revoked = run_cli("token", "revoke", "--database", url, token[:12])
+    assert revoked.returncode == 0, revoked.stderr
+    for bad in (None, "", "tdb_" + "0" * 64, "nope", token):
+        status, body = served.post(hook("s-401", "Stop"), bad)
+        assert status == 401, f"token {bad!r} should be refused"
+        assert list(json.loads(body)) == ["error"] and b"\n" not in body.strip()
+    assert scalar(pg, served_db, "select count(*) from toolsdb.events where session_id = 's-401'") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "a JSON object, not list"),
+        (b'{"hook_event_name": "Stop"}', "no session_id"),
+    ],
+)
+def test_a_bad_payload_is_400_with_one_line_and_stores_nothing(
+    pg: Pg, served_db: str, served: Served, body: bytes, message: str
+) -> None:
+    token = create_token(pg.url(served_db), "--user", "bob")
+    before = scalar(pg, served_db, "select count(*) from toolsdb.events")
+    status, answer = served.post(body, token)
+    assert status == 400
+    assert message in json.loads(answer)["error"] and b"\n" not in answer
+    assert scalar(pg, served_db, "select count(*) from toolsdb.events") == before
+
+
+def test_a_nul_character_is_stored_replaced_as_the_command_hook_does(pg: Pg, served_db: str, served: Served) -> None:
+    token = create_token(pg.url(served_db), "--user", "bob")
+    assert served.post(hook("s-nul", tool_output="a\u0000b"), token) == (200, b"{}")
+    assert scalar(pg, served_db, "select payload->>'tool_output' from toolsdb.events where session_id = 's-nul'") == (
+        "a\ufffdb"
+    )
+
+
+def test_concurrent_requests_share_transactions_and_each_is_stored_once(pg: Pg, served_db: str, served: Served) -> None:
+    token = create_token(pg.url(served_db), "--user", "ann")
+    results: list[tuple[int, bytes]] = []
+
+    def client(n: int) -> None:
+        for i in range(20):
+            results.append(served.post(hook(f"s-batch-{n}", n=i), token))
+
+    before = metric_values(served)
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count((200, b"{}")) == 320
+    assert scalar(pg, served_db, "select count(*) from toolsdb.events where session_id like 's-batch-%%'") == 320
+    after = metric_values(served)
+    transactions = after["toolsdb_serve_transactions_total"] - before["toolsdb_serve_transactions_total"]
+    events = after["toolsdb_serve_transaction_events_total"] - before["toolsdb_serve_transaction_events_total"]
+    assert events == 320 and transactions < events, f"{transactions} transactions for {events} events: none batched"
+
+
+def metric_values(served: Served) -> dict[str, float]:
+    status, text = served.get("/metrics")
+    assert status == 200
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            key = sample.name + (json.dumps(sample.labels, sort_keys=True) if sample.labels else "")
+            values[key] = sample.value
+    return values
+
+
+def test_healthz_and_metrics(pg: Pg, served_db: str, served: Served) -> None:
+    token = create_token(pg.url(served_db), "--user", "ann")
+    assert served.post(hook("s-metrics", "Notification", notification_type="idle_prompt"), token)[0] == 200
+    status, body = served.get("/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    values = metric_values(served)
+    assert values['toolsdb_serve_events_ingested_total{"event_type": "Notification"}'] >= 1
+    assert values['toolsdb_serve_requests_total{"code": "200"}'] >= 1
+    assert values["toolsdb_serve_request_seconds_count"] >= 1
+    assert values["toolsdb_serve_spool_events"] == 0
+    assert values['toolsdb_queue_ready{"queue": "events"}'] >= 1
+    assert 'toolsdb_queue_oldest_ready_age_seconds{"queue": "notifications"}' in values
+    assert values["toolsdb_serve_queue_stats_up"] == 1
+
+
+def test_as_the_app_role_the_event_is_written_under_the_token_context(
+    pg: Pg, served_db: str, app_login: str, tmp_path: Path
+) -> None:
+    token = create_token(pg.url(served_db), "--user", "ann", "--project", "shop")
+    app_url = "postgresql:///" + served_db + "?" + conninfo_as(pg, served_db, app_login).replace(" ", "&")
+    server = start_serve(app_url, tmp_path / "spool")
+    try:
+        assert server.post(hook("s-app"), token) == (200, b"{}")
+    finally:
+        server.stop()
+    # Projects are row-level secured: the session found its project only
+    # because the token's project was the transaction's context.
+    assert (
+        scalar(
+            pg,
+            served_db,
+            "select p.slug from toolsdb.sessions s join toolsdb.projects p using (project_id) "
+            "where s.session_id = 's-app'",
+        )
+        == "shop"
+    )
+    with psycopg.connect(conninfo_as(pg, served_db, app_login), autocommit=True) as app:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("select token_hash from toolsdb.api_tokens")
+        assert app.execute("select count(*) from toolsdb.events").fetchone() == (0,), (
+            "without a session in its context the app role sees no event"
+        )
+
+
+def test_token_create_prints_only_the_token_and_list_shows_no_hash(pg: Pg, served_db: str) -> None:
+    url = pg.url(served_db)
+    token = create_token(url, "--user", "bob", "--name", "laptop")
+    listed = run_cli("token", "list", "--database", url)
+    assert listed.returncode == 0 and token[:12] in listed.stdout and "laptop" in listed.stdout
+    assert token[12:] not in listed.stdout
+    for argv, line in (
+        (["create", "--user", "nobody"], "Error: no user 'nobody'"),
+        (["create", "--user", "bob", "--project", "nope"], "Error: no project 'nope'"),
+        (["revoke", "xyz"], "Error: 'xyz' is not a token id, a token prefix (tdb_ and 8 hex digits) or a token"),
+    ):
+        result = run_cli("token", *argv, "--database", url)
+        assert (result.returncode, result.stderr.strip(), result.stdout) == (1, line, "")
