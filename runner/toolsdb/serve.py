@@ -276,7 +276,13 @@ class Stats:
 class Ingestor:
     """The writer thread (live transactions, or the spool), the replayer thread and the token cache."""
 
-    def __init__(self, conninfo: str, spool_dir: Path, on_ingested: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        spool_dir: Path,
+        on_ingested: Callable[[str], None] | None = None,
+        writers: int = 1,
+    ) -> None:
         self.conninfo = conninfo
         self.instance = str(uuid.uuid4())
         self.spool = Spool(spool_dir, self.instance)
@@ -288,9 +294,12 @@ class Ingestor:
         self.on_ingested = on_ingested or (lambda event_type: None)
         self.stopping = threading.Event()
         self.wake_replayer = threading.Event()
-        self._conn: psycopg.Connection | None = None
+        self._local = threading.local()  # each writer's connection
         self._threads = [
-            threading.Thread(target=self._write_loop, name="toolsdb-serve-writer", daemon=True),
+            *(
+                threading.Thread(target=self._write_loop, name=f"toolsdb-serve-writer-{n}", daemon=True)
+                for n in range(writers)
+            ),
             threading.Thread(target=self._replay_loop, name="toolsdb-serve-replayer", daemon=True),
         ]
 
@@ -306,9 +315,6 @@ class Ingestor:
         self.wake_replayer.set()
         for thread in self._threads:
             thread.join(timeout)
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
         self.spool.close()
 
     def next_key(self) -> str:
@@ -327,16 +333,18 @@ class Ingestor:
         )
 
     def connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = None
-            self._conn = self._connect()
-        return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            self._local.conn = None
+            conn = self._local.conn = self._connect()
+        return conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
+                conn.close()
+        self._local.conn = None
         self.stats.db_up = False
 
     # -- the writer ----------------------------------------------------------
@@ -345,6 +353,8 @@ class Ingestor:
         while True:
             first = self.queue.get()
             if first is None:
+                self.queue.put(None)  # for the other writers
+                self._drop_connection()
                 return
             items = [first]
             while len(items) < MAX_BATCH:
@@ -375,65 +385,37 @@ class Ingestor:
         self._store_spool(items)
 
     def _store_live(self, items: list[Item]) -> None:
-        """One transaction, a savepoint per event; answers each item after the commit."""
+        """One transaction for the batch (run_batch); answers each item after the commit."""
         conn = self.connection()
-        outcomes: list[Outcome] = []
-        with conn.cursor() as cur:
-            cur.execute("begin")
-            cur.execute(SETTINGS)
-            try:
-                for item in items:
-                    outcomes.append(self._one_live(cur, item, savepoint=len(items) > 1))
-                cur.execute("commit")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    cur.execute("rollback")
-                raise
+        statements = []
+        for item in items:
+            ctx = json.dumps({**item.context, "idempotency_key": item.key, "received_at": item.received_at})
+            statements.append(
+                Statement(
+                    INGEST_AS_TOKEN,
+                    (item.raw, ctx, item.token),
+                    lambda item=item, ctx=ctx: (
+                        json.dumps(jsonb_safe(item.payload), ensure_ascii=False),
+                        ctx,
+                        item.token,
+                    ),
+                )
+            )
+        results = run_batch(conn, statements)
         self.stats.db_up = True
         self.stats.batches += 1
         self.stats.batch_events += len(items)
         stamp = time.monotonic()
-        for item, outcome in zip(items, outcomes, strict=True):
-            if outcome.status == 200 and item.identity is not None:
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, psycopg.Error):
+                item.done(Outcome(400, first_line(result)))
+            elif result is None:
+                item.done(Outcome(401, "the bearer token is unknown, revoked or expired"))
+            else:
+                item.identity = Identity(*(str(v) if v is not None else None for v in result[1:]))  # type: ignore[arg-type]
                 self.tokens[token_hash(item.token)] = (item.identity, stamp)
                 self.on_ingested(item.event_type)
-            item.done(outcome)
-
-    def _one_live(self, cur: psycopg.Cursor, item: Item, savepoint: bool = True) -> Outcome:
-        """Store one event in the batch's transaction. ``savepoint``: in one of
-        its own, so that its failure leaves the others (a lone event needs none:
-        its failure rolls back a transaction of nothing else, which then
-        commits nothing)."""
-        if savepoint:
-            cur.execute("savepoint event")
-        ctx = json.dumps({**item.context, "idempotency_key": item.key, "received_at": item.received_at})
-        raw = item.raw
-        for attempt in range(2):
-            try:
-                row = cur.execute(INGEST_AS_TOKEN, (raw, ctx, item.token)).fetchone()
-            except psycopg.Error as exc:
-                if not is_event_error(exc):
-                    raise
-                cur.execute("rollback to savepoint event" if savepoint else "rollback")
-                if attempt == 0 and exc.sqlstate in JSONB_REFUSALS:
-                    # As toolsdb hook does: what jsonb cannot hold, replaced.
-                    raw = json.dumps(jsonb_safe(item.payload), ensure_ascii=False)
-                    if not savepoint:
-                        cur.execute("begin")
-                        cur.execute(SETTINGS)
-                    continue
-                if savepoint:
-                    cur.execute("release savepoint event")
-                else:
-                    cur.execute("begin")  # the batch's commit then commits nothing
-                return Outcome(400, first_line(exc))
-            break
-        if savepoint:
-            cur.execute("release savepoint event")
-        if row is None:
-            return Outcome(401, "the bearer token is unknown, revoked or expired")
-        item.identity = Identity(*(str(v) if v is not None else None for v in row[1:]))  # type: ignore[arg-type]
-        return Outcome(200, event_id=row[0])
+                item.done(Outcome(200, event_id=result[0]))
 
     def _identity_for_spool(self, item: Item) -> Identity | str | None:
         """The identity of ``item``'s token while spooling: from the cache, else
@@ -546,59 +528,28 @@ class Ingestor:
                 logger.warning("toolsdb serve: %s ends with an incomplete record (dropped)", segment)
                 return self.spool.finish(segment, start, torn=True)
             return self.spool.finish(segment, start)
-        stored = 0
-        with conn.cursor() as cur:
-            cur.execute("begin")
-            cur.execute(SETTINGS)
+        records: list[tuple[bytes, dict]] = []
+        statements: list[Statement] = []
+        for line in lines:
             try:
-                for line in lines:
-                    stored += self._replay_one(cur, line)
-                cur.execute("commit")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    cur.execute("rollback")
-                raise
+                record = json.loads(line)
+                statements.append(replay_statement(record))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self._reject(line, "not a spool record")
+                continue
+            records.append((line, record))
+        results = run_batch(conn, statements) if statements else []
+        stored = 0
+        for (line, record), result in zip(records, results, strict=True):
+            if isinstance(result, psycopg.Error):
+                self._reject(line, first_line(result))
+            else:
+                stored += 1
+                self.on_ingested(record.get("event_type") or "unknown")
         self.stats.replayed += stored
         self.spool.replayed(segment, end, len(lines), end - start)
         self.spool.finish(segment, end)
         return True
-
-    def _replay_one(self, cur: psycopg.Cursor, line: bytes) -> int:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            self._reject(line, "not a JSON line")
-            return 0
-        ctx = json.dumps(
-            {
-                **(record.get("context") or {}),
-                "user_id": record.get("user_id"),
-                "agent_id": record.get("agent_id"),
-                "project_id": record.get("project_id"),
-                "idempotency_key": record["key"],
-                "received_at": record.get("received_at"),
-            }
-        )
-        raw = record["payload"]
-        cur.execute("savepoint event")
-        for attempt in range(2):
-            try:
-                ids = (record.get(name) or "" for name in ("user_id", "agent_id", "project_id"))
-                cur.execute(INGEST_AS_IDENTITY, (raw, ctx, *ids))
-            except psycopg.Error as exc:
-                if not is_event_error(exc):
-                    raise
-                cur.execute("rollback to savepoint event")
-                if attempt == 0 and exc.sqlstate in JSONB_REFUSALS:
-                    raw = json.dumps(jsonb_safe(parse(raw)), ensure_ascii=False)
-                    continue
-                cur.execute("release savepoint event")
-                self._reject(line, first_line(exc))
-                return 0
-            break
-        cur.execute("release savepoint event")
-        self.on_ingested(record.get("event_type") or "unknown")
-        return 1
 
     def _reject(self, line: bytes, why: str) -> None:
         """A spooled record the database refuses for good: kept in rejected.jsonl, not retried."""
@@ -606,6 +557,102 @@ class Ingestor:
         logger.error("toolsdb serve: a spooled event was refused: %s", why)
         with open(self.spool.folder / "rejected.jsonl", "ab") as handle:
             handle.write(json.dumps({"error": why, "record": line.decode(errors="replace")}).encode() + b"\n")
+
+
+@dataclass
+class Statement:
+    """One event's statement: its parameters, and a function giving those to
+    retry with when jsonb refuses the payload (a NUL character, say)."""
+
+    sql: str
+    params: tuple
+    safe_params: Callable[[], tuple] | None = None
+
+
+def replay_statement(record: dict) -> Statement:
+    """The statement storing a spool record under the identity and key it was received with."""
+    ctx = json.dumps(
+        {
+            **(record.get("context") or {}),
+            "user_id": record.get("user_id"),
+            "agent_id": record.get("agent_id"),
+            "project_id": record.get("project_id"),
+            "idempotency_key": record["key"],
+            "received_at": record.get("received_at"),
+        }
+    )
+    ids = tuple(record.get(name) or "" for name in ("user_id", "agent_id", "project_id"))
+    raw = record["payload"]
+    if not isinstance(raw, str):
+        raise TypeError("payload")
+    return Statement(
+        INGEST_AS_IDENTITY,
+        (raw, ctx, *ids),
+        lambda: (json.dumps(jsonb_safe(parse(raw)), ensure_ascii=False), ctx, *ids),
+    )
+
+
+def run_batch(conn: psycopg.Connection, statements: list[Statement]) -> list[Any]:
+    """Run the statements in one committed transaction; per statement its first
+    row (None when it returned none) or the event's own error.
+
+    Fast path: begin, the settings, every statement and commit sent as one
+    pipeline (one round trip). Should a statement fail for its data (SQLSTATE
+    22, 23, P0), that transaction rolls back whole and the batch runs again
+    one statement at a time, each in a savepoint of its own, so only the bad
+    one fails. Any other error (the connection lost, a timeout) is raised: the
+    caller spools or retries, and the idempotency keys make that safe whether
+    or not the commit happened.
+    """
+    cursors: list[psycopg.Cursor] = []
+    try:
+        with conn.pipeline():
+            conn.execute("begin")
+            conn.execute(SETTINGS)
+            for statement in statements:
+                cursor = conn.cursor()
+                cursor.execute(statement.sql, statement.params)
+                cursors.append(cursor)
+            conn.execute("commit")
+        return [cursor.fetchone() for cursor in cursors]
+    except psycopg.Error as exc:
+        if conn.broken or not is_event_error(exc):
+            raise
+        conn.execute("rollback")
+    results: list[Any] = []
+    with conn.cursor() as cur:
+        cur.execute("begin")
+        cur.execute(SETTINGS)
+        try:
+            for statement in statements:
+                results.append(_one_in_savepoint(cur, statement))
+            cur.execute("commit")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cur.execute("rollback")
+            raise
+    return results
+
+
+def _one_in_savepoint(cur: psycopg.Cursor, statement: Statement) -> Any:
+    params = statement.params
+    for attempt in range(2):
+        cur.execute("savepoint event")
+        try:
+            row = cur.execute(statement.sql, params).fetchone()
+        except psycopg.Error as exc:
+            if not is_event_error(exc):
+                raise
+            cur.execute("rollback to savepoint event")
+            cur.execute("release savepoint event")
+            if attempt == 0 and exc.sqlstate in JSONB_REFUSALS and statement.safe_params is not None:
+                # As toolsdb hook does: what jsonb cannot hold, replaced.
+                params = statement.safe_params()
+                continue
+            return exc
+        cur.execute("release savepoint event")
+        return row
+    return None
 
 
 def describe_target(conninfo: str) -> str:

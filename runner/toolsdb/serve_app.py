@@ -74,6 +74,10 @@ class QueueCollector:
             except psycopg.Error:
                 self.ok = False
 
+    def describe(self) -> list:
+        """Nothing: registering the collector must not query the database."""
+        return []
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self._refresh()
         up = GaugeMetricFamily("toolsdb_serve_queue_stats_up", "1 when the last queue query succeeded")
@@ -149,8 +153,8 @@ class Metrics:
         self.db_up.set(1 if stats.db_up else 0)
 
 
-def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer tdb_...`` header, or None."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer":
         return None
@@ -158,41 +162,92 @@ def bearer(request: Request) -> str | None:
     return value if TOKEN_RE.fullmatch(value) else None
 
 
-def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str) -> Starlette:
-    """The routes: POST /hooks, GET /healthz, GET /metrics."""
+class BranchCache:
+    """git_branch(cwd), remembered a few seconds per folder (a hook per tool call need not read .git each time)."""
+
+    def __init__(self, seconds: float = 5.0, size: int = 1024) -> None:
+        self.seconds = seconds
+        self.size = size
+        self.known: dict[str, tuple[str | None, float]] = {}
+
+    def __call__(self, cwd: str) -> str | None:
+        now = time.monotonic()
+        hit = self.known.get(cwd)
+        if hit is not None and now - hit[1] < self.seconds:
+            return hit[0]
+        if len(self.known) >= self.size:
+            self.known.clear()
+        branch = git_branch(cwd)
+        self.known[cwd] = (branch, now)
+        return branch
+
+
+def _json_response(status: int, body: bytes) -> dict:
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+
+
+def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str):
+    """The ASGI application: POST /hooks (plain ASGI: it is the hot path), and
+    through Starlette GET /healthz and GET /metrics (and 404/405 for the rest)."""
     metrics.registry.register(QueueCollector(conninfo))  # type: ignore[arg-type]
+    branches = BranchCache()
 
-    async def hooks(request: Request) -> Response:
+    async def hooks(scope: dict, receive, send) -> None:
         started = time.perf_counter()
-        response = await _hooks(request)
+        status, body = await _hooks(scope, receive)
+        await send(_json_response(status, body))
+        await send({"type": "http.response.body", "body": body})
         metrics.latency.observe(time.perf_counter() - started)
-        metrics.requests.labels(str(response.status_code)).inc()
-        return response
+        metrics.requests.labels(str(status)).inc()
 
-    async def _hooks(request: Request) -> Response:
-        token = bearer(request)
+    def failed(status: int, message: str) -> tuple[int, bytes]:
+        """A one-line JSON error (never plain text: Claude Code would add it to the model's context)."""
+        return status, json.dumps({"error": " ".join(message.split())}).encode()
+
+    async def _hooks(scope: dict, receive) -> tuple[int, bytes]:
+        authorization = ""
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        token = bearer(authorization)
         if token is None:
-            return error(401, "a bearer token is required: Authorization: Bearer tdb_... (toolsdb token create)")
-        length = request.headers.get("content-length")
+            return failed(401, "a bearer token is required: Authorization: Bearer tdb_... (toolsdb token create)")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            return error(413, f"the hook payload is larger than {MAX_BODY >> 20} MiB")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return error(413, f"the hook payload is larger than {MAX_BODY >> 20} MiB")
-        raw = body.decode("utf-8", errors="replace")
+            return failed(413, f"the hook payload is larger than {MAX_BODY >> 20} MiB")
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return failed(400, "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return failed(413, f"the hook payload is larger than {MAX_BODY >> 20} MiB")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks).decode("utf-8", errors="replace")
         try:
             payload = parse(raw)
         except ValueError as exc:
-            return error(400, f"the hook payload is not JSON: {exc}")
+            return failed(400, f"the hook payload is not JSON: {exc}")
         if payload is None:
-            return error(400, "the hook payload nests too deeply")
+            return failed(400, "the hook payload nests too deeply")
         if not isinstance(payload, dict):
-            return error(400, f"the hook payload is a JSON object, not {type(payload).__name__}")
+            return failed(400, f"the hook payload is a JSON object, not {type(payload).__name__}")
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id:
-            return error(400, "the hook payload has no session_id string")
-        cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
-        branch = git_branch(cwd) if cwd else None
+            return failed(400, "the hook payload has no session_id string")
+        cwd = payload.get("cwd")
+        branch = branches(cwd) if isinstance(cwd, str) and cwd else None
         name = payload.get("hook_event_name")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
@@ -214,8 +269,8 @@ def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str) -> Starlette
         )
         outcome = await future
         if outcome.status == 200:
-            return Response(EMPTY, media_type=JSON)
-        return error(outcome.status, outcome.error or "failed")
+            return 200, EMPTY
+        return failed(outcome.status, outcome.error or "failed")
 
     async def healthz(request: Request) -> Response:
         body = {
@@ -230,13 +285,24 @@ def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str) -> Starlette
         data = await run_in_threadpool(generate_latest, metrics.registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    async def not_post(request: Request) -> Response:
+        return error(405, "POST /hooks only")
+
+    rest = Starlette(
         routes=[
-            Route("/hooks", hooks, methods=["POST"]),
+            Route("/hooks", not_post, methods=["GET", "PUT", "DELETE", "PATCH"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ]
     )
+
+    async def app(scope: dict, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/hooks" and scope["method"] == "POST":
+            await hooks(scope, receive, send)
+        else:
+            await rest(scope, receive, send)
+
+    return app
 
 
 def _resolve(future: asyncio.Future, outcome: Outcome) -> None:

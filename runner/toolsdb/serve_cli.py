@@ -46,8 +46,16 @@ def _serve_modules():
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of the spool used while PostgreSQL is unreachable (default: $XDG_STATE_HOME/toolsdb/spool).",
 )
+@click.option(
+    "--writers",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Database connections storing events side by side, each batching what is waiting "
+    "(more than 1: events received at the same moment may be stored in either order).",
+)
 @common_options
-def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | None) -> None:
+def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | None, writers: int) -> None:
     """Run the HTTP endpoint of Claude Code's http hooks: POST /hooks (bearer
     token), GET /healthz, GET /metrics. Prints `toolsdb serve: listening on
     http://HOST:PORT` on stderr once ready; stops on SIGINT or SIGTERM."""
@@ -64,7 +72,9 @@ def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | No
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     metrics = serve_app.Metrics()
-    ingestor = Ingestor(target.conninfo, spool_dir or default_spool_dir(), on_ingested=metrics.count_ingested)
+    ingestor = Ingestor(
+        target.conninfo, spool_dir or default_spool_dir(), on_ingested=metrics.count_ingested, writers=writers
+    )
     app = serve_app.create_app(ingestor, metrics, target.conninfo)
 
     class Server(uvicorn.Server):
