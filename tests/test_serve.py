@@ -207,3 +207,30 @@ def test_token_create_prints_only_the_token_and_list_shows_no_hash(pg: Pg, serve
     ):
         result = run_cli("token", *argv, "--database", url)
         assert (result.returncode, result.stderr.strip(), result.stdout) == (1, line, "")
+
+
+def test_in_a_shared_transaction_a_bad_event_fails_alone(pg: Pg, served_db: str, served: Served) -> None:
+    token = create_token(pg.url(served_db), "--user", "ann")
+    results: dict[int, tuple[int, bytes]] = {}
+    barrier = threading.Barrier(12)
+
+    def client(n: int) -> None:
+        # A session_id of 300 characters passes the server's checks; the
+        # sessions table refuses it (session_id_is_valid).
+        session = "x" * 300 if n == 5 else f"s-alone-{n}"
+        barrier.wait()
+        results[n] = served.post(hook(session), token)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.pop(5)[0] == 400
+    assert set(results.values()) == {(200, b"{}")}
+    assert scalar(pg, served_db, "select count(*) from toolsdb.events where session_id like 's-alone-%%'") == 11
+
+
+def test_other_methods_and_paths(served: Served) -> None:
+    assert served.get("/hooks")[0] == 405
+    assert served.get("/nope")[0] == 404
