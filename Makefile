@@ -74,6 +74,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BIN)/python -m tests.bench_churn
 	$(BIN)/python -m tests.bench_ops
 	$(BIN)/python -m tests.bench_compat
+	$(BIN)/python -m tests.bench_serve
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start
