@@ -1,7 +1,7 @@
 """`pip install .` into a fresh virtualenv gives a `toolsdb` that migrates a
 database from any directory: the SQL ships inside the wheel. The plain install
 has only the core dependencies: the commands that need an extra (redis, mcp,
-validate) say which in one line; `toolsdb[all]` brings them."""
+validate, serve) say which in one line; `toolsdb[all]` brings them."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-EXTRA_MODULES = ("redis", "mcp", "pglast")
+EXTRA_MODULES = ("redis", "mcp", "pglast", "prometheus_client", "uvicorn")
 
 
 def fresh_venv(tmp_path_factory, requirement: str) -> Path:
@@ -147,13 +147,22 @@ def test_the_wheel_ships_the_redis_toolkits_lua_scripts(wheel: Path, installed_a
 
 def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(installed: Path, tmp_path: Path) -> None:
     assert importable(installed, EXTRA_MODULES, tmp_path) == dict.fromkeys(EXTRA_MODULES, False), (
-        "a plain `pip install toolsdb` should bring none of redis, mcp and pglast (they are extras)"
+        "a plain `pip install toolsdb` should bring none of redis, mcp, pglast, prometheus_client and uvicorn "
+        "(they are extras)"
     )
     imported = run_in(
         installed, "python", "-c", "import toolsdb, toolsdb.cli, toolsdb.tools, toolsdb.pool", cwd=tmp_path
     )
     assert imported.returncode == 0, f"toolsdb should import without its extras: {imported.stderr}"
-    for argv in (["--help"], ["migrate", "--help"], ["mcp", "--help"], ["validate", "--help"], ["redis", "--help"]):
+    for argv in (
+        ["--help"],
+        ["migrate", "--help"],
+        ["mcp", "--help"],
+        ["validate", "--help"],
+        ["redis", "--help"],
+        ["serve", "--help"],
+        ["token", "create", "--help"],
+    ):
         shown = run_in(installed, "toolsdb", *argv, cwd=tmp_path)
         assert shown.returncode == 0, f"toolsdb {' '.join(argv)} should work without the extras: {shown.stderr}"
         assert shown.stdout.startswith("Usage: toolsdb"), shown.stdout
@@ -162,6 +171,10 @@ def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(inst
         (["mcp"], "Error: toolsdb mcp needs the MCP SDK: pip install 'toolsdb[mcp]'"),
         (["validate", "-"], "Error: toolsdb validate needs pglast: pip install 'toolsdb[validate]'"),
         (["redis", "ping"], "Error: toolsdb redis ping needs redis-py: pip install 'toolsdb[redis]'"),
+        (
+            ["serve"],
+            "Error: toolsdb serve needs uvicorn, Starlette and prometheus_client: pip install 'toolsdb[serve]'",
+        ),
     ):
         result = run_in(installed, "toolsdb", *argv, cwd=tmp_path)
         assert result.returncode == 1, f"toolsdb {' '.join(argv)} should exit 1 without its extra: {result.stderr}"
@@ -172,6 +185,10 @@ def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(inst
 def test_toolsdb_all_brings_every_extra(installed_all: Path, tmp_path: Path) -> None:
     assert importable(installed_all, EXTRA_MODULES, tmp_path) == dict.fromkeys(EXTRA_MODULES, True)
     imported = run_in(
-        installed_all, "python", "-c", "import toolsdb.redis, toolsdb.mcp_server, toolsdb.validator", cwd=tmp_path
+        installed_all,
+        "python",
+        "-c",
+        "import toolsdb.redis, toolsdb.mcp_server, toolsdb.validator, toolsdb.serve_app",
+        cwd=tmp_path,
     )
     assert imported.returncode == 0, f"toolsdb[all] should import every optional module: {imported.stderr}"

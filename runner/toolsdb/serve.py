@@ -182,9 +182,11 @@ class Spool:
         self.events = 0  # spooled, not yet replayed
         self.bytes = 0
         for segment in self.segments():
-            data = segment.read_bytes()[self.offset(segment) :]
-            self.events += data.count(b"\n")
-            self.bytes += len(data)
+            with open(segment, "rb") as handle:
+                handle.seek(self.offset(segment))
+                while chunk := handle.read(1 << 20):
+                    self.events += chunk.count(b"\n")
+                    self.bytes += len(chunk)
 
     @property
     def active(self) -> bool:
