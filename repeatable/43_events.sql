@@ -79,6 +79,7 @@ declare
     goes_idle boolean;
     wakes boolean;
     key text := ctx ->> 'idempotency_key';
+    received timestamptz;
     new_id bigint;
 begin
     if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
@@ -101,6 +102,16 @@ begin
         or char_length(key) not between 1 and 300) then
         raise exception 'the hook context''s idempotency_key is a string of 1 to 300 characters'
             using errcode = 'invalid_parameter_value';
+    end if;
+    -- When the event was received, if earlier than now (a replayed spool).
+    if ctx ->> 'received_at' is not null then
+        if pg_catalog.jsonb_typeof(ctx -> 'received_at') <> 'string'
+            or ctx ->> 'received_at' !~ '^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d(:?\d\d)?)$' then
+            raise exception 'the hook context''s received_at is an ISO 8601 time with its offset, not %',
+                pg_catalog.quote_literal(ctx ->> 'received_at')
+                using errcode = 'invalid_parameter_value';
+        end if;
+        received := least((ctx ->> 'received_at')::timestamptz, pg_catalog.now());
     end if;
     goes_idle := coalesce(kind = 'Notification' and (
         payload ->> 'notification_type' = 'idle_prompt'
@@ -196,8 +207,8 @@ begin
             when kind = 'SessionStart' then null
             else s.end_reason
         end;
-    insert into toolsdb.events (session_id, event_type, payload, idempotency_key)
-    values (sid, kind, payload, key)
+    insert into toolsdb.events (session_id, event_type, payload, idempotency_key, created_at)
+    values (sid, kind, payload, key, coalesce(received, pg_catalog.now()))
     on conflict on constraint events_idempotency_key_key do nothing
     returning event_id into new_id;
     if new_id is null then
@@ -231,7 +242,8 @@ comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
 'such a row exists; idempotency_key (1-300 characters, such as a spool''s or a retried hook''s id): '
 'an event already stored under it is returned and nothing changes (another session''s key: '
-'unique_violation). A payload that is not an object or has no session_id is invalid_parameter_value '
+'unique_violation); received_at (an ISO 8601 time with offset, such as a spool''s): the event''s '
+'created_at when earlier than now. A payload that is not an object or has no session_id is invalid_parameter_value '
 '(22023). A field the session''s CHECKs would refuse (an odd permission_mode, a cwd over 4096 '
 'characters) is left out of the session, and a SessionEnd reason over 100 characters cut there, '
 'never in the event. Used by `toolsdb hook`.';

@@ -234,3 +234,24 @@ def test_in_a_shared_transaction_a_bad_event_fails_alone(pg: Pg, served_db: str,
 def test_other_methods_and_paths(served: Served) -> None:
     assert served.get("/hooks")[0] == 405
     assert served.get("/nope")[0] == 404
+
+
+def test_hook_ingest_takes_an_earlier_received_at_as_the_event_time(pg: Pg, served_db: str) -> None:
+    with psycopg.connect(pg.conninfo(served_db), autocommit=True) as conn:
+
+        def ingest(key: str, received: object) -> object:
+            ctx = json.dumps({"idempotency_key": key, "received_at": received})
+            conn.execute('select toolsdb.hook_ingest(\'{"session_id": "s-received"}\', %s::jsonb)', (ctx,))
+            return conn.execute(
+                "select created_at = %s::timestamptz from toolsdb.events where idempotency_key = %s",
+                ("2026-01-02T03:04:05.5+00:00", key),
+            ).fetchone()
+
+        assert ingest("r-past", "2026-01-02T03:04:05.5+00:00") == (True,), "an earlier time is kept"
+        assert ingest("r-future", "2999-01-01T00:00:00Z") == (False,), "a future one is cut to now()"
+        assert conn.execute(
+            "select created_at <= now() from toolsdb.events where idempotency_key = 'r-future'"
+        ).fetchone() == (True,)
+        for bad in ("yesterday", 5, "2026-01-02"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="received_at is an ISO 8601 time"):
+                ingest("r-bad", bad)

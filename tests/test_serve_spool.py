@@ -72,11 +72,19 @@ def test_events_sent_while_the_database_is_down_are_replayed_in_order_exactly_on
         lines = [json.loads(line) for f in sorted((tmp_path / "spool").glob("*.jsonl")) for line in f.open()]
         assert [r["key"].split(":")[0] for r in lines] == ["serve"] * len(lines)
         assert {r["user_id"] for r in lines} and all(r["received_at"] for r in lines)
+        time.sleep(1)
         server.start()
         post_many(served, token, "s-down", range(40, 50))  # while replaying: behind the spool
         served.wait_spool_empty()
     finally:
         served.stop()
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        late = conn.execute(
+            "select count(*) from toolsdb.events e join toolsdb.sessions s using (session_id) "
+            "where e.session_id = 's-down' and (e.payload->>'n')::int between 5 and 39 "
+            "and e.created_at < now() - interval '1 second' and e.created_at < s.last_activity_at"
+        ).fetchone()
+    assert late == (35,), "a replayed event keeps the time it was received as its created_at"
     events = stored(server, "s-down")
     assert [n for n, _ in events] == list(range(50)), "every event once, in the order they were received"
     assert len({key for _, key in events}) == 50
