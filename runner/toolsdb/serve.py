@@ -294,6 +294,8 @@ class Ingestor:
         self.tokens: dict[bytes, tuple[Identity, float]] = {}
         self.stats = Stats()
         self.on_ingested = on_ingested or (lambda event_type: None)
+        # Answers a batch's items (the HTTP app replaces it with one hop to its event loop).
+        self.answer_many: Callable[[list[tuple[Item, Outcome]]], None] = answer_each
         self.stopping = threading.Event()
         self.wake_replayer = threading.Event()
         self._local = threading.local()  # each writer's connection
@@ -372,9 +374,9 @@ class Ingestor:
                 self._write(items)
             except Exception as exc:  # never lose the thread; answer what is unanswered
                 logger.exception("toolsdb serve: writer failed")
-                for item in items:
-                    with contextlib.suppress(Exception):
-                        item.done(Outcome(503, f"internal error: {type(exc).__name__}: {exc}"))
+                failed = Outcome(503, f"internal error: {type(exc).__name__}: {exc}")
+                with contextlib.suppress(Exception):
+                    self.answer_many([(item, failed) for item in items])
 
     def _write(self, items: list[Item]) -> None:
         if not self.spool.active:
@@ -408,16 +410,18 @@ class Ingestor:
         self.stats.batches += 1
         self.stats.batch_events += len(items)
         stamp = time.monotonic()
+        answers: list[tuple[Item, Outcome]] = []
         for item, result in zip(items, results, strict=True):
             if isinstance(result, psycopg.Error):
-                item.done(Outcome(400, first_line(result)))
+                answers.append((item, Outcome(400, first_line(result))))
             elif result is None:
-                item.done(Outcome(401, "the bearer token is unknown, revoked or expired"))
+                answers.append((item, Outcome(401, "the bearer token is unknown, revoked or expired")))
             else:
                 item.identity = Identity(*(str(v) if v is not None else None for v in result[1:]))  # type: ignore[arg-type]
                 self.tokens[token_hash(item.token)] = (item.identity, stamp)
                 self.on_ingested(item.event_type)
-                item.done(Outcome(200, event_id=result[0]))
+                answers.append((item, Outcome(200, event_id=result[0])))
+        self.answer_many(answers)
 
     def _identity_for_spool(self, item: Item) -> Identity | str | None:
         """The identity of ``item``'s token while spooling: from the cache, else
@@ -439,13 +443,14 @@ class Ingestor:
     def _store_spool(self, items: list[Item]) -> None:
         records: list[dict] = []
         accepted: list[Item] = []
+        answers: list[tuple[Item, Outcome]] = []
         for item in items:
             identity = item.identity or self._identity_for_spool(item)
             if identity is None:
-                item.done(Outcome(401, "the bearer token is unknown, revoked or expired"))
+                answers.append((item, Outcome(401, "the bearer token is unknown, revoked or expired")))
                 continue
             if isinstance(identity, str):
-                item.done(Outcome(503, "the database is unavailable and this token was not seen recently"))
+                answers.append((item, Outcome(503, "the database is unavailable and this token was not seen recently")))
                 continue
             item.identity = identity
             records.append(
@@ -462,19 +467,19 @@ class Ingestor:
                 }
             )
             accepted.append(item)
-        if not records:
-            return
-        try:
-            with self.spool.lock:
-                self.spool.append(records)
-        except OSError as exc:
-            for item in accepted:
-                item.done(Outcome(503, f"cannot write the spool: {exc.strerror or exc}"))
-            return
-        self.stats.spooled += len(records)
-        self.wake_replayer.set()
-        for item in accepted:
-            item.done(Outcome(200, spooled=True))
+        if records:
+            try:
+                with self.spool.lock:
+                    self.spool.append(records)
+            except OSError as exc:
+                answers.extend(
+                    (item, Outcome(503, f"cannot write the spool: {exc.strerror or exc}")) for item in accepted
+                )
+            else:
+                self.stats.spooled += len(records)
+                self.wake_replayer.set()
+                answers.extend((item, Outcome(200, spooled=True)) for item in accepted)
+        self.answer_many(answers)
 
     # -- the replayer --------------------------------------------------------
 
@@ -559,6 +564,11 @@ class Ingestor:
         logger.error("toolsdb serve: a spooled event was refused: %s", why)
         with open(self.spool.folder / "rejected.jsonl", "ab") as handle:
             handle.write(json.dumps({"error": why, "record": line.decode(errors="replace")}).encode() + b"\n")
+
+
+def answer_each(answers: list[tuple[Item, Outcome]]) -> None:
+    for item, outcome in answers:
+        item.done(outcome)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .hook import git_branch, parse
-from .serve import MAX_BODY, TOKEN_RE, Ingestor, Item, Outcome, now_iso
+from .serve import MAX_BODY, TOKEN_RE, Ingestor, Item, Outcome, answer_each, now_iso
 
 EMPTY = b"{}"
 JSON = "application/json"
@@ -250,10 +250,13 @@ def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str):
         branch = branches(cwd) if isinstance(cwd, str) and cwd else None
         name = payload.get("hook_event_name")
         loop = asyncio.get_running_loop()
+        if ingestor.answer_many is answer_each:
+            # One hop to this loop per batch, not one per request.
+            ingestor.answer_many = lambda answers: loop.call_soon_threadsafe(answer_each, answers)
         future: asyncio.Future[Outcome] = loop.create_future()
 
         def done(outcome: Outcome) -> None:
-            loop.call_soon_threadsafe(_resolve, future, outcome)
+            _resolve(future, outcome)
 
         ingestor.submit(
             Item(
