@@ -5,6 +5,7 @@ health and metrics endpoints answer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -255,3 +256,43 @@ def test_hook_ingest_takes_an_earlier_received_at_as_the_event_time(pg: Pg, serv
         for bad in ("yesterday", 5, "2026-01-02"):
             with pytest.raises(psycopg.errors.InvalidParameterValue, match="received_at is an ISO 8601 time"):
                 ingest("r-bad", bad)
+
+
+def test_tokens_are_audited_without_their_hash_and_hidden_from_readonly(
+    pg: Pg, served_db: str, served: Served, readonly_login: str
+) -> None:
+    url = pg.url(served_db)
+    token = create_token(url, "--user", "bob", "--name", "audited")
+    assert run_cli("token", "revoke", "--database", url, token).returncode == 0
+    with psycopg.connect(pg.conninfo(served_db), autocommit=True) as conn:
+        token_id = conn.execute("select token_id from toolsdb.api_tokens where token_name = 'audited'").fetchone()
+        logged = conn.execute(
+            "select action, coalesce(new_values, old_values)->>'token_hash', new_values->>'revoked_at' is not null "
+            "from toolsdb.audit_logs where entity_type like '%%api_tokens' and entity_id = %s::text "
+            "order by audit_id",
+            token_id,
+        ).fetchall()
+    # An update logs the columns it changed: the hash is never among them.
+    assert [(action, hash_, revoked) for action, hash_, revoked in logged] == [
+        ("insert", "[redacted]", False),
+        ("update", None, True),
+    ], f"creation and revocation are audited, never the hash: {logged}"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    in_log = "select count(*) from toolsdb.audit_logs where strpos(new_values::text, %s) > 0"
+    assert scalar(pg, served_db, in_log, digest) == 0
+    reader = psycopg.connect(conninfo_as(pg, served_db, readonly_login), autocommit=True)
+    with reader, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        reader.execute("select token_prefix from toolsdb.api_tokens")
+
+
+def test_an_expired_token_is_401(pg: Pg, served_db: str, served: Served) -> None:
+    token = create_token(pg.url(served_db), "--user", "bob", "--name", "expiring")
+    assert served.post(hook("s-expired"), token)[0] == 200
+    with psycopg.connect(pg.conninfo(served_db), autocommit=True) as conn:
+        conn.execute(
+            "update toolsdb.api_tokens set expires_at = created_at + interval '1 microsecond' "
+            "where token_name = 'expiring'"
+        )
+    assert served.post(hook("s-expired"), token)[0] == 401
+    listed = run_cli("token", "list", "--all", "--database", pg.url(served_db))
+    assert any("expiring" in line and line.endswith("expired") for line in listed.stdout.splitlines())
