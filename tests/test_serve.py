@@ -5,9 +5,12 @@ health and metrics endpoints answer."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -296,3 +299,32 @@ def test_an_expired_token_is_401(pg: Pg, served_db: str, served: Served) -> None
     assert served.post(hook("s-expired"), token)[0] == 401
     listed = run_cli("token", "list", "--all", "--database", pg.url(served_db))
     assert any("expiring" in line and line.endswith("expired") for line in listed.stdout.splitlines())
+
+
+def test_sigterm_answers_what_is_in_flight_and_exits_0(pg: Pg, served_db: str, tmp_path: Path) -> None:
+    token = create_token(pg.url(served_db), "--user", "bob")
+    server = start_serve(pg.url(served_db), tmp_path / "spool")
+    results: list[tuple[int, bytes]] = []
+
+    def client(n: int) -> None:
+        with contextlib.suppress(OSError):
+            for i in range(200):
+                results.append(server.post(hook(f"s-term-{n}", n=i), token))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    while len(results) < 20:
+        time.sleep(0.01)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0
+    for thread in threads:
+        thread.join()
+    deadline = time.monotonic() + 5  # the stderr reader may be a line behind
+    while "toolsdb serve: stopped\n" not in server.stderr and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "toolsdb serve: stopped\n" in server.stderr
+    answered = results.count((200, b"{}"))
+    assert answered == len(results), "every answer before the stop is 200 {}"
+    stored = scalar(pg, served_db, "select count(*) from toolsdb.events where session_id like 's-term-%%'")
+    assert stored == answered, "every event answered 200 is stored, and only those"

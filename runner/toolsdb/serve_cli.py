@@ -83,6 +83,13 @@ def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | No
             if self.started:
                 print(f"toolsdb serve: listening on http://{shown}:{bound}", file=sys.stderr, flush=True)
 
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # SIGINT or SIGTERM: a graceful stop, then exit 0 (uvicorn would
+            # raise the signal again once stopped); a second one: at once.
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -98,6 +105,7 @@ def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | No
     finally:
         ingestor.stop()
         sock.close()
+    print("toolsdb serve: stopped", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
