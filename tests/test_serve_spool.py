@@ -68,7 +68,9 @@ def test_events_sent_while_the_database_is_down_are_replayed_in_order_exactly_on
         post_many(served, token, "s-down", range(0, 5))
         server.stop()
         post_many(served, token, "s-down", range(5, 40))
-        assert served.health()["spool_events"] > 0, "with the database down, events wait in the spool"
+        health = served.health()
+        assert health["spool_events"] > 0, "with the database down, events wait in the spool"
+        assert health["database"] == "down"
         lines = [json.loads(line) for f in sorted((tmp_path / "spool").glob("*.jsonl")) for line in f.open()]
         assert [r["key"].split(":")[0] for r in lines] == ["serve"] * len(lines)
         assert {r["user_id"] for r in lines} and all(r["received_at"] for r in lines)
@@ -76,6 +78,7 @@ def test_events_sent_while_the_database_is_down_are_replayed_in_order_exactly_on
         server.start()
         post_many(served, token, "s-down", range(40, 50))  # while replaying: behind the spool
         served.wait_spool_empty()
+        assert served.health()["database"] == "up"
     finally:
         served.stop()
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:

@@ -271,7 +271,7 @@ class Stats:
     spooled: int = 0
     replayed: int = 0
     rejected: int = 0
-    db_up: bool = False
+    db_up: bool | None = None  # the last write or replay reached the database; None: none tried yet
     ingested: dict[str, int] = field(default_factory=dict)
 
 
@@ -498,6 +498,7 @@ class Ingestor:
                     delay = 0.05
                     continue
             except psycopg.Error as exc:
+                self.stats.db_up = False
                 logger.info("toolsdb serve: replay waits for the database: %s", first_line(exc))
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -553,6 +554,7 @@ class Ingestor:
             else:
                 stored += 1
                 self.on_ingested(record.get("event_type") or "unknown")
+        self.stats.db_up = True
         self.stats.replayed += stored
         self.spool.replayed(segment, end, len(lines), end - start)
         self.spool.finish(segment, end)

@@ -278,7 +278,7 @@ def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str):
     async def healthz(request: Request) -> Response:
         body = {
             "status": "ok",
-            "database": "up" if ingestor.stats.db_up else "unknown or down",
+            "database": {True: "up", False: "down", None: "unknown"}[ingestor.stats.db_up],
             "spool_events": ingestor.spool.events,
         }
         return Response(json.dumps(body), media_type=JSON)
