@@ -7,7 +7,9 @@ tests stop and start."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import psycopg
 import pytest
 
 from toolsdb import migrate as engine
+from toolsdb.serve import Spool
 from toolsdb.server import EmbeddedServer, embedded_bindir
 from toolsdb.target import Target
 
@@ -140,3 +143,29 @@ def test_an_unknown_token_while_the_database_is_down_is_refused_not_spooled(
     finally:
         served.stop()
         server.start()
+
+
+def test_an_append_cut_short_leaves_no_half_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disk that fills half-way through an append (injected: os.write writes
+    # a few bytes, then fails as ENOSPC does): the next record starts a line.
+    spool = Spool(tmp_path / "spool", "instance")
+    try:
+        with spool.lock:
+            spool.append([{"key": "a"}])
+        real_write = os.write
+
+        def full_disk(fd: int, data: bytes) -> int:
+            real_write(fd, bytes(data[:7]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "write", full_disk)
+        with spool.lock, pytest.raises(OSError):
+            spool.append([{"key": "b"}, {"key": "c"}])
+        monkeypatch.undo()
+        with spool.lock:
+            spool.append([{"key": "d"}])
+        (segment,) = spool.segments()
+        assert [json.loads(line)["key"] for line in segment.read_text().splitlines()] == ["a", "d"]
+        assert spool.events == 2
+    finally:
+        spool.close()

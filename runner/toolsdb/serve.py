@@ -178,7 +178,7 @@ class Spool:
                 f"the spool folder {folder} is in use by another toolsdb serve (--spool picks another)"
             ) from None
         self.current: Path | None = None
-        self._handle: Any = None
+        self._fd: int | None = None  # the current segment, while spooling
         self.events = 0  # spooled, not yet replayed
         self.bytes = 0
         for segment in self.segments():
@@ -205,17 +205,26 @@ class Spool:
     def append(self, records: list[dict]) -> None:
         """Write the records at the end of the current segment and fsync (call with ``lock`` held)."""
         data = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in records)
-        if self._handle is None:
+        if self._fd is None:
             self.current = self.folder / f"{time.time_ns():020d}-{self.instance}.jsonl"
-            self._handle = open(self.current, "ab")  # noqa: SIM115 (kept open while spooling)
+            self._fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             directory = os.open(self.folder, os.O_RDONLY)
             try:
                 os.fsync(directory)
             finally:
                 os.close(directory)
-        self._handle.write(data)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError:
+            # A disk full half-way: take the partial records back, so the next
+            # append does not follow half a line (those events get a 503).
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
         self.events += len(records)
         self.bytes += len(data)
 
@@ -234,11 +243,11 @@ class Spool:
         (``torn``: what follows is an incomplete last record); True when removed."""
         with self.lock:
             if segment == self.current:
-                if self._handle is not None and self._handle.tell() != offset:
+                if self._fd is not None and os.fstat(self._fd).st_size != offset:
                     return False
-                if self._handle is not None:
-                    self._handle.close()
-                self._handle = None
+                if self._fd is not None:
+                    os.close(self._fd)
+                self._fd = None
                 self.current = None
             elif segment.stat().st_size != offset and not torn:
                 return False
@@ -251,9 +260,9 @@ class Spool:
 
     def close(self) -> None:
         with self.lock:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         self._lock_file.close()
 
 
