@@ -328,3 +328,14 @@ def test_sigterm_answers_what_is_in_flight_and_exits_0(pg: Pg, served_db: str, t
     assert answered == len(results), "every answer before the stop is 200 {}"
     stored = scalar(pg, served_db, "select count(*) from toolsdb.events where session_id like 's-term-%%'")
     assert stored == answered, "every event answered 200 is stored, and only those"
+
+
+def test_without_prepared_statements_as_behind_an_older_pooler(pg: Pg, served_db: str, tmp_path: Path) -> None:
+    token = create_token(pg.url(served_db), "--user", "bob")
+    server = start_serve(pg.url(served_db), tmp_path / "spool", "--no-prepared")
+    try:
+        for i in range(8):
+            assert server.post(hook("s-unprepared", n=i), token) == (200, b"{}")
+    finally:
+        server.stop()
+    assert scalar(pg, served_db, "select count(*) from toolsdb.events where session_id = 's-unprepared'") == 8

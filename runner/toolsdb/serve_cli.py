@@ -54,8 +54,17 @@ def _serve_modules():
     help="Database connections storing events side by side, each batching what is waiting "
     "(more than 1: events received at the same moment may be stored in either order).",
 )
+@click.option(
+    "--prepared/--no-prepared",
+    default=True,
+    show_default=True,
+    help="Server-side prepared statements (faster); --no-prepared behind a transaction pooler "
+    "that does not support them (PgBouncer before 1.21, or without max_prepared_statements).",
+)
 @common_options
-def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | None, writers: int) -> None:
+def serve_command(
+    settings: Settings, host: str, port: int, spool_dir: Path | None, writers: int, prepared: bool
+) -> None:
     """Run the HTTP endpoint of Claude Code's http hooks: POST /hooks (bearer
     token), GET /healthz, GET /metrics. Prints `toolsdb serve: listening on
     http://HOST:PORT` on stderr once ready; stops on SIGINT or SIGTERM."""
@@ -73,7 +82,11 @@ def serve_command(settings: Settings, host: str, port: int, spool_dir: Path | No
     shown = f"[{host}]" if ":" in host else host
     metrics = serve_app.Metrics()
     ingestor = Ingestor(
-        target.conninfo, spool_dir or default_spool_dir(), on_ingested=metrics.count_ingested, writers=writers
+        target.conninfo,
+        spool_dir or default_spool_dir(),
+        on_ingested=metrics.count_ingested,
+        writers=writers,
+        prepare=prepared,
     )
     app = serve_app.create_app(ingestor, metrics, target.conninfo)
 
