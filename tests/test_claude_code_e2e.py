@@ -50,9 +50,10 @@ DRIVER_BUDGET = 90  # seconds the driver's steps may take in all (two claude tur
 DRIVER_TIMEOUT = 110  # then it has this long to stop toolsdb serve and print its result
 # Events each run must have stored (more may fire: PostToolBatch, ...).
 COMMAND_EVENTS = {"SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"}
-# Claude Code sends SessionStart to command hooks only (2.1.x: an http hook
-# there is not called), so the http run's session starts at UserPromptSubmit.
-HTTP_EVENTS = COMMAND_EVENTS - {"SessionStart"}
+# Claude Code sends SessionStart to command hooks only (2.1.x: "HTTP hooks are
+# not supported for SessionStart"): the http settings run `toolsdb hook --post`
+# there, so the http run stores the same events, all through toolsdb serve.
+HTTP_EVENTS = COMMAND_EVENTS
 # A new network namespace (root in CI; elsewhere, as root of a user namespace).
 UNSHARE = ["unshare", "--net", "--"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net", "--"]
 
@@ -169,7 +170,8 @@ class Scenario:
     def events(self, session_id: str) -> list[Row]:
         return rows(
             self.conn,
-            "select event_id, event_type, payload from toolsdb.events where session_id = %s order by event_id",
+            "select event_id, event_type, payload, idempotency_key from toolsdb.events"
+            " where session_id = %s order by event_id",
             (session_id,),
         )
 
@@ -281,6 +283,9 @@ def test_the_http_hook_through_serve_stores_the_session_as_the_tokens_user(scena
     events = scenario.events(data["session_id"])
     kinds = [event["event_type"] for event in events]
     assert set(kinds) >= HTTP_EVENTS, f"events stored: {kinds}\n{why}"
+    assert kinds[0] == "SessionStart" and kinds[-1] == "SessionEnd", f"events stored: {kinds}\n{why}"
+    keys = [event["idempotency_key"] or "" for event in events]
+    assert all(key.startswith("serve:") for key in keys), f"every event came through toolsdb serve: {keys}\n{why}"
     assert_tool_events(events, why)
     failed = [line for line in data["stderr"].splitlines() if "hook" in line.lower() and "fail" in line.lower()]
     assert not failed, f"claude reported failed hooks: {failed}\n{why}"

@@ -145,6 +145,12 @@ def test_http_hooks(tmp_path: Path) -> None:
     assert "claude mcp add" in other.stderr
     assert_one_line_error(settings(tmp_path, "--type", "http", "--url", "ftp://x/hooks"), "--url")
     assert_one_line_error(settings(tmp_path, "--type", "http", "--token-var", "my-token"), "--token-var")
+    # Claude Code sends SessionStart and Setup to command hooks only ("HTTP hooks are
+    # not supported for SessionStart"): toolsdb hook --post sends them to the same URL.
+    for event in ("SessionStart", "Setup"):
+        (start,) = json.loads(other.stdout)["hooks"][event][0]["hooks"]
+        assert start["type"] == "command"
+        assert start["command"].endswith(" hook --post https://hooks.example/hooks --token-var TDB")
 
 
 def test_merge_keeps_the_users_settings_backs_up_and_is_idempotent(tmp_path: Path) -> None:

@@ -339,3 +339,75 @@ def test_without_prepared_statements_as_behind_an_older_pooler(pg: Pg, served_db
     finally:
         server.stop()
     assert scalar(pg, served_db, "select count(*) from toolsdb.events where session_id = 's-unprepared'") == 8
+
+
+def test_the_command_hook_posts_session_start_to_serve(pg: Pg, served_db: str, served: Served, tmp_path: Path) -> None:
+    """Claude Code sends SessionStart and Setup to command hooks only: ``toolsdb hook
+    --post URL`` sends them to toolsdb serve with the token, as an http hook would."""
+    import subprocess
+
+    from .conftest import toolsdb_exe
+
+    token = create_token(pg.url(served_db), "--user", "ann@example.com")
+    log = tmp_path / "hook.log"
+    start = json.dumps(hook("s-post", "SessionStart", source="startup"))
+    env = {"PATH": "/usr/bin:/bin", "TOOLSDB_HOOK_LOG": str(log), "MY_TOKEN": token}
+    posted = subprocess.run(
+        [toolsdb_exe(), "hook", "--post", f"http://127.0.0.1:{served.port}/hooks", "--token-var", "MY_TOKEN"],
+        input=start,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert (posted.returncode, posted.stdout, posted.stderr) == (0, "", "")
+    assert not log.exists(), "nothing failed"
+    assert (
+        scalar(
+            pg,
+            served_db,
+            "select u.username from toolsdb.sessions s join toolsdb.users u using (user_id)"
+            " where session_id = 's-post'",
+        )
+        == "ann"
+    )
+    # A wrong token: logged with the payload (the server's 401 named), nothing stored, exit 1 with --strict.
+    env["MY_TOKEN"] = "tdb_" + "0" * 64
+    refused = subprocess.run(
+        [
+            toolsdb_exe(),
+            "hook",
+            "--strict",
+            "--post",
+            f"http://127.0.0.1:{served.port}/hooks",
+            "--token-var",
+            "MY_TOKEN",
+        ],
+        input=json.dumps(hook("s-post-401", "SessionStart")),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert refused.returncode == 1 and "answered 401" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert json.loads(log.read_text().splitlines()[-1])["payload"] == json.dumps(hook("s-post-401", "SessionStart"))
+    assert scalar(pg, served_db, "select count(*) from toolsdb.events where session_id = 's-post-401'") == 0
+    # No token variable: one line, before anything is sent.
+    del env["MY_TOKEN"]
+    unset = subprocess.run(
+        [
+            toolsdb_exe(),
+            "hook",
+            "--strict",
+            "--post",
+            f"http://127.0.0.1:{served.port}/hooks",
+            "--token-var",
+            "MY_TOKEN",
+        ],
+        input=start,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert unset.returncode == 1 and "MY_TOKEN is not set" in unset.stderr

@@ -73,6 +73,10 @@ HOOK_EVENTS = (
 OPT_IN_EVENTS = ("WorktreeCreate", "MessageDisplay")
 DEFAULT_EVENTS = tuple(e for e in HOOK_EVENTS if e not in OPT_IN_EVENTS)
 
+# Claude Code skips http hooks for these (2.1.197: "HTTP hooks are not
+# supported for SessionStart"): with --type http they run `toolsdb hook --post`.
+COMMAND_ONLY_EVENTS = ("SessionStart", "Setup")
+
 DEFAULT_URL = "http://127.0.0.1:8787/hooks"
 DEFAULT_TOKEN_VAR = "TOOLSDB_TOKEN"
 # Claude Code's timeout of one hook, in seconds (its default is 600). toolsdb
@@ -161,8 +165,16 @@ def database_env(database: str | None, env: Mapping[str, str] | None = None) -> 
     return {HOME_ENV: str(found[0])}
 
 
-def hook_entry(options: Options) -> dict[str, Any]:
-    """The one hook every event gets."""
+def hook_entry(options: Options, event: str = "") -> dict[str, Any]:
+    """The hook ``event`` gets. With http hooks, SessionStart and Setup (which
+    Claude Code sends to command hooks only: "HTTP hooks are not supported for
+    SessionStart") get ``toolsdb hook --post URL``, which posts the same JSON
+    with the same token."""
+    if options.hook_type == "http" and event in COMMAND_ONLY_EVENTS:
+        command = (
+            f"{shlex.quote(options.executable)} hook --post {shlex.quote(options.url)} --token-var {options.token_var}"
+        )
+        return {"type": "command", "command": command, "timeout": HOOK_TIMEOUT}
     if options.hook_type == "http":
         return {
             "type": "http",
@@ -179,7 +191,7 @@ def hook_entry(options: Options) -> dict[str, Any]:
 def hooks_block(options: Options) -> dict[str, list[dict[str, Any]]]:
     """``hooks`` of settings.json: one matcher group per event, no matcher (every
     tool, source or notification type; FileChanged then watches no file)."""
-    return {event: [{"hooks": [hook_entry(options)]}] for event in options.events()}
+    return {event: [{"hooks": [hook_entry(options, event)]}] for event in options.events()}
 
 
 def settings_json(options: Options) -> dict[str, Any]:
@@ -429,7 +441,8 @@ def command(
     and MessageDisplay unless --include names them): `toolsdb hook` by its
     absolute path, with DATABASE_URL or TOOLSDB_HOME as this command finds
     the database (--type command), or a POST to `toolsdb serve` with the token
-    from $TOOLSDB_TOKEN (--type http). The settings go to stdout, the MCP
+    from $TOOLSDB_TOKEN (--type http; SessionStart and Setup, which Claude
+    Code sends to command hooks only, run `toolsdb hook --post URL`). The settings go to stdout, the MCP
     server's `claude mcp add` line to stderr (Claude Code reads MCP servers
     from ~/.claude.json and .mcp.json, not from settings.json).
 
@@ -446,8 +459,9 @@ def command(
     )
     if no_mcp and mcp_json is not None:
         raise ToolsdbError("--no-mcp and --mcp-json contradict each other; pass one")
+    # Every type runs toolsdb for something (http: SessionStart's --post).
+    options.executable = toolsdb_executable()
     if hook_type == "command" or options.mcp:
-        options.executable = toolsdb_executable()
         options.env = database_env(settings.database)
     if write_path is None:
         click.echo(dumps(settings_json(options)), nl=False)

@@ -247,8 +247,21 @@ def reset(settings: Settings, force: bool) -> None:
     type=click.Path(dir_okay=False),
     help="Where failures are logged (default $TOOLSDB_HOOK_LOG, else ~/.local/state/toolsdb/hook.log).",
 )
+@click.option(
+    "--post",
+    "post_url",
+    metavar="URL",
+    help="Send the payload to toolsdb serve at URL (its /hooks) instead of the database.",
+)
+@click.option(
+    "--token-var",
+    default="TOOLSDB_TOKEN",
+    show_default=True,
+    metavar="NAME",
+    help="With --post: the variable holding the bearer token.",
+)
 @common_options
-def hook(settings: Settings, strict: bool, log_file: str | None) -> None:
+def hook(settings: Settings, strict: bool, log_file: str | None, post_url: str | None, token_var: str) -> None:
     """Store one agent hook payload (JSON on stdin) as an event; update its session.
 
     Wire it into Claude Code's settings.json for every hook event (README). It
@@ -259,10 +272,12 @@ def hook(settings: Settings, strict: bool, log_file: str | None) -> None:
     come from this process; TOOLSDB_USER_ID, TOOLSDB_AGENT_ID and
     TOOLSDB_PROJECT_ID link the session. The embedded server is found through
     TOOLSDB_HOME (its .toolsdb folder) and is never started by this command.
+    With --post it sends the payload to toolsdb serve instead, as an http
+    hook would (for SessionStart, which Claude Code sends to command hooks only).
     """
     from .hook import run
 
-    sys.exit(run(settings.database, strict, Path(log_file) if log_file else None))
+    sys.exit(run(settings.database, strict, Path(log_file) if log_file else None, post_url, token_var))
 
 
 @cli.command()

@@ -351,6 +351,47 @@ def ingest(
     return int(event_id or 0)
 
 
+TOKEN_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_TOKEN_VAR = "TOOLSDB_TOKEN"
+
+
+def post(raw: str, url: str, token_var: str, env: os._Environ[str] | dict[str, str], budget: Budget) -> None:
+    """Send the payload to ``toolsdb serve`` (``--post URL``) as Claude Code's
+    http hooks do, with the bearer token held by ``token_var``; returns once
+    the server answered 2xx (the event is durable there). For the events
+    Claude Code sends to command hooks only (SessionStart). Raises HookError."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HookError(f"--post takes an http:// or https:// URL, such as http://127.0.0.1:8787/hooks, not {url!r}")
+    token = env.get(token_var)
+    if not token:
+        raise HookError(f"no token for {url}: the variable {token_var} is not set (toolsdb token create)")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    budget.doing = f"posting to {url}"
+    conn = kind(parts.hostname, parts.port, timeout=max(0.05, budget.left()))
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request(
+            "POST",
+            target,
+            body=raw.encode("utf-8"),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        answer = conn.getresponse()
+        body = answer.read(2048).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as exc:
+        raise HookError(f"{url}: {exc or type(exc).__name__}") from None
+    finally:
+        conn.close()
+    if not 200 <= answer.status < 300:
+        detail = " ".join(body.split())[:300]
+        raise HookError(f"{url} answered {answer.status} {answer.reason}" + (f": {detail}" if detail else ""))
+    budget.stored = True
+
+
 def jsonb_safe(value: object) -> object:
     """The JSON value with NUL characters and lone surrogates replaced by U+FFFD, which jsonb refuses."""
     if isinstance(value, str):
@@ -374,18 +415,31 @@ def log_failure(log_file: Path, message: str, raw: str) -> None:
         print(f"toolsdb hook: {message} (and the log {log_file} is not writable: {exc.strerror})", file=sys.stderr)
 
 
-def _work(outcome: list[str], raw: str, database: str | None, budget: Budget) -> None:
-    """The worker thread's body: ``ingest``, its failure (one line) put in ``outcome``."""
+def _work(
+    outcome: list[str], raw: str, database: str | None, budget: Budget, target: tuple[str, str] | None = None
+) -> None:
+    """The worker thread's body: ``ingest`` (or ``post`` to ``target``, a URL and
+    the token's variable), its failure (one line) put in ``outcome``."""
     try:
-        ingest(raw, database, budget=budget)
+        if target is not None:
+            post(raw, target[0], target[1], os.environ, budget)
+        else:
+            ingest(raw, database, budget=budget)
     except HookError as exc:
         outcome.append(str(exc))
     except BaseException as exc:  # never break the agent's loop, whatever happened
         outcome.append(f"{type(exc).__name__}: {exc}")
 
 
-def run(database: str | None = None, strict: bool = False, log_file: Path | None = None) -> int:
-    """Read stdin, store it, and return the exit code: 0, or 1 on failure with ``strict``.
+def run(
+    database: str | None = None,
+    strict: bool = False,
+    log_file: Path | None = None,
+    post_url: str | None = None,
+    token_var: str = DEFAULT_TOKEN_VAR,
+) -> int:
+    """Read stdin, store it (or, with ``post_url``, send it to ``toolsdb serve``),
+    and return the exit code: 0, or 1 on failure with ``strict``.
 
     Within one budget: stdin is read until end of file (or a pause after a
     whole JSON object), then a daemon thread does the rest while this one
@@ -412,9 +466,12 @@ def run(database: str | None = None, strict: bool = False, log_file: Path | None
         raw = data.decode("utf-8", errors="replace")
         if message is None and short == "open":
             message = budget.stdin_open(len(data))
+        if message is None and post_url is not None and not TOKEN_VAR_NAME.match(token_var):
+            message = f"--token-var must be a variable name, not {token_var!r}"
         if message is None:
             outcome: list[str] = []
-            worker = threading.Thread(target=_work, args=(outcome, raw, database, budget), daemon=True)
+            target = (post_url, token_var) if post_url is not None else None
+            worker = threading.Thread(target=_work, args=(outcome, raw, database, budget, target), daemon=True)
             worker.start()
             worker.join(max(0.0, budget.left()))
             if worker.is_alive():  # stuck: log unless the event is stored (and only closing is left)
@@ -439,7 +496,7 @@ def fail(log_file: Path | None, message: str, raw: str, strict: bool) -> int:
 
 
 def fast_main(argv: list[str]) -> int | None:
-    """Run ``toolsdb [-d URL] hook [--strict] [--log-file F] [-d URL]`` without click.
+    """Run ``toolsdb [-d URL] hook [--strict] [--log-file F] [--post URL [--token-var NAME]] [-d URL]`` without click.
 
     Returns the exit code, or None when ``argv`` is not such a command (or
     asks for help, or has an option we do not know): click then handles it.
@@ -447,16 +504,27 @@ def fast_main(argv: list[str]) -> int | None:
     database: str | None = None
     strict = False
     log_file: Path | None = None
+    post_url: str | None = None
+    token_var = DEFAULT_TOKEN_VAR
     seen_hook = False
     args = list(argv)
     while args:
         arg = args.pop(0)
-        if arg in ("-d", "--database", "--log-file"):
+        if "=" in arg and arg.split("=", 1)[0] in ("--post", "--token-var"):
+            arg, value = arg.split("=", 1)
+            args.insert(0, value)
+        if arg in ("--post", "--token-var") and not seen_hook:
+            return None
+        if arg in ("-d", "--database", "--log-file", "--post", "--token-var"):
             if not args:
                 return None
             value = args.pop(0)
             if arg == "--log-file":
                 log_file = Path(value)
+            elif arg == "--post":
+                post_url = value
+            elif arg == "--token-var":
+                token_var = value
             else:
                 database = value
         elif arg.startswith("--database="):
@@ -473,4 +541,4 @@ def fast_main(argv: list[str]) -> int | None:
             return None
     if not seen_hook:
         return None
-    return run(database, strict, log_file)
+    return run(database, strict, log_file, post_url, token_var)
