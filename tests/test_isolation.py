@@ -314,19 +314,21 @@ def test_the_app_cannot_forge_a_captured_change_through_audit_event(pg: Pg, shar
 
 
 def test_readonly_reads_every_table_and_view_of_schema_toolsdb_but_config(pg: Pg, shared: Seeded) -> None:
-    # config, and system_config (the CI/CD trackers' view of its non-secret values), are not for readers.
-    relations = [name for name in toolsdb_relations(pg, shared.dbname) if name not in ("config", "system_config")]
+    # config, system_config (the CI/CD trackers' view of its non-secret values) and
+    # api_tokens (toolsdb serve's token hashes) are not for readers.
+    hidden = ("config", "system_config", "api_tokens")
+    relations = [name for name in toolsdb_relations(pg, shared.dbname) if name not in hidden]
     assert "audit_logs" in relations and "projects" in relations, "The catalog query must list the toolsdb tables."
     with connect_as(pg, shared.dbname, "readonly") as readonly:
         for name in relations:
             readonly.execute(sql.SQL("select count(*) from toolsdb.{}").format(sql.Identifier(name))).fetchone()
 
 
-@pytest.mark.parametrize("relation", ["config", "system_config"])
+@pytest.mark.parametrize("relation", ["config", "system_config", "api_tokens"])
 def test_readonly_cannot_read_config(pg: Pg, shared: Seeded, relation: str) -> None:
     with (
         connect_as(pg, shared.dbname, "readonly") as readonly,
-        pytest.raises(errors.InsufficientPrivilege, match=r"permission denied for (table|view) .*config"),
+        pytest.raises(errors.InsufficientPrivilege, match=r"permission denied for (table|view) .*(config|api_tokens)"),
     ):
         readonly.execute(f"select * from toolsdb.{relation}")
 
