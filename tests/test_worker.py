@@ -298,3 +298,45 @@ def test_sigterm_finishes_the_send_in_flight_and_releases_the_rest(
     assert [(r["status"], r["attempts"]) for r in found] == [("sent", 1)] + [("pending", 0)] * 4, found
     assert all(r["claim_token"] is None for r in found), "Released rows hold no claim."
     assert "released 4" in err, err
+
+
+@pytest.mark.slow
+def test_a_lost_connection_is_reconnected_and_nothing_is_lost(
+    pg: Pg, db: str, su: psycopg.Connection, keyring: cfg.KeyRing
+) -> None:
+    """A restart or a failover ends the worker's connections: it reconnects with
+    backoff and goes on delivering (the first connection failing still ends it)."""
+    fay = add_user(su, "fay")
+    with stand_in() as slack:
+        destination(su, "fay", "slack", slack.url("/fay"), fay)
+        process = start_worker(pg, db, "--poll", "1")
+        try:
+            ingest(su, "r1", "Stop", fay, last_assistant_message="before")
+            assert wait_for(lambda: len(slack.bodies("/fay")) == 1, 30), "delivered before the loss"
+            killed = scalar(
+                su,
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                "where application_name = 'toolsdb-worker' and datname = current_database()",
+            )
+            assert killed == 2, "the worker's two connections (work and LISTEN)"
+            ingest(su, "r2", "Stop", fay, last_assistant_message="after")
+            assert wait_for(lambda: len(slack.bodies("/fay")) == 2, 30), statuses(su)
+            assert process.poll() is None, "the worker is still running"
+        finally:
+            code, err = stop(process)
+    assert code == 0, err
+    assert "reconnecting in 0.5 s" in err and "reconnected 1 time(s)" in err, err
+    texts = [b["text"] for b in slack.bodies("/fay")]
+    assert "before" in texts[0] and "after" in texts[1], texts
+
+
+def test_a_first_connection_that_fails_ends_the_worker_in_one_line(pg: Pg) -> None:
+    done = subprocess.run(
+        [toolsdb_exe(), "worker", "-d", pg.url("no_such_database_here")],
+        env={**clean_env(), **env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "no_such_database_here" in done.stderr, done.stderr

@@ -50,11 +50,15 @@ from psycopg.rows import dict_row
 
 from . import config as cfg
 from .errors import ToolsdbError
+from .target import first_line
 
 logger = logging.getLogger("toolsdb.worker")
 
 DIRECT_URL_ENV = "DATABASE_DIRECT_URL"
 CHANNELS = ("toolsdb_events", "toolsdb_notifications")
+APPLICATION_NAME = "toolsdb-worker"
+RECONNECT_FIRST = 0.5  # seconds before the first reconnection attempt; doubles up to RECONNECT_MAX
+RECONNECT_MAX = 30.0
 ERROR_CHARS = 500  # of a delivery error kept in last_error
 DISCORD_LIMIT = 2000  # characters of a Discord message
 SETTLE_AND_CLAIM = (
@@ -86,6 +90,7 @@ class Stats:
     sent: int = 0
     failed: int = 0
     released: int = 0
+    reconnects: int = 0
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -255,6 +260,8 @@ class Worker:
         self.sender = sender or Sender(timeout)
         self.stats = Stats()
         self._stopping = threading.Event()
+        self._connected = False  # connected once: later losses are reconnected
+        self._connected_at = 0.0
         self._destinations: dict[str, tuple[float, Destination | None]] = {}
 
     def stop(self) -> None:
@@ -268,14 +275,44 @@ class Worker:
     # -- the loop ---------------------------------------------------------
 
     def run(self, once: bool = False) -> Stats:
+        """Work until stop() (or, ``once``, until nothing is due). A connection
+        lost after the first one succeeded (a restart, a failover) is
+        reconnected with backoff (0.5 s doubling to 30 s) instead of ending the
+        worker; a job sent but not yet settled then comes back when its lease
+        ends. The first connection failing, or any loss with ``once``, raises."""
+        delay = RECONNECT_FIRST
+        try:
+            while True:
+                try:
+                    return self._run(once)
+                except psycopg.OperationalError as exc:
+                    if once or self.stopping or not self._connected:
+                        raise
+                    if time.monotonic() - self._connected_at > RECONNECT_MAX:
+                        delay = RECONNECT_FIRST  # it worked for a while: start the backoff again
+                    self.stats.reconnects += 1
+                    logger.warning("database connection lost (%s); reconnecting in %.1f s", first_line(exc), delay)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, RECONNECT_MAX)
+                    if self.stopping:
+                        return self.stats
+        finally:
+            self.sender.close()
+
+    def _run(self, once: bool) -> Stats:
         with contextlib.ExitStack() as stack:
-            conn = stack.enter_context(psycopg.connect(self.conninfo, autocommit=True))
+            conn = stack.enter_context(
+                psycopg.connect(self.conninfo, autocommit=True, application_name=APPLICATION_NAME)
+            )
             listener = None
             if not once:
-                listener = stack.enter_context(psycopg.connect(self.direct_conninfo, autocommit=True))
+                listener = stack.enter_context(
+                    psycopg.connect(self.direct_conninfo, autocommit=True, application_name=APPLICATION_NAME)
+                )
                 for channel in CHANNELS:
                     listener.execute(f"listen {channel}")
-            stack.callback(self.sender.close)
+            self._connected = True
+            self._connected_at = time.monotonic()
             while not self.stopping:
                 # Drain both queues before waiting: what arrived while this
                 # worker was busy woke nobody.

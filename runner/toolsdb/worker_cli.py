@@ -86,7 +86,8 @@ def worker_command(
         restore()
     click.echo(
         f"routed {stats.routed_events} event(s) into {stats.queued} notification(s); "
-        f"sent {stats.sent}, failed {stats.failed}, released {stats.released}",
+        f"sent {stats.sent}, failed {stats.failed}, released {stats.released}"
+        + (f"; reconnected {stats.reconnects} time(s)" if stats.reconnects else ""),
         err=not once,
     )
 
