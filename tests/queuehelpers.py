@@ -38,6 +38,13 @@ NOTIFICATIONS_CLAIM_SELECT = """
             limit batch_size
             for update skip locked
 """
+# The lease check of the notification settlements (settle_sent_notifications
+# and settle_failed_notification), exactly as in the functions: time left, so
+# the rows are found by primary key (checked against the source, explained).
+NOTIFICATIONS_LEASE_HELD = """
+        and n.status = 'sending'
+        and n.next_attempt_at - pg_catalog.now() > interval '0'
+"""
 EVENTS_CLAIM_SELECT = """
             select p.event_id
             from toolsdb.events as p

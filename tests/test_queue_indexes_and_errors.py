@@ -1,6 +1,7 @@
 """The work queues' claim queries use their partial indexes (the inner select
-of each claim, checked against the function's source, explained), and bad
-input fails with named errors.
+of each claim, checked against the function's source, explained), the
+notification settlements find their rows by primary key, and bad input fails
+with named errors.
 
 Isolation: every test runs in ``tx``, a transaction on one clone per module
 and major that is always rolled back.
@@ -25,6 +26,7 @@ from .queuehelpers import (
     EVENTS_CLAIM_SELECT,
     INVALID,
     NOTIFICATIONS_CLAIM_SELECT,
+    NOTIFICATIONS_LEASE_HELD,
     SESSION,
     add_event,
     claim,
@@ -91,6 +93,42 @@ def test_the_claim_query_uses_its_partial_index(
     conn.execute(f"prepare claim_select(integer) as {inner_select.replace('limit batch_size', 'limit $1')}")
     plan = "\n".join(r[0] for r in conn.execute("explain execute claim_select(10)").fetchall())
     assert index in plan, f"The claim should scan {index}, but the plan is:\n{plan}"
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "toolsdb_private.settle_sent_notifications(bigint[],uuid)",
+        "toolsdb_private.settle_failed_notification(bigint,uuid,text,interval,interval,interval)",
+    ],
+)
+def test_the_settlements_find_their_rows_by_primary_key(conn: psycopg.Connection, function: str) -> None:
+    source = scalar(conn, "select prosrc from pg_proc where oid = %s::regprocedure", (function,))
+    assert " ".join(NOTIFICATIONS_LEASE_HELD.split()) in " ".join(source.split()), (
+        f"The lease check explained here should be the one in {function}; copy it again from the function."
+    )
+    session(conn)
+    # A backlog whose statistics know no lease: 5,000 rows waiting, due now.
+    # With "next_attempt_at > now()" the planner took that range of
+    # notifications_claim_idx, which walks every lease of the last minutes (the
+    # ended ones' dead entries too) to find one row.
+    conn.execute(
+        "insert into toolsdb.notifications (session_id, notification_type, backend) "
+        "select %s, 'bulk', 'email' from generate_series(1, 5000) as g",
+        (SESSION,),
+    )
+    conn.commit()
+    conn.execute("analyze toolsdb.notifications")
+    # Generic plans, as the helpers run them (plan_cache_mode force_generic_plan).
+    conn.execute("set local plan_cache_mode = force_generic_plan")
+    conn.execute(
+        "prepare settle(bigint[], uuid) as update toolsdb.notifications as n set status = 'sent' "
+        f"where n.notification_id = any($1) and n.claim_token = $2 {NOTIFICATIONS_LEASE_HELD}"
+    )
+    plan = "\n".join(r[0] for r in conn.execute("explain execute settle('{1}', gen_random_uuid())").fetchall())
+    assert "notifications_pkey" in plan and "notifications_claim_idx" not in plan, (
+        f"The settlement should find its rows by primary key, but the plan is:\n{plan}"
+    )
 
 
 # ---------------------------------------------------------------------------
