@@ -109,6 +109,14 @@ def test_the_cli_sets_a_slack_destination_and_worker_once_delivers_the_default_r
     assert statuses(su) == [("sent", 1), ("sent", 1)]
     rules = run_cli("notify", "rules", "-d", pg.url(db), env=env())
     assert rules.returncode == 0 and "permission_prompt" in rules.stdout and "idle_prompt" in rules.stdout
+    # --user names a user as toolsdb token create does: username, email or id.
+    by_email = run_cli(
+        "notify", "destination", "set", "alice-hook", "--backend", "webhook", "--url", "https://h.example/a",
+        "--user", "ALICE@x.org", "-d", pg.url(db), env=env(),
+    )  # fmt: skip
+    assert by_email.returncode == 0, by_email.stderr
+    owner = "select user_id from toolsdb.notification_destinations where destination_name = 'alice-hook'"
+    assert scalar(su, owner) == alice
 
 
 @pytest.mark.parametrize(

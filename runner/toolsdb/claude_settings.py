@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ToolsdbError
+from .hook import DEFAULT_TOKEN_VAR
 
 # Claude Code's 30 hook events (2.1.197: the enum of its settings schema's
 # ``hooks`` keys), in its order. docs/claude-code.md says what each one does.
@@ -78,7 +79,6 @@ DEFAULT_EVENTS = tuple(e for e in HOOK_EVENTS if e not in OPT_IN_EVENTS)
 COMMAND_ONLY_EVENTS = ("SessionStart", "Setup")
 
 DEFAULT_URL = "http://127.0.0.1:8787/hooks"
-DEFAULT_TOKEN_VAR = "TOOLSDB_TOKEN"
 # Claude Code's timeout of one hook, in seconds (its default is 600). toolsdb
 # hook gives up by itself after TOOLSDB_HOOK_TIMEOUT (default 2 s) and
 # toolsdb serve answers once the event is durable: this is only a backstop.

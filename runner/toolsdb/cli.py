@@ -17,6 +17,7 @@ from . import __version__, backup, claude_settings, operations, replica, serve_c
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
+from .hook import DEFAULT_TOKEN_VAR
 from .libpq import LIBPQ_ENV
 from .server import EmbeddedServer
 from .server import remember as remember_server
@@ -255,7 +256,7 @@ def reset(settings: Settings, force: bool) -> None:
 )
 @click.option(
     "--token-var",
-    default="TOOLSDB_TOKEN",
+    default=DEFAULT_TOKEN_VAR,
     show_default=True,
     metavar="NAME",
     help="With --post: the variable holding the bearer token.",

@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from .errors import MissingExtra
+from .errors import MissingExtra, ToolsdbError
 from .target import Target, resolve
+
+if TYPE_CHECKING:
+    import psycopg
 
 DATABASE_HELP = (
     "PostgreSQL URL (postgresql://user:pass@host:port/db) or libpq 'key=value' string. "
@@ -99,3 +103,28 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     for row in cells:
         click.echo(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     click.echo(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
+
+
+# How a command line names a row: its id, or a name (users: username or email,
+# any case; agents: name; projects: slug or name).
+LOOKUP_SQL = {
+    "user": "select user_id from toolsdb.users where user_id::text = %(v)s "
+    "or lower(username) = lower(%(v)s) or lower(email) = lower(%(v)s)",
+    "agent": "select agent_id from toolsdb.agents where agent_id::text = %(v)s or name = %(v)s",
+    "project": "select project_id from toolsdb.projects where project_id::text = %(v)s or slug = %(v)s or name = %(v)s",
+}
+
+
+def one_id(conn: psycopg.Connection, what: str, sql: str, value: str) -> str:
+    """The one id ``sql`` (with parameter ``v``) finds for ``value``; ToolsdbError when none or several."""
+    found = conn.execute(sql, {"v": value}).fetchall()
+    if not found:
+        raise ToolsdbError(f"no {what} {value!r}")
+    if len(found) > 1:
+        raise ToolsdbError(f"{what} {value!r} names {len(found)} rows; give its id")
+    return str(found[0][0])
+
+
+def lookup_id(conn: psycopg.Connection, what: str, value: str) -> str:
+    """The id of the user, agent or project a command line names (LOOKUP_SQL)."""
+    return one_id(conn, what, LOOKUP_SQL[what], value)

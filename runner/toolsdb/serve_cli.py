@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from .clicommon import Settings, common_options, print_table
+from .clicommon import Settings, common_options, lookup_id, one_id, print_table
 from .errors import MissingExtra, ToolsdbError
 from .target import first_line
 
@@ -131,23 +131,6 @@ def token_group() -> None:
     """Bearer tokens of `toolsdb serve` (table toolsdb.api_tokens; only hashes are stored)."""
 
 
-def _one(conn: psycopg.Connection, what: str, sql: str, value: str) -> str:
-    found = conn.execute(sql, {"v": value}).fetchall()
-    if not found:
-        raise ToolsdbError(f"no {what} {value!r}")
-    if len(found) > 1:
-        raise ToolsdbError(f"{what} {value!r} names {len(found)} rows; give its id")
-    return str(found[0][0])
-
-
-USER_SQL = (
-    "select user_id from toolsdb.users where user_id::text = %(v)s "
-    "or lower(username) = lower(%(v)s) or lower(email) = lower(%(v)s)"
-)
-AGENT_SQL = "select agent_id from toolsdb.agents where agent_id::text = %(v)s or name = %(v)s"
-PROJECT_SQL = "select project_id from toolsdb.projects where project_id::text = %(v)s or slug = %(v)s or name = %(v)s"
-
-
 @token_group.command("create")
 @click.option("--user", "user", required=True, metavar="NAME", help="User: username, email or id.")
 @click.option("--agent", metavar="NAME", help="Agent: name or id (optional).")
@@ -166,9 +149,9 @@ def token_create(
     """Make a token and print it (only it, on stdout): it is shown this once."""
     with settings.target().connect(autocommit=True) as conn:
         try:
-            user_id = _one(conn, "user", USER_SQL, user)
-            agent_id = _one(conn, "agent", AGENT_SQL, agent) if agent else None
-            project_id = _one(conn, "project", PROJECT_SQL, project) if project else None
+            user_id = lookup_id(conn, "user", user)
+            agent_id = lookup_id(conn, "agent", agent) if agent else None
+            project_id = lookup_id(conn, "project", project) if project else None
             row = conn.execute(
                 "select toolsdb.create_api_token(%s, %s, %s, %s, now() + make_interval(days => %s::integer))",
                 (user_id, agent_id, project_id, label, expires_in_days),
@@ -228,7 +211,7 @@ def token_revoke(settings: Settings, token: str) -> None:
         raise ToolsdbError(f"{token!r} is not a token id, a token prefix (tdb_ and 8 hex digits) or a token")
     with settings.target().connect(autocommit=True) as conn:
         try:
-            token_id = _one(conn, "token", sql, value)
+            token_id = one_id(conn, "token", sql, value)
             revoked = conn.execute("select toolsdb.revoke_api_token(%s)", (token_id,)).fetchone()
         except psycopg.Error as exc:
             raise ToolsdbError(f"cannot revoke the token: {first_line(exc)}") from None

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .clicommon import Settings, common_options, needs_extra, print_table
+from .clicommon import Settings, common_options, lookup_id, needs_extra, print_table
 from .errors import ToolsdbError
 
 BACKENDS = ("slack", "discord", "webhook", "email")
@@ -110,7 +110,11 @@ def destination_group() -> None:
     help="Webhook URL, or for email smtp://user:pass@host:port/?from=a@b&to=c@d&starttls=1. Stored as an "
     "encrypted config secret. Left out: read from standard input (keeps it out of ps and shell history).",
 )
-@click.option("--user", "username", help="The user it belongs to (rules notifying the session's user use it).")
+@click.option(
+    "--user",
+    "username",
+    help="The user it belongs to: username, email or id (rules notifying the session's user use it).",
+)
 @click.option("--disable", is_flag=True, help="Keep it, but send nothing to it.")
 @click.option("--description", help="What it is.")
 @common_options
@@ -142,14 +146,7 @@ def destination_set(
     keys = cfg.KeyRing.load()
     key = secret_key_for(name)
     with settings.target().connect() as conn:
-        user_id = None
-        if username is not None:
-            row = conn.execute(
-                "select user_id from toolsdb.users where lower(username) = lower(%s)", (username,)
-            ).fetchone()
-            if row is None:
-                raise ToolsdbError(f"no user {username!r} (toolsdb.users)")
-            user_id = row[0]
+        user_id = lookup_id(conn, "user", username) if username is not None else None
         with conn.transaction():
             cfg.set_secret(conn, key, url, f"URL of notification destination {name}", keys)
             conn.execute(
