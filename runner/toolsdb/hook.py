@@ -347,10 +347,18 @@ def ingest(
         finally:
             conn.close()
     except LibpqError as exc:
+        if exc.sqlstate in BUDGET_STOPS:
+            # statement_timeout and lock_timeout are both the rest of the
+            # budget: which of the two fires first is a matter of timing.
+            stopped = f"the server stopped at the end of the {budget.seconds:g} s budget ({TIMEOUT_ENV})"
+            raise HookError(f"{stopped} while {budget.doing}: {exc}") from None
         raise HookError(str(exc)) from None
     return int(event_id or 0)
 
 
+# The server ended the statement at the budget's set local timeouts
+# (query_canceled, lock_not_available).
+BUDGET_STOPS = frozenset({"57014", "55P03"})
 TOKEN_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_TOKEN_VAR = "TOOLSDB_TOKEN"
 
