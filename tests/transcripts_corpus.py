@@ -1066,7 +1066,7 @@ def write_corpus(root: Path, *, seed: int = 1, sessions: int = 12, target_bytes:
             before = len(corpus.files)
             w.ordinary(big=True)
             written += sum((root / p).stat().st_size for p in corpus.files[before:])
-    corpus.files.sort()
+    corpus.files.sort(key=Path.as_posix)
     for rel in corpus.files:
         corpus.kinds_by_file.setdefault(rel, Counter())
     return corpus
