@@ -1067,12 +1067,36 @@ create table if not exists toolsdb.model_prices (
     cached_input_usd_per_mtok numeric(12, 6) not null default 0,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
+    cache_write_5m_usd_per_mtok numeric(12, 6) not null,
+    cache_write_1h_usd_per_mtok numeric(12, 6) not null,
+    long_context_threshold_tokens integer,
+    long_context_input_usd_per_mtok numeric(12, 6),
+    long_context_output_usd_per_mtok numeric(12, 6),
+    long_context_cache_write_5m_usd_per_mtok numeric(12, 6),
+    long_context_cache_write_1h_usd_per_mtok numeric(12, 6),
+    long_context_cache_read_usd_per_mtok numeric(12, 6),
+    source_url text,
+    source_checked_on date,
     constraint model_prices_pkey primary key (model_provider, model_name, valid_from),
     constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
     constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200),
     constraint prices_are_not_negative check (
         input_usd_per_mtok >= 0 and output_usd_per_mtok >= 0 and cached_input_usd_per_mtok >= 0
-    )
+        and cache_write_5m_usd_per_mtok >= 0 and cache_write_1h_usd_per_mtok >= 0
+    ),
+    constraint long_context_prices_are_complete check (
+        (long_context_threshold_tokens is null) = (long_context_input_usd_per_mtok is null)
+        and (long_context_threshold_tokens is null) = (long_context_output_usd_per_mtok is null)
+        and (long_context_threshold_tokens is null) = (long_context_cache_write_5m_usd_per_mtok is null)
+        and (long_context_threshold_tokens is null) = (long_context_cache_write_1h_usd_per_mtok is null)
+        and (long_context_threshold_tokens is null) = (long_context_cache_read_usd_per_mtok is null)
+    ),
+    constraint long_context_prices_are_valid check (
+        long_context_threshold_tokens > 0 and long_context_input_usd_per_mtok >= 0
+        and long_context_output_usd_per_mtok >= 0 and long_context_cache_write_5m_usd_per_mtok >= 0
+        and long_context_cache_write_1h_usd_per_mtok >= 0 and long_context_cache_read_usd_per_mtok >= 0
+    ),
+    constraint source_url_is_valid check (source_url ~ '^https?://' and char_length(source_url) <= 2000)
 );
 
 comment on table toolsdb.model_prices is
@@ -1089,11 +1113,141 @@ comment on column toolsdb.model_prices.input_usd_per_mtok is 'USD per million un
 
 comment on column toolsdb.model_prices.output_usd_per_mtok is 'USD per million output tokens.';
 
-comment on column toolsdb.model_prices.cached_input_usd_per_mtok is 'USD per million cached input tokens.';
+comment on column toolsdb.model_prices.cached_input_usd_per_mtok is
+'USD per million cached input tokens (cache reads).';
 
 comment on column toolsdb.model_prices.created_at is 'When the row was added; set by trigger _100_timestamps.';
 
 comment on column toolsdb.model_prices.updated_at is 'When it last changed; set by trigger _100_timestamps.';
+
+comment on column toolsdb.model_prices.cache_write_5m_usd_per_mtok is
+'USD per million tokens written to the 5-minute prompt cache; when not given, 1.25 times the input '
+'price (Anthropic''s multiplier; trigger _050_cache_write_prices).';
+
+comment on column toolsdb.model_prices.cache_write_1h_usd_per_mtok is
+'USD per million tokens written to the 1-hour prompt cache; when not given, 2 times the input price.';
+
+comment on column toolsdb.model_prices.long_context_threshold_tokens is
+'Long-context tier: a request whose prompt (input + cache writes + cache reads) exceeds this many '
+'tokens pays the long_context_* prices on all its tokens, output included (Anthropic''s rule); null: no tier.';
+
+comment on column toolsdb.model_prices.long_context_input_usd_per_mtok is 'Input price above the threshold.';
+
+comment on column toolsdb.model_prices.long_context_output_usd_per_mtok is 'Output price above the threshold.';
+
+comment on column toolsdb.model_prices.long_context_cache_write_5m_usd_per_mtok is
+'5-minute cache write price above the threshold.';
+
+comment on column toolsdb.model_prices.long_context_cache_write_1h_usd_per_mtok is
+'1-hour cache write price above the threshold.';
+
+comment on column toolsdb.model_prices.long_context_cache_read_usd_per_mtok is 'Cache read price above the threshold.';
+
+comment on column toolsdb.model_prices.source_url is 'Where the price was read.';
+
+comment on column toolsdb.model_prices.source_checked_on is 'When it was last checked there.';
+
+create table if not exists toolsdb.model_aliases (
+    model_provider text not null,
+    alias text not null,
+    model_name text not null,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint model_aliases_pkey primary key (model_provider, alias),
+    constraint alias_length_is_valid check (char_length(alias) between 1 and 200),
+    constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200),
+    constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
+    constraint alias_is_not_the_model check (alias <> model_name)
+);
+
+comment on table toolsdb.model_aliases is
+'Other names of a priced model: the dated API ids that transcripts carry (claude-sonnet-4-5-20250929) '
+'map to the model_prices row of claude-sonnet-4-5. A name neither priced nor aliased is unpriced; '
+'prices are never guessed from a prefix.';
+
+comment on column toolsdb.model_aliases.model_provider is 'Who serves the model.';
+
+comment on column toolsdb.model_aliases.alias is 'The other name, as it appears in usage.';
+
+comment on column toolsdb.model_aliases.model_name is 'The model_prices name it stands for.';
+
+comment on column toolsdb.model_aliases.created_at is 'When the row was added; set by trigger _100_timestamps.';
+
+comment on column toolsdb.model_aliases.updated_at is 'When it last changed; set by trigger _100_timestamps.';
+
+-- The published prices of Claude models, USD per million tokens: input, 5-minute
+-- cache write, 1-hour cache write, cache read, output (docs/transcripts.md says
+-- where each comes from). Reference rows: added once, never overwritten here;
+-- a price change is a new row with a later valid_from.
+insert into toolsdb.model_prices (
+    model_provider, model_name, valid_from, input_usd_per_mtok, cache_write_5m_usd_per_mtok,
+    cache_write_1h_usd_per_mtok, cached_input_usd_per_mtok, output_usd_per_mtok,
+    long_context_threshold_tokens, long_context_input_usd_per_mtok, long_context_cache_write_5m_usd_per_mtok,
+    long_context_cache_write_1h_usd_per_mtok, long_context_cache_read_usd_per_mtok,
+    long_context_output_usd_per_mtok, source_url, source_checked_on
+)
+values
+(
+    'anthropic', 'claude-opus-4-0', '2024-01-01 00:00:00+00', 15, 18.75, 30, 1.50, 75,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-opus-4-1', '2024-01-01 00:00:00+00', 15, 18.75, 30, 1.50, 75,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-opus-4-5', '2024-01-01 00:00:00+00', 5, 6.25, 10, 0.50, 25,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-opus-4-6', '2024-01-01 00:00:00+00', 5, 6.25, 10, 0.50, 25,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-opus-4-6-fast', '2024-01-01 00:00:00+00', 30, 37.50, 60, 3, 150,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/build-with-claude/fast-mode', '2026-12-02'
+),
+(
+    'anthropic', 'claude-sonnet-4-0', '2024-01-01 00:00:00+00', 3, 3.75, 6, 0.30, 15,
+    200000, 6, 7.50, 12, 0.60, 22.50, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-sonnet-4-5', '2024-01-01 00:00:00+00', 3, 3.75, 6, 0.30, 15,
+    200000, 6, 7.50, 12, 0.60, 22.50, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-sonnet-4-6', '2024-01-01 00:00:00+00', 3, 3.75, 6, 0.30, 15,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-haiku-4-5', '2024-01-01 00:00:00+00', 1, 1.25, 2, 0.10, 5,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-3-5-haiku', '2024-01-01 00:00:00+00', 0.80, 1, 1.6, 0.08, 4,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+),
+(
+    'anthropic', 'claude-3-7-sonnet', '2024-01-01 00:00:00+00', 3, 3.75, 6, 0.30, 15,
+    null, null, null, null, null, null, 'https://platform.claude.com/docs/en/about-claude/pricing', '2026-12-02'
+)
+on conflict on constraint model_prices_pkey do nothing;
+
+insert into toolsdb.model_aliases (model_provider, alias, model_name)
+values
+('anthropic', 'claude-opus-4-20250514', 'claude-opus-4-0'),
+('anthropic', 'claude-opus-4', 'claude-opus-4-0'),
+('anthropic', 'claude-opus-4-1-20250805', 'claude-opus-4-1'),
+('anthropic', 'claude-opus-4-5-20251101', 'claude-opus-4-5'),
+('anthropic', 'claude-sonnet-4-20250514', 'claude-sonnet-4-0'),
+('anthropic', 'claude-sonnet-4', 'claude-sonnet-4-0'),
+('anthropic', 'claude-sonnet-4-5-20250929', 'claude-sonnet-4-5'),
+('anthropic', 'claude-haiku-4-5-20251001', 'claude-haiku-4-5'),
+('anthropic', 'claude-3-5-haiku-20241022', 'claude-3-5-haiku'),
+('anthropic', 'claude-3-5-haiku-latest', 'claude-3-5-haiku'),
+('anthropic', 'claude-3-7-sonnet-20250219', 'claude-3-7-sonnet'),
+('anthropic', 'claude-3-7-sonnet-latest', 'claude-3-7-sonnet')
+on conflict on constraint model_aliases_pkey do nothing;
 
 -- ---- schema/32_evidence.sql ----
 
@@ -1982,8 +2136,20 @@ create table if not exists toolsdb.messages (
     tokens integer,
     metadata jsonb not null default '{}',
     created_at timestamptz not null default now(),
+    kind text,
+    source_uuid uuid,
+    parent_uuid uuid,
+    logical_parent_uuid uuid,
+    occurred_at timestamptz,
+    model text,
+    api_message_id text,
+    request_id text,
+    stop_reason text,
+    is_sidechain boolean not null default false,
+    subagent_id text,
     constraint messages_pkey primary key (message_id),
     constraint messages_session_id_position_key unique (session_id, position),
+    constraint messages_session_id_source_uuid_key unique (session_id, source_uuid),
     constraint messages_session_id_fkey foreign key (session_id)
     references toolsdb.sessions (session_id) on delete cascade,
     constraint position_is_positive check (position >= 1),
@@ -1991,7 +2157,15 @@ create table if not exists toolsdb.messages (
     constraint content_length_is_valid check (char_length(content) <= 1000000),
     constraint tool_calls_is_array check (jsonb_typeof(tool_calls) = 'array'),
     constraint tokens_is_not_negative check (tokens >= 0),
-    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object')
+    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
+    constraint kind_is_valid check (kind in (
+        'prompt', 'text', 'thinking', 'tool_use', 'tool_result', 'compact_boundary', 'compact_summary', 'api_error'
+    )),
+    constraint model_length_is_valid check (char_length(model) between 1 and 200),
+    constraint api_message_id_length_is_valid check (char_length(api_message_id) between 1 and 200),
+    constraint request_id_length_is_valid check (char_length(request_id) between 1 and 200),
+    constraint stop_reason_length_is_valid check (char_length(stop_reason) between 1 and 100),
+    constraint subagent_id_length_is_valid check (char_length(subagent_id) between 1 and 200)
 );
 
 comment on table toolsdb.messages is
@@ -2018,6 +2192,34 @@ comment on column toolsdb.messages.tokens is 'Tokens the message counted, if kno
 comment on column toolsdb.messages.metadata is 'Anything else (channel payload, model, ...), a JSON object.';
 
 comment on column toolsdb.messages.created_at is 'When the message was stored.';
+
+comment on column toolsdb.messages.kind is
+'For a line of a Claude Code transcript, what it is: prompt, text, thinking, tool_use, '
+'tool_result, compact_boundary, compact_summary or api_error; null for messages written otherwise.';
+
+comment on column toolsdb.messages.source_uuid is
+'The transcript line''s uuid; unique per session, so importing a line again adds nothing.';
+
+comment on column toolsdb.messages.parent_uuid is 'The line''s parentUuid: the line it follows in the conversation.';
+
+comment on column toolsdb.messages.logical_parent_uuid is
+'logicalParentUuid: after a compaction, the line it follows logically.';
+
+comment on column toolsdb.messages.occurred_at is
+'The line''s timestamp: when it was said (created_at is when it was stored).';
+
+comment on column toolsdb.messages.model is 'The model that wrote it (assistant lines).';
+
+comment on column toolsdb.messages.api_message_id is
+'The API response''s message.id (assistant lines; several lines can share it).';
+
+comment on column toolsdb.messages.request_id is 'The API request''s requestId (assistant lines).';
+
+comment on column toolsdb.messages.stop_reason is 'message.stop_reason, on the last line of a response.';
+
+comment on column toolsdb.messages.is_sidechain is 'True for a subagent''s line (isSidechain).';
+
+comment on column toolsdb.messages.subagent_id is 'The subagent (agentId) whose line it is, if any.';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.messages', 'conversation content: the rows are the record, and an immutable copy would defeat deleting it')
@@ -2517,6 +2719,241 @@ insert into toolsdb.notification_rules (
     'A finished turn (Stop) notifies the session''s user.'
 )
 on conflict on constraint notification_rules_pkey do nothing;
+
+-- ---- schema/48_transcripts.sql ----
+
+create table if not exists toolsdb.transcript_files (
+    file_id bigint generated always as identity,
+    source_host text not null,
+    path text not null,
+    session_id text,
+    subagent_id text,
+    read_offset bigint not null default 0,
+    size_seen bigint not null default 0,
+    mtime_seen timestamptz,
+    head_length integer not null default 0,
+    head_hash text,
+    tail_hash text,
+    lines_read bigint not null default 0,
+    malformed_lines bigint not null default 0,
+    rewrites integer not null default 0,
+    last_imported_at timestamptz,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint transcript_files_pkey primary key (file_id),
+    constraint transcript_files_source_host_path_key unique (source_host, path),
+    constraint transcript_files_session_id_fkey foreign key (session_id)
+    references toolsdb.sessions (session_id) on delete set null,
+    constraint source_host_length_is_valid check (char_length(source_host) between 1 and 300),
+    constraint path_length_is_valid check (char_length(path) between 1 and 4096),
+    constraint subagent_id_length_is_valid check (char_length(subagent_id) between 1 and 200),
+    constraint offsets_are_valid check (read_offset >= 0 and size_seen >= 0),
+    constraint head_length_is_valid check (head_length between 0 and 4096),
+    constraint hashes_are_hex check (head_hash ~ '^[0-9a-f]{64}$' and tail_hash ~ '^[0-9a-f]{64}$'),
+    constraint counts_are_not_negative check (lines_read >= 0 and malformed_lines >= 0 and rewrites >= 0)
+);
+
+create index if not exists transcript_files_session_id_idx on toolsdb.transcript_files (session_id);
+
+comment on table toolsdb.transcript_files is
+'Import state of each Claude Code transcript file, per machine (source_host) and path: how far it '
+'was read (read_offset, always just after a whole line), and hashes of its first bytes and of the '
+'bytes before read_offset, so a later import reads only what was appended and notices a file that '
+'was truncated or rewritten. Written only by toolsdb.transcript_ingest().';
+
+comment on column toolsdb.transcript_files.file_id is 'Primary key.';
+
+comment on column toolsdb.transcript_files.source_host is
+'Where the file is: the importing machine''s host name, or serve:<token prefix> for files sent to '
+'toolsdb serve.';
+
+comment on column toolsdb.transcript_files.path is 'The file''s absolute path on that machine.';
+
+comment on column toolsdb.transcript_files.session_id is
+'The session its lines belong to (subagent files: the parent session).';
+
+comment on column toolsdb.transcript_files.subagent_id is
+'For a subagent''s file (subagents/agent-<id>.jsonl), the id.';
+
+comment on column toolsdb.transcript_files.read_offset is
+'Bytes read: the offset just after the last whole line imported.';
+
+comment on column toolsdb.transcript_files.size_seen is 'The file''s size at the last import.';
+
+comment on column toolsdb.transcript_files.mtime_seen is 'Its modification time at the last import.';
+
+comment on column toolsdb.transcript_files.head_length is
+'How many of its first bytes head_hash covers (at most 4096).';
+
+comment on column toolsdb.transcript_files.head_hash is 'SHA-256 (hex) of its first head_length bytes.';
+
+comment on column toolsdb.transcript_files.tail_hash is 'SHA-256 (hex) of the (up to) 4096 bytes before read_offset.';
+
+comment on column toolsdb.transcript_files.lines_read is
+'Whole lines before read_offset (the line number the next import starts after).';
+
+comment on column toolsdb.transcript_files.malformed_lines is
+'Lines that could not be read (toolsdb.transcript_errors).';
+
+comment on column toolsdb.transcript_files.rewrites is
+'Times the file was found truncated or rewritten and read again from the start.';
+
+comment on column toolsdb.transcript_files.last_imported_at is 'When lines were last imported from it.';
+
+comment on column toolsdb.transcript_files.created_at is
+'When the file was first seen; set by trigger _100_timestamps.';
+
+comment on column toolsdb.transcript_files.updated_at is 'When its state last changed; set by trigger _100_timestamps.';
+
+create table if not exists toolsdb.transcript_errors (
+    file_id bigint not null,
+    byte_offset bigint not null,
+    line_number bigint not null,
+    error text not null,
+    excerpt text not null default '',
+    seen_at timestamptz not null default now(),
+    constraint transcript_errors_pkey primary key (file_id, byte_offset),
+    constraint transcript_errors_file_id_fkey foreign key (file_id)
+    references toolsdb.transcript_files (file_id) on delete cascade,
+    constraint byte_offset_is_not_negative check (byte_offset >= 0),
+    constraint line_number_is_positive check (line_number >= 1),
+    constraint error_length_is_valid check (char_length(error) between 1 and 500),
+    constraint excerpt_length_is_valid check (char_length(excerpt) <= 200)
+);
+
+comment on table toolsdb.transcript_errors is
+'The lines of transcript files that could not be imported (not JSON, not an object, a bad '
+'timestamp or uuid, too long): counted and named, never a reason to stop an import.';
+
+comment on column toolsdb.transcript_errors.file_id is 'The file (toolsdb.transcript_files).';
+
+comment on column toolsdb.transcript_errors.byte_offset is 'Where the line starts in the file.';
+
+comment on column toolsdb.transcript_errors.line_number is 'Its line number, from 1.';
+
+comment on column toolsdb.transcript_errors.error is 'What is wrong with it, one line.';
+
+comment on column toolsdb.transcript_errors.excerpt is 'Its first 200 characters.';
+
+comment on column toolsdb.transcript_errors.seen_at is 'When it was first found.';
+
+create table if not exists toolsdb.api_usage (
+    usage_key text not null,
+    session_id text not null,
+    message_id uuid,
+    occurred_at timestamptz not null,
+    model_provider text not null default 'anthropic',
+    model_name text not null,
+    speed text not null default 'standard',
+    service_tier text,
+    is_sidechain boolean not null default false,
+    subagent_id text,
+    input_tokens bigint not null default 0,
+    output_tokens bigint not null default 0,
+    cache_write_5m_tokens bigint not null default 0,
+    cache_write_1h_tokens bigint not null default 0,
+    cache_read_tokens bigint not null default 0,
+    web_search_requests integer not null default 0,
+    web_fetch_requests integer not null default 0,
+    cost_usd numeric(14, 6),
+    given_cost_usd numeric(14, 6),
+    priced_from timestamptz,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now(),
+    constraint api_usage_pkey primary key (usage_key),
+    constraint api_usage_session_id_fkey foreign key (session_id)
+    references toolsdb.sessions (session_id) on delete cascade,
+    constraint api_usage_message_id_fkey foreign key (message_id)
+    references toolsdb.messages (message_id) on delete set null,
+    constraint usage_key_length_is_valid check (char_length(usage_key) between 1 and 500),
+    constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
+    constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200),
+    constraint speed_is_valid check (speed in ('standard', 'fast')),
+    constraint service_tier_length_is_valid check (char_length(service_tier) between 1 and 50),
+    constraint subagent_id_length_is_valid check (char_length(subagent_id) between 1 and 200),
+    constraint tokens_are_not_negative check (
+        input_tokens >= 0 and output_tokens >= 0 and cache_write_5m_tokens >= 0
+        and cache_write_1h_tokens >= 0 and cache_read_tokens >= 0
+        and web_search_requests >= 0 and web_fetch_requests >= 0
+    ),
+    constraint priced_when_costed check ((cost_usd is null) = (priced_from is null))
+);
+
+create index if not exists api_usage_occurred_at_idx on toolsdb.api_usage (occurred_at);
+
+create index if not exists api_usage_session_id_idx on toolsdb.api_usage (session_id);
+
+create index if not exists api_usage_message_id_idx on toolsdb.api_usage (message_id);
+
+create index if not exists api_usage_unpriced_idx on toolsdb.api_usage (model_name, occurred_at) where cost_usd is null;
+
+comment on table toolsdb.api_usage is
+'One row per billed API response of an imported transcript, counted once however many lines or '
+'files repeat it (usage_key: message.id:requestId, as ccusage counts): its model, five token '
+'classes and cost at the price in force when it happened. A response written as several lines '
+'keeps its largest snapshot (the most output tokens), dated by that line. Row-level security: the '
+'application sees the usage of toolsdb.session_id. Written only by toolsdb.transcript_ingest().';
+
+comment on column toolsdb.api_usage.usage_key is
+'Primary key: message.id || '':'' || requestId, or line:<uuid> for a line without either.';
+
+comment on column toolsdb.api_usage.session_id is 'The session that first brought the response (toolsdb.sessions).';
+
+comment on column toolsdb.api_usage.message_id is
+'The message row of the line counted (toolsdb.messages), if still there.';
+
+comment on column toolsdb.api_usage.occurred_at is 'Timestamp of the line counted; reports date the response by it.';
+
+comment on column toolsdb.api_usage.model_provider is 'Who served it: anthropic.';
+
+comment on column toolsdb.api_usage.model_name is
+'The model as the API named it (message.model), e.g. claude-sonnet-4-5-20250929.';
+
+comment on column toolsdb.api_usage.speed is 'standard, or fast (fast mode: priced as <model>-fast and reported so).';
+
+comment on column toolsdb.api_usage.service_tier is 'usage.service_tier (standard, priority, batch), if given.';
+
+comment on column toolsdb.api_usage.is_sidechain is 'True for a subagent''s response.';
+
+comment on column toolsdb.api_usage.subagent_id is 'The subagent (agentId) that made it, if any.';
+
+comment on column toolsdb.api_usage.input_tokens is 'Uncached input tokens (usage.input_tokens).';
+
+comment on column toolsdb.api_usage.output_tokens is 'Output tokens (usage.output_tokens).';
+
+comment on column toolsdb.api_usage.cache_write_5m_tokens is
+'Tokens written to the 5-minute cache: cache_creation_input_tokens less the 1-hour part (all of it '
+'when the split is not given).';
+
+comment on column toolsdb.api_usage.cache_write_1h_tokens is
+'Tokens written to the 1-hour cache (cache_creation.ephemeral_1h_input_tokens).';
+
+comment on column toolsdb.api_usage.cache_read_tokens is 'Tokens read from the cache (cache_read_input_tokens).';
+
+comment on column toolsdb.api_usage.web_search_requests is 'server_tool_use.web_search_requests.';
+
+comment on column toolsdb.api_usage.web_fetch_requests is 'server_tool_use.web_fetch_requests.';
+
+comment on column toolsdb.api_usage.cost_usd is
+'USD at the price in force at occurred_at (toolsdb.usage_cost); null when the model has no price '
+'(toolsdb.unpriced_usage lists them), never 0 for want of a price.';
+
+comment on column toolsdb.api_usage.given_cost_usd is
+'The line''s own costUSD, when it carried one (older Claude Code versions).';
+
+comment on column toolsdb.api_usage.priced_from is
+'valid_from of the toolsdb.model_prices row that priced it; null when unpriced.';
+
+comment on column toolsdb.api_usage.created_at is 'When it was first imported; set by trigger _100_timestamps.';
+
+comment on column toolsdb.api_usage.updated_at is
+'When it last changed (a larger snapshot, a new price); set by trigger _100_timestamps.';
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb.transcript_files', 'import state derived from files: rewritten by every import, the files are the record'),
+('toolsdb.transcript_errors', 'a list of unreadable lines derived from files, the files are the record'),
+('toolsdb.api_usage', 'usage derived from transcript files: rewritten as snapshots grow and prices change')
+on conflict (table_name) do nothing;
 
 -- ---- schema/50_vision_cache.sql ----
 

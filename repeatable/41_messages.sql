@@ -21,6 +21,19 @@ begin
         end if;
         return new;
     end if;
+    -- toolsdb.transcript_ingest() reserves positions for a batch (it raises
+    -- message_count first, under the session's row lock) and says so in a
+    -- transaction-local setting: a position given inside the reserved range
+    -- is kept (the unique key refuses one already taken). Any other position
+    -- given is replaced by the next one.
+    if new.position is not null
+        and pg_catalog.current_setting('toolsdb_private.positions_reserved', true) = 'on'
+        and exists (
+            select from toolsdb.sessions as s
+            where s.session_id = new.session_id and s.message_count >= new.position
+        ) then
+        return new;
+    end if;
     update toolsdb.sessions as s
     set message_count = s.message_count + 1,
         last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
@@ -36,8 +49,8 @@ $function$;
 
 comment on function toolsdb_private.tg__message_position() is
 'Trigger of toolsdb.messages: a new message takes the next position of its session (counting in '
-'sessions.message_count, which also serializes concurrent writers of one session); an update may '
-'not move a message.';
+'sessions.message_count, which also serializes concurrent writers of one session), or, for '
+'toolsdb.transcript_ingest(), a position it has already reserved; an update may not move a message.';
 
 create or replace trigger _050_position
 before insert or update on toolsdb.messages

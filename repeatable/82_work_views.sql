@@ -175,10 +175,31 @@ select
     sum(e.input_tokens) as input_tokens,
     sum(e.output_tokens) as output_tokens,
     sum(e.cached_tokens) as cached_tokens,
-    sum(e.cost_usd) as total_cost_usd
+    sum(e.cost_usd) as total_cost_usd,
+    'execution' as source
 from toolsdb.agent_executions as e
 inner join toolsdb.agents as a on e.agent_id = a.agent_id
-group by a.agent_id, a.name, e.model_provider, e.model_name;
+group by a.agent_id, a.name, e.model_provider, e.model_name
+union all
+select
+    a.agent_id,
+    a.name as agent_name,
+    u.model_provider,
+    u.model_name,
+    count(*) as executions,
+    null as successes,
+    null as success_rate,
+    null as p50_duration_seconds,
+    null as p95_duration_seconds,
+    sum(u.input_tokens) as input_tokens,
+    sum(u.output_tokens) as output_tokens,
+    sum(u.cache_read_tokens) as cached_tokens,
+    sum(u.cost_usd) as total_cost_usd,
+    'transcript' as source
+from toolsdb.api_usage as u
+inner join toolsdb.sessions as s on u.session_id = s.session_id
+inner join toolsdb.agents as a on s.agent_id = a.agent_id
+group by a.agent_id, a.name, u.model_provider, u.model_name;
 
 comment on view toolsdb.agent_performance is
 'Per agent and model, computed from its runs (engineering platforms store success_rate and '
@@ -198,6 +219,10 @@ comment on column toolsdb.agent_performance.input_tokens is 'Uncached input toke
 comment on column toolsdb.agent_performance.output_tokens is 'Output tokens, all runs.';
 comment on column toolsdb.agent_performance.cached_tokens is 'Cached input tokens, all runs.';
 comment on column toolsdb.agent_performance.total_cost_usd is 'Cost in USD, priced runs.';
+comment on column toolsdb.agent_performance.source is
+'execution: the agent''s runs (toolsdb.agent_executions); transcript: the API responses of its '
+'imported Claude Code sessions (toolsdb.api_usage; executions counts responses, cached_tokens cache '
+'reads, and the success and duration columns are null).';
 
 create or replace view toolsdb.project_health
 with (security_invoker = true) as
@@ -210,7 +235,7 @@ select
     coalesce(t.completed_tasks, 0) as completed_tasks,
     t.pr_merge_rate,
     e.execution_success_rate,
-    coalesce(e.total_cost_usd, 0) as total_cost_usd,
+    coalesce(e.total_cost_usd, 0) + coalesce(c.total_cost_usd, 0) as total_cost_usd,
     coalesce(r.unresolved_errors, 0) as unresolved_errors
 from toolsdb.projects as p
 left join lateral (
@@ -243,6 +268,12 @@ left join lateral (
     where y.project_id = p.project_id
 ) as e on true
 left join lateral (
+    select sum(v.cost_usd) as total_cost_usd
+    from toolsdb.sessions as w
+    inner join toolsdb.api_usage as v on w.session_id = v.session_id
+    where w.project_id = p.project_id
+) as c on true
+left join lateral (
     select count(*) as unresolved_errors
     from toolsdb.error_logs as z
     where z.project_id = p.project_id and not z.resolved
@@ -263,7 +294,8 @@ comment on column toolsdb.project_health.pr_merge_rate is
 'Of the closed tasks that have a pull request, the share completed (merged), 0 to 1; null if none.';
 comment on column toolsdb.project_health.execution_success_rate is
 'Runs that succeeded / runs that finished (success, failure, timeout), 0 to 1; null if none.';
-comment on column toolsdb.project_health.total_cost_usd is 'Cost of its runs in USD.';
+comment on column toolsdb.project_health.total_cost_usd is
+'Cost in USD of its runs and of the API responses of its imported Claude Code sessions.';
 comment on column toolsdb.project_health.unresolved_errors is 'Errors not resolved.';
 
 create or replace view toolsdb.cost_by_day
@@ -279,11 +311,32 @@ select
     sum(e.input_tokens) as input_tokens,
     sum(e.output_tokens) as output_tokens,
     sum(e.cached_tokens) as cached_tokens,
-    sum(e.cost_usd) as cost_usd
+    sum(e.cost_usd) as cost_usd,
+    0::numeric as cache_write_tokens,
+    'execution' as source
 from toolsdb.agent_executions as e
 inner join toolsdb.agents as a on e.agent_id = a.agent_id
 where e.completed_at is not null
-group by 1, e.project_id, e.agent_id, a.name, e.model_provider, e.model_name;
+group by 1, e.project_id, e.agent_id, a.name, e.model_provider, e.model_name
+union all
+select
+    (u.occurred_at at time zone 'UTC')::date as day,
+    s.project_id,
+    s.agent_id,
+    a.name as agent_name,
+    u.model_provider,
+    u.model_name || case when u.speed = 'fast' then '-fast' else '' end as model_name,
+    count(*) as executions,
+    sum(u.input_tokens) as input_tokens,
+    sum(u.output_tokens) as output_tokens,
+    sum(u.cache_read_tokens) as cached_tokens,
+    sum(u.cost_usd) as cost_usd,
+    sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens) as cache_write_tokens,
+    'transcript' as source
+from toolsdb.api_usage as u
+inner join toolsdb.sessions as s on u.session_id = s.session_id
+left join toolsdb.agents as a on s.agent_id = a.agent_id
+group by 1, s.project_id, s.agent_id, a.name, u.model_provider, u.model_name, u.speed;
 
 comment on view toolsdb.cost_by_day is
 'Cost per day (UTC, of completion), project, agent and model: finished runs, tokens and USD. Sum '
@@ -299,6 +352,12 @@ comment on column toolsdb.cost_by_day.input_tokens is 'Uncached input tokens.';
 comment on column toolsdb.cost_by_day.output_tokens is 'Output tokens.';
 comment on column toolsdb.cost_by_day.cached_tokens is 'Cached input tokens.';
 comment on column toolsdb.cost_by_day.cost_usd is 'USD, priced runs.';
+comment on column toolsdb.cost_by_day.cache_write_tokens is
+'Tokens written to the prompt cache (transcripts; 0 for runs).';
+comment on column toolsdb.cost_by_day.source is
+'execution: finished runs (toolsdb.agent_executions); transcript: API responses of imported Claude '
+'Code sessions (toolsdb.api_usage), by the day they happened; executions then counts responses and '
+'cached_tokens cache reads.';
 
 create or replace function toolsdb.task_statistics(project_id uuid default null)
 returns jsonb

@@ -16,7 +16,8 @@ declare
     -- The application only reads these (written through functions, or rules):
     read_only_for_app text[] := array[
         'audit_logs', 'config', 'task_status_transitions', 'model_prices', 'schema_validations',
-        'notification_destinations', 'notification_rules'
+        'notification_destinations', 'notification_rules', 'model_aliases', 'api_usage', 'transcript_files',
+        'transcript_errors'
     ];
     -- appends to these and never changes or removes an entry:
     append_only_for_app text[] := array[
@@ -75,6 +76,9 @@ declare
         'toolsdb.memory_get(uuid,text,uuid)',
         'toolsdb.insert_event(text,text,jsonb,text)',
         'toolsdb.hook_ingest(jsonb,jsonb)',
+        'toolsdb.transcript_ingest(jsonb,jsonb)',
+        'toolsdb.usage_cost(text,text,timestamp with time zone,bigint,bigint,bigint,bigint,bigint,text)',
+        'toolsdb.usage_report(text,text,date,date)',
         'toolsdb.authenticate_api_token(text)',
         'toolsdb.insert_notification(text,text,text,jsonb,bigint,integer,text,timestamp with time zone)',
         'toolsdb.insert_metric(text,double precision,text,jsonb,timestamp with time zone)',
@@ -134,7 +138,9 @@ declare
         'toolsdb.memory_get(uuid,text,uuid)',
         'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.vision_cache_stats()',
-        'toolsdb.prompt_get(text,text,integer)'
+        'toolsdb.prompt_get(text,text,integer)',
+        'toolsdb.usage_cost(text,text,timestamp with time zone,bigint,bigint,bigint,bigint,bigint,text)',
+        'toolsdb.usage_report(text,text,date,date)'
     ];
 begin
     -- Schemas: the application schema is usable, the private one is not.

@@ -46,6 +46,7 @@ VIEWS = (
     "cost_by_day",
 )
 PROVIDER = "acme"
+RUNS = "execution"  # the source column of cost_by_day for agent runs (transcripts: "transcript")
 # The priced model costs 3 / 15 / 0.3 USD per million input / output / cached tokens.
 PRICES = (Decimal("3"), Decimal("15"), Decimal("0.3"))
 DAY1 = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -525,10 +526,12 @@ def test_agent_performance_rates_finished_runs_and_times_them(tx: psycopg.Connec
     )
     expected = [
         (a1, world.agent_1_name, PROVIDER, world.model_1, 7, 2, Decimal("0.5000"), Decimal("25.000"),
-         Decimal("38.500"), 3100, 2000, 500, cost(1000, 2000, 500) + cost(2000, 0, 0) + cost(100, 0, 0)),
+         Decimal("38.500"), 3100, 2000, 500, cost(1000, 2000, 500) + cost(2000, 0, 0) + cost(100, 0, 0),
+         "execution"),
         (a1, world.agent_1_name, PROVIDER, model_3, 1, 1, Decimal("1.0000"), Decimal("5.000"), Decimal("5.000"),
-         7, 8, 9, Decimal("0.25")),
-        (world.agent_2, world.agent_2_name, PROVIDER, world.model_2, 1, 0, None, None, None, 0, 0, 0, None),
+         7, 8, 9, Decimal("0.25"), "execution"),
+        (world.agent_2, world.agent_2_name, PROVIDER, world.model_2, 1, 0, None, None, None, 0, 0, 0, None,
+         "execution"),
     ]  # fmt: skip
     assert got == expected, (
         "agent_performance should rate success / (success + failure + timeout), ignoring pending, running "
@@ -620,10 +623,10 @@ def test_cost_by_day_groups_finished_runs_by_utc_day_of_completion(tx: psycopg.C
     n1, n2, m1, m2 = world.agent_1_name, world.agent_2_name, world.model_1, world.model_2
     day1, day2 = date(2025, 3, 1), date(2025, 3, 2)
     expected = [
-        (day1, a, a1, n1, PROVIDER, m1, 2, 1100, 2000, 500, cost(1000, 2000, 500) + cost(100, 0, 0)),
-        (day1, b, a1, n1, PROVIDER, m1, 1, 300, 0, 0, cost(300, 0, 0)),
-        (day2, a, a1, n1, PROVIDER, m1, 2, 2000, 0, 0, cost(2000, 0, 0)),
-        (day2, a, a2, n2, PROVIDER, m2, 2, 15, 20, 30, Decimal("1.5")),
+        (day1, a, a1, n1, PROVIDER, m1, 2, 1100, 2000, 500, cost(1000, 2000, 500) + cost(100, 0, 0), 0, RUNS),
+        (day1, b, a1, n1, PROVIDER, m1, 1, 300, 0, 0, cost(300, 0, 0), 0, RUNS),
+        (day2, a, a1, n1, PROVIDER, m1, 2, 2000, 0, 0, cost(2000, 0, 0), 0, RUNS),
+        (day2, a, a2, n2, PROVIDER, m2, 2, 15, 20, 30, Decimal("1.5"), 0, RUNS),
     ]
     assert got == expected, (
         "cost_by_day should group finished runs (cancelled included, pending and running not) by the UTC day "
@@ -657,13 +660,13 @@ def test_the_application_sees_only_its_project_in_project_health_and_cost_by_day
     expected = {
         a: (
             [(a, w.slug_a, "active", 3, 1, 1, Decimal("0.5000"), Decimal("1.0000"), cost(1000, 2000, 500), 1)],
-            [(date(2025, 3, 1), a, a1, n1, PROVIDER, m1, 1, 1000, 2000, 500, cost(1000, 2000, 500))],
+            [(date(2025, 3, 1), a, a1, n1, PROVIDER, m1, 1, 1000, 2000, 500, cost(1000, 2000, 500), 0, RUNS)],
         ),
         b: (
             [(b, w.slug_b, "active", 1, 1, 0, None, Decimal("0.5000"), cost(300, 0, 0) + cost(100, 0, 0), 2)],
             [
-                (date(2025, 3, 1), b, a1, n1, PROVIDER, m1, 1, 300, 0, 0, cost(300, 0, 0)),
-                (date(2025, 3, 2), b, a1, n1, PROVIDER, m1, 1, 100, 0, 0, cost(100, 0, 0)),
+                (date(2025, 3, 1), b, a1, n1, PROVIDER, m1, 1, 300, 0, 0, cost(300, 0, 0), 0, RUNS),
+                (date(2025, 3, 2), b, a1, n1, PROVIDER, m1, 1, 100, 0, 0, cost(100, 0, 0), 0, RUNS),
             ],
         ),
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, backup, claude_settings, operations, replica, serve_cli, worker_cli
+from . import __version__, backup, claude_settings, operations, replica, serve_cli, usage_cli, worker_cli
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
@@ -863,6 +863,8 @@ cli.add_command(worker_cli.worker_command)
 cli.add_command(worker_cli.notify_group)
 cli.add_command(serve_cli.serve_command)
 cli.add_command(serve_cli.token_group)
+cli.add_command(usage_cli.import_transcripts_command)
+cli.add_command(usage_cli.usage_group)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,630 @@
+-- repeatable/48_transcripts.sql
+-- Tier 40: what Claude Code's transcripts bring in. toolsdb.transcript_ingest()
+-- takes a batch of a transcript file's lines and holds every rule: which
+-- lines are messages and of what kind, one usage row per API response
+-- (largest snapshot wins, as ccusage counts), the sessions it creates, the
+-- price of each response on its day, and the file's offset, which advances
+-- in the same transaction (an import killed anywhere repeats nothing and
+-- loses nothing). toolsdb.reprice_usage() prices again after a price change
+-- (a trigger on model_prices and model_aliases calls it).
+-- Re-applied by every migrate after the migrations, each object only where it
+-- differs (docs/architecture.md); the tables are in schema/48_transcripts.sql.
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.transcript_files
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+create or replace trigger _100_timestamps
+before insert or update on toolsdb.api_usage
+for each row
+execute function toolsdb_private.tg__timestamps();
+
+select toolsdb.isolate_rows('toolsdb.api_usage', 'session_id');
+
+select toolsdb.isolate_rows('toolsdb.transcript_files', 'session_id');
+
+create or replace function toolsdb_private.transcript_count(value jsonb)
+returns bigint
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $function$
+    select case
+        when pg_catalog.jsonb_typeof(value) = 'number' and value::text ~ '^[0-9]{1,15}$' then value::text::bigint
+        else 0
+    end;
+$function$;
+
+comment on function toolsdb_private.transcript_count(jsonb) is
+'A token count from a transcript''s usage object: a whole number of at most 15 digits, else 0.';
+
+create or replace function toolsdb_private.transcript_time(value text)
+returns timestamptz
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $function$
+    select case
+        when value ~ '^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]\d\d:?\d\d)$'
+            then value::timestamptz
+    end;
+$function$;
+
+comment on function toolsdb_private.transcript_time(text) is
+'A transcript line''s timestamp (ISO 8601 with Z or an offset) as timestamptz; null when it is not one.';
+
+create or replace function toolsdb_private.transcript_text(content jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $function$
+    select pg_catalog.left(
+        case pg_catalog.jsonb_typeof(content)
+            when 'string' then content #>> '{}'
+            when 'array' then (
+                select coalesce(pg_catalog.string_agg(t.part, e'\n' order by t.n), '')
+                from (
+                    select
+                        b.n,
+                        case b.block ->> 'type'
+                            when 'text' then b.block ->> 'text'
+                            when 'thinking' then b.block ->> 'thinking'
+                            when 'tool_result' then case pg_catalog.jsonb_typeof(b.block -> 'content')
+                                when 'string' then b.block ->> 'content'
+                                when 'array' then (
+                                    select pg_catalog.string_agg(c.value ->> 'text', e'\n')
+                                    from pg_catalog.jsonb_array_elements(b.block -> 'content') as c (value)
+                                    where c.value ->> 'type' = 'text'
+                                )
+                            end
+                        end as part
+                    from pg_catalog.jsonb_array_elements(content) with ordinality as b (block, n)
+                ) as t
+                where t.part is not null
+            )
+            else ''
+        end,
+        1000000
+    );
+$function$;
+
+comment on function toolsdb_private.transcript_text(jsonb) is
+'The text of a transcript message''s content: the string itself, or its text, thinking and '
+'tool_result blocks'' text joined by newlines; at most 1,000,000 characters.';
+
+create or replace function toolsdb_private.transcript_tool_calls(content jsonb)
+returns jsonb
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $function$
+    select case when pg_catalog.jsonb_typeof(content) = 'array' then coalesce((
+        select pg_catalog.jsonb_agg(
+            case b.block ->> 'type'
+                when 'tool_result' then pg_catalog.jsonb_build_object(
+                    'tool_use_id', b.block -> 'tool_use_id',
+                    'is_error', coalesce(b.block -> 'is_error', 'false')
+                )
+                else pg_catalog.jsonb_build_object(
+                    'id', b.block -> 'id', 'name', b.block -> 'name', 'input', b.block -> 'input'
+                )
+            end
+            order by b.n
+        )
+        from pg_catalog.jsonb_array_elements(content) with ordinality as b (block, n)
+        where b.block ->> 'type' in ('tool_use', 'server_tool_use', 'tool_result')
+    ), '[]') else '[]' end;
+$function$;
+
+comment on function toolsdb_private.transcript_tool_calls(jsonb) is
+'The tool calls of a transcript message''s content, a JSON array: {id, name, input} per tool_use '
+'block, {tool_use_id, is_error} per tool_result block; [] when none.';
+
+create or replace function toolsdb_private.transcript_lines(lines jsonb, file_session text, file_subagent text)
+returns table (
+    byte_offset bigint,
+    session_id text,
+    source_uuid uuid,
+    parent_uuid uuid,
+    logical_parent_uuid uuid,
+    occurred_at timestamptz,
+    role text,
+    kind text,
+    content text,
+    tool_calls jsonb,
+    tokens integer,
+    model text,
+    api_message_id text,
+    request_id text,
+    stop_reason text,
+    is_sidechain boolean,
+    subagent_id text,
+    metadata jsonb,
+    usage jsonb,
+    given_cost jsonb
+)
+language sql
+immutable
+set search_path = ''
+as $function$
+    with l as (
+        select
+            (x.value ->> 'o')::bigint as byte_offset,
+            x.value -> 'l' as j,
+            x.value -> 'l' -> 'message' as m,
+            x.value -> 'l' ->> 'type' as line_type
+        from pg_catalog.jsonb_array_elements(lines) as x (value)
+        where pg_catalog.jsonb_typeof(x.value -> 'l') = 'object'
+    ),
+    u as (
+        select
+            l.*,
+            case
+                when l.line_type = 'system' then 'compact_boundary'
+                when l.line_type = 'user' and coalesce(l.j ->> 'isCompactSummary', '') = 'true' then 'compact_summary'
+                when l.line_type = 'user' and pg_catalog.jsonb_typeof(l.m -> 'content') = 'array'
+                    and pg_catalog.jsonb_array_length(l.m -> 'content') > 0
+                    and not pg_catalog.jsonb_path_exists(l.m -> 'content', '$[*] ? (@.type != "tool_result")')
+                    then 'tool_result'
+                when l.line_type = 'user' then 'prompt'
+                when coalesce(l.j ->> 'isApiErrorMessage', '') = 'true' or l.m ->> 'model' = '<synthetic>'
+                    then 'api_error'
+                when l.m #>> '{content,0,type}' in ('thinking', 'redacted_thinking') then 'thinking'
+                when l.m #>> '{content,0,type}' in ('tool_use', 'server_tool_use') then 'tool_use'
+                else 'text'
+            end as kind
+        from l
+        where
+            (
+                l.line_type in ('user', 'assistant')
+                or (l.line_type = 'system' and l.j ->> 'subtype' = 'compact_boundary')
+            )
+            and l.j ->> 'uuid' ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
+    )
+    select
+        u.byte_offset,
+        coalesce(
+            case
+                when char_length(u.j ->> 'sessionId') between 1 and 200 and u.j ->> 'sessionId' !~ '[[:cntrl:]]'
+                    then u.j ->> 'sessionId'
+            end,
+            file_session
+        ),
+        (u.j ->> 'uuid')::uuid,
+        case when u.j ->> 'parentUuid' ~ '^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$'
+            then (u.j ->> 'parentUuid')::uuid end,
+        case when u.j ->> 'logicalParentUuid' ~ '^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$'
+            then (u.j ->> 'logicalParentUuid')::uuid end,
+        toolsdb_private.transcript_time(u.j ->> 'timestamp'),
+        case
+            when u.kind = 'compact_boundary' then 'system'
+            when u.kind = 'tool_result' then 'tool'
+            when u.line_type = 'assistant' then 'assistant'
+            else 'user'
+        end,
+        u.kind,
+        case when u.kind = 'compact_boundary' then pg_catalog.left(coalesce(u.j ->> 'content', ''), 1000000)
+            else toolsdb_private.transcript_text(u.m -> 'content') end,
+        toolsdb_private.transcript_tool_calls(u.m -> 'content'),
+        case when u.line_type = 'assistant' and pg_catalog.jsonb_typeof(u.m -> 'usage') = 'object'
+            then least(toolsdb_private.transcript_count(u.m -> 'usage' -> 'output_tokens'), 2147483647)::integer
+        end,
+        case when char_length(u.m ->> 'model') between 1 and 200 then u.m ->> 'model' end,
+        case when char_length(u.m ->> 'id') between 1 and 200 and u.line_type = 'assistant' then u.m ->> 'id' end,
+        case when char_length(u.j ->> 'requestId') between 1 and 200 then u.j ->> 'requestId' end,
+        case when char_length(u.m ->> 'stop_reason') between 1 and 100 then u.m ->> 'stop_reason' end,
+        coalesce(u.j ->> 'isSidechain', '') = 'true',
+        coalesce(
+            case when char_length(u.j ->> 'agentId') between 1 and 200 then u.j ->> 'agentId' end, file_subagent
+        ),
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'cwd', u.j -> 'cwd',
+            'git_branch', u.j -> 'gitBranch',
+            'version', u.j -> 'version',
+            'prompt_id', u.j -> 'promptId',
+            'byte_offset', u.byte_offset,
+            'compact', u.j -> 'compactMetadata'
+        )),
+        case when u.line_type = 'assistant' and u.kind <> 'api_error' and pg_catalog.jsonb_typeof(u.m -> 'usage') = 'object'
+            then u.m -> 'usage' end,
+        case when pg_catalog.jsonb_typeof(u.j -> 'costUSD') = 'number' then u.j -> 'costUSD' end
+    from u;
+$function$;
+
+comment on function toolsdb_private.transcript_lines(jsonb, text, text) is
+'The conversation lines of a batch of transcript lines ([{"o": byte offset, "l": line object}]) as '
+'message rows: user prompts, tool results, compaction summaries, assistant blocks, compaction '
+'boundaries; other lines (progress, snapshots, summaries, other system lines) and lines without a '
+'uuid are left out. Pure: used twice by toolsdb.transcript_ingest().';
+
+create or replace function toolsdb.transcript_ingest(file jsonb, lines jsonb)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    host text := file ->> 'source_host';
+    file_path text := file ->> 'path';
+    file_session text := case
+        when char_length(file ->> 'session_id') between 1 and 200 and file ->> 'session_id' !~ '[[:cntrl:]]'
+            then file ->> 'session_id'
+    end;
+    file_subagent text := case when char_length(file ->> 'subagent_id') between 1 and 200 then file ->> 'subagent_id' end;
+    start_at bigint;
+    end_at bigint;
+    rewrite boolean := coalesce(file ->> 'rewrite', '') = 'true';
+    uuid_pattern constant text := '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$';
+    state toolsdb.transcript_files;
+    bases jsonb;
+    added_messages bigint := 0;
+    added_usage bigint := 0;
+    added_errors bigint := 0;
+    created_sessions bigint := 0;
+begin
+    if file is null or pg_catalog.jsonb_typeof(file) <> 'object' then
+        raise exception 'a transcript batch''s file is a JSON object' using errcode = 'invalid_parameter_value';
+    end if;
+    if lines is null or pg_catalog.jsonb_typeof(lines) <> 'array' then
+        raise exception 'a transcript batch''s lines are a JSON array' using errcode = 'invalid_parameter_value';
+    end if;
+    if char_length(host) not between 1 and 300 or char_length(file_path) not between 1 and 4096 then
+        raise exception 'a transcript batch names its file: source_host (1 to 300 characters) and path (1 to 4096)'
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if coalesce(file ->> 'start_offset', '') !~ '^\d{1,15}$' or coalesce(file ->> 'end_offset', '') !~ '^\d{1,15}$' then
+        raise exception 'a transcript batch gives start_offset and end_offset as byte offsets'
+            using errcode = 'invalid_parameter_value';
+    end if;
+    start_at := (file ->> 'start_offset')::bigint;
+    end_at := (file ->> 'end_offset')::bigint;
+    if end_at < start_at or (rewrite and start_at <> 0) then
+        raise exception 'a transcript batch''s end_offset (%) is at or after its start_offset (%), which is 0 for a rewrite',
+            end_at, start_at
+            using errcode = 'invalid_parameter_value';
+    end if;
+
+    -- The file's state, locked: concurrent imports of one file (a hook and a
+    -- cron run) take turns, and the one that finds the offset moved on is told
+    -- where it now is and adds nothing.
+    -- (Looked up first: an insert that conflicts would still use up an id.)
+    select f.* into state
+    from toolsdb.transcript_files as f
+    where f.source_host = host and f.path = file_path
+    for update;
+    if not found then
+        insert into toolsdb.transcript_files (source_host, path, session_id, subagent_id)
+        values (host, file_path, null, file_subagent)
+        on conflict on constraint transcript_files_source_host_path_key do nothing;
+        select f.* into state
+        from toolsdb.transcript_files as f
+        where f.source_host = host and f.path = file_path
+        for update;
+    end if;
+    if state.read_offset <> start_at and not rewrite then
+        return pg_catalog.jsonb_build_object('status', 'conflict', 'expected_offset', state.read_offset);
+    end if;
+
+    -- The sessions of the lines: created if unknown (a file from before the
+    -- hooks), then locked in a fixed order, so the lines already stored are
+    -- seen and positions are reserved without a race.
+    with s as (
+        select
+            t.session_id,
+            pg_catalog.min(t.occurred_at) as first_at,
+            pg_catalog.max(t.occurred_at) as last_at,
+            (pg_catalog.array_agg(t.metadata ->> 'cwd') filter (where char_length(t.metadata ->> 'cwd') between 1 and 4096))[1] as cwd,
+            (pg_catalog.array_agg(t.metadata ->> 'git_branch') filter (
+                where char_length(t.metadata ->> 'git_branch') between 1 and 255
+            ))[1] as git_branch
+        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        where t.session_id is not null
+        group by t.session_id
+    ),
+    created as (
+        insert into toolsdb.sessions as x (
+            session_id, cwd, git_branch, transcript_path, user_id, project_id, agent_id, started_at, last_activity_at
+        )
+        select
+            s.session_id, s.cwd, s.git_branch,
+            case when file_subagent is null and s.session_id = file_session then pg_catalog.left(file_path, 4096) end,
+            (select u.user_id from toolsdb.users as u where file ->> 'user_id' ~ uuid_pattern and u.user_id = (file ->> 'user_id')::uuid),
+            (select p.project_id from toolsdb.projects as p
+                where file ->> 'project_id' ~ uuid_pattern and p.project_id = (file ->> 'project_id')::uuid),
+            (select a.agent_id from toolsdb.agents as a where file ->> 'agent_id' ~ uuid_pattern and a.agent_id = (file ->> 'agent_id')::uuid),
+            coalesce(s.first_at, pg_catalog.now()),
+            coalesce(s.last_at, pg_catalog.now())
+        from s
+        order by s.session_id
+        on conflict on constraint sessions_pkey do nothing
+        returning x.session_id
+    )
+    select pg_catalog.count(*) into created_sessions from created;
+
+    perform 1
+    from toolsdb.sessions as s
+    where s.session_id in (
+        select t.session_id from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+    )
+    order by s.session_id
+    for update;
+
+    -- Reserve the positions of the new lines, one update per session.
+    with fresh as (
+        select t.session_id, pg_catalog.count(*) as n, pg_catalog.max(t.occurred_at) as last_at
+        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        where
+            t.session_id is not null
+            and not exists (
+                select from toolsdb.messages as m where m.session_id = t.session_id and m.source_uuid = t.source_uuid
+            )
+        group by t.session_id
+    ),
+    reserved as (
+        update toolsdb.sessions as s
+        set message_count = s.message_count + fresh.n,
+            last_activity_at = greatest(s.last_activity_at, fresh.last_at)
+        from fresh
+        where s.session_id = fresh.session_id
+        returning s.session_id, s.message_count - fresh.n as base
+    )
+    select coalesce(pg_catalog.jsonb_object_agg(r.session_id, r.base), '{}') into bases from reserved as r;
+
+    perform pg_catalog.set_config('toolsdb_private.positions_reserved', 'on', true);
+    with fresh as (
+        select
+            t.*,
+            pg_catalog.row_number() over (partition by t.session_id order by t.byte_offset) as n
+        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        where
+            t.session_id is not null
+            and not exists (
+                select from toolsdb.messages as m where m.session_id = t.session_id and m.source_uuid = t.source_uuid
+            )
+    ),
+    added as (
+        insert into toolsdb.messages (
+            session_id, position, role, content, tool_calls, tokens, metadata, kind, source_uuid, parent_uuid,
+            logical_parent_uuid, occurred_at, model, api_message_id, request_id, stop_reason, is_sidechain,
+            subagent_id
+        )
+        select
+            f.session_id, (bases ->> f.session_id)::integer + f.n::integer, f.role, f.content, f.tool_calls, f.tokens,
+            f.metadata, f.kind, f.source_uuid, f.parent_uuid, f.logical_parent_uuid, f.occurred_at, f.model,
+            f.api_message_id, f.request_id, f.stop_reason, f.is_sidechain, f.subagent_id
+        from fresh as f
+        order by f.session_id, f.n
+        returning 1
+    )
+    select pg_catalog.count(*) into added_messages from added;
+    perform pg_catalog.set_config('toolsdb_private.positions_reserved', '', true);
+
+    -- One usage row per API response: the largest snapshot of the batch,
+    -- then of all batches (more output tokens, then more tokens in all; on a
+    -- tie the line read first stays), as ccusage 20.0.24 counts.
+    with r as (
+        select
+            t.session_id,
+            t.source_uuid,
+            t.occurred_at,
+            coalesce(t.model, 'unknown') as model_name,
+            case when t.usage ->> 'speed' = 'fast' then 'fast' else 'standard' end as speed,
+            case when char_length(t.usage ->> 'service_tier') between 1 and 50 then t.usage ->> 'service_tier' end
+                as service_tier,
+            t.is_sidechain,
+            t.subagent_id,
+            case
+                when t.api_message_id is not null and t.request_id is not null
+                    and char_length(t.api_message_id || ':' || t.request_id) <= 500
+                    then t.api_message_id || ':' || t.request_id
+                else 'line:' || t.source_uuid::text
+            end as usage_key,
+            toolsdb_private.transcript_count(t.usage -> 'input_tokens') as input_tokens,
+            toolsdb_private.transcript_count(t.usage -> 'output_tokens') as output_tokens,
+            toolsdb_private.transcript_count(t.usage -> 'cache_creation' -> 'ephemeral_1h_input_tokens') as w1h,
+            case
+                when t.usage ? 'cache_creation_input_tokens'
+                    then toolsdb_private.transcript_count(t.usage -> 'cache_creation_input_tokens')
+                else toolsdb_private.transcript_count(t.usage -> 'cache_creation' -> 'ephemeral_5m_input_tokens')
+                    + toolsdb_private.transcript_count(t.usage -> 'cache_creation' -> 'ephemeral_1h_input_tokens')
+            end as cache_creation,
+            toolsdb_private.transcript_count(t.usage -> 'cache_read_input_tokens') as cache_read_tokens,
+            least(toolsdb_private.transcript_count(t.usage -> 'server_tool_use' -> 'web_search_requests'), 1000000)
+                as web_search_requests,
+            least(toolsdb_private.transcript_count(t.usage -> 'server_tool_use' -> 'web_fetch_requests'), 1000000)
+                as web_fetch_requests,
+            case when t.given_cost::text ~ '^\d{1,7}(\.\d+)?$' then round(t.given_cost::text::numeric, 6) end as given_cost,
+            t.byte_offset
+        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        where t.usage is not null and t.occurred_at is not null and t.session_id is not null
+    ),
+    w as (
+        select distinct on (r.usage_key)
+            r.*,
+            least(r.w1h, r.cache_creation) as cache_write_1h_tokens,
+            r.cache_creation - least(r.w1h, r.cache_creation) as cache_write_5m_tokens
+        from r
+        order by
+            r.usage_key, r.output_tokens desc, r.input_tokens + r.cache_creation + r.cache_read_tokens desc,
+            r.byte_offset
+    ),
+    upserted as (
+        insert into toolsdb.api_usage as a (
+            usage_key, session_id, message_id, occurred_at, model_name, speed, service_tier, is_sidechain,
+            subagent_id, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+            cache_read_tokens, web_search_requests, web_fetch_requests, cost_usd, given_cost_usd, priced_from
+        )
+        select
+            w.usage_key, w.session_id,
+            (select m.message_id from toolsdb.messages as m where m.session_id = w.session_id and m.source_uuid = w.source_uuid),
+            w.occurred_at, w.model_name, w.speed, w.service_tier, w.is_sidechain, w.subagent_id, w.input_tokens,
+            w.output_tokens, w.cache_write_5m_tokens, w.cache_write_1h_tokens, w.cache_read_tokens,
+            w.web_search_requests, w.web_fetch_requests, c.cost_usd, w.given_cost, c.priced_from
+        from w
+        left join lateral toolsdb.usage_cost(
+            'anthropic', w.model_name, w.occurred_at, w.input_tokens, w.output_tokens, w.cache_write_5m_tokens,
+            w.cache_write_1h_tokens, w.cache_read_tokens, w.speed
+        ) as c on true
+        order by w.usage_key
+        on conflict on constraint api_usage_pkey do update
+        set message_id = excluded.message_id,
+            occurred_at = excluded.occurred_at,
+            model_name = excluded.model_name,
+            speed = excluded.speed,
+            service_tier = excluded.service_tier,
+            input_tokens = excluded.input_tokens,
+            output_tokens = excluded.output_tokens,
+            cache_write_5m_tokens = excluded.cache_write_5m_tokens,
+            cache_write_1h_tokens = excluded.cache_write_1h_tokens,
+            cache_read_tokens = excluded.cache_read_tokens,
+            web_search_requests = excluded.web_search_requests,
+            web_fetch_requests = excluded.web_fetch_requests,
+            cost_usd = excluded.cost_usd,
+            given_cost_usd = excluded.given_cost_usd,
+            priced_from = excluded.priced_from
+        where
+            excluded.output_tokens > a.output_tokens
+            or (
+                excluded.output_tokens = a.output_tokens
+                and excluded.input_tokens + excluded.cache_write_5m_tokens + excluded.cache_write_1h_tokens
+                + excluded.cache_read_tokens
+                > a.input_tokens + a.cache_write_5m_tokens + a.cache_write_1h_tokens + a.cache_read_tokens
+            )
+        returning 1
+    )
+    select pg_catalog.count(*) into added_usage from upserted;
+
+    -- Lines that could not be read, named by the client.
+    if pg_catalog.jsonb_typeof(file -> 'errors') = 'array' then
+        with e as (
+            insert into toolsdb.transcript_errors as x (file_id, byte_offset, line_number, error, excerpt)
+            select
+                state.file_id,
+                (v.value ->> 'offset')::bigint,
+                greatest((v.value ->> 'line')::bigint, 1),
+                pg_catalog.left(coalesce(nullif(v.value ->> 'error', ''), 'unreadable'), 500),
+                pg_catalog.left(coalesce(v.value ->> 'excerpt', ''), 200)
+            from pg_catalog.jsonb_array_elements(file -> 'errors') as v (value)
+            where v.value ->> 'offset' ~ '^\d{1,15}$' and v.value ->> 'line' ~ '^\d{1,15}$'
+            on conflict on constraint transcript_errors_pkey do nothing
+            returning 1
+        )
+        select pg_catalog.count(*) into added_errors from e;
+    end if;
+
+    update toolsdb.transcript_files as f
+    set read_offset = end_at,
+        session_id = coalesce(
+            (select s.session_id from toolsdb.sessions as s where s.session_id = file_session), f.session_id
+        ),
+        subagent_id = coalesce(file_subagent, f.subagent_id),
+        size_seen = case when file ->> 'size' ~ '^\d{1,15}$' then (file ->> 'size')::bigint else end_at end,
+        mtime_seen = toolsdb_private.transcript_time(file ->> 'mtime'),
+        head_length = case when file ->> 'head_length' ~ '^\d{1,4}$'
+            then least((file ->> 'head_length')::integer, 4096) else 0 end,
+        head_hash = case when file ->> 'head_hash' ~ '^[0-9a-f]{64}$' then file ->> 'head_hash' end,
+        tail_hash = case when file ->> 'tail_hash' ~ '^[0-9a-f]{64}$' then file ->> 'tail_hash' end,
+        lines_read = case when rewrite then 0 else f.lines_read end
+        + case when file ->> 'lines' ~ '^\d{1,15}$' then (file ->> 'lines')::bigint else pg_catalog.jsonb_array_length(lines) end,
+        malformed_lines = f.malformed_lines + added_errors,
+        rewrites = f.rewrites + case when rewrite then 1 else 0 end,
+        last_imported_at = case when end_at > start_at then pg_catalog.now() else f.last_imported_at end
+    where f.file_id = state.file_id;
+
+    return pg_catalog.jsonb_build_object(
+        'status', 'ok',
+        'offset', end_at,
+        'file_id', state.file_id,
+        'messages', added_messages,
+        'usage', added_usage,
+        'errors', added_errors,
+        'sessions_created', created_sessions
+    );
+end;
+$function$;
+
+comment on function toolsdb.transcript_ingest(jsonb, jsonb) is
+'Imports one batch of a Claude Code transcript file. file: {source_host, path, start_offset, '
+'end_offset (after the batch''s last whole line), session_id (of the file), subagent_id, rewrite '
+'(true: read again from 0), size, mtime, head_length, head_hash, tail_hash, lines, errors: [{offset, '
+'line, error, excerpt}], user_id, project_id, agent_id (for sessions it creates)}; lines: [{"o": '
+'byte offset, "l": the line''s JSON object}]. When start_offset is not where the file was left '
+'(another import moved on), returns {"status": "conflict", "expected_offset": n} and adds nothing. '
+'Otherwise adds each conversation line once as a message (kind, role, text, tool calls, model, ids, '
+'parent links, sidechain, timestamp), one toolsdb.api_usage row per API response, keeping its '
+'largest snapshot, priced on its day, and advances the offset, all in the caller''s transaction; '
+'returns {"status": "ok", "offset", "messages", "usage", "errors", "sessions_created"}. Security '
+'definer: usage is counted once across sessions the caller may not see.';
+
+create or replace function toolsdb.reprice_usage(model_name text default null)
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    changed bigint;
+begin
+    with priced as (
+        update toolsdb.api_usage as a
+        set cost_usd = c.cost_usd,
+            priced_from = c.priced_from
+        from toolsdb.api_usage as b
+        left join lateral toolsdb.usage_cost(
+            b.model_provider, b.model_name, b.occurred_at, b.input_tokens, b.output_tokens,
+            b.cache_write_5m_tokens, b.cache_write_1h_tokens, b.cache_read_tokens, b.speed
+        ) as c on true
+        where
+            a.usage_key = b.usage_key
+            and (reprice_usage.model_name is null or b.model_name = reprice_usage.model_name)
+            and (a.cost_usd is distinct from c.cost_usd or a.priced_from is distinct from c.priced_from)
+        returning 1
+    )
+    select pg_catalog.count(*) into changed from priced;
+    return changed;
+end;
+$function$;
+
+comment on function toolsdb.reprice_usage(text) is
+'Prices toolsdb.api_usage again at the prices now in the list (all rows, or one model''s), changing '
+'only the rows whose cost differs; returns how many changed. Run by the triggers of model_prices and '
+'model_aliases, so a price added later prices the responses that had none.';
+
+create or replace function toolsdb_private.tg__reprice_usage()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    perform toolsdb.reprice_usage(null);
+    return null;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__reprice_usage() is
+'Statement trigger of toolsdb.model_prices and toolsdb.model_aliases: prices the imported usage again.';
+
+create or replace trigger _900_reprice_usage
+after insert or update or delete on toolsdb.model_prices
+for each statement
+execute function toolsdb_private.tg__reprice_usage();
+
+comment on trigger _900_reprice_usage on toolsdb.model_prices is
+'A price added, changed or removed prices the imported usage again (toolsdb.reprice_usage).';
+
+create or replace trigger _900_reprice_usage
+after insert or update or delete on toolsdb.model_aliases
+for each statement
+execute function toolsdb_private.tg__reprice_usage();
+
+comment on trigger _900_reprice_usage on toolsdb.model_aliases is
+'An alias added, changed or removed prices the imported usage again (toolsdb.reprice_usage).';

@@ -1,0 +1,391 @@
+"""``toolsdb import-transcripts`` and ``toolsdb usage``: Claude Code's
+transcripts into the database, and the reports over them (docs/transcripts.md).
+
+Registered on the group in cli.py with ``cli.add_command``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import click
+import psycopg
+
+from . import transcripts
+from .clicommon import Settings, common_options, lookup_id
+from .errors import ToolsdbError
+from .target import first_line
+
+
+def psycopg_ingest(conn: psycopg.Connection) -> transcripts.Ingest:
+    """transcripts.Ingest over a psycopg connection in autocommit: one transaction per batch."""
+
+    def ingest(file_json: str, lines_json: str) -> dict:
+        with conn.transaction():
+            conn.execute("set local statement_timeout = '5min'")
+            row = conn.execute(
+                "select toolsdb.transcript_ingest(%s::jsonb, %s::jsonb)", (file_json, lines_json), prepare=False
+            ).fetchone()
+        assert row is not None
+        return row[0]
+
+    return ingest
+
+
+def load_states(conn: psycopg.Connection, host: str) -> dict[str, dict]:
+    row = conn.execute(transcripts.STATE_SQL.replace("$1", "%s"), (host,), prepare=False).fetchone()
+    return json.loads(row[0]) if row and row[0] else {}
+
+
+@click.command("import-transcripts")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--user", help="User of the sessions it creates (username, email or id); default: none.")
+@click.option("--project", help="Project of the sessions it creates (slug, name or id).")
+@click.option("--agent", help="Agent of the sessions it creates (name or id).")
+@click.option(
+    "--host",
+    "source_host",
+    help="The machine the files are on, as recorded with their import state (default: this host's name).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--strict", is_flag=True, help="Exit 3 when a line could not be read (default: 0, lines named).")
+@common_options
+def import_transcripts_command(
+    settings: Settings,
+    paths: tuple[Path, ...],
+    user: str | None,
+    project: str | None,
+    agent: str | None,
+    source_host: str | None,
+    as_json: bool,
+    strict: bool,
+) -> None:
+    """Import Claude Code transcripts: every *.jsonl under PATH (default: the
+    projects folder of $CLAUDE_CONFIG_DIR, else ~/.claude/projects), subagent
+    files included. Reads only what was appended since the last import;
+    notices a truncated or rewritten file and reads it again (nothing is
+    counted twice). A line that cannot be read is counted and named, never a
+    reason to stop."""
+    roots = list(paths) or transcripts.default_roots()
+    try:
+        files = transcripts.find_files(p for p in roots if paths or p.exists())
+    except FileNotFoundError as exc:
+        raise ToolsdbError(str(exc)) from None
+    except OSError as exc:
+        raise ToolsdbError(f"cannot list {exc.filename}: {exc.strerror}") from None
+    host = source_host or transcripts.source_host()
+    started = time.monotonic()
+    with settings.target().connect(autocommit=True) as conn:
+        try:
+            ids = {}
+            for key, what, value in (
+                ("user_id", "user", user),
+                ("project_id", "project", project),
+                ("agent_id", "agent", agent),
+            ):
+                if value:
+                    ids[key] = lookup_id(conn, what, value)
+            states = load_states(conn, host)
+            total = sum(transcripts._size(f) for f in files)
+            show_bar = sys.stderr.isatty() and not as_json and files
+            if show_bar:
+                with click.progressbar(length=total, label="importing", file=sys.stderr, show_pos=False) as bar:
+                    summary = transcripts.import_files(
+                        files, psycopg_ingest(conn), states, host, ids, progress=lambda _p, n: bar.update(n)
+                    )
+            else:
+                summary = transcripts.import_files(files, psycopg_ingest(conn), states, host, ids)
+            unpriced = conn.execute(
+                "select model_name, requests from toolsdb.unpriced_usage order by requests desc, model_name"
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise ToolsdbError(f"cannot import the transcripts: {first_line(exc)}") from None
+    seconds = time.monotonic() - started
+    if as_json:
+        out = summary.as_json()
+        out["seconds"] = round(seconds, 3)
+        out["unpriced_models"] = [{"model": m, "requests": n} for m, n in unpriced]
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(
+            f"{summary.files} file(s): {summary.read} read, {summary.unchanged} unchanged, "
+            f"{summary.rewritten} rewritten; {summary.lines} line(s), {summary.messages} message(s) added, "
+            f"{summary.usage} usage row(s) added or grown, {summary.sessions_created} session(s) created, "
+            f"{len(summary.malformed)} malformed line(s) in {seconds:.2f} s"
+        )
+        for bad in summary.malformed[:20]:
+            click.echo(f"  {bad['file']}:{bad['line']}: {bad['error']}", err=True)
+        if len(summary.malformed) > 20:
+            click.echo(f"  ... and {len(summary.malformed) - 20} more (--json lists them)", err=True)
+        for failed in summary.failed:
+            click.echo(f"  {failed['file']}: {failed['error']}", err=True)
+        for model, n in unpriced:
+            click.echo(f"warning: {n} response(s) of {model} have no price (toolsdb.unpriced_usage)", err=True)
+    if summary.failed:
+        sys.exit(1)
+    if strict and summary.malformed:
+        sys.exit(3)
+
+
+def local_time_zone() -> str:
+    """The IANA name of this machine's time zone (TZ, else /etc/localtime's target), else UTC."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if (tz and "/" in tz) or tz == "UTC":
+        return tz
+    try:
+        target = os.path.realpath("/etc/localtime")
+    except OSError:
+        return "UTC"
+    marker = "/zoneinfo/"
+    return target.split(marker, 1)[1] if marker in target else "UTC"
+
+
+def parse_day(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    for fmt in ("%Y%m%d", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(value, fmt).date()
+        except ValueError:
+            pass
+    raise ToolsdbError(f"{option} takes a date as YYYYMMDD or YYYY-MM-DD, not {value!r}")
+
+
+REPORTS = {
+    "daily": ("day", "daily", "date"),
+    "monthly": ("month", "monthly", "month"),
+    "session": ("session", "sessions", "sessionId"),
+}
+
+REPORT_SQL = """
+select r.period, r.model_name, r.requests, r.input_tokens, r.output_tokens, r.cache_write_5m_tokens,
+    r.cache_write_1h_tokens, r.cache_creation_tokens, r.cache_read_tokens, r.total_tokens, r.cost_usd,
+    r.unpriced_requests, r.first_at, r.last_at
+from toolsdb.usage_report(%s, %s, %s, %s) as r
+"""
+
+
+def usage_rows(conn: psycopg.Connection, grain: str, tz: str, since, until) -> list[tuple]:
+    return conn.execute(REPORT_SQL, (grain, tz, since, until)).fetchall()
+
+
+def ccusage_shape(kind: str, rows: list[tuple], sessions: dict[str, dict] | None = None) -> dict:
+    """The report as ccusage's `claude <kind> --json` prints it, with toolsdb's extra fields."""
+    _grain, key, label = REPORTS[kind]
+    periods: dict[str, dict] = {}
+    totals = {
+        "inputTokens": 0,
+        "outputTokens": 0,
+        "cacheCreationTokens": 0,
+        "cacheReadTokens": 0,
+        "totalTokens": 0,
+        "totalCost": Decimal(0),
+        "unpricedRequests": 0,
+    }
+    for period, model, requests, i, o, w5, w1, cc, cr, tot, cost, unpriced, first_at, last_at in rows:
+        entry = periods.setdefault(
+            period,
+            {
+                label: period,
+                "inputTokens": 0,
+                "outputTokens": 0,
+                "cacheCreationTokens": 0,
+                "cacheReadTokens": 0,
+                "totalTokens": 0,
+                "totalCost": Decimal(0),
+                "unpricedRequests": 0,
+                "modelsUsed": [],
+                "modelBreakdowns": [],
+            },
+        )
+        if kind == "session":
+            entry.setdefault("firstActivity", first_at.isoformat())
+            entry["lastActivity"] = max(entry.get("lastActivity", ""), last_at.isoformat())
+            entry["firstActivity"] = min(entry["firstActivity"], first_at.isoformat())
+            if sessions and period in sessions:
+                entry["projectPath"] = sessions[period].get("cwd")
+        for name, value in (
+            ("inputTokens", i),
+            ("outputTokens", o),
+            ("cacheCreationTokens", cc),
+            ("cacheReadTokens", cr),
+            ("totalTokens", tot),
+        ):
+            entry[name] += int(value)
+            totals[name] += int(value)
+        entry["totalCost"] += cost
+        entry["unpricedRequests"] += unpriced
+        totals["totalCost"] += cost
+        totals["unpricedRequests"] += unpriced
+        entry["modelsUsed"].append(model)
+        entry["modelBreakdowns"].append(
+            {
+                "modelName": model,
+                "requests": requests,
+                "inputTokens": int(i),
+                "outputTokens": int(o),
+                "cacheCreationTokens": int(cc),
+                "cacheWrite5mTokens": int(w5),
+                "cacheWrite1hTokens": int(w1),
+                "cacheReadTokens": int(cr),
+                "cost": float(cost),
+                "unpricedRequests": unpriced,
+            }
+        )
+    out = []
+    for entry in periods.values():
+        entry["totalCost"] = float(entry["totalCost"])
+        entry["modelBreakdowns"].sort(key=lambda b: -b["cost"])
+        out.append(entry)
+    totals["totalCost"] = float(totals["totalCost"])
+    return {key: out, "totals": totals}
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _cost(usd: float, unpriced: int, requests: int) -> str:
+    """USD with 2 decimals; * when some responses have no price; "no price" when none has."""
+    if unpriced and unpriced >= requests:
+        return "no price*"
+    return f"${usd:,.2f}" + ("*" if unpriced else "")
+
+
+def print_report(kind: str, report: dict, breakdown: bool) -> None:
+    _grain, key, label = REPORTS[kind]
+    headers = [
+        label.replace("sessionId", "Session").capitalize(),
+        "Models",
+        "Input",
+        "Output",
+        "Cache Create",
+        "Cache Read",
+        "Total Tokens",
+        "Cost (USD)",
+    ]
+    rows: list[list[str]] = []
+    for entry in report[key]:
+        rows.append(
+            [
+                entry[label],
+                ", ".join(sorted(entry["modelsUsed"])),
+                _n(entry["inputTokens"]),
+                _n(entry["outputTokens"]),
+                _n(entry["cacheCreationTokens"]),
+                _n(entry["cacheReadTokens"]),
+                _n(entry["totalTokens"]),
+                _cost(entry["totalCost"], entry["unpricedRequests"], 1 + entry["unpricedRequests"]),
+            ]
+        )
+        if breakdown:
+            for b in entry["modelBreakdowns"]:
+                rows.append(
+                    [
+                        f"  └─ {b['modelName']}",
+                        "",
+                        _n(b["inputTokens"]),
+                        _n(b["outputTokens"]),
+                        _n(b["cacheCreationTokens"]),
+                        _n(b["cacheReadTokens"]),
+                        _n(b["inputTokens"] + b["outputTokens"] + b["cacheCreationTokens"] + b["cacheReadTokens"]),
+                        _cost(b["cost"], b["unpricedRequests"], b["requests"]),
+                    ]
+                )
+    t = report["totals"]
+    rows.append(
+        [
+            "Total",
+            "",
+            _n(t["inputTokens"]),
+            _n(t["outputTokens"]),
+            _n(t["cacheCreationTokens"]),
+            _n(t["cacheReadTokens"]),
+            _n(t["totalTokens"]),
+            f"${t['totalCost']:,.2f}",
+        ]
+    )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    right = {2, 3, 4, 5, 6, 7}
+
+    def line(cells: list[str]) -> str:
+        return (
+            "│ "
+            + " │ ".join(
+                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " │"
+        )
+
+    rule = "─┼─".join("─" * w for w in widths)
+    click.echo("┌─" + "─┬─".join("─" * w for w in widths) + "─┐")
+    click.echo(line(headers))
+    click.echo("├─" + rule + "─┤")
+    for r in rows[:-1]:
+        click.echo(line(r))
+    click.echo("├─" + rule + "─┤")
+    click.echo(line(rows[-1]))
+    click.echo("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
+    if t["unpricedRequests"]:
+        click.echo(
+            f"* {t['unpricedRequests']} response(s) of models with no price are not in the cost "
+            "(toolsdb.unpriced_usage lists them)",
+            err=True,
+        )
+
+
+def _report_command(kind: str) -> click.Command:
+    @click.command(kind)
+    @click.option("--since", help="First day, YYYYMMDD or YYYY-MM-DD, in --timezone.")
+    @click.option("--until", help="Last day (inclusive), YYYYMMDD or YYYY-MM-DD, in --timezone.")
+    @click.option("--timezone", "-z", "tz", help="IANA time zone of the days (default: this machine's).")
+    @click.option("--breakdown", "-b", is_flag=True, help="A row per model under each period.")
+    @click.option("--json", "as_json", is_flag=True, help="JSON in ccusage's shape (with toolsdb's extra fields).")
+    @common_options
+    def report(
+        settings: Settings, since: str | None, until: str | None, tz: str | None, breakdown: bool, as_json: bool
+    ) -> None:
+        first, last = parse_day(since, "--since"), parse_day(until, "--until")
+        zone = tz or local_time_zone()
+        with settings.target().connect(autocommit=True) as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("set transaction read only")
+                    rows = usage_rows(conn, REPORTS[kind][0], zone, first, last)
+                    sessions = None
+                    if kind == "session":
+                        sessions = {
+                            sid: {"cwd": cwd}
+                            for sid, cwd in conn.execute(
+                                "select session_id, cwd from toolsdb.sessions where session_id = any(%s)",
+                                ([r[0] for r in rows],),
+                            ).fetchall()
+                        }
+            except psycopg.Error as exc:
+                raise ToolsdbError(f"cannot report usage: {first_line(exc)}") from None
+        result = ccusage_shape(kind, rows, sessions)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            print_report(kind, result, breakdown)
+
+    report.help = (
+        f"Tokens and cost of the imported transcripts per {REPORTS[kind][0]} (and model with --breakdown), "
+        "as ccusage prints them; costs at the price in force on each response's day."
+    )
+    return report
+
+
+@click.group("usage")
+def usage_group() -> None:
+    """Reports of the imported Claude Code transcripts: tokens and cost (toolsdb import-transcripts first)."""
+
+
+for _kind in REPORTS:
+    usage_group.add_command(_report_command(_kind))
