@@ -2855,7 +2855,7 @@ create table if not exists toolsdb.api_usage (
     cache_read_tokens bigint not null default 0,
     web_search_requests integer not null default 0,
     web_fetch_requests integer not null default 0,
-    cost_usd numeric(14, 6),
+    cost_usd numeric(20, 10),
     given_cost_usd numeric(14, 6),
     priced_from timestamptz,
     created_at timestamptz not null default now(),
@@ -2895,7 +2895,8 @@ comment on table toolsdb.api_usage is
 'application sees the usage of toolsdb.session_id. Written only by toolsdb.transcript_ingest().';
 
 comment on column toolsdb.api_usage.usage_key is
-'Primary key: message.id || '':'' || requestId, or line:<uuid> for a line without either.';
+'Primary key: message.id || '':'' || requestId; msg:<message.id> for a line without requestId; '
+'line:<uuid> for a line without message.id.';
 
 comment on column toolsdb.api_usage.session_id is 'The session that first brought the response (toolsdb.sessions).';
 
@@ -2935,7 +2936,8 @@ comment on column toolsdb.api_usage.web_search_requests is 'server_tool_use.web_
 comment on column toolsdb.api_usage.web_fetch_requests is 'server_tool_use.web_fetch_requests.';
 
 comment on column toolsdb.api_usage.cost_usd is
-'USD at the price in force at occurred_at (toolsdb.usage_cost); null when the model has no price '
+'USD at the price in force at occurred_at (toolsdb.usage_cost), to 10 decimals so that sums of '
+'many small responses stay exact; null when the model has no price '
 '(toolsdb.unpriced_usage lists them), never 0 for want of a price.';
 
 comment on column toolsdb.api_usage.given_cost_usd is

@@ -127,7 +127,7 @@ as $function$
                     + usage_cost.cache_write_1h_tokens * p.cache_write_1h_usd_per_mtok
                     + usage_cost.cache_read_tokens * p.cached_input_usd_per_mtok
             end / 1000000,
-            6
+            10
         ),
         p.valid_from
     from toolsdb.model_prices as p
@@ -149,6 +149,6 @@ $function$;
 comment on function toolsdb.usage_cost(text, text, timestamptz, bigint, bigint, bigint, bigint, bigint, text) is
 'USD cost of one API response at the price in force at a moment, and that price''s valid_from: '
 'input, output, 5-minute and 1-hour cache writes and cache reads times their prices per million, '
-'rounded to 6 decimals. The model name may be an alias (toolsdb.model_aliases); fast mode is the '
+'rounded to 10 decimals. The model name may be an alias (toolsdb.model_aliases); fast mode is the '
 'price row <model>-fast. A prompt (input + cache writes + reads) over the long-context threshold '
 'pays the long-context prices on all its tokens. No row when the model has no price.';

@@ -420,10 +420,12 @@ begin
                 as service_tier,
             t.is_sidechain,
             t.subagent_id,
+            -- message.id names one API response: lines without requestId
+            -- (older versions) are still one response per message.id.
             case
                 when t.api_message_id is not null and t.request_id is not null
-                    and char_length(t.api_message_id || ':' || t.request_id) <= 500
                     then t.api_message_id || ':' || t.request_id
+                when t.api_message_id is not null then 'msg:' || t.api_message_id
                 else 'line:' || t.source_uuid::text
             end as usage_key,
             toolsdb_private.transcript_count(t.usage -> 'input_tokens') as input_tokens,

@@ -19,10 +19,15 @@ def main() -> None:
         code = fast_main(sys.argv[1:])
         if code is not None:
             sys.exit(code)
-    from .cli import main as cli_main
-
     try:
+        # Imported inside the try: a Ctrl-C while click and psycopg load is
+        # "Interrupted.", not a traceback.
+        from .cli import main as cli_main
+
         cli_main()
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
     except SystemExit as exc:
         # Claude Code reads exit status 2 of a hook as "block this tool call":
         # a mistyped `toolsdb hook` line in settings.json must not do that.
