@@ -83,6 +83,63 @@ comment on function toolsdb.usage_report(text, text, date, date) is
 'price. Days and months, and the since/until bounds (inclusive dates), are those of time_zone (an '
 'IANA name), as ccusage --timezone does. Row-level security applies (security invoker).';
 
+create or replace function toolsdb.usage_by_day_and(
+    dimension text,
+    time_zone text default 'UTC',
+    since date default null,
+    until date default null
+)
+returns table (
+    day date,
+    label text,
+    cost_usd numeric,
+    total_tokens numeric,
+    requests bigint,
+    unpriced_requests bigint
+)
+language plpgsql
+stable
+set search_path = ''
+as $function$
+begin
+    if dimension is null or dimension not in ('model', 'user') then
+        raise exception 'usage per day is by model or user, not %', coalesce(dimension, 'null')
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if time_zone is null or not exists (select from pg_catalog.pg_timezone_names as z where z.name = time_zone) then
+        raise exception 'unknown time zone %: use an IANA name such as UTC or Europe/Paris', coalesce(time_zone, 'null')
+            using errcode = 'invalid_parameter_value';
+    end if;
+    return query
+    select
+        (a.occurred_at at time zone time_zone)::date as day,
+        case dimension
+            when 'user' then coalesce((select u.username from toolsdb.users as u where u.user_id = s.user_id), '(none)')
+            else a.model_name || case when a.speed = 'fast' then '-fast' else '' end
+        end as label,
+        coalesce(pg_catalog.sum(a.cost_usd), 0) as cost_usd,
+        pg_catalog.sum(
+            a.input_tokens + a.output_tokens + a.cache_write_5m_tokens + a.cache_write_1h_tokens + a.cache_read_tokens
+        ) as total_tokens,
+        pg_catalog.count(*) as requests,
+        pg_catalog.count(*) filter (where a.cost_usd is null) as unpriced_requests
+    from toolsdb.api_usage as a
+    left join toolsdb.sessions as s on dimension = 'user' and s.session_id = a.session_id
+    where
+        (since is null or a.occurred_at >= (since::timestamp at time zone time_zone))
+        and (until is null or a.occurred_at < ((until + 1)::timestamp at time zone time_zone))
+    group by 1, 2
+    order by 1, 2;
+end;
+$function$;
+
+comment on function toolsdb.usage_by_day_and(text, text, date, date) is
+'Cost and tokens of imported transcripts per day and model or user (dimension: model, as reported, '
+'fast mode as <model>-fast; or user: the session''s username, else (none)), what `toolsdb usage chart` '
+'draws. cost_usd is that of the priced responses; unpriced_requests counts the others (not in the '
+'cost, in the tokens). Days, and the since/until bounds (inclusive dates), are those of time_zone (an '
+'IANA name); days without usage have no row. Row-level security applies (security invoker).';
+
 create or replace view toolsdb.unpriced_usage
 with (security_invoker = true) as
 select

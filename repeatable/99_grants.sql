@@ -79,6 +79,7 @@ declare
         'toolsdb.transcript_ingest(jsonb,jsonb)',
         'toolsdb.usage_cost(text,text,timestamp with time zone,bigint,bigint,bigint,bigint,bigint,text)',
         'toolsdb.usage_report(text,text,date,date)',
+        'toolsdb.usage_by_day_and(text,text,date,date)',
         'toolsdb.authenticate_api_token(text)',
         'toolsdb.insert_notification(text,text,text,jsonb,bigint,integer,text,timestamp with time zone)',
         'toolsdb.insert_metric(text,double precision,text,jsonb,timestamp with time zone)',
@@ -140,7 +141,8 @@ declare
         'toolsdb.vision_cache_stats()',
         'toolsdb.prompt_get(text,text,integer)',
         'toolsdb.usage_cost(text,text,timestamp with time zone,bigint,bigint,bigint,bigint,bigint,text)',
-        'toolsdb.usage_report(text,text,date,date)'
+        'toolsdb.usage_report(text,text,date,date)',
+        'toolsdb.usage_by_day_and(text,text,date,date)'
     ];
 begin
     -- Schemas: the application schema is usable, the private one is not.
