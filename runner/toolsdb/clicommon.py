@@ -32,6 +32,7 @@ EXTRAS = {
     "mcp": ("mcp", "the MCP SDK"),
     "pglast": ("validate", "pglast"),
     "httpx": ("worker", "httpx"),
+    "matplotlib": ("chart", "matplotlib"),
 }
 
 
