@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import transcripts
+from . import transcripts, usage_chart
 from .clicommon import Settings, common_options, lookup_id
 from .errors import ToolsdbError
 from .target import first_line
@@ -382,10 +382,20 @@ def _report_command(kind: str) -> click.Command:
     return report
 
 
-@click.group("usage")
-def usage_group() -> None:
+@click.group("usage", invoke_without_command=True, no_args_is_help=True)
+@click.option(
+    "--chart",
+    "chart_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Draw the chart into FILE (.png or .svg): `toolsdb usage chart --out FILE`, its defaults.",
+)
+@click.pass_context
+def usage_group(ctx: click.Context, chart_file: Path | None) -> None:
     """Reports of the imported Claude Code transcripts: tokens and cost (toolsdb import-transcripts first)."""
+    usage_chart.shortcut(ctx, chart_file)
 
 
 for _kind in REPORTS:
     usage_group.add_command(_report_command(_kind))
+usage_group.add_command(usage_chart.chart_command)
