@@ -34,7 +34,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-EXTRA_MODULES = ("redis", "mcp", "pglast", "prometheus_client", "uvicorn")
+EXTRA_MODULES = ("redis", "mcp", "pglast", "prometheus_client", "uvicorn", "matplotlib")
 
 
 def fresh_venv(tmp_path_factory, requirement: str) -> Path:
@@ -147,7 +147,8 @@ def test_the_wheel_ships_the_redis_toolkits_lua_scripts(wheel: Path, installed_a
 
 def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(installed: Path, tmp_path: Path) -> None:
     assert importable(installed, EXTRA_MODULES, tmp_path) == dict.fromkeys(EXTRA_MODULES, False), (
-        "a plain `pip install toolsdb` should bring none of redis, mcp, pglast, prometheus_client and uvicorn "
+        "a plain `pip install toolsdb` should bring none of redis, mcp, pglast, prometheus_client, uvicorn and "
+        "matplotlib "
         "(they are extras)"
     )
     imported = run_in(
@@ -162,6 +163,9 @@ def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(inst
         ["redis", "--help"],
         ["serve", "--help"],
         ["token", "create", "--help"],
+        ["import-transcripts", "--help"],
+        ["usage", "daily", "--help"],
+        ["usage", "chart", "--help"],
     ):
         shown = run_in(installed, "toolsdb", *argv, cwd=tmp_path)
         assert shown.returncode == 0, f"toolsdb {' '.join(argv)} should work without the extras: {shown.stderr}"
@@ -175,6 +179,7 @@ def test_the_core_install_runs_without_the_extras_and_names_the_missing_one(inst
             ["serve"],
             "Error: toolsdb serve needs uvicorn, Starlette and prometheus_client: pip install 'toolsdb[serve]'",
         ),
+        (["usage", "chart"], "Error: toolsdb usage chart needs matplotlib: pip install 'toolsdb[chart]'"),
     ):
         result = run_in(installed, "toolsdb", *argv, cwd=tmp_path)
         assert result.returncode == 1, f"toolsdb {' '.join(argv)} should exit 1 without its extra: {result.stderr}"
