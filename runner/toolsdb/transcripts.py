@@ -96,6 +96,9 @@ class FileResult:
     rewritten: bool = False
     skipped: bool = False
     error: str | None = None
+    offset: int = 0  # where the file's import state now is (after the last batch sent)
+    conflict: int | None = None  # another import moved the offset here: nothing of this run was added
+    unfinished: bool = False  # the deadline came between batches: lines are left
 
 
 @dataclass
@@ -139,7 +142,35 @@ from toolsdb.transcript_files as f
 where f.source_host = $1
 """
 
+# One file's state (the live import on a hook event looks up only its file).
+FILE_STATE_SQL = """
+select jsonb_build_object(
+    'read_offset', f.read_offset, 'size_seen', f.size_seen, 'mtime_seen', f.mtime_seen,
+    'head_length', f.head_length, 'head_hash', f.head_hash, 'tail_hash', f.tail_hash,
+    'lines_read', f.lines_read
+)::text
+from toolsdb.transcript_files as f
+where f.source_host = $1 and f.path = $2
+"""
+
 INGEST_SQL = "select toolsdb.transcript_ingest($1::jsonb, $2::jsonb)::text"
+
+# The hook events after which a session's transcript has new lines worth
+# importing at once (docs/transcripts.md section 5).
+LIVE_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
+
+
+def live_paths(payload: object) -> list[str]:
+    """The transcript files a hook payload asks to import now: for the
+    LIVE_EVENTS, ``transcript_path`` and (SubagentStop) ``agent_transcript_path``."""
+    if not isinstance(payload, dict) or payload.get("hook_event_name") not in LIVE_EVENTS:
+        return []
+    found: list[str] = []
+    for name in ("transcript_path", "agent_transcript_path"):
+        value = payload.get(name)
+        if isinstance(value, str) and value and "\x00" not in value and value not in found:
+            found.append(value)
+    return found
 
 
 def _sha(data: bytes) -> str:
@@ -216,8 +247,44 @@ def split_lines(data: bytes, base: int) -> Iterator[tuple[int, bytes]]:
         start = end + 1
 
 
+class _DiskSource:
+    """A file on disk, read through its descriptor."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.fd = handle.fileno()
+
+    def pread(self, length: int, at: int) -> bytes:
+        return os.pread(self.fd, length, at)
+
+    def chunks(self, offset: int) -> Iterator[bytes]:
+        self.handle.seek(offset)
+        while chunk := self.handle.read(READ_CHUNK):
+            yield chunk
+
+
+class _BytesSource:
+    """A piece of a file held in memory: ``context`` (the bytes just before
+    ``start``, for the tail hashes) then ``data`` (from ``start`` on)."""
+
+    def __init__(self, data: bytes, start: int, context: bytes = b"") -> None:
+        self.base = start - len(context)
+        self.buffer = context + data
+
+    def pread(self, length: int, at: int) -> bytes:
+        if at < self.base:
+            raise ValueError(f"bytes before offset {self.base} were not given")
+        return self.buffer[at - self.base : at - self.base + length]
+
+    def chunks(self, offset: int) -> Iterator[bytes]:
+        view = memoryview(self.buffer)
+        for at in range(offset - self.base, len(self.buffer), READ_CHUNK):
+            yield bytes(view[at : at + READ_CHUNK])
+
+
 class FileImporter:
-    """Imports files through ``ingest``, one transaction per batch of whole lines."""
+    """Imports files through ``ingest``, one transaction per batch of whole lines:
+    from disk (:meth:`run`), or from bytes a client sent (:meth:`run_bytes`)."""
 
     def __init__(self, ingest: Ingest, host: str, ids: dict[str, str] | None = None) -> None:
         self.ingest = ingest
@@ -242,6 +309,46 @@ class FileImporter:
                 result.error = f"cannot read {path}: {exc.strerror}"
         return result
 
+    def run_bytes(
+        self,
+        path: str,
+        data: bytes,
+        start: int,
+        *,
+        context: bytes = b"",
+        size: int | None = None,
+        mtime: str | None = None,
+        head_length: int = 0,
+        head_hash: str | None = None,
+        rewrite: bool = False,
+        lines_before: int = 0,
+        deadline: float | None = None,
+    ) -> FileResult:
+        """Import ``data``, the bytes of the file ``path`` (on another machine)
+        from offset ``start``: its whole lines (a partial last line is left).
+        ``context`` is the file's min(4096, start) bytes before ``start`` (the
+        tail hashes are computed over them); size, mtime and the head's length
+        and hash are the client's, recorded as the file's state. The caller
+        has checked that ``start`` follows what was imported (or ``rewrite``)."""
+        result = FileResult(path, offset=start)
+        if len(context) != min(HASH_SPAN, start):
+            result.error = f"the {min(HASH_SPAN, start)} bytes before offset {start} are needed, {len(context)} given"
+            return result
+        self._import(
+            _BytesSource(data, start, context),
+            Path(path),
+            start,
+            lines_before,
+            rewrite,
+            start + len(data) if size is None else size,
+            mtime,
+            head_length,
+            head_hash,
+            deadline,
+            result,
+        )
+        return result
+
     def _read(self, handle, path: Path, state: dict | None, deadline: float | None, result: FileResult) -> None:
         fd = handle.fileno()
         st = os.fstat(fd)
@@ -250,6 +357,7 @@ class FileImporter:
         if state:
             if int(state.get("size_seen") or -1) == size and _same_mtime(state.get("mtime_seen"), mtime):
                 result.skipped = True
+                result.offset = int(state.get("read_offset") or 0)
                 return
             offset, line_no = int(state.get("read_offset") or 0), int(state.get("lines_read") or 0)
             head_length = int(state.get("head_length") or 0)
@@ -261,9 +369,30 @@ class FileImporter:
             )
             if rewrite:
                 offset, line_no = 0, 0
+        result.offset = offset
+        head = os.pread(fd, HASH_SPAN, 0)
+        self._import(
+            _DiskSource(handle), path, offset, line_no, rewrite, size, mtime, len(head), _sha(head), deadline, result
+        )
+
+    def _import(
+        self,
+        source: _DiskSource | _BytesSource,
+        path: Path,
+        offset: int,
+        line_no: int,
+        rewrite: bool,
+        size: int,
+        mtime: str | None,
+        head_length: int,
+        head_hash: str | None,
+        deadline: float | None,
+        result: FileResult,
+    ) -> None:
+        """Send the whole lines ``source`` holds from ``offset`` in batches;
+        ``result.offset`` ends where the file's state now is."""
         result.rewritten = rewrite
         session, subagent = file_identity(path)
-        head = os.pread(fd, HASH_SPAN, 0)
         batch: list[str] = []
         errors: list[dict] = []
         counts = {"bytes": 0, "lines": 0}
@@ -275,8 +404,11 @@ class FileImporter:
             errors.append(entry)
             result.malformed.append({"file": str(path), **entry})
 
-        def flush(end: int) -> bool:
-            """Send the batch ending at ``end``; False when another import moved the offset."""
+        def flush(end: int, last: bool = False) -> bool:
+            """Send the batch ending at ``end``; False when another import moved the offset.
+            Before the ``last`` batch the file's size is recorded as ``end``: an
+            import stopped by its deadline there must not look finished (size
+            and mtime unchanged) to the next one."""
             nonlocal batch, errors, batch_start, first
             tail_from = max(0, end - HASH_SPAN)
             file_info = {
@@ -287,11 +419,11 @@ class FileImporter:
                 "start_offset": batch_start,
                 "end_offset": end,
                 "rewrite": rewrite and first,
-                "size": size,
+                "size": size if last else end,
                 "mtime": mtime,
-                "head_length": len(head),
-                "head_hash": _sha(head),
-                "tail_hash": _sha(os.pread(fd, end - tail_from, tail_from)),
+                "head_length": head_length,
+                "head_hash": head_hash,
+                "tail_hash": _sha(source.pread(end - tail_from, tail_from)),
                 "lines": counts["lines"],
                 "errors": errors,
                 **self.ids,
@@ -299,6 +431,7 @@ class FileImporter:
             answer = self.ingest(json.dumps(file_info), "[" + ",".join(batch) + "]")
             if answer.get("status") == "conflict":
                 result.error = "another import of this file moved on; run again"
+                result.conflict = int(answer.get("expected_offset") or 0)
                 return False
             result.messages += int(answer.get("messages", 0))
             result.usage += int(answer.get("usage", 0))
@@ -306,28 +439,30 @@ class FileImporter:
             self.sessions_created += int(answer.get("sessions_created", 0))
             batch, errors, first = [], [], False
             counts["bytes"] = counts["lines"] = 0
-            batch_start = end
+            batch_start = result.offset = end
             return True
 
-        handle.seek(offset)
         position = offset  # file offset of the first byte of `pending`
         pending = b""
-        while True:
-            chunk = handle.read(READ_CHUNK)
-            if not chunk:
-                break
+        skipping: tuple[int, bytes] | None = None  # (start, first bytes) of an over-long line being passed over
+        seen = offset  # file offset after the chunks read so far
+        for chunk in source.chunks(offset):
+            chunk_at, seen = seen, seen + len(chunk)
+            if skipping is not None:
+                at = chunk.find(b"\n")
+                if at < 0:
+                    continue
+                line_no += 1
+                counts["lines"] += 1
+                bad(skipping[0], line_no, f"a line over {MAX_LINE_BYTES} bytes", skipping[1])
+                skipping, pending, position = None, b"", chunk_at + at + 1
+                chunk = chunk[at + 1 :]
             data = pending + chunk
             last_newline = data.rfind(b"\n")
             if last_newline < 0:
                 pending = data
-                if len(pending) > MAX_LINE_BYTES:  # skip the rest of an over-long line without holding it
-                    end = self._skip_line(handle)
-                    if end is None:
-                        break  # never ended: a partial line, left for later
-                    line_no += 1
-                    counts["lines"] += 1
-                    bad(position, line_no, f"a line over {MAX_LINE_BYTES} bytes", pending)
-                    position, pending = end, b""
+                if len(pending) > MAX_LINE_BYTES:  # pass over the rest of an over-long line without holding it
+                    skipping, pending = (position, pending[:HASH_SPAN]), b""
                 continue
             for at, raw in split_lines(data[: last_newline + 1], position):
                 line_no += 1
@@ -348,24 +483,12 @@ class FileImporter:
                         return
                     if deadline is not None and time.monotonic() > deadline:
                         result.error = "time budget spent; the rest is left for the next import"
+                        result.unfinished = True
                         return
             pending = data[last_newline + 1 :]
             position += last_newline + 1
-        if first or batch or errors or counts["lines"] or position != batch_start:
-            flush(position)
-
-    @staticmethod
-    def _skip_line(handle) -> int | None:
-        """Read past the end of the current line; the offset after it, or None at end of file."""
-        while True:
-            chunk = handle.read(READ_CHUNK)
-            if not chunk:
-                return None
-            at = chunk.find(b"\n")
-            if at >= 0:
-                end = handle.tell() - len(chunk) + at + 1
-                handle.seek(end)
-                return end
+        if first or batch or errors or counts["lines"] or position != batch_start or size != position:
+            flush(position, last=True)
 
 
 def import_files(
