@@ -127,6 +127,11 @@ class Budget:
         self.deadline = (time.monotonic() if start is None else start) + seconds
         self.doing = "starting"
         self.stored = False  # the commit came back: the event is in
+        # The live transcript import (after the event is stored): problems to
+        # log (never a failure of the event), and the files not imported to the
+        # end when the budget ran out (handed to a background import).
+        self.notes: list[str] = []
+        self.transcripts_left: list[str] = []
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -344,6 +349,7 @@ def ingest(
                 # 1e999999): store it with those characters replaced and such
                 # numbers as their text, rather than lose the event.
                 event_id = store(conn, json.dumps(jsonb_safe(payload), ensure_ascii=False), ctx, budget)
+            import_live(conn, payload, env, budget)
         finally:
             conn.close()
     except LibpqError as exc:
@@ -359,6 +365,123 @@ def ingest(
 # The server ended the statement at the budget's set local timeouts
 # (query_canceled, lock_not_available).
 BUDGET_STOPS = frozenset({"57014", "55P03"})
+# Off switches of the live transcript import and of its background hand-off.
+TRANSCRIPTS_ENV = "TOOLSDB_HOOK_TRANSCRIPTS"
+BACKGROUND_ENV = "TOOLSDB_HOOK_BACKGROUND_IMPORT"
+OFF = ("0", "off", "no", "false")
+# transcripts.LIVE_EVENTS, known here without importing that module (60 ms)
+# on each of the other events.
+LIVE_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
+
+
+def _live_event(payload: object) -> bool:
+    return isinstance(payload, dict) and payload.get("hook_event_name") in LIVE_EVENTS
+
+
+def switched_on(env: os._Environ[str] | dict[str, str], name: str) -> bool:
+    return (env.get(name) or "on").strip().lower() not in OFF
+
+
+def _configured_ids(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """TOOLSDB_USER_ID / _AGENT_ID / _PROJECT_ID: the ids of sessions a transcript import creates."""
+    ids = {}
+    for name in ("user_id", "agent_id", "project_id"):
+        value = env.get(f"TOOLSDB_{name.upper()}")
+        if value:
+            ids[name] = value
+    return ids
+
+
+def libpq_ingest(conn: Connection, budget: Budget):
+    """transcripts.Ingest over the hook's libpq connection: one transaction per
+    batch, its timeouts what is left of the budget (set local, as :func:`store`)."""
+    from .transcripts import INGEST_SQL
+
+    def ingest(file_json: str, lines_json: str) -> dict:
+        ms = budget.milliseconds()
+        conn.execute(
+            f"begin; set local statement_timeout = {ms}; set local lock_timeout = {ms}; "
+            f"set local idle_in_transaction_session_timeout = {ms}"
+        )
+        try:
+            answer = conn.execute(INGEST_SQL, [file_json, lines_json])
+            conn.execute("commit")
+        except LibpqError:
+            with contextlib.suppress(LibpqError):
+                conn.execute("rollback")
+            raise
+        return json.loads(answer or "{}")
+
+    return ingest
+
+
+def import_live(conn: Connection, payload: object, env: os._Environ[str] | dict[str, str], budget: Budget) -> None:
+    """After the event is stored: on Stop, SubagentStop, PreCompact and
+    SessionEnd, import what is new in the session's transcript (and the
+    subagent's) with what is left of the budget. Never raises: problems go to
+    ``budget.notes`` (logged, exit 0); files left unfinished when the budget
+    runs out to ``budget.transcripts_left``. The offset in transcript_files,
+    shared with ``toolsdb import-transcripts`` (same source_host), makes
+    whoever comes next (the next event, the background or cron import) go on
+    exactly where this stopped."""
+    if not _live_event(payload) or not switched_on(env, TRANSCRIPTS_ENV):
+        return
+    from . import transcripts  # here: importing it costs every other event 60 ms
+
+    paths = transcripts.live_paths(payload)
+    if not paths or not switched_on(env, TRANSCRIPTS_ENV):
+        return
+    budget.transcripts_left = list(paths)
+    host = transcripts.source_host()
+    importer = transcripts.FileImporter(libpq_ingest(conn, budget), host, _configured_ids(env))
+    for path in paths:
+        budget.doing = f"importing the transcript {path}"
+        try:
+            state_text = conn.execute(transcripts.FILE_STATE_SQL, [host, path])
+            result = importer.run(Path(path), json.loads(state_text) if state_text else None, budget.deadline)
+        except LibpqError as exc:
+            if exc.sqlstate in BUDGET_STOPS or budget.left() <= 0:
+                return  # the budget ran out in a batch (rolled back): this file and the next are left
+            budget.notes.append(f"transcript import of {path}: {exc}")
+            budget.transcripts_left.remove(path)
+            continue
+        if result.unfinished:
+            return
+        budget.transcripts_left.remove(path)
+        if result.error and result.conflict is None:  # a conflict: another import moved on, nothing lost
+            budget.notes.append(f"transcript import: {result.error}")
+
+
+def spawn_background_import(paths: list[str], database: str | None, log_file: Path, extra: list[str]) -> None:
+    """Hand the files left to ``toolsdb import-transcripts FILE...``, detached:
+    its own session (Claude Code ending the hook's process group leaves it
+    alone), started through ``sh -c '... &'`` which this process waits for, so
+    the importer is re-parented at once and never left a zombie here. Its
+    output goes to ``import.log`` beside the hook's log. Concurrent imports
+    of one file are safe: transcript_ingest() locks the file's row and answers
+    "conflict" to whoever comes second, which then stops."""
+    import subprocess
+
+    exe = sys.argv[0] if os.path.basename(sys.argv[0]).startswith("toolsdb") else ""
+    if not exe or not os.path.exists(exe):
+        exe = os.path.join(os.path.dirname(sys.executable), "toolsdb")
+    env = dict(os.environ)
+    if database:
+        env["DATABASE_URL"] = database
+    out = log_file.with_name("import.log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["sh", "-c", '"$@" </dev/null >>"$0" 2>&1 &', str(out), exe, "import-transcripts", *extra, "--", *paths],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        check=False,
+        timeout=5,
+    )
+
+
 TOKEN_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_TOKEN_VAR = "TOOLSDB_TOKEN"
 
@@ -411,10 +534,13 @@ def jsonb_safe(value: object) -> object:
     return value
 
 
-def log_failure(log_file: Path, message: str, raw: str) -> None:
-    """Append one line (time, error, the whole payload) to the log; never raise."""
+def log_failure(log_file: Path, message: str, raw: str, stored: bool = False) -> None:
+    """Append one line (time, error, the whole payload) to the log; never raise.
+    ``stored``: the event itself is in the database (a transcript import
+    problem), said in the line so nobody stores it again."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = json.dumps({"at": stamp, "error": message, "payload": raw}, ensure_ascii=False)
+    entry = {"at": stamp, "error": message, **({"event_stored": True} if stored else {}), "payload": raw}
+    line = json.dumps(entry, ensure_ascii=False)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a", encoding="utf-8") as handle:
@@ -423,20 +549,87 @@ def log_failure(log_file: Path, message: str, raw: str) -> None:
         print(f"toolsdb hook: {message} (and the log {log_file} is not writable: {exc.strerror})", file=sys.stderr)
 
 
+def forward_transcripts(
+    raw: str, url: str, token_var: str, env: os._Environ[str] | dict[str, str], budget: Budget
+) -> None:
+    """After the event is posted (``--post``): on the LIVE_EVENTS, send the new
+    bytes of the transcript files to the same server's ``POST /transcripts``
+    (toolsdb.transcript_client), within the budget. Never raises: as
+    :func:`import_live`, problems go to ``budget.notes`` and unfinished files to
+    ``budget.transcripts_left``."""
+    try:
+        payload = parse(raw)
+    except ValueError:
+        return
+    if not _live_event(payload) or not switched_on(env, TRANSCRIPTS_ENV):
+        return
+    from . import transcripts
+
+    paths = transcripts.live_paths(payload)
+    if not paths:
+        return
+    from . import transcript_client
+
+    target = transcript_client.transcripts_url(url)
+    token = env.get(token_var) or ""
+    budget.transcripts_left = list(paths)
+    kept: list = []  # one HTTP connection for every request of this run
+    try:
+        for path in paths:
+            budget.doing = f"sending the transcript {path} to {target}"
+            try:
+                sent = transcript_client.send_file(
+                    target, token, path, budget.deadline, transcript_client.default_state_dir(), kept
+                )
+            except transcript_client.SendError as exc:
+                budget.notes.append(f"transcript import: {exc}")
+                budget.transcripts_left.remove(path)
+                continue
+            if not sent["done"]:
+                return
+            budget.transcripts_left.remove(path)
+    finally:
+        for conn in kept:
+            conn.close()
+
+
 def _work(
     outcome: list[str], raw: str, database: str | None, budget: Budget, target: tuple[str, str] | None = None
 ) -> None:
     """The worker thread's body: ``ingest`` (or ``post`` to ``target``, a URL and
-    the token's variable), its failure (one line) put in ``outcome``."""
+    the token's variable, then :func:`forward_transcripts`), its failure (one
+    line) put in ``outcome``. The transcript import after a stored event
+    reports in ``budget.notes`` instead: it never fails the event."""
     try:
         if target is not None:
             post(raw, target[0], target[1], os.environ, budget)
+            forward_transcripts(raw, target[0], target[1], os.environ, budget)
         else:
             ingest(raw, database, budget=budget)
     except HookError as exc:
         outcome.append(str(exc))
     except BaseException as exc:  # never break the agent's loop, whatever happened
-        outcome.append(f"{type(exc).__name__}: {exc}")
+        if budget.stored:
+            budget.notes.append(f"transcript import: {type(exc).__name__}: {exc}")
+        else:
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+
+def after_event(
+    budget: Budget, log_file: Path | None, raw: str, database: str | None, target: tuple[str, str] | None
+) -> None:
+    """Once the event is stored: log the transcript import's problems (the event
+    is in: never a failure), and hand the files the budget did not finish to a
+    background ``toolsdb import-transcripts`` (unless TOOLSDB_HOOK_BACKGROUND_IMPORT=0)."""
+    log = log_file or default_log_file()
+    for note in budget.notes:
+        log_failure(log, note, raw, stored=True)
+    if budget.transcripts_left and switched_on(os.environ, BACKGROUND_ENV):
+        extra = ["--post", target[0], "--token-var", target[1]] if target is not None else []
+        try:
+            spawn_background_import(list(budget.transcripts_left), database, log, extra)
+        except Exception as exc:  # logged; the next event or import-transcripts goes on
+            log_failure(log, f"transcript import: cannot start the background import: {exc}", raw, stored=True)
 
 
 def run(
@@ -483,10 +676,13 @@ def run(
             worker.start()
             worker.join(max(0.0, budget.left()))
             if worker.is_alive():  # stuck: log unless the event is stored (and only closing is left)
+                if budget.stored:
+                    after_event(budget, log_file, raw, database, target)
                 code = 0 if budget.stored else fail(log_file, budget.exhausted(), raw, strict)
                 sys.stderr.flush()
                 os._exit(code)
             if not outcome:
+                after_event(budget, log_file, raw, database, target)
                 return 0
             message = outcome[0]
     except Exception as exc:  # never break the agent's loop, whatever happened

@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 
 import psycopg
@@ -24,6 +25,8 @@ from starlette.routing import Route
 
 from .hook import git_branch, parse
 from .serve import MAX_BODY, TOKEN_RE, Ingestor, Item, Outcome, answer_each, now_iso
+from .serve_transcripts import MAX_BODY as MAX_TRANSCRIPT_BODY
+from .serve_transcripts import LocalReader, TranscriptReceiver
 
 EMPTY = b"{}"
 JSON = "application/json"
@@ -190,9 +193,18 @@ def _json_response(status: int, body: bytes) -> dict:
     }
 
 
-def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str):
+def create_app(
+    ingestor: Ingestor,
+    metrics: Metrics,
+    conninfo: str,
+    receiver: TranscriptReceiver | None = None,
+    reader: LocalReader | None = None,
+):
     """The ASGI application: POST /hooks (plain ASGI: it is the hot path), and
-    through Starlette GET /healthz and GET /metrics (and 404/405 for the rest)."""
+    through Starlette POST /transcripts (``receiver``), GET /healthz and GET
+    /metrics (and 404/405 for the rest). ``reader``: --read-transcripts, the
+    transcripts of stored Stop, SubagentStop, PreCompact and SessionEnd events
+    read from this machine's disk in the background."""
     metrics.registry.register(QueueCollector(conninfo))  # type: ignore[arg-type]
     branches = BranchCache()
 
@@ -258,22 +270,56 @@ def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str):
         def done(outcome: Outcome) -> None:
             _resolve(future, outcome)
 
-        ingestor.submit(
-            Item(
-                raw=raw,
-                payload=payload,
-                token=token,
-                context={"git_branch": branch} if branch else {},
-                key=ingestor.next_key(),
-                received_at=now_iso(),
-                event_type=name if isinstance(name, str) and name else "unknown",
-                done=done,
-            )
+        item = Item(
+            raw=raw,
+            payload=payload,
+            token=token,
+            context={"git_branch": branch} if branch else {},
+            key=ingestor.next_key(),
+            received_at=now_iso(),
+            event_type=name if isinstance(name, str) and name else "unknown",
+            done=done,
         )
+        ingestor.submit(item)
         outcome = await future
         if outcome.status == 200:
+            if reader is not None:
+                reader.submit(payload, item.identity)
             return 200, EMPTY
         return failed(outcome.status, outcome.error or "failed")
+
+    async def transcripts_endpoint(request: Request) -> Response:
+        if receiver is None:
+            return error(404, "not found")
+        token = bearer(request.headers.get("authorization", ""))
+        if token is None:
+            return error(401, "a bearer token is required: Authorization: Bearer tdb_... (toolsdb token create)")
+        too_large = f"a transcript request carries at most {MAX_TRANSCRIPT_BODY} bytes (once unzipped)"
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_TRANSCRIPT_BODY:
+            return error(413, too_large)
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_TRANSCRIPT_BODY:
+                return error(413, too_large)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                body = inflate.decompress(body, MAX_TRANSCRIPT_BODY + 1)
+            except zlib.error as exc:
+                return error(400, f"the body is not gzip: {exc}")
+            if len(body) > MAX_TRANSCRIPT_BODY or inflate.unconsumed_tail:
+                return error(413, too_large)
+        elif encoding not in ("identity", ""):
+            return error(415, f"Content-Encoding {encoding} (gzip or none)")
+        status, answer = await run_in_threadpool(receiver.receive, token, request.headers, body)
+        metrics.requests.labels(str(status)).inc()
+        return Response(json.dumps(answer), status_code=status, media_type=JSON)
 
     async def healthz(request: Request) -> Response:
         body = {
@@ -294,6 +340,7 @@ def create_app(ingestor: Ingestor, metrics: Metrics, conninfo: str):
     rest = Starlette(
         routes=[
             Route("/hooks", not_post, methods=["GET", "PUT", "DELETE", "PATCH"]),
+            Route("/transcripts", transcripts_endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ]

@@ -61,15 +61,30 @@ def _serve_modules():
     help="Server-side prepared statements (faster); --no-prepared behind a transaction pooler "
     "that does not support them (PgBouncer before 1.21, or without max_prepared_statements).",
 )
+@click.option(
+    "--read-transcripts",
+    is_flag=True,
+    help="After a Stop, SubagentStop, PreCompact or SessionEnd event, import the new part of its "
+    "transcript_path (and agent_transcript_path) from this machine's disk, in the background "
+    "(for http hooks of Claude Code running here; remote machines send theirs with toolsdb hook --post).",
+)
 @common_options
 def serve_command(
-    settings: Settings, host: str, port: int, spool_dir: Path | None, writers: int, prepared: bool
+    settings: Settings,
+    host: str,
+    port: int,
+    spool_dir: Path | None,
+    writers: int,
+    prepared: bool,
+    read_transcripts: bool,
 ) -> None:
     """Run the HTTP endpoint of Claude Code's http hooks: POST /hooks (bearer
-    token), GET /healthz, GET /metrics. Prints `toolsdb serve: listening on
+    token), POST /transcripts (transcript bytes from `toolsdb hook --post`),
+    GET /healthz, GET /metrics. Prints `toolsdb serve: listening on
     http://HOST:PORT` on stderr once ready; stops on SIGINT or SIGTERM."""
     uvicorn, serve_app = _serve_modules()
     from .serve import Ingestor, default_spool_dir
+    from .serve_transcripts import LocalReader, TranscriptReceiver
 
     target = settings.target()
     try:
@@ -88,7 +103,9 @@ def serve_command(
         writers=writers,
         prepare=prepared,
     )
-    app = serve_app.create_app(ingestor, metrics, target.conninfo)
+    receiver = TranscriptReceiver(target.conninfo)
+    reader = LocalReader(target.conninfo) if read_transcripts else None
+    app = serve_app.create_app(ingestor, metrics, target.conninfo, receiver, reader)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
@@ -113,10 +130,15 @@ def serve_command(
         timeout_graceful_shutdown=10,
     )
     ingestor.start()
+    if reader is not None:
+        reader.start()
     try:
         Server(config).run(sockets=[sock])
     finally:
         ingestor.stop()
+        if reader is not None:
+            reader.stop()
+        receiver.close()
         sock.close()
     print("toolsdb serve: stopped", file=sys.stderr, flush=True)
 

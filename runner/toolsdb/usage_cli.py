@@ -55,6 +55,21 @@ def load_states(conn: psycopg.Connection, host: str) -> dict[str, dict]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 3 when a line could not be read (default: 0, lines named).")
+@click.option(
+    "--post",
+    "post_url",
+    metavar="URL",
+    help="Send the files to a remote `toolsdb serve` (its POST /transcripts; URL as given to "
+    "toolsdb hook --post, such as http://host:8787/hooks) instead of a database: the server "
+    "keeps the offsets and records the token's user.",
+)
+@click.option(
+    "--token-var",
+    default="TOOLSDB_TOKEN",
+    show_default=True,
+    metavar="NAME",
+    help="With --post: the environment variable holding the bearer token.",
+)
 @common_options
 def import_transcripts_command(
     settings: Settings,
@@ -65,6 +80,8 @@ def import_transcripts_command(
     source_host: str | None,
     as_json: bool,
     strict: bool,
+    post_url: str | None,
+    token_var: str,
 ) -> None:
     """Import Claude Code transcripts: every *.jsonl under PATH (default: the
     projects folder of $CLAUDE_CONFIG_DIR, else ~/.claude/projects), subagent
@@ -79,6 +96,9 @@ def import_transcripts_command(
         raise ToolsdbError(str(exc)) from None
     except OSError as exc:
         raise ToolsdbError(f"cannot list {exc.filename}: {exc.strerror}") from None
+    if post_url is not None:
+        post_files(files, post_url, token_var, as_json)
+        return
     host = source_host or transcripts.source_host()
     started = time.monotonic()
     with settings.target().connect(autocommit=True) as conn:
@@ -131,6 +151,54 @@ def import_transcripts_command(
         sys.exit(1)
     if strict and summary.malformed:
         sys.exit(3)
+
+
+def post_files(files: list[Path], post_url: str, token_var: str, as_json: bool) -> None:
+    """import-transcripts --post: each file's unsent part to the server's POST /transcripts."""
+    from urllib.parse import urlsplit
+
+    from . import transcript_client
+
+    parts = urlsplit(post_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ToolsdbError(
+            f"--post takes an http:// or https:// URL, such as http://127.0.0.1:8787/hooks, not {post_url!r}"
+        )
+    token = os.environ.get(token_var)
+    if not token:
+        raise ToolsdbError(f"no token for {post_url}: the variable {token_var} is not set (toolsdb token create)")
+    url = transcript_client.transcripts_url(post_url)
+    started = time.monotonic()
+    summary = {"files": len(files), "files_sent": 0, "unchanged_files": 0, "requests": 0, "failed_files": []}
+    kept: list = []
+    try:
+        for path in files:
+            try:
+                sent = transcript_client.send_file(
+                    url, token, str(path), float("inf"), transcript_client.default_state_dir(), kept
+                )
+            except transcript_client.SendError as exc:
+                summary["failed_files"].append({"file": str(path), "error": str(exc)})
+                continue
+            summary["requests"] += sent["requests"]
+            summary["files_sent" if sent["requests"] else "unchanged_files"] += 1
+            if not sent["done"]:
+                summary["failed_files"].append({"file": str(path), "error": "not sent to the end; run again"})
+    finally:
+        for conn in kept:
+            conn.close()
+    seconds = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({**summary, "seconds": round(seconds, 3)}, indent=2))
+    else:
+        click.echo(
+            f"{summary['files']} file(s): {summary['files_sent']} sent, {summary['unchanged_files']} unchanged "
+            f"({summary['requests']} request(s) to {url}) in {seconds:.2f} s"
+        )
+        for failed in summary["failed_files"]:
+            click.echo(f"  {failed['file']}: {failed['error']}", err=True)
+    if summary["failed_files"]:
+        sys.exit(1)
 
 
 def local_time_zone() -> str:
