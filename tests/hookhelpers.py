@@ -216,7 +216,9 @@ class Hook:
     def env(self, env: dict[str, str] | None = None, database: bool = True) -> dict[str, str]:
         """The hook's environment: its log in the test's folder, DATABASE_URL the
         test database unless ``database`` is false, then ``env``."""
-        base = {"TOOLSDB_HOOK_LOG": str(self.log)}
+        # The payloads' transcript_path names no file: the live transcript
+        # import (which would log that) is tested in test_transcripts_live.py.
+        base = {"TOOLSDB_HOOK_LOG": str(self.log), "TOOLSDB_HOOK_TRANSCRIPTS": "off"}
         if database:
             base["DATABASE_URL"] = self.url
         return hook_env(**{**base, **(env or {})})
