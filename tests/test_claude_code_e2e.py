@@ -291,6 +291,37 @@ def test_the_http_hook_through_serve_stores_the_session_as_the_tokens_user(scena
     assert not failed, f"claude reported failed hooks: {failed}\n{why}"
 
 
+@pytest.mark.parametrize("name", ["command", "http"])
+def test_each_run_imports_the_sessions_transcript_with_its_usage(scenario: Scenario, name: str) -> None:
+    """On Stop and SessionEnd the real client's transcript is imported: directly by
+    `toolsdb hook`, or sent by `toolsdb hook --post` to serve's POST /transcripts."""
+    data = scenario.run(name)
+    why = scenario.explain(name)
+    messages = rows(
+        scenario.conn,
+        "select kind, role, content, tool_calls, model from toolsdb.messages"
+        " where session_id = %s and source_uuid is not null order by occurred_at, position",
+        (data["session_id"],),
+    )
+    kinds = [m["kind"] for m in messages]
+    assert kinds[:1] == ["prompt"] and "tool_use" in kinds and "tool_result" in kinds, f"{kinds}\n{why}"
+    tool_use = next(m for m in messages if m["kind"] == "tool_use")
+    assert tool_use["tool_calls"][0]["input"]["command"] == COMMAND, why
+    assert any(m["kind"] == "text" and FINAL_TEXT in m["content"] for m in messages), f"{messages}\n{why}"
+    usage = rows(
+        scenario.conn,
+        "select input_tokens, output_tokens, model_name from toolsdb.api_usage where session_id = %s",
+        (data["session_id"],),
+    )
+    assert len(usage) >= 2 and all(u["input_tokens"] == 12 and u["output_tokens"] == 8 for u in usage), (
+        f"{usage}\n{why}"
+    )
+    session = scenario.session(name)
+    assert session["message_count"] == len(
+        rows(scenario.conn, "select 1 from toolsdb.messages where session_id = %s", (data["session_id"],))
+    ), why
+
+
 def test_the_worker_delivers_the_stop_notification_to_slack(scenario: Scenario) -> None:
     for step in ("notify", "worker"):
         if step in scenario.result["skipped"]:

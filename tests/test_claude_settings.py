@@ -136,7 +136,7 @@ def test_http_hooks(tmp_path: Path) -> None:
     ]
     other = settings(tmp_path, "--type", "http", "--url", "https://hooks.example/hooks", "--token-var", "TDB")
     assert other.returncode == 0, other.stderr
-    entry = json.loads(other.stdout)["hooks"]["Stop"][0]["hooks"][0]
+    entry = json.loads(other.stdout)["hooks"]["PostToolUse"][0]["hooks"][0]
     assert (entry["url"], entry["headers"], entry["allowedEnvVars"]) == (
         "https://hooks.example/hooks",
         {"Authorization": "Bearer $TDB"},
@@ -147,7 +147,9 @@ def test_http_hooks(tmp_path: Path) -> None:
     assert_one_line_error(settings(tmp_path, "--type", "http", "--token-var", "my-token"), "--token-var")
     # Claude Code sends SessionStart and Setup to command hooks only ("HTTP hooks are
     # not supported for SessionStart"): toolsdb hook --post sends them to the same URL.
-    for event in ("SessionStart", "Setup"):
+    # So do the events after which the transcript has new lines: --post also sends them
+    # (POST /transcripts), which an http hook cannot.
+    for event in ("SessionStart", "Setup", "Stop", "SubagentStop", "PreCompact", "SessionEnd"):
         (start,) = json.loads(other.stdout)["hooks"][event][0]["hooks"]
         assert start["type"] == "command"
         assert start["command"].endswith(" hook --post https://hooks.example/hooks --token-var TDB")

@@ -32,6 +32,7 @@ from typing import Any
 
 from .errors import ToolsdbError
 from .hook import DEFAULT_TOKEN_VAR
+from .transcripts import LIVE_EVENTS
 
 # Claude Code's 30 hook events (2.1.197: the enum of its settings schema's
 # ``hooks`` keys), in its order. docs/claude-code.md says what each one does.
@@ -76,7 +77,11 @@ DEFAULT_EVENTS = tuple(e for e in HOOK_EVENTS if e not in OPT_IN_EVENTS)
 
 # Claude Code skips http hooks for these (2.1.197: "HTTP hooks are not
 # supported for SessionStart"): with --type http they run `toolsdb hook --post`.
+# So do the events after which a transcript has new lines (transcripts.LIVE_EVENTS):
+# an http hook sends only JSON, `toolsdb hook --post` also the transcript's new
+# bytes (POST /transcripts), so a serve on another machine gets them.
 COMMAND_ONLY_EVENTS = ("SessionStart", "Setup")
+POST_EVENTS = (*COMMAND_ONLY_EVENTS, *sorted(LIVE_EVENTS))
 
 DEFAULT_URL = "http://127.0.0.1:8787/hooks"
 # Claude Code's timeout of one hook, in seconds (its default is 600). toolsdb
@@ -169,8 +174,9 @@ def hook_entry(options: Options, event: str = "") -> dict[str, Any]:
     """The hook ``event`` gets. With http hooks, SessionStart and Setup (which
     Claude Code sends to command hooks only: "HTTP hooks are not supported for
     SessionStart") get ``toolsdb hook --post URL``, which posts the same JSON
-    with the same token."""
-    if options.hook_type == "http" and event in COMMAND_ONLY_EVENTS:
+    with the same token; so do Stop, SubagentStop, PreCompact and SessionEnd,
+    for which it also sends the transcript's new lines."""
+    if options.hook_type == "http" and event in POST_EVENTS:
         command = (
             f"{shlex.quote(options.executable)} hook --post {shlex.quote(options.url)} --token-var {options.token_var}"
         )
