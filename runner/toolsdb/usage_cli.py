@@ -254,6 +254,7 @@ def ccusage_shape(kind: str, rows: list[tuple], sessions: dict[str, dict] | None
         "cacheReadTokens": 0,
         "totalTokens": 0,
         "totalCost": Decimal(0),
+        "requests": 0,
         "unpricedRequests": 0,
     }
     for period, model, requests, i, o, w5, w1, cc, cr, tot, cost, unpriced, first_at, last_at in rows:
@@ -267,6 +268,7 @@ def ccusage_shape(kind: str, rows: list[tuple], sessions: dict[str, dict] | None
                 "cacheReadTokens": 0,
                 "totalTokens": 0,
                 "totalCost": Decimal(0),
+                "requests": 0,
                 "unpricedRequests": 0,
                 "modelsUsed": [],
                 "modelBreakdowns": [],
@@ -288,8 +290,10 @@ def ccusage_shape(kind: str, rows: list[tuple], sessions: dict[str, dict] | None
             entry[name] += int(value)
             totals[name] += int(value)
         entry["totalCost"] += cost
+        entry["requests"] += requests
         entry["unpricedRequests"] += unpriced
         totals["totalCost"] += cost
+        totals["requests"] += requests
         totals["unpricedRequests"] += unpriced
         entry["modelsUsed"].append(model)
         entry["modelBreakdowns"].append(
@@ -349,7 +353,7 @@ def print_report(kind: str, report: dict, breakdown: bool) -> None:
                 _n(entry["cacheCreationTokens"]),
                 _n(entry["cacheReadTokens"]),
                 _n(entry["totalTokens"]),
-                _cost(entry["totalCost"], entry["unpricedRequests"], 1 + entry["unpricedRequests"]),
+                _cost(entry["totalCost"], entry["unpricedRequests"], entry["requests"]),
             ]
         )
         if breakdown:
@@ -376,7 +380,7 @@ def print_report(kind: str, report: dict, breakdown: bool) -> None:
             _n(t["cacheCreationTokens"]),
             _n(t["cacheReadTokens"]),
             _n(t["totalTokens"]),
-            f"${t['totalCost']:,.2f}",
+            _cost(t["totalCost"], t["unpricedRequests"], t["requests"]),
         ]
     )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
