@@ -369,8 +369,9 @@ BUDGET_STOPS = frozenset({"57014", "55P03"})
 TRANSCRIPTS_ENV = "TOOLSDB_HOOK_TRANSCRIPTS"
 BACKGROUND_ENV = "TOOLSDB_HOOK_BACKGROUND_IMPORT"
 OFF = ("0", "off", "no", "false")
-# transcripts.LIVE_EVENTS, known here without importing that module (60 ms)
-# on each of the other events.
+# The hook events after which a session's transcript has new lines worth
+# importing at once (docs/transcripts.md section 5); transcripts.py takes them
+# from here, since importing it would cost each of the other events 60 ms.
 LIVE_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
 
 
@@ -524,13 +525,16 @@ def post(raw: str, url: str, token_var: str, env: os._Environ[str] | dict[str, s
 
 
 def jsonb_safe(value: object) -> object:
-    """The JSON value with NUL characters and lone surrogates replaced by U+FFFD, which jsonb refuses."""
+    """The JSON value with NUL characters and lone surrogates replaced by U+FFFD, and NaN and
+    Infinity by null: what jsonb refuses."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd").encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, dict):
         return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
     if isinstance(value, list):
         return [jsonb_safe(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None  # NaN and Infinity, which Python's json reads and jsonb refuses
     return value
 
 

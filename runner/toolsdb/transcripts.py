@@ -156,8 +156,9 @@ where f.source_host = $1 and f.path = $2
 INGEST_SQL = "select toolsdb.transcript_ingest($1::jsonb, $2::jsonb)::text"
 
 # The hook events after which a session's transcript has new lines worth
-# importing at once (docs/transcripts.md section 5).
-LIVE_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
+# importing at once (docs/transcripts.md section 5): defined in hook.py, which
+# must know them without importing this module.
+from .hook import LIVE_EVENTS, jsonb_safe  # noqa: E402
 
 
 def live_paths(payload: object) -> list[str]:
@@ -217,22 +218,10 @@ def check_line(raw: bytes) -> tuple[object | None, str | None]:
     return obj, None
 
 
-def _jsonb_safe(value: object) -> object:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd").encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        return {_jsonb_safe(k): _jsonb_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonb_safe(v) for v in value]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    return value
-
-
 def _line_json(offset: int, raw: bytes, obj: object) -> str:
     text = raw.decode("utf-8", errors="replace")
     if "\\u0000" in text or "\\ud8" in text.lower() or "\\udc" in text.lower() or "\ufffd" in text:
-        text = json.dumps(_jsonb_safe(obj), ensure_ascii=False)
+        text = json.dumps(jsonb_safe(obj), ensure_ascii=False)
     return f'{{"o":{offset},"l":{text}}}'
 
 
