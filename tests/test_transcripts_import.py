@@ -146,6 +146,46 @@ def test_daily_tokens_per_model_equal_ccusage_except_responses_it_counts_twice(p
             assert sum(theirs[key].values()) > sum(ours[key].values()), f"ccusage counts more in {key}"
 
 
+def test_session_and_monthly_reports_equal_ccusages(pg: Pg, db: str, corpus: Corpus) -> None:
+    """Per session and model (subagent files in their parent session, a fork's copied
+    responses in the session read first), and per month, as ccusage reports them."""
+    require_ccusage()
+    import_json(pg, db, corpus.root / "projects")
+    keys = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens")
+    ours = usage_json(pg, db, "session", "UTC")
+    theirs = ccusage_report(corpus.root, "session", "UTC")
+    by_session = {
+        (s["sessionId"], b["modelName"]): {k: b[k] for k in keys}
+        for s in ours["sessions"]
+        for b in s["modelBreakdowns"]
+    }
+    their_sessions = {
+        (s["sessionId"], b["modelName"]): {k: b[k] for k in keys}
+        for s in theirs["sessions"]
+        for b in s["modelBreakdowns"]
+    }
+    assert by_session == their_sessions
+    assert {s["sessionId"] for s in ours["sessions"]} == set(corpus.expected_sessions())
+    monthly = usage_json(pg, db, "monthly", "UTC")
+    their_monthly = ccusage_report(corpus.root, "monthly", "UTC")
+    months = {
+        (m["month"], b["modelName"]): {k: b[k] for k in keys} for m in monthly["monthly"] for b in m["modelBreakdowns"]
+    }
+    daily = tokens_by_day_model(usage_json(pg, db, "daily", "UTC"))
+    summed: dict[tuple[str, str], dict[str, int]] = {}
+    for (day, model), tokens in daily.items():
+        into = summed.setdefault((day[:7], model), dict.fromkeys(keys, 0))
+        for k in keys:
+            into[k] += tokens[k]
+    assert months == summed
+    their_months = {
+        (m["month"], b["modelName"]): {k: b[k] for k in keys}
+        for m in their_monthly["monthly"]
+        for b in m["modelBreakdowns"]
+    }
+    assert set(months) == set(their_months)
+
+
 def test_costs_equal_ccusage_where_both_price_alike_and_unpriced_models_are_named(
     pg: Pg, db: str, corpus: Corpus
 ) -> None:
