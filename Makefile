@@ -75,6 +75,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BIN)/python -m tests.bench_ops
 	$(BIN)/python -m tests.bench_compat
 	$(BIN)/python -m tests.bench_serve
+	$(BIN)/python -m tests.bench_transcripts
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start
