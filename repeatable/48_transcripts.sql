@@ -241,7 +241,7 @@ comment on function toolsdb_private.transcript_lines(jsonb, text, text) is
 'The conversation lines of a batch of transcript lines ([{"o": byte offset, "l": line object}]) as '
 'message rows: user prompts, tool results, compaction summaries, assistant blocks, compaction '
 'boundaries; other lines (progress, snapshots, summaries, other system lines) and lines without a '
-'uuid are left out. Pure: used twice by toolsdb.transcript_ingest().';
+'uuid are left out. Pure: toolsdb.transcript_ingest() calls it once per batch.';
 
 create or replace function toolsdb.transcript_ingest(file jsonb, lines jsonb)
 returns jsonb
@@ -268,6 +268,29 @@ declare
     added_usage bigint := 0;
     added_errors bigint := 0;
     created_sessions bigint := 0;
+    -- The batch's message rows (toolsdb_private.transcript_lines), computed
+    -- once and kept column by column: each statement below unnests the
+    -- columns it needs instead of parsing the batch again.
+    l_offset bigint[];
+    l_session text[];
+    l_uuid uuid[];
+    l_parent uuid[];
+    l_logical_parent uuid[];
+    l_at timestamptz[];
+    l_role text[];
+    l_kind text[];
+    l_content text[];
+    l_tool_calls jsonb[];
+    l_tokens integer[];
+    l_model text[];
+    l_api_message text[];
+    l_request text[];
+    l_stop_reason text[];
+    l_sidechain boolean[];
+    l_subagent text[];
+    l_metadata jsonb[];
+    l_usage jsonb[];
+    l_given_cost jsonb[];
 begin
     if file is null or pg_catalog.jsonb_typeof(file) <> 'object' then
         raise exception 'a transcript batch''s file is a JSON object' using errcode = 'invalid_parameter_value';
@@ -312,6 +335,20 @@ begin
         return pg_catalog.jsonb_build_object('status', 'conflict', 'expected_offset', state.read_offset);
     end if;
 
+    select
+        pg_catalog.array_agg(t.byte_offset), pg_catalog.array_agg(t.session_id), pg_catalog.array_agg(t.source_uuid),
+        pg_catalog.array_agg(t.parent_uuid), pg_catalog.array_agg(t.logical_parent_uuid),
+        pg_catalog.array_agg(t.occurred_at), pg_catalog.array_agg(t.role), pg_catalog.array_agg(t.kind),
+        pg_catalog.array_agg(t.content), pg_catalog.array_agg(t.tool_calls), pg_catalog.array_agg(t.tokens),
+        pg_catalog.array_agg(t.model), pg_catalog.array_agg(t.api_message_id), pg_catalog.array_agg(t.request_id),
+        pg_catalog.array_agg(t.stop_reason), pg_catalog.array_agg(t.is_sidechain), pg_catalog.array_agg(t.subagent_id),
+        pg_catalog.array_agg(t.metadata), pg_catalog.array_agg(t.usage), pg_catalog.array_agg(t.given_cost)
+    into
+        l_offset, l_session, l_uuid, l_parent, l_logical_parent, l_at, l_role, l_kind, l_content, l_tool_calls,
+        l_tokens, l_model, l_api_message, l_request, l_stop_reason, l_sidechain, l_subagent, l_metadata, l_usage,
+        l_given_cost
+    from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t;
+
     -- The sessions of the lines: created if unknown (a file from before the
     -- hooks), then locked in a fixed order, so the lines already stored are
     -- seen and positions are reserved without a race.
@@ -324,7 +361,11 @@ begin
             (pg_catalog.array_agg(t.metadata ->> 'git_branch') filter (
                 where char_length(t.metadata ->> 'git_branch') between 1 and 255
             ))[1] as git_branch
-        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        from rows from (
+            pg_catalog.unnest(l_session),
+            pg_catalog.unnest(l_at),
+            pg_catalog.unnest(l_metadata)
+        ) as t (session_id, occurred_at, metadata)
         where t.session_id is not null
         group by t.session_id
     ),
@@ -350,16 +391,18 @@ begin
 
     perform 1
     from toolsdb.sessions as s
-    where s.session_id in (
-        select t.session_id from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
-    )
+    where s.session_id in (select t.session_id from pg_catalog.unnest(l_session) as t (session_id))
     order by s.session_id
     for update;
 
     -- Reserve the positions of the new lines, one update per session.
     with fresh as (
         select t.session_id, pg_catalog.count(*) as n, pg_catalog.max(t.occurred_at) as last_at
-        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        from rows from (
+            pg_catalog.unnest(l_session),
+            pg_catalog.unnest(l_uuid),
+            pg_catalog.unnest(l_at)
+        ) as t (session_id, source_uuid, occurred_at)
         where
             t.session_id is not null
             and not exists (
@@ -382,7 +425,29 @@ begin
         select
             t.*,
             pg_catalog.row_number() over (partition by t.session_id order by t.byte_offset) as n
-        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        from rows from (
+            pg_catalog.unnest(l_offset),
+            pg_catalog.unnest(l_session),
+            pg_catalog.unnest(l_uuid),
+            pg_catalog.unnest(l_parent),
+            pg_catalog.unnest(l_logical_parent),
+            pg_catalog.unnest(l_at),
+            pg_catalog.unnest(l_role),
+            pg_catalog.unnest(l_kind),
+            pg_catalog.unnest(l_content),
+            pg_catalog.unnest(l_tool_calls),
+            pg_catalog.unnest(l_tokens),
+            pg_catalog.unnest(l_model),
+            pg_catalog.unnest(l_api_message),
+            pg_catalog.unnest(l_request),
+            pg_catalog.unnest(l_stop_reason),
+            pg_catalog.unnest(l_sidechain),
+            pg_catalog.unnest(l_subagent),
+            pg_catalog.unnest(l_metadata)
+        ) as t (
+            byte_offset, session_id, source_uuid, parent_uuid, logical_parent_uuid, occurred_at, role, kind, content,
+            tool_calls, tokens, model, api_message_id, request_id, stop_reason, is_sidechain, subagent_id, metadata
+        )
         where
             t.session_id is not null
             and not exists (
@@ -444,7 +509,22 @@ begin
                 as web_fetch_requests,
             case when t.given_cost::text ~ '^\d{1,7}(\.\d+)?$' then round(t.given_cost::text::numeric, 6) end as given_cost,
             t.byte_offset
-        from toolsdb_private.transcript_lines(lines, file_session, file_subagent) as t
+        from rows from (
+            pg_catalog.unnest(l_offset),
+            pg_catalog.unnest(l_session),
+            pg_catalog.unnest(l_uuid),
+            pg_catalog.unnest(l_at),
+            pg_catalog.unnest(l_model),
+            pg_catalog.unnest(l_api_message),
+            pg_catalog.unnest(l_request),
+            pg_catalog.unnest(l_sidechain),
+            pg_catalog.unnest(l_subagent),
+            pg_catalog.unnest(l_usage),
+            pg_catalog.unnest(l_given_cost)
+        ) as t (
+            byte_offset, session_id, source_uuid, occurred_at, model, api_message_id, request_id, is_sidechain,
+            subagent_id, usage, given_cost
+        )
         where t.usage is not null and t.occurred_at is not null and t.session_id is not null
     ),
     w as (
