@@ -63,7 +63,12 @@ immutable
 parallel safe
 set search_path = ''
 as $function$
-    select pg_catalog.left(
+    -- left() counts characters from the start, so it is skipped where the
+    -- bytes alone show the text is short enough (no more characters than
+    -- bytes); offset 0 keeps the text computed once, not once per use.
+    select case when pg_catalog.octet_length(x.full_text) <= 1000000 then x.full_text
+        else pg_catalog.left(x.full_text, 1000000) end
+    from (select
         case pg_catalog.jsonb_typeof(content)
             when 'string' then content #>> '{}'
             when 'array' then (
@@ -88,9 +93,9 @@ as $function$
                 where t.part is not null
             )
             else ''
-        end,
-        1000000
-    );
+        end as full_text
+        offset 0
+    ) as x;
 $function$;
 
 comment on function toolsdb_private.transcript_text(jsonb) is
