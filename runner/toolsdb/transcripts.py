@@ -218,9 +218,15 @@ def check_line(raw: bytes) -> tuple[object | None, str | None]:
     return obj, None
 
 
+# Escapes PostgreSQL's jsonb refuses (\u0000) or that may be a lone surrogate
+# (\ud800 to \udfff, either case; a valid pair is re-serialised too, harmlessly):
+# such a line is sent re-serialised, made safe.
+_UNSAFE_ESCAPE = re.compile(r"\\u0000|\\[uU][dD][89a-fA-F]")
+
+
 def _line_json(offset: int, raw: bytes, obj: object) -> str:
     text = raw.decode("utf-8", errors="replace")
-    if "\\u0000" in text or "\\ud8" in text.lower() or "\\udc" in text.lower() or "\ufffd" in text:
+    if "\ufffd" in text or _UNSAFE_ESCAPE.search(text):
         text = json.dumps(jsonb_safe(obj), ensure_ascii=False)
     return f'{{"o":{offset},"l":{text}}}'
 
