@@ -24,6 +24,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -184,6 +185,29 @@ def test_session_and_monthly_reports_equal_ccusages(pg: Pg, db: str, corpus: Cor
         for b in m["modelBreakdowns"]
     }
     assert set(months) == set(their_months)
+
+
+def test_the_fast_report_path_prints_what_the_full_command_line_prints(pg: Pg, db: str, corpus: Corpus) -> None:
+    """`toolsdb usage daily|monthly|session` runs without click and psycopg (one query
+    through the hook's libpq); `python -m toolsdb.cli` is the click command: same bytes."""
+    import_json(pg, db, corpus.root / "projects")
+    for args in (
+        ("daily", "--json", "--timezone", "Asia/Kolkata"),
+        ("daily", "-b", "-z", "America/New_York", "--since", "20261101", "--until", "2026-11-20"),
+        ("monthly", "--breakdown"),
+        ("session", "--json"),
+        ("session",),
+    ):
+        fast = run_cli("usage", *args, env=env_for(pg, db))
+        full = subprocess.run(
+            [sys.executable, "-m", "toolsdb.cli", "usage", *args],
+            capture_output=True,
+            text=True,
+            env={**clean_env(), **env_for(pg, db)},
+            timeout=120,
+        )
+        assert (fast.returncode, fast.stdout, fast.stderr) == (full.returncode, full.stdout, full.stderr), args
+        assert fast.returncode == 0 and fast.stdout, args
 
 
 def test_costs_equal_ccusage_where_both_price_alike_and_unpriced_models_are_named(
@@ -414,6 +438,30 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(pg: Pg, db: str, tmp_path: Pat
                 conn.execute("select toolsdb.transcript_ingest(%s, %s)", (file, lines))
             conn.rollback()
             assert caught.value.sqlstate == state
+
+
+def test_lines_with_characters_jsonb_refuses_are_imported_made_safe(pg: Pg, db: str, tmp_path: Path) -> None:
+    """NUL characters and lone surrogates (binary tool output) are valid JSON that jsonb
+    refuses: the line is stored with them replaced by U+FFFD, never lost."""
+    folder = tmp_path / "projects" / "-w"
+    folder.mkdir(parents=True)
+    texts = ["nul \\u0000 here", "lone \\ud9ff high", "lone \\uDC01 low", "pair \\ud83d\\ude00 ok"]
+    lines = [
+        f'{{"type":"user","uuid":"00000000-0000-4000-8000-{n:012d}","sessionId":"odd",'
+        f'"timestamp":"2026-11-02T10:00:0{n}Z","message":{{"role":"user","content":"{text}"}}}}'
+        for n, text in enumerate(texts)
+    ]
+    (folder / "odd.jsonl").write_text("\n".join(lines) + "\n")
+    summary = import_json(pg, db, tmp_path / "projects")
+    assert summary["failed_files"] == [] and summary["malformed_lines"] == 0 and summary["messages_added"] == 4
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        contents = [
+            r[0]
+            for r in conn.execute(
+                "select content from toolsdb.messages where session_id = 'odd' order by position"
+            ).fetchall()
+        ]
+    assert contents == ["nul \ufffd here", "lone \ufffd high", "lone \ufffd low", "pair \U0001f600 ok"]
 
 
 def test_the_application_role_sees_only_its_session_usage(pg: Pg, db: str, app_login: str, tmp_path: Path) -> None:

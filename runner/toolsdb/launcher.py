@@ -2,7 +2,8 @@
 
 ``toolsdb hook`` runs inside an agent's loop on every tool use, so it is
 dispatched here before click and psycopg are imported (they cost 0.1-0.3 s
-of start-up); every other command, and ``toolsdb hook --help``, goes to the
+of start-up); so are the reports ``toolsdb usage daily|monthly|session``,
+which are one query. Every other command, and their ``--help``, goes to the
 click command line in ``toolsdb.cli``.
 """
 
@@ -17,6 +18,13 @@ def main() -> None:
         from .hook import fast_main
 
         code = fast_main(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    if "usage" in sys.argv[1:] and not hook:
+        # A report is one query: run it without click and psycopg (usage_fast.py).
+        from .usage_fast import fast_main as usage_main
+
+        code = usage_main(sys.argv[1:])
         if code is not None:
             sys.exit(code)
     try:

@@ -260,7 +260,7 @@ def _umask() -> int:
 
 def chart(settings: Settings, out: Path, days: int, tz: str | None, tokens: bool) -> None:
     """The command's work, also run by ``toolsdb usage --chart FILE``."""
-    from .usage_cli import local_time_zone
+    from .usage_report import local_time_zone
 
     fmt = output_format(out)
     with needs_extra():

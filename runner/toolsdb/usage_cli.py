@@ -6,12 +6,10 @@ Registered on the group in cli.py with ``cli.add_command``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -21,6 +19,7 @@ from . import transcripts, usage_chart
 from .clicommon import Settings, common_options, lookup_id
 from .errors import ToolsdbError
 from .target import first_line
+from .usage_report import REPORTS, ccusage_shape, local_time_zone, parse_day, print_report
 
 
 def psycopg_ingest(conn: psycopg.Connection) -> transcripts.Ingest:
@@ -201,36 +200,6 @@ def post_files(files: list[Path], post_url: str, token_var: str, as_json: bool) 
         sys.exit(1)
 
 
-def local_time_zone() -> str:
-    """The IANA name of this machine's time zone (TZ, else /etc/localtime's target), else UTC."""
-    tz = os.environ.get("TZ", "").lstrip(":")
-    if (tz and "/" in tz) or tz == "UTC":
-        return tz
-    try:
-        target = os.path.realpath("/etc/localtime")
-    except OSError:
-        return "UTC"
-    marker = "/zoneinfo/"
-    return target.split(marker, 1)[1] if marker in target else "UTC"
-
-
-def parse_day(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    for fmt in ("%Y%m%d", "%Y-%m-%d"):
-        try:
-            return dt.datetime.strptime(value, fmt).date()
-        except ValueError:
-            pass
-    raise ToolsdbError(f"{option} takes a date as YYYYMMDD or YYYY-MM-DD, not {value!r}")
-
-
-REPORTS = {
-    "daily": ("day", "daily", "date"),
-    "monthly": ("month", "monthly", "month"),
-    "session": ("session", "sessions", "sessionId"),
-}
-
 REPORT_SQL = """
 select r.period, r.model_name, r.requests, r.input_tokens, r.output_tokens, r.cache_write_5m_tokens,
     r.cache_write_1h_tokens, r.cache_creation_tokens, r.cache_read_tokens, r.total_tokens, r.cost_usd,
@@ -241,175 +210,6 @@ from toolsdb.usage_report(%s, %s, %s, %s) as r
 
 def usage_rows(conn: psycopg.Connection, grain: str, tz: str, since, until) -> list[tuple]:
     return conn.execute(REPORT_SQL, (grain, tz, since, until)).fetchall()
-
-
-def ccusage_shape(kind: str, rows: list[tuple], sessions: dict[str, dict] | None = None) -> dict:
-    """The report as ccusage's `claude <kind> --json` prints it, with toolsdb's extra fields."""
-    _grain, key, label = REPORTS[kind]
-    periods: dict[str, dict] = {}
-    totals = {
-        "inputTokens": 0,
-        "outputTokens": 0,
-        "cacheCreationTokens": 0,
-        "cacheReadTokens": 0,
-        "totalTokens": 0,
-        "totalCost": Decimal(0),
-        "requests": 0,
-        "unpricedRequests": 0,
-    }
-    for period, model, requests, i, o, w5, w1, cc, cr, tot, cost, unpriced, first_at, last_at in rows:
-        entry = periods.setdefault(
-            period,
-            {
-                label: period,
-                "inputTokens": 0,
-                "outputTokens": 0,
-                "cacheCreationTokens": 0,
-                "cacheReadTokens": 0,
-                "totalTokens": 0,
-                "totalCost": Decimal(0),
-                "requests": 0,
-                "unpricedRequests": 0,
-                "modelsUsed": [],
-                "modelBreakdowns": [],
-            },
-        )
-        if kind == "session":
-            entry.setdefault("firstActivity", first_at.isoformat())
-            entry["lastActivity"] = max(entry.get("lastActivity", ""), last_at.isoformat())
-            entry["firstActivity"] = min(entry["firstActivity"], first_at.isoformat())
-            if sessions and period in sessions:
-                entry["projectPath"] = sessions[period].get("cwd")
-        for name, value in (
-            ("inputTokens", i),
-            ("outputTokens", o),
-            ("cacheCreationTokens", cc),
-            ("cacheReadTokens", cr),
-            ("totalTokens", tot),
-        ):
-            entry[name] += int(value)
-            totals[name] += int(value)
-        entry["totalCost"] += cost
-        entry["requests"] += requests
-        entry["unpricedRequests"] += unpriced
-        totals["totalCost"] += cost
-        totals["requests"] += requests
-        totals["unpricedRequests"] += unpriced
-        entry["modelsUsed"].append(model)
-        entry["modelBreakdowns"].append(
-            {
-                "modelName": model,
-                "requests": requests,
-                "inputTokens": int(i),
-                "outputTokens": int(o),
-                "cacheCreationTokens": int(cc),
-                "cacheWrite5mTokens": int(w5),
-                "cacheWrite1hTokens": int(w1),
-                "cacheReadTokens": int(cr),
-                "cost": float(cost),
-                "unpricedRequests": unpriced,
-            }
-        )
-    out = []
-    for entry in periods.values():
-        entry["totalCost"] = float(entry["totalCost"])
-        entry["modelBreakdowns"].sort(key=lambda b: -b["cost"])
-        out.append(entry)
-    totals["totalCost"] = float(totals["totalCost"])
-    return {key: out, "totals": totals}
-
-
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
-def _cost(usd: float, unpriced: int, requests: int) -> str:
-    """USD with 2 decimals; * when some responses have no price; "no price" when none has."""
-    if unpriced and unpriced >= requests:
-        return "no price*"
-    return f"${usd:,.2f}" + ("*" if unpriced else "")
-
-
-def print_report(kind: str, report: dict, breakdown: bool) -> None:
-    _grain, key, label = REPORTS[kind]
-    headers = [
-        label.replace("sessionId", "Session").capitalize(),
-        "Models",
-        "Input",
-        "Output",
-        "Cache Create",
-        "Cache Read",
-        "Total Tokens",
-        "Cost (USD)",
-    ]
-    rows: list[list[str]] = []
-    for entry in report[key]:
-        rows.append(
-            [
-                entry[label],
-                ", ".join(sorted(entry["modelsUsed"])),
-                _n(entry["inputTokens"]),
-                _n(entry["outputTokens"]),
-                _n(entry["cacheCreationTokens"]),
-                _n(entry["cacheReadTokens"]),
-                _n(entry["totalTokens"]),
-                _cost(entry["totalCost"], entry["unpricedRequests"], entry["requests"]),
-            ]
-        )
-        if breakdown:
-            for b in entry["modelBreakdowns"]:
-                rows.append(
-                    [
-                        f"  └─ {b['modelName']}",
-                        "",
-                        _n(b["inputTokens"]),
-                        _n(b["outputTokens"]),
-                        _n(b["cacheCreationTokens"]),
-                        _n(b["cacheReadTokens"]),
-                        _n(b["inputTokens"] + b["outputTokens"] + b["cacheCreationTokens"] + b["cacheReadTokens"]),
-                        _cost(b["cost"], b["unpricedRequests"], b["requests"]),
-                    ]
-                )
-    t = report["totals"]
-    rows.append(
-        [
-            "Total",
-            "",
-            _n(t["inputTokens"]),
-            _n(t["outputTokens"]),
-            _n(t["cacheCreationTokens"]),
-            _n(t["cacheReadTokens"]),
-            _n(t["totalTokens"]),
-            _cost(t["totalCost"], t["unpricedRequests"], t["requests"]),
-        ]
-    )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    right = {2, 3, 4, 5, 6, 7}
-
-    def line(cells: list[str]) -> str:
-        return (
-            "│ "
-            + " │ ".join(
-                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " │"
-        )
-
-    rule = "─┼─".join("─" * w for w in widths)
-    click.echo("┌─" + "─┬─".join("─" * w for w in widths) + "─┐")
-    click.echo(line(headers))
-    click.echo("├─" + rule + "─┤")
-    for r in rows[:-1]:
-        click.echo(line(r))
-    click.echo("├─" + rule + "─┤")
-    click.echo(line(rows[-1]))
-    click.echo("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
-    if t["unpricedRequests"]:
-        click.echo(
-            f"* {t['unpricedRequests']} response(s) of models with no price are not in the cost "
-            "(toolsdb.unpriced_usage lists them)",
-            err=True,
-        )
 
 
 def _report_command(kind: str) -> click.Command:
