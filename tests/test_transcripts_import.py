@@ -62,27 +62,6 @@ def usage_json(pg: Pg, db: str, kind: str = "daily", tz: str = "UTC") -> dict:
     return json.loads(result.stdout)
 
 
-def toolsdb_expected(corpus: Corpus, tz: str) -> dict[str, dict[str, Totals]]:
-    """What toolsdb must report: ccusage's rules, but one response per message.id when requestId is missing."""
-    order = sorted(corpus.usage_lines, key=lambda u: (u.is_subagent_file, u.path, u.line_no))
-    best: dict[tuple, object] = {}
-    alone = []
-    for u in order:
-        if u.message_id is None:
-            alone.append(u)
-            continue
-        key = (u.message_id, u.request_id) if u.request_id is not None else ("msg", u.message_id)
-        old = best.get(key)
-        if old is None or u.output > old.output or (u.output == old.output and u.total > old.total):
-            best[key] = u
-    out: dict[str, dict[str, Totals]] = {}
-    for u in [*best.values(), *alone]:
-        day = u.timestamp.astimezone(ZoneInfo(tz)).date().isoformat()
-        models = out.setdefault(day, {})
-        models[u.model] = models.get(u.model, Totals()) + u.totals()
-    return out
-
-
 def tokens_by_day_model(report: dict) -> dict[tuple[str, str], dict[str, int]]:
     keys = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens")
     return {
@@ -130,7 +109,7 @@ def test_daily_tokens_per_model_equal_ccusage_except_responses_it_counts_twice(p
     for tz in ZONES:
         ours = tokens_by_day_model(usage_json(pg, db, "daily", tz))
         theirs = tokens_by_day_model(ccusage_report(corpus.root, "daily", tz))
-        assert ours == expected_tokens(toolsdb_expected(corpus, tz)), f"toolsdb's daily tokens in {tz}"
+        assert ours == expected_tokens(corpus.expected_daily(tz, "toolsdb")), f"toolsdb's daily tokens in {tz}"
         assert theirs == expected_tokens(corpus.expected_daily(tz)), f"ccusage's daily tokens in {tz}"
         differing = {k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
         # The only differences: the responses without requestId written over several lines,
@@ -303,7 +282,7 @@ def test_a_second_run_reads_nothing_and_an_append_only_the_new_lines(pg: Pg, db:
     assert third["bytes_read"] < 200_000
     after = db_totals(pg, db)
     assert len(after[0]) == len(before[0]) + 1
-    assert tokens_by_day_model(usage_json(pg, db)) == expected_tokens(toolsdb_expected(corpus, "UTC"))
+    assert tokens_by_day_model(usage_json(pg, db)) == expected_tokens(corpus.expected_daily("UTC", "toolsdb"))
 
 
 def test_a_truncated_or_rewritten_file_is_read_again_without_counting_twice(pg: Pg, db: str, tmp_path: Path) -> None:
@@ -347,7 +326,7 @@ def test_a_file_appended_while_it_is_read_ends_equal_to_a_one_shot_import(pg: Pg
         import_json(pg, db, corpus.root / "projects")
     writer.join()
     import_json(pg, db, corpus.root / "projects")
-    assert tokens_by_day_model(usage_json(pg, db)) == expected_tokens(toolsdb_expected(corpus, "UTC"))
+    assert tokens_by_day_model(usage_json(pg, db)) == expected_tokens(corpus.expected_daily("UTC", "toolsdb"))
     live = db_totals(pg, db)
     with pg.clone(f"oneshot_{os.getpid()}", TEMPLATE) as other:
         import_json(pg, other, corpus.root / "projects")

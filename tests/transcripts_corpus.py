@@ -208,8 +208,12 @@ class Corpus:
         The daily report also reads the subagent message copied into an ``agent_progress``
         line (keyed like any line, dated by the copy's own timestamp); the corpus's copies
         repeat a subagent line exactly, so they change no total and are not listed here.
+
+        ``report="toolsdb"``: toolsdb's rule, the daily one except that a line without
+        requestId is keyed by its message.id alone (message.id names one API response), so
+        a split response without requestId counts once, globally.
         """
-        if report not in ("daily", "session"):
+        if report not in ("daily", "session", "toolsdb"):
             raise ValueError(report)
         order = sorted(self.usage_lines, key=lambda u: (u.is_subagent_file, u.path, u.line_no))
         best: dict[tuple[str, ...], UsageLine] = {}
@@ -220,6 +224,8 @@ class Corpus:
                 continue
             if u.request_id is not None:
                 key: tuple[str, ...] = (u.message_id, u.request_id)
+            elif report == "toolsdb":
+                key = ("msg", u.message_id)
             elif report == "daily":
                 key = ("", u.message_id, u.timestamp.isoformat())
             else:
@@ -229,11 +235,12 @@ class Corpus:
                 best[key] = u
         return [*best.values(), *alone]
 
-    def expected_daily(self, tz: str = "UTC") -> dict[str, dict[str, Totals]]:
-        """{local date in tz (YYYY-MM-DD): {model: Totals}}, as `ccusage claude daily` groups."""
+    def expected_daily(self, tz: str = "UTC", report: str = "daily") -> dict[str, dict[str, Totals]]:
+        """{local date in tz (YYYY-MM-DD): {model: Totals}}, as `ccusage claude daily` groups
+        (``report="toolsdb"``: as `toolsdb usage daily` does, see winners)."""
         zone = ZoneInfo(tz)
         out: dict[str, dict[str, Totals]] = {}
-        for u in self.winners():
+        for u in self.winners(report):
             day = u.timestamp.astimezone(zone).date().isoformat()
             models = out.setdefault(day, {})
             models[u.model] = models.get(u.model, Totals()) + u.totals()
