@@ -303,7 +303,7 @@ begin
     if lines is null or pg_catalog.jsonb_typeof(lines) <> 'array' then
         raise exception 'a transcript batch''s lines are a JSON array' using errcode = 'invalid_parameter_value';
     end if;
-    if char_length(host) not between 1 and 300 or char_length(file_path) not between 1 and 4096 then
+    if coalesce(char_length(host), 0) not between 1 and 300 or coalesce(char_length(file_path), 0) not between 1 and 4096 then
         raise exception 'a transcript batch names its file: source_host (1 to 300 characters) and path (1 to 4096)'
             using errcode = 'invalid_parameter_value';
     end if;

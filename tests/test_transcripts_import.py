@@ -410,6 +410,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(pg: Pg, db: str, tmp_path: Pat
         for file, lines, state in (
             ("[]", "[]", "22023"),
             ('{"source_host": "h", "path": "/p"}', "[]", "22023"),
+            ('{"path": "/p", "start_offset": 0, "end_offset": 1}', "[]", "22023"),
             ('{"source_host": "h", "path": "/p", "start_offset": 5, "end_offset": 1}', "[]", "22023"),
             ('{"source_host": "h", "path": "/p", "start_offset": 0, "end_offset": 1}', "{}", "22023"),
         ):
