@@ -30,6 +30,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -131,21 +132,22 @@ def _run(
     (its group 1 names the table) is reported to ``progress``; its stdout goes to
     ``sink`` (less the line ``drop_from_preamble`` among its first ones). A
     non-zero exit raises ToolsdbError with its first error line."""
-    proc = _start(
+    relay = None
+    pattern = re.compile(done_pattern)
+    tail: deque[str] = deque(maxlen=50)
+    done = 0
+    proc, mask = _start(
         argv,
         env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE if sink else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    relay = None
-    if sink is not None:
-        relay = threading.Thread(target=_relay, args=(proc.stdout, sink, drop_from_preamble), daemon=True)
-        relay.start()
-    pattern = re.compile(done_pattern)
-    tail: deque[str] = deque(maxlen=50)
-    done = 0
-    try:
+    try:  # a stop signal from here on kills the child (it was held until now)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if sink is not None:
+            relay = threading.Thread(target=_relay, args=(proc.stdout, sink, drop_from_preamble), daemon=True)
+            relay.start()
         for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             found = pattern.search(line)
@@ -168,11 +170,27 @@ def _run(
         raise ToolsdbError(f"{Path(argv[0]).name} failed: {reason}")
 
 
-def _start(argv: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _start(argv: list[str], env: dict[str, str], **kwargs) -> tuple[subprocess.Popen, set]:
+    """Start a client binary with the stop signals blocked in this thread, and
+    return it with the mask to restore: the caller restores it inside the
+    ``try`` that kills the child, so a Ctrl-C or SIGTERM arriving at any
+    moment is handled there and never leaves the child running. The child
+    starts with the mask of before."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        return subprocess.Popen(argv, env=env, **kwargs)
+        proc = subprocess.Popen(
+            argv, env=env, preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, previous), **kwargs
+        )
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         raise ToolsdbError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        raise
+    return proc, previous
 
 
 def _relay(source: IO[bytes], sink: IO[bytes], drop: bytes | None) -> None:
@@ -310,15 +328,16 @@ def restore(target: Target, path: Path, force: bool = False, progress: Progress 
         # Everything reaches psql on its stdin, inside a BEGIN that only the last
         # line ends: psql reaching the end of its input early (toolsdb killed)
         # exits with the transaction open, and the server rolls it back.
-        loader = _start(
+        failure, committing = None, False
+        loader, mask = _start(
             [str(psql), "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "-f", "-", *conn_args],
             env,
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        failure, committing = None, False
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop signal from here on kills psql first
             _feed(loader, f"begin;\nselect '{XID_MARK}' || pg_catalog.pg_current_xact_id() as xid;\n")
             _feed(loader, "\n".join(prefix) + "\n")
             _run(
