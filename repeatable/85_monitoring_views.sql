@@ -295,8 +295,8 @@ where
 order by a.query_start;
 
 comment on view toolsdb_monitoring.long_running_queries is
-'Statements of the current database running for longer than the session''s toolsdb.long_query_threshold '
-'(default 1 minute; e.g. set toolsdb.long_query_threshold = ''5s''), longest first. '
+'Statements of the current database running for longer than toolsdb.long_query_threshold '
+'(default 1 minute; e.g. set local toolsdb.long_query_threshold = ''5s'' in the transaction), longest first. '
 'Cancel one with pg_cancel_backend(pid).';
 comment on column toolsdb_monitoring.long_running_queries.pid is 'Backend process id.';
 comment on column toolsdb_monitoring.long_running_queries.user_name is 'The role.';

@@ -186,7 +186,8 @@ def clean_env(**extra: str) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("PG", "DB_"))
-        and k not in ("DATABASE_URL", "TOOLS_DB_URL", "DATABASE_REPLICA_URL")
+        and k not in ("DATABASE_URL", "TOOLS_DB_URL", "DATABASE_REPLICA_URL", "DATABASE_DIRECT_URL")
+        and k != "TOOLSDB_POOLER"
         and k not in ("TOOLSDB_SQL_ROOT", "TOOLSDB_HOME", "TOOLSDB_HOOK_LOG")
         and k not in ("TOOLSDB_USER_ID", "TOOLSDB_AGENT_ID", "TOOLSDB_PROJECT_ID")
     }
@@ -357,6 +358,26 @@ def su(pg: Pg, db: str) -> Iterator[psycopg.Connection]:
     """A superuser connection in autocommit to the test's fresh clone (``db``)."""
     with psycopg.connect(pg.conninfo(db), autocommit=True) as connection:
         yield connection
+
+
+# -- PgBouncer: a real one in transaction mode in front of ``pg`` (tests/pgbouncer.py)
+
+
+@pytest.fixture(scope="session")
+def bouncer(pg: Pg, app_login: str, worker_login: str, readonly_login: str):
+    """Debian's pgbouncer in transaction pooling mode in front of the test
+    server (4 server connections per database and user); skipped where it is
+    not installed, unless TOOLSDB_REQUIRE_PGBOUNCER=1 (CI) makes that fail."""
+    from tests import pgbouncer
+
+    if pgbouncer.binary() is None:
+        message = "pgbouncer is not installed (Debian package pgbouncer); the PgBouncer tests are skipped"
+        if os.environ.get("TOOLSDB_REQUIRE_PGBOUNCER") == "1":
+            pytest.fail(message.replace("are skipped", "are required here"))
+        pytest.skip(message)
+    users = [SUPERUSER, app_login, worker_login, readonly_login]
+    with pgbouncer.running(pg.host, pg.port, users, run_as=pg.server._server_user()) as running:
+        yield running
 
 
 # -- Redis: real servers started by the test run (tests/redis_servers.py) -----

@@ -375,6 +375,32 @@ def test_db_query_timeout_0_means_no_statement_timeout(pg: Pg, empty_db: str) ->
         assert scalar(pool, "show statement_timeout") == "0"
 
 
+def test_the_pool_sets_nothing_on_the_server_session(pg: Pg, empty_db: str) -> None:
+    """Timeout and read-only mode are the transaction's (a transaction pooler
+    hands the server session to other clients): inside every transaction,
+    begun by a statement or by transaction(), in or out of a pipeline; gone
+    after it; and never in the session's own settings."""
+    with (
+        create_pool(pg.url(empty_db), query_timeout_ms=1234, read_only=True, max_size=1) as pool,
+        pool.connection() as conn,
+    ):
+        assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
+        assert conn.execute("show transaction_read_only").fetchone()[0] == "on"
+        conn.commit()
+        with conn.pipeline():
+            cur = conn.execute("show statement_timeout")
+        assert cur.fetchone()[0] == "1234ms", "a transaction begun in pipeline mode"
+        conn.rollback()
+        conn.autocommit = True
+        assert conn.execute("show statement_timeout").fetchone()[0] == "0", "nothing left on the session"
+        assert conn.execute("show default_transaction_read_only").fetchone()[0] == "off"
+        with conn.transaction():
+            assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
+            assert conn.execute("show transaction_read_only").fetchone()[0] == "on"
+        assert conn.execute("show statement_timeout").fetchone()[0] == "0"
+        conn.autocommit = False
+
+
 def test_slow_statements_are_logged_shortened_without_parameters(
     pg: Pg, empty_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -608,9 +634,9 @@ def test_read_only_pools_use_the_replica_url(pg: Pg, db: str, empty_db: str, mon
     monkeypatch.setenv("DATABASE_REPLICA_URL", pg.url(empty_db))
     with create_pool(pg.url(db)) as primary, create_pool(pg.url(db), read_only=True) as replica:
         assert scalar(primary, "select current_database()") == db
-        assert scalar(primary, "show default_transaction_read_only") == "off"
+        assert scalar(primary, "show transaction_read_only") == "off"
         assert scalar(replica, "select current_database()") == empty_db, "read-only work goes to the replica"
-        assert scalar(replica, "show default_transaction_read_only") == "on"
+        assert scalar(replica, "show transaction_read_only") == "on"
         assert "DATABASE_REPLICA_URL" in replica.where
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as caught, replica.connection() as conn:
             conn.execute("create table t (n int)")
@@ -620,7 +646,7 @@ def test_read_only_pools_use_the_replica_url(pg: Pg, db: str, empty_db: str, mon
 def test_read_only_without_a_replica_reads_the_primary(pg: Pg, db: str) -> None:
     with create_pool(pg.url(db), read_only=True) as pool:
         assert scalar(pool, "select current_database()") == db
-        assert scalar(pool, "show default_transaction_read_only") == "on"
+        assert scalar(pool, "show transaction_read_only") == "on"
         assert scalar(pool, "select current_setting('application_name')") == "toolsdb-pool-ro"
 
 
@@ -641,7 +667,7 @@ def test_get_pool_is_built_once_and_reset(pg: Pg, empty_db: str, monkeypatch: py
     assert get_pool() is first
     assert scalar(first, "select current_database()") == empty_db
     read_only = get_pool(read_only=True)
-    assert read_only is not first and scalar(read_only, "show default_transaction_read_only") == "on"
+    assert read_only is not first and scalar(read_only, "show transaction_read_only") == "on"
 
     reset_pool()
 

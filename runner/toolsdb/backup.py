@@ -45,7 +45,7 @@ from typing import IO
 import click
 from psycopg import conninfo as pg_conninfo
 
-from . import paths
+from . import paths, pooler
 from .clicommon import Settings, common_options
 from .errors import ToolsdbError
 from .server import embedded_bindir
@@ -445,7 +445,7 @@ def backup_command(settings: Settings, file: Path | None, force: bool, quiet: bo
     """
     if file is not None and file.exists() and not file.is_dir() and not force:
         raise ToolsdbError(f"{file} exists: pass --force to replace it")
-    result = backup(settings.target(), file, _printer(quiet))
+    result = backup(pooler.session_target(settings.target(), "toolsdb backup"), file, _printer(quiet))
     click.echo(f"backed up to {result.path}: {_size(result.bytes)}, {result.tables} table(s), {result.seconds:.1f} s")
 
 
@@ -468,7 +468,7 @@ def restore_command(settings: Settings, file: Path, force: bool, quiet: bool) ->
     was. Progress, one line per table, goes to stderr; one summary line to
     stdout.
     """
-    result = restore(settings.target(), file, force, _printer(quiet))
+    result = restore(pooler.session_target(settings.target(), "toolsdb restore"), file, force, _printer(quiet))
     click.echo(
         f"restored {result.path} into {result.database}: {result.tables} table(s), "
         f"{result.rows} row(s), {result.seconds:.1f} s"

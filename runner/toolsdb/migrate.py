@@ -29,7 +29,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 from yoyo.migrations import MigrationList, read_sql_migration
 
-from . import paths, repeatable
+from . import paths, pooler, repeatable
 from .errors import MigrationError, ToolsdbError
 from .sqlfiles import Echo, StatementError, apply_file, apply_folder, display_name, split
 from .target import Target, connect
@@ -122,7 +122,7 @@ class _TracingCursor:
 @contextlib.contextmanager
 def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
     """A backend holding the migration lock, with bootstrap applied."""
-    backend = _Backend(target, echo)
+    backend = _Backend(pooler.session_target(target, "toolsdb migrate"), echo)
     try:
         conn = backend.connection
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))

@@ -10,7 +10,10 @@ server; see ``toolsdb.target``) and returns an open ``ToolsdbPool``, a
 * the first connection tried ``connect_attempts`` times with exponential backoff
   and jitter, then one ``ToolsdbError`` line naming the target (password hidden);
   connections lost later are re-made in the background by psycopg-pool;
-* ``statement_timeout`` set on each new connection (``DB_QUERY_TIMEOUT``);
+* ``statement_timeout`` (``DB_QUERY_TIMEOUT``) set local in every transaction,
+  and nothing set on the server session, so a transaction pooler (PgBouncer)
+  in between is safe; server-side prepared statements are off behind one
+  (``TOOLSDB_POOLER``, else detected: pooler.py);
 * every ``execute``/``executemany`` of its cursors timed: statements slower than
   ``DB_SLOW_QUERY_THRESHOLD`` are logged on the ``toolsdb.pool`` logger at
   WARNING (the SQL shortened, never the parameters) and counted, see ``stats()``;
@@ -30,8 +33,8 @@ server; see ``toolsdb.target``) and returns an open ``ToolsdbPool``, a
 two variables of one setting that disagree are an error.
 
 Read replica: ``create_pool(read_only=True)`` connects to ``DATABASE_REPLICA_URL``
-when it is set (else to the primary), with ``default_transaction_read_only=on``
-on every session; a write then fails with ReadOnlySqlTransaction (25006).
+when it is set (else to the primary), and begins every transaction READ ONLY;
+a write then fails with ReadOnlySqlTransaction (25006).
 
 ``get_pool()`` is the process's shared pool (one per ``read_only`` value), built
 on first use and closed at exit; a forked child builds its own.
@@ -53,10 +56,11 @@ from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg import IsolationLevel, sql
+from psycopg import IsolationLevel, pq, sql
 from psycopg import conninfo as pg_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import pooler
 from .errors import ToolsdbError
 from .target import first_line, redact, replica_url, resolve
 
@@ -458,14 +462,34 @@ def _check(conn: psycopg.Connection) -> None:
             conn.autocommit = False
 
 
-def _configure(session: dict[str, str]) -> Callable[[psycopg.Connection], None]:
-    """A configure callback setting ``session`` (GUC -> value) on each new connection."""
-    query = "select " + ", ".join("set_config(%s, %s, false)" for _ in session)
-    params = [item for pair in session.items() for item in pair]
+class LocalSettingsConnection(psycopg.Connection):
+    """A connection whose every transaction sets ``_local`` (``SET LOCAL ...``)
+    right after its BEGIN: the pool's statement timeout lives and dies with
+    each transaction, never on the server session, which a transaction pooler
+    hands to the next client (pooler.py). Statements run in autocommit outside
+    ``transaction()`` have no BEGIN and so run with the server's defaults.
+
+    Hooks psycopg's ``_exec_command`` (the one way BEGIN is sent, by a first
+    statement or by ``transaction()``, in and out of pipeline mode);
+    tests/test_pool.py checks the setting inside transactions and its absence
+    after them, so a psycopg release that changes this fails there."""
+
+    _local: ClassVar[bytes] = b""
+
+    def _exec_command(self, command, result_format=pq.Format.TEXT):  # type: ignore[override]
+        result = yield from super()._exec_command(command, result_format)
+        if self._local and isinstance(command, bytes) and command.startswith(b"BEGIN"):
+            yield from super()._exec_command(self._local)
+        return result
+
+
+def _configure(read_only: bool) -> Callable[[psycopg.Connection], None]:
+    """A configure callback: ``read_only`` makes every transaction ``BEGIN ... READ ONLY``
+    (psycopg's attribute; nothing is set on the server session)."""
 
     def configure(conn: psycopg.Connection) -> None:
-        psycopg.Cursor(conn).execute(query, params)
-        conn.commit()
+        if read_only:
+            conn.read_only = True
 
     return configure
 
@@ -521,19 +545,21 @@ def create_pool(
         kwargs["connect_timeout"] = max(1, math.ceil(settings.connection_timeout_ms / 1000))
     if "application_name" not in params and not os.environ.get("PGAPPNAME"):
         kwargs["application_name"] = "toolsdb-pool-ro" if read_only else "toolsdb-pool"
-    session = {"statement_timeout": f"{settings.query_timeout_ms}ms"}
-    if read_only:
-        session["default_transaction_read_only"] = "on"
-
     logging_from_env()
     counters = QueryStats(settings.slow_query_ms, settings.log_queries, settings.log_slow_queries)
     if wait:
         _probe(conninfo, kwargs, where, settings, counters)
+    try:
+        kwargs["prepare_threshold"] = pooler.prepare_threshold(conninfo)
+    except psycopg.OperationalError:
+        kwargs["prepare_threshold"] = None  # not reachable yet (wait=False): the safe choice
 
     def reconnect_failed(pool: ConnectionPool) -> None:
         logger.error("pool %r gave up reconnecting to %s after %s s", pool.name, where, pool.reconnect_timeout)
 
     cursor_class = type("TimedCursor", (TimedCursor,), {"_stats": counters})
+    local = b"SET LOCAL statement_timeout = %d" % settings.query_timeout_ms
+    connection_class = type("ToolsdbConnection", (LocalSettingsConnection,), {"_local": local})
     pool = ToolsdbPool(
         conninfo,
         where=where,
@@ -543,7 +569,8 @@ def create_pool(
         min_size=settings.min_size,
         max_size=settings.max_size,
         open=False,
-        configure=_configure(session),
+        connection_class=connection_class,
+        configure=_configure(read_only),
         check=_check,
         name="toolsdb-ro" if read_only else "toolsdb",
         timeout=settings.acquire_timeout_ms / 1000,

@@ -47,6 +47,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
+from . import pooler
 from .errors import ToolsdbError
 from .hook import JSONB_REFUSALS, jsonb_safe, parse
 from .target import first_line, redact
@@ -293,13 +294,15 @@ class Ingestor:
         spool_dir: Path,
         on_ingested: Callable[[str], None] | None = None,
         writers: int = 1,
-        prepare: bool = True,
+        prepare: bool | None = None,
     ) -> None:
         self.conninfo = conninfo
         # Server-side prepared statements (psycopg prepares every statement at
         # once): a third less database CPU per event; a transaction pooler must
         # support them (PgBouncer 1.21+ with max_prepared_statements), else off.
-        self.prepare_threshold: int | None = 0 if prepare else None
+        # None: on unless behind a transaction pooler (pooler.py; decided at
+        # the first connection, which the database being down may delay).
+        self.prepare = prepare
         self.instance = str(uuid.uuid4())
         self.spool = Spool(spool_dir, self.instance)
         self.queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -351,8 +354,13 @@ class Ingestor:
             autocommit=True,
             connect_timeout=2,
             application_name="toolsdb-serve",
-            prepare_threshold=self.prepare_threshold,
+            prepare_threshold=self.prepare_threshold(),
         )
+
+    def prepare_threshold(self) -> int | None:
+        if self.prepare is None:
+            self.prepare = not pooler.behind_transaction_pooler(self.conninfo)
+        return 0 if self.prepare else None
 
     def connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)

@@ -68,11 +68,16 @@ class QueueCollector:
             self.at = time.monotonic()
             try:
                 with psycopg.connect(
-                    self.conninfo, autocommit=True, connect_timeout=2, application_name="toolsdb-serve-metrics"
+                    self.conninfo,
+                    connect_timeout=2,
+                    application_name="toolsdb-serve-metrics",
+                    prepare_threshold=None,
                 ) as conn:
-                    conn.execute("set statement_timeout = 2000")
-                    self.queues = conn.execute(QUEUE_SQL).fetchall()
-                    self.deliveries = conn.execute(DELIVERIES_SQL).fetchall()
+                    conn.read_only = True
+                    with conn.transaction():  # the timeout is the transaction's (a pooler may be in between)
+                        conn.execute("set local statement_timeout = 2000")
+                        self.queues = conn.execute(QUEUE_SQL).fetchall()
+                        self.deliveries = conn.execute(DELIVERIES_SQL).fetchall()
                     self.ok = True
             except psycopg.Error:
                 self.ok = False

@@ -56,10 +56,10 @@ def _serve_modules():
 )
 @click.option(
     "--prepared/--no-prepared",
-    default=True,
-    show_default=True,
-    help="Server-side prepared statements (faster); --no-prepared behind a transaction pooler "
-    "that does not support them (PgBouncer before 1.21, or without max_prepared_statements).",
+    default=None,
+    help="Server-side prepared statements (faster). Default: on, off behind a transaction pooler "
+    "(TOOLSDB_POOLER=transaction, or detected); --prepared behind one that carries them "
+    "(PgBouncer 1.21+ with max_prepared_statements).",
 )
 @click.option(
     "--read-transcripts",
@@ -75,7 +75,7 @@ def serve_command(
     port: int,
     spool_dir: Path | None,
     writers: int,
-    prepared: bool,
+    prepared: bool | None,
     read_transcripts: bool,
 ) -> None:
     """Run the HTTP endpoint of Claude Code's http hooks: POST /hooks (bearer

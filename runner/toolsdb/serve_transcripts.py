@@ -89,7 +89,9 @@ class Connections:
         with self.lock:
             conn = self.idle.pop() if self.idle else None
         if conn is None or conn.closed or conn.broken:
-            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2, application_name=self.name)
+            conn = psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=2, application_name=self.name, prepare_threshold=None
+            )
         try:
             yield conn
         except BaseException:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
+from . import pooler
 from .errors import ToolsdbError
 from .libpq import LIBPQ_ENV, LIBPQ_TARGET_VARS
 from .server import EmbeddedServer
@@ -230,8 +231,13 @@ def resolve(database: str | None, *, start: bool = True, create: bool = False) -
 
 
 def connect(conninfo: str, **kwargs) -> psycopg.Connection:
-    """psycopg.connect with connection failures turned into one line."""
+    """psycopg.connect with connection failures turned into one line. No
+    server-side prepared statements unless TOOLSDB_POOLER says sessions are
+    kept (none or session): a command's connection is short-lived and may go
+    through a transaction pooler (pooler.py; the long-lived clients detect)."""
     kwargs.setdefault("connect_timeout", 10)
+    if "prepare_threshold" not in kwargs:
+        kwargs["prepare_threshold"] = 5 if pooler.configured() in ("none", "session") else None
     try:
         return psycopg.connect(conninfo, **kwargs)
     except psycopg.OperationalError as exc:

@@ -49,12 +49,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from . import config as cfg
+from . import pooler
 from .errors import ToolsdbError
 from .target import first_line
 
 logger = logging.getLogger("toolsdb.worker")
 
-DIRECT_URL_ENV = "DATABASE_DIRECT_URL"
+DIRECT_URL_ENV = pooler.DIRECT_URL_ENV
 CHANNELS = ("toolsdb_events", "toolsdb_notifications")
 APPLICATION_NAME = "toolsdb-worker"
 RECONNECT_FIRST = 0.5  # seconds before the first reconnection attempt; doubles up to RECONNECT_MAX
@@ -261,6 +262,7 @@ class Worker:
         self.stats = Stats()
         self._stopping = threading.Event()
         self._connected = False  # connected once: later losses are reconnected
+        self._warned_no_listen = False
         self._connected_at = 0.0
         self._destinations: dict[str, tuple[float, Destination | None]] = {}
 
@@ -301,11 +303,26 @@ class Worker:
 
     def _run(self, once: bool) -> Stats:
         with contextlib.ExitStack() as stack:
+            pooled = pooler.behind_transaction_pooler(self.conninfo)
             conn = stack.enter_context(
-                psycopg.connect(self.conninfo, autocommit=True, application_name=APPLICATION_NAME)
+                psycopg.connect(
+                    self.conninfo,
+                    autocommit=True,
+                    application_name=APPLICATION_NAME,
+                    prepare_threshold=None if pooled else 5,
+                )
             )
             listener = None
-            if not once:
+            if not once and pooled and self.direct_conninfo == self.conninfo:
+                if not self._warned_no_listen:
+                    self._warned_no_listen = True
+                    logger.warning(
+                        "behind a transaction pooler LISTEN hears nothing: polling every %.1f s "
+                        "(set %s to the server itself to be woken at once)",
+                        self.poll,
+                        DIRECT_URL_ENV,
+                    )
+            elif not once:
                 listener = stack.enter_context(
                     psycopg.connect(self.direct_conninfo, autocommit=True, application_name=APPLICATION_NAME)
                 )
@@ -321,6 +338,8 @@ class Worker:
                     break
                 if listener is not None and worked == 0:
                     self._wait(listener)
+                elif not once and worked == 0:
+                    self._stopping.wait(self.poll)
         return self.stats
 
     def _wait(self, listener: psycopg.Connection) -> None:
