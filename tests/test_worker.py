@@ -338,6 +338,36 @@ def test_a_lost_connection_is_reconnected_and_nothing_is_lost(
     assert "before" in texts[0] and "after" in texts[1], texts
 
 
+@pytest.mark.slow
+def test_a_notification_sent_when_the_connection_is_lost_is_settled_after_reconnecting_not_sent_again(
+    pg: Pg, db: str, su: psycopg.Connection, keyring: cfg.KeyRing
+) -> None:
+    """The connection ends (a failover) while the receiver answers: the worker
+    keeps what it sent and settles it under its claim on the next connection,
+    so the job does not come back when its lease (3 s here) runs out."""
+    gus = add_user(su, "gus")
+    with stand_in(delay=1.5) as slack:
+        destination(su, "gus", "slack", slack.url("/gus"), gus)
+        process = start_worker(pg, db, "--poll", "1", "--lease", "3")
+        try:
+            ingest(su, "u1", "Stop", gus, last_assistant_message="once")
+            assert slack.first_request.wait(30), "the worker sent it"
+            killed = scalar(
+                su,
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                "where application_name = 'toolsdb-worker' and datname = current_database()",
+            )
+            assert killed == 2, "the worker's two connections (work and LISTEN)"
+            assert wait_for(lambda: statuses(su) == [("sent", 1)], 30), statuses(su)
+            time.sleep(5)  # past the lease: a job left unsettled would be claimed and sent again
+        finally:
+            code, err = stop(process)
+    assert code == 0, err
+    assert "reconnected 1 time(s)" in err, err
+    assert len(slack.bodies("/gus")) == 1, slack.bodies("/gus")
+    assert statuses(su) == [("sent", 1)]
+
+
 def test_a_first_connection_that_fails_ends_the_worker_in_one_line(pg: Pg) -> None:
     done = subprocess.run(
         [toolsdb_exe(), "worker", "-d", pg.url("no_such_database_here")],

@@ -38,7 +38,6 @@ import smtplib
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -263,6 +262,8 @@ class Worker:
         self._stopping = threading.Event()
         self._connected = False  # connected once: later losses are reconnected
         self._warned_no_listen = False
+        # (claim token, sent, failed, errors, waits) not yet settled when a connection was lost
+        self._unsettled: tuple | None = None
         self._connected_at = 0.0
         self._destinations: dict[str, tuple[float, Destination | None]] = {}
 
@@ -366,17 +367,21 @@ class Worker:
         return total
 
     def deliver(self, conn: psycopg.Connection) -> int:
-        """Deliver what is due: settle each job and claim the next in one call; returns how many were tried."""
-        token: uuid.UUID | None = None
-        sent: list[int] = []
-        failed: list[int] = []
-        errors: list[str] = []
-        waits: list[float | None] = []
+        """Deliver what is due: settle each job and claim the next in one call; returns how many were tried.
+
+        Outcomes not yet settled when the connection is lost (a failover)
+        are kept in ``self._unsettled`` and settled first on the next
+        connection, under the same claim token while its lease lasts: a
+        notification sent once is not sent again because its settlement
+        missed the old primary."""
+        token, sent, failed, errors, waits = self._unsettled or (None, [], [], [], [])
+        self._unsettled = None
         tried = 0
         while True:
             batch = 0 if self.stopping else self.batch_size
             if batch == 0 and not (sent or failed):
                 break
+            self._unsettled = (token, sent, failed, errors, waits)
             try:
                 with conn.cursor(row_factory=dict_row) as cur:
                     claimed = cur.execute(
@@ -397,13 +402,16 @@ class Worker:
                 # rows now. Nothing was settled nor claimed; claim afresh.
                 logger.warning("settling %s: %s", sent + failed, exc.diag.message_primary)
                 sent, failed, errors, waits, token = [], [], [], [], None
+                self._unsettled = None
                 continue
+            self._unsettled = None
             self.stats.sent += len(sent)
             self.stats.failed += len(failed)
             sent, failed, errors, waits = [], [], [], []
             if not claimed:
                 break
             token = claimed[0]["claim_token"]
+            self._unsettled = (token, sent, failed, errors, waits)  # filled as the batch is sent
             for index, row in enumerate(claimed):
                 if self.stopping:
                     left = [r["notification_id"] for r in claimed[index:]]
@@ -415,6 +423,8 @@ class Worker:
                 try:
                     self.sender.send(self.destination(conn, row["destination_name"]), row)
                     sent.append(row["notification_id"])
+                except psycopg.OperationalError:
+                    raise  # the database, not the delivery: reconnect, settle what was sent
                 except Exception as exc:  # a failed delivery, whatever raised it, is recorded and retried
                     problem = exc if isinstance(exc, DeliveryError) else DeliveryError(f"{type(exc).__name__}: {exc}")
                     logger.info("notification %s: %s", row["notification_id"], problem)
