@@ -281,8 +281,9 @@ class Worker:
         """Work until stop() (or, ``once``, until nothing is due). A connection
         lost after the first one succeeded (a restart, a failover) is
         reconnected with backoff (0.5 s doubling to 30 s) instead of ending the
-        worker; a job sent but not yet settled then comes back when its lease
-        ends. The first connection failing, or any loss with ``once``, raises."""
+        worker; what it sent but had not settled is settled first on the new
+        connection, under its claim while the lease lasts (see deliver()). The
+        first connection failing, or any loss with ``once``, raises."""
         delay = RECONNECT_FIRST
         try:
             while True:
