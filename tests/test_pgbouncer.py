@@ -19,6 +19,8 @@ client), with the failures found by hand as regression tests:
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,7 +39,7 @@ from toolsdb.server import SUPERUSER
 from toolsdb.worker import Worker
 from toolsdb.worker_cli import secret_key_for
 
-from .conftest import Pg, run_cli
+from .conftest import Pg, clean_env, run_cli
 from .dbhelpers import run_workers
 from .hookhelpers import Hook, assert_stored, events_of, new_session_id, payload
 from .pgbouncer import POOL_SIZE, Bouncer
@@ -439,3 +441,25 @@ def test_backup_refuses_the_pooler_and_dumps_through_the_direct_url(
     )  # fmt: skip
     assert done.returncode == 0 and (tmp_path / "b.dump").stat().st_size > 0, done.stderr
     clean_sessions(bouncer, db)
+
+
+def test_the_agent_tools_api_works_through_the_pooler(pg: Pg, empty_db: str, bouncer: Bouncer) -> None:
+    """The agent-tools design's quick start (its get_db() migrates: on the direct URL)
+    and its README calls, the cache read ten times over (psycopg would prepare it)."""
+    from .test_design_tools import SETUP, USE
+
+    checks = """
+for _ in range(10):
+    assert cache.get("abc123")["extracted_data"] == {"keywords": ["sunset"]}
+assert [e["entity_id"] for e in audit.get_events(entity_type="permission")] == ["perm_bash"]
+assert [b["bug_id"] for b in escalator.get_escalations(status="pending")] == ["bug_001"]
+print("ok")
+"""
+    env = {"TOOLS_DB_URL": bouncer.url(empty_db), "DATABASE_DIRECT_URL": pg.url(empty_db)}
+    for code in (SETUP, USE + checks):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=clean_env(**env), capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok"), done.stdout
+    clean_sessions(bouncer, empty_db)
