@@ -256,6 +256,7 @@ def test_migrate_refuses_the_pooler_and_migrates_on_the_direct_url_while_others_
             timeout=300,
         )
     assert done.returncode == 0, done.stderr
+    assert "(from DATABASE_DIRECT_URL)" in done.stdout, done.stdout
     busy.check()
     with psycopg.connect(pg.conninfo(empty_db), autocommit=True) as su:
         assert su.execute("select count(*) from pg_tables where tablename = 'yoyo_lock'").fetchone()[0] <= 1

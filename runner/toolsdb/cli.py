@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, backup, claude_settings, operations, replica, serve_cli, usage_cli, worker_cli
+from . import __version__, backup, claude_settings, operations, pooler, replica, serve_cli, usage_cli, worker_cli
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
@@ -93,7 +93,8 @@ def migrate(settings: Settings, remember: bool) -> None:
     writes nothing. With no database configured and no embedded server
     found, it creates one in .toolsdb/ of the working directory.
     """
-    target = settings.target(create=True)
+    # DATABASE_DIRECT_URL when DATABASE_URL is a transaction pooler (pooler.py): named in what is printed.
+    target = pooler.session_target(settings.target(create=True), "toolsdb migrate")
     replaced: list[str] = []
     applied = engine.migrate(target, settings.echo(), replaced=replaced)
     shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
@@ -124,7 +125,7 @@ def rollback(settings: Settings, migration_id: str | None, force: bool) -> None:
     A rollback that would drop tables holding rows is refused, and nothing
     is done, unless --force.
     """
-    target = settings.target()
+    target = pooler.session_target(settings.target(), "toolsdb rollback")
     undone = engine.rollback(target, migration_id, settings.echo(), force=force)
     click.echo(f"rolled back {', '.join(undone)} on {target.describe()}")
 
