@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from toolsdb import paths
 from toolsdb.cli import cli
 from toolsdb.server import embedded_bindir
 
-from .conftest import ROOT, Pg, clean_env, run_cli
+from .conftest import ROOT, Pg, clean_env, run_cli, toolsdb_exe
 
 # -- helpers -------------------------------------------------------------------
 
@@ -260,6 +263,36 @@ def test_server_status_exits_3_once_the_server_is_stopped(tmp_path: Path) -> Non
     assert stopped.stdout.strip() == "stopped", f"server stop should stop the running server: {stopped.stdout}"
     assert status.returncode == 3, f"server status should exit 3 (as pg_ctl) when stopped, not {status.returncode}."
     assert re.search(r"^running\s+\| no$", status.stdout, re.M), f"server status should say 'no': {status.stdout}"
+
+
+def test_a_server_start_killed_during_initdb_leaves_nothing_that_looks_initialized(tmp_path: Path) -> None:
+    """initdb writes into data.new, renamed to data once it succeeded: SIGKILL at
+    any moment of the first start, and the next start makes a working server
+    (a half-written data folder once passed for initialized and crashed at start)."""
+    seed = int(os.environ.get("TOOLSDB_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    try:
+        for delay in sorted(rng.uniform(0.05, 1.5) for _ in range(3)):
+            proc = subprocess.Popen(
+                [toolsdb_exe(), "server", "start"],
+                cwd=tmp_path,
+                env=clean_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
+            run_cli("server", "stop", cwd=tmp_path)
+            data = tmp_path / ".toolsdb" / "data"
+            assert not data.exists() or (data / "global" / "pg_control").exists(), f"seed {seed}: half a data folder"
+        assert_ok(run_cli("server", "start", cwd=tmp_path))
+        url = run_cli("server", "url", cwd=tmp_path).stdout.strip()
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select count(*) from pg_database").fetchone()[0] >= 3, f"seed {seed}"
+    finally:
+        run_cli("server", "stop", cwd=tmp_path)
 
 
 # As root, the ordinary user is `nobody`; the venv's own interpreter may sit

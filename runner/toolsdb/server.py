@@ -266,20 +266,30 @@ class EmbeddedServer:
     def _password(self) -> str:
         return self.password_file.read_text().strip()
 
+    @property
+    def _new_data(self) -> Path:
+        """Where initdb writes before the folder becomes ``data`` (one rename)."""
+        return self.root / "data.new"
+
     def _fresh_data_folder(self) -> None:
-        """An empty data folder (a half-made one from an interrupted run goes) and
+        """An empty folder for initdb (a half-made one from an interrupted run goes) and
         the log folder, both the server user's, reachable by it."""
-        if self.data.exists():
-            shutil.rmtree(self.data)
-        self.data.mkdir(mode=0o700)
+        for stale in (self._new_data, self.data):
+            if stale.exists():
+                shutil.rmtree(stale)
+        self._new_data.mkdir(mode=0o700)
         self.logdir.mkdir(exist_ok=True)
-        for path in (self.data, self.logdir):
+        for path in (self._new_data, self.logdir):
             self._give_to_server_user(path)
         self._ensure_traversable(self.root)
         self._ensure_traversable(self.bindir)
 
     def initialize(self) -> None:
-        """initdb the data folder (once); trust on the socket, scram on TCP."""
+        """initdb the data folder (once); trust on the socket, scram on TCP.
+
+        initdb writes into ``data.new``, renamed to ``data`` only once it
+        succeeded: a run killed half-way (SIGKILL included) leaves no ``data``
+        that looks initialized, and the next run starts over."""
         if self.initialized:
             return
         if self.standby:
@@ -287,8 +297,16 @@ class EmbeddedServer:
         self.check_binaries()
         self._fresh_data_folder()
         if not self.password_file.exists():
-            self.password_file.touch(mode=0o600)
-            self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
+            handle, temp = tempfile.mkstemp(prefix=".password.", dir=self.root)
+            try:
+                with os.fdopen(handle, "w") as out:
+                    out.write(secrets.token_urlsafe(24) + "\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(temp, self.password_file)  # mkstemp's mode is 0600
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
         pwfile = self.root / "pwfile.tmp"
         pwfile.write_text(self._password() + "\n")
         self._give_to_server_user(pwfile)
@@ -297,7 +315,7 @@ class EmbeddedServer:
                 [
                     str(self.binary("initdb")),
                     "-D",
-                    str(self.data),
+                    str(self._new_data),
                     "-U",
                     SUPERUSER,
                     "--auth-local=trust",
@@ -307,8 +325,9 @@ class EmbeddedServer:
                     f"--pwfile={pwfile}",
                 ]
             )
+            os.replace(self._new_data, self.data)
         except ToolsdbError:
-            shutil.rmtree(self.data, ignore_errors=True)
+            shutil.rmtree(self._new_data, ignore_errors=True)
             raise
         finally:
             pwfile.unlink(missing_ok=True)
@@ -332,7 +351,7 @@ class EmbeddedServer:
                 [
                     str(self.binary("pg_basebackup")),
                     "-D",
-                    str(self.data),
+                    str(self._new_data),
                     "-R",
                     "-X",
                     "stream",
@@ -353,8 +372,9 @@ class EmbeddedServer:
                 lines = [ln.strip() for ln in (done.stderr or done.stdout or "").splitlines() if ln.strip()]
                 errors = [ln for ln in lines if "error:" in ln or "FATAL:" in ln] or lines
                 raise ToolsdbError(f"pg_basebackup failed: {errors[0] if errors else 'exit ' + str(done.returncode)}")
+            os.replace(self._new_data, self.data)  # whole, or not there (as initdb's)
         except BaseException:
-            shutil.rmtree(self.data, ignore_errors=True)
+            shutil.rmtree(self._new_data, ignore_errors=True)
             raise
 
     # -- state ------------------------------------------------------------------
