@@ -13,7 +13,18 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import __version__, backup, claude_settings, operations, pooler, replica, serve_cli, usage_cli, worker_cli
+from . import (
+    __version__,
+    backup,
+    claude_settings,
+    cluster,
+    operations,
+    pooler,
+    replica,
+    serve_cli,
+    usage_cli,
+    worker_cli,
+)
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
@@ -792,6 +803,7 @@ for _command in (
     backup.backup_command,
     backup.restore_command,
     replica.replica_group,
+    cluster.cluster_group,
 ):
     cli.add_command(_command)
 

@@ -125,6 +125,11 @@ def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
     backend = _Backend(pooler.session_target(target, "toolsdb migrate"), echo)
     try:
         conn = backend.connection
+        if conn.execute("select exists (select from pg_catalog.pg_extension where extname = 'citus')").fetchone()[0]:
+            raise ToolsdbError(
+                "this database runs Citus: migrating onto a Citus cluster is designed (docs/citus.md) but not "
+                "built yet; nothing was changed"
+            )
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             with conn.transaction():
