@@ -206,7 +206,8 @@ def test_hook_serve_and_worker_lose_nothing_through_a_switchover_and_a_leader_ki
             switched = time.monotonic()
             time.sleep(8)
             switchover.update({"from": old.name, "to": new.name, "seconds_to_new_leader": round(switched - started, 2)})
-            switchover["spool_absorbed_events"] = spooled_total(served)
+            spooled_at_switchover = spooled_total(served)
+            switchover["spool_absorbed_events"] = spooled_at_switchover
             killed_at = time.monotonic()
             dead = cluster.kill_leader()
             survivor = cluster.wait_new_leader(dead, 120)
@@ -221,7 +222,7 @@ def test_hook_serve_and_worker_lose_nothing_through_a_switchover_and_a_leader_ki
                 thread.join(120)
         try:
             served.wait_spool_empty(180)
-            kill["spool_absorbed_events"] = spooled_total(served) - switchover["spool_absorbed_events"]  # type: ignore[operator]
+            kill["spool_absorbed_events"] = spooled_total(served) - spooled_at_switchover
             deadline = time.monotonic() + 180
             with psycopg.connect(url, autocommit=True) as conn:
                 while time.monotonic() < deadline:

@@ -13,9 +13,10 @@ or part of ``begin``), with two exceptions this module decides:
   1.18) cannot carry them (``prepared statement "_pg3_0" already exists``).
   They are off behind a transaction pooler.
 * **commands that need a session** (``toolsdb migrate``/``rollback``: an
-  advisory lock, ``set role toolsdb_owner``; the worker's LISTEN) use
-  ``DATABASE_DIRECT_URL`` when it is set; migrate refuses, in one line,
-  to run through a transaction pooler without it.
+  advisory lock, ``set role toolsdb_owner``; ``backup``/``restore``: pg_dump's
+  and pg_restore's session settings; the worker's LISTEN) use
+  ``DATABASE_DIRECT_URL`` when it is set; without it, all but the worker
+  refuse in one line to run through a transaction pooler (the worker polls).
 
 The setting is ``TOOLSDB_POOLER``: ``transaction`` (a transaction or
 statement pooler is in between), ``session`` or ``none`` (sessions are kept:
@@ -137,6 +138,7 @@ def refusal(what: str) -> ToolsdbError:
     """The one line of a command that needs a session and found a transaction pooler."""
     return ToolsdbError(
         f"{what} needs a session of its own and this connection goes through a transaction pooler "
-        f"({POOLER_ENV}, or detected: two connections shared one server process); set {DIRECT_URL_ENV} "
-        "to the server itself (not the pooler), or TOOLSDB_POOLER=session if the pooler keeps sessions"
+        f"({POOLER_ENV}=transaction, or detected: client connections multiplexed over server processes); "
+        f"set {DIRECT_URL_ENV} to the server itself (not the pooler), or {POOLER_ENV}=session if the pooler "
+        "keeps sessions"
     )
