@@ -94,6 +94,10 @@ def test_start_runs_a_coordinator_and_two_workers_that_hold_a_distributed_tables
     assert set(per) == workers and sum(per.values()) == 1000 and min(per.values()) > 0, per
 
 
+def test_the_cluster_folder_is_ignored_by_git(running: Path) -> None:
+    assert (running / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
 def test_a_second_start_changes_nothing(running: Path) -> None:
     with psycopg.connect(url(running), autocommit=True) as conn:
         before = conn.execute("select nodeid, nodename, nodeport from pg_dist_node order by nodeid").fetchall()

@@ -123,6 +123,9 @@ class Cluster:
 
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# a local Citus cluster's data (toolsdb cluster): never commit\n*\n")
             handle = open(self.root / "lock", "a+")  # noqa: SIM115 (held for the block)
         except OSError as exc:
             raise ToolsdbError(f"cannot use {self.root}: {exc.strerror or exc}") from None
