@@ -134,7 +134,13 @@ def load() -> ctypes.CDLL:
     lib.PQgetvalue.restype = cp
     lib.PQgetvalue.argtypes = [vp, ctypes.c_int, ctypes.c_int]
     lib.PQclear.argtypes = [vp]
+    lib.PQsetNoticeProcessor.restype = vp
+    lib.PQsetNoticeProcessor.argtypes = [vp, NOTICE_PROCESSOR, vp]
     return lib
+
+
+# void (*PQnoticeProcessor)(void *arg, const char *message)
+NOTICE_PROCESSOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
 
 
 class Connection:
@@ -153,6 +159,17 @@ class Connection:
             message = (self._lib.PQerrorMessage(self._conn) or b"").decode(errors="replace")
             self.close()
             raise LibpqError(f"cannot connect: {message}")
+        # libpq prints notices, and a FATAL that arrives while the connection is
+        # idle (idle_in_transaction_session_timeout ending a transaction the
+        # hook's budget gave up on), to stderr; the hook's stderr must stay
+        # empty, so they are kept here instead.
+        self.notices: list[str] = []
+        self._notice_processor = NOTICE_PROCESSOR(self._notice)
+        self._lib.PQsetNoticeProcessor(self._conn, self._notice_processor, None)
+
+    def _notice(self, _arg: int | None, message: bytes | None) -> None:
+        if message and len(self.notices) < 100:
+            self.notices.append(message.decode(errors="replace").strip())
 
     def execute(self, sql: str, args: list[str | None] | None = None) -> str | None:
         """Run ``sql`` with ``$1..$n`` bound to ``args``; the first column of the first row.
