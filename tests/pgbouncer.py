@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from toolsdb.server import SUPERUSER
+from toolsdb.server import SUPERUSER, _free_port
 
 POOL_SIZE = 4
 
@@ -53,14 +53,6 @@ class Bouncer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(server_socket_dir: str, server_port: int, users: list[str], run_as=None) -> Iterator[Bouncer]:
     """PgBouncer in transaction mode in front of the server at (socket dir, port).
@@ -68,7 +60,7 @@ def running(server_socket_dir: str, server_port: int, users: list[str], run_as=N
     exe = binary()
     assert exe is not None, "pgbouncer is not installed"
     folder = Path(tempfile.mkdtemp(prefix="pgb-"))  # short: a Unix socket path is at most ~100 bytes
-    port = free_port()
+    port = _free_port()
     userlist = folder / "userlist.txt"
     userlist.write_text("".join(f'"{u}" ""\n' for u in users))
     ini = folder / "pgbouncer.ini"

@@ -34,12 +34,11 @@ import pytest
 from cryptography.fernet import Fernet
 
 from toolsdb import config as cfg
-from toolsdb.worker_cli import secret_key_for
 
 from . import patroni_cluster
 from .conftest import clean_env, run_cli, toolsdb_exe
 from .servehelpers import create_token, start_serve
-from .workerhelpers import stand_in
+from .workerhelpers import destination, stand_in
 
 KEY = Fernet.generate_key().decode()
 pytestmark = pytest.mark.slow
@@ -178,9 +177,9 @@ def test_hook_serve_and_worker_lose_nothing_through_a_switchover_and_a_leader_ki
     with stand_in() as slack:
         path = "/services/HA"
         with psycopg.connect(url, autocommit=True) as conn:
-            key = secret_key_for("ha-slack")
-            cfg.set_secret(conn, key, slack.url(path), keys=cfg.KeyRing([KEY.encode()], cfg.KEY_ENV))
-            conn.execute("select toolsdb.notification_destination_set('ha-slack', 'slack', %s, %s)", (key, alice))
+            destination(
+                conn, "ha-slack", "slack", slack.url(path), alice, keys=cfg.KeyRing([KEY.encode()], cfg.KEY_ENV)
+            )
         served = start_serve(url, tmp_path / "spool")
         worker = subprocess.Popen(
             [toolsdb_exe(), "worker", "-d", url, "--poll", "1"],

@@ -37,14 +37,13 @@ from toolsdb import pooler
 from toolsdb.pool import create_pool
 from toolsdb.server import SUPERUSER
 from toolsdb.worker import Worker
-from toolsdb.worker_cli import secret_key_for
 
 from .conftest import Pg, clean_env, run_cli
 from .dbhelpers import run_workers
 from .hookhelpers import Hook, assert_stored, events_of, new_session_id, payload
 from .pgbouncer import POOL_SIZE, Bouncer
 from .servehelpers import create_token, start_serve
-from .workerhelpers import stand_in
+from .workerhelpers import destination, stand_in, wait_for
 
 KEY = Fernet.generate_key().decode()
 
@@ -299,9 +298,7 @@ def _notifications_for(su: psycopg.Connection, keyring: cfg.KeyRing, url: str, c
     alice = su.execute(
         "insert into toolsdb.users (username, email) values ('pgb-alice', 'pgba@example.com') returning user_id"
     ).fetchone()[0]
-    key = secret_key_for("pgb-slack")
-    cfg.set_secret(su, key, url, keys=keyring)
-    su.execute("select toolsdb.notification_destination_set('pgb-slack', 'slack', %s, %s)", (key, alice))
+    destination(su, "pgb-slack", "slack", url, alice, keys=keyring)
     for n in range(count):
         su.execute(
             "select toolsdb.hook_ingest(%s, %s)",
@@ -334,11 +331,6 @@ def test_the_worker_delivers_through_the_pooler_polling_or_woken_on_the_direct_u
                 ),
             )
 
-        def wait_bodies(count: int, seconds: float) -> None:
-            deadline = time.monotonic() + seconds
-            while len(slack.bodies(path)) < count and time.monotonic() < deadline:
-                time.sleep(0.1)
-
         # A running worker without a direct URL polls (LISTEN hears nothing through the pooler) ...
         worker = Worker(bouncer.conninfo(db), name="pgb-poll", keys=keyring, poll=0.5)
         thread = threading.Thread(target=worker.run)
@@ -346,7 +338,7 @@ def test_the_worker_delivers_through_the_pooler_polling_or_woken_on_the_direct_u
         try:
             time.sleep(1)
             stop_event("pgb-late")
-            wait_bodies(8, 60)
+            wait_for(lambda: len(slack.bodies(path)) >= 8, 60)
         finally:
             worker.stop()
             thread.join(30)
@@ -358,7 +350,7 @@ def test_the_worker_delivers_through_the_pooler_polling_or_woken_on_the_direct_u
         try:
             time.sleep(1)
             stop_event("pgb-woken")
-            wait_bodies(9, 20)
+            wait_for(lambda: len(slack.bodies(path)) >= 9, 20)
         finally:
             listening.stop()
             thread.join(40)
@@ -464,3 +456,9 @@ print("ok")
         assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok"), done.stdout
     clean_sessions(bouncer, empty_db)
+
+
+def test_a_bad_pooler_setting_is_one_line(pg: Pg, db: str) -> None:
+    done = run_cli("status", "--database", pg.url(db), env={"TOOLSDB_POOLER": "sometimes"})
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done
+    assert done.stderr.strip().count("\n") == 0 and "TOOLSDB_POOLER must be one of" in done.stderr, done.stderr

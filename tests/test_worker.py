@@ -23,12 +23,11 @@ from psycopg.types.json import Jsonb
 
 from toolsdb import config as cfg
 from toolsdb.worker import Worker, retry_after_seconds, smtp_settings
-from toolsdb.worker_cli import secret_key_for
 
 from .conftest import Pg, clean_env, run_cli, toolsdb_exe
 from .dbhelpers import rows, scalar
 from .queuehelpers import expire, seconds_from_now
-from .workerhelpers import Reply, smtp_stand_in, stand_in, wait_for
+from .workerhelpers import Reply, destination, smtp_stand_in, stand_in, wait_for
 
 KEY = Fernet.generate_key().decode()
 
@@ -47,13 +46,6 @@ def add_user(conn: psycopg.Connection, name: str) -> uuid.UUID:
     return scalar(
         conn, "insert into toolsdb.users (username, email) values (%s, %s) returning user_id", (name, f"{name}@x.org")
     )
-
-
-def destination(conn: psycopg.Connection, name: str, backend: str, url: str, user_id: uuid.UUID | None = None) -> None:
-    """What `toolsdb notify destination set` does, in process."""
-    key = secret_key_for(name)
-    cfg.set_secret(conn, key, url)
-    conn.execute("select toolsdb.notification_destination_set(%s, %s, %s, %s)", (name, backend, key, user_id))
 
 
 def ingest(conn: psycopg.Connection, session: str, kind: str, user_id: uuid.UUID | None = None, **fields: Any) -> int:

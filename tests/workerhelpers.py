@@ -125,3 +125,14 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def destination(conn, name: str, backend: str, url: str, user_id=None, keys=None) -> None:
+    """What `toolsdb notify destination set` does, in process: the URL stored as an
+    encrypted secret (``keys``: the key ring, else TOOLSDB_KEY or the key file)."""
+    from toolsdb import config as cfg
+    from toolsdb.worker_cli import secret_key_for
+
+    key = secret_key_for(name)
+    cfg.set_secret(conn, key, url, keys=keys)
+    conn.execute("select toolsdb.notification_destination_set(%s, %s, %s, %s)", (name, backend, key, user_id))
