@@ -276,6 +276,11 @@ def _read_archive(path: Path, server_major: int) -> tuple[Path, str]:
         )
         if out.returncode == 0:
             return exe, out.stdout
+        if out.returncode < 0:  # killed, not a verdict on the file
+            raise ToolsdbError(
+                f"restore of {path} failed, nothing was changed: pg_restore --list was stopped by "
+                f"{signal.Signals(-out.returncode).name}"
+            )
         error = error or re.sub(
             r"^\S+: (error: )?", "", (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
         )
