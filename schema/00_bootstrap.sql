@@ -35,6 +35,26 @@ create table if not exists toolsdb_migrations.definitions (
     constraint catalog_digest_is_md5 check (catalog_digest ~ '^[0-9a-f]+$' and char_length(catalog_digest) = 32)
 );
 
+-- What the last full `toolsdb migrate` applied, as a whole: the digest of the
+-- tree it ran (bootstrap, migrations, repeatable/) and the actions of
+-- repeatable/ it ran every time. A migrate whose tree has that digest, with
+-- every migration applied and every definition as recorded, only re-runs
+-- those actions (runner/toolsdb/migrate.py: the no-op in one round trip).
+create table if not exists toolsdb_migrations.tree_state (
+    state_id text not null default 'tree',
+    tree_digest text not null,
+    definitions_digest text not null,
+    actions text not null,
+    recorded_at timestamptz not null default now(),
+    constraint tree_state_pkey primary key (state_id),
+    constraint state_id_is_tree check (state_id = 'tree'),
+    constraint tree_digest_is_sha256 check (tree_digest ~ '^[0-9a-f]+$' and char_length(tree_digest) = 64),
+    constraint definitions_digest_is_md5 check (
+        definitions_digest ~ '^[0-9a-f]+$' and char_length(definitions_digest) = 32
+    ),
+    constraint actions_length_is_valid check (char_length(actions) <= 10000000)
+);
+
 -- Comments, set only where they differ (a migrate with nothing to do writes
 -- no catalog row).
 do $bootstrap$
@@ -67,7 +87,19 @@ begin
                 || 'applied.'),
             ('column', 'toolsdb_migrations.definitions.catalog_digest', 'MD5 of its definition and comments '
                 || 'as the catalog showed them after that.'),
-            ('column', 'toolsdb_migrations.definitions.applied_at', 'When it was last applied.')
+            ('column', 'toolsdb_migrations.definitions.applied_at', 'When it was last applied.'),
+            ('table', 'toolsdb_migrations.tree_state', 'What the last full toolsdb migrate applied: the '
+                || 'digest of its tree of SQL files and the actions of repeatable/ it re-runs every time. One '
+                || 'row. A migrate of the same tree, with every migration applied and every definition as '
+                || 'recorded, re-runs only those actions.'),
+            ('column', 'toolsdb_migrations.tree_state.state_id', 'Always tree: the table holds one row.'),
+            ('column', 'toolsdb_migrations.tree_state.tree_digest', 'SHA-256 over toolsdb''s version and the '
+                || 'names and bytes of schema/00_bootstrap.sql, migrations/ and repeatable/.'),
+            ('column', 'toolsdb_migrations.tree_state.definitions_digest', 'MD5 over the rows of '
+                || 'toolsdb_migrations.definitions as that migrate left them.'),
+            ('column', 'toolsdb_migrations.tree_state.actions', 'The actions of repeatable/ (the statements '
+                || 'that are not definitions), in order, as one script.'),
+            ('column', 'toolsdb_migrations.tree_state.recorded_at', 'When it was recorded.')
         ) as v (kind, name, description)
     loop
         if wanted.description is distinct from (

@@ -439,9 +439,10 @@ def command_tree() -> list:
 
     def walk(command: click.Command, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], click.Command]]:
         yield path, command
-        if isinstance(command, click.Group):
-            for name in sorted(command.commands):
-                yield from walk(command.commands[name], (*path, name))
+        if isinstance(command, click.Group):  # list_commands: the modules imported on demand too
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                yield from walk(command.get_command(ctx, name), (*path, name))
 
     return [pytest.param(path, command, id=" ".join(("toolsdb", *path))) for path, command in walk(cli, ())]
 

@@ -4,16 +4,19 @@ replaced by a migrate only when it differs; every SQL file re-runnable."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from toolsdb import migrate as engine
 from toolsdb import paths, repeatable
 from toolsdb.sqlfiles import split
 
-from .conftest import ROOT, Pg
+from .conftest import ROOT, Pg, clean_env
 from .test_migration_model import current_xid, migrate, rows_written_since
 
 DEFINING = re.compile(r"^\s*create\s+(or\s+replace\s+)?(function|procedure|view|trigger)\b", re.I)
@@ -219,3 +222,144 @@ def test_the_loader_names_each_object_as_postgresql_does(tmp_path: Path) -> None
     ]
     assert units[3].kind == "action" and units[3].key.endswith("10_a.sql:9")
     assert len(units) == 4
+
+
+# -- the no-op: a migrate of the tree the database already has ---------------------------
+
+# `toolsdb migrate` in a fresh interpreter, saying afterwards whether yoyo (the
+# full migrate's engine) was imported: the no-op never needs it.
+NO_OP_PROBE = """
+import sys
+from toolsdb.cli import cli
+code = cli.main(["migrate", "--database", sys.argv[1]], prog_name="toolsdb", standalone_mode=False)
+print("yoyo imported:", "yoyo" in sys.modules)
+"""
+
+
+def migrate_in_fresh_process(pg: Pg, db: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", NO_OP_PROBE, pg.url(db)], env=clean_env(), capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_a_migrate_with_nothing_to_do_records_the_tree_and_runs_only_its_actions(pg: Pg, db: str) -> None:
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        recorded = conn.execute("select tree_digest from toolsdb_migrations.tree_state").fetchall()
+        # An action's work undone by hand (change capture is installed by audit_table(), an action).
+        conn.execute("drop trigger _900_audit on toolsdb.users")
+    assert recorded == [(engine.tree().digest,)]
+    expected_output = f"nothing to migrate: {pg.url(db)} (from --database) is up to date"
+    out = migrate_in_fresh_process(pg, db)
+    assert out.splitlines() == [expected_output, "yoyo imported: False"]
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        assert conn.execute(
+            "select count(*) from pg_trigger where tgrelid = 'toolsdb.users'::regclass and tgname = '_900_audit'"
+        ).fetchone() == (1,), "the no-op ran the actions: audit_table() put the trigger back"
+    since = current_xid(pg, db)
+    assert migrate_in_fresh_process(pg, db).splitlines() == [expected_output, "yoyo imported: False"]
+    assert rows_written_since(pg, db, since) == ""
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "update toolsdb_migrations.tree_state set tree_digest = repeat('0', 64)",
+        "update toolsdb_migrations.definitions set source_digest = repeat('0', 64)"
+        " where object_name = 'function toolsdb.maintain'",
+        "delete from toolsdb_migrations.definitions where object_name = 'view toolsdb.active_tasks'",
+        "delete from toolsdb_migrations._yoyo_migration",
+        "comment on function toolsdb.maintain(integer, integer) is 'edited by hand'",
+        "update toolsdb_migrations.tree_state set actions = 'select 1/0;'",
+    ],
+    ids=[
+        "other tree",
+        "definition recorded otherwise",
+        "definition unrecorded",
+        "migrations unapplied",
+        "catalog changed",
+        "actions that fail",
+    ],
+)
+def test_anything_unlike_the_record_takes_the_full_migrate(pg: Pg, db: str, change: str) -> None:
+    expected = pg.dump_schema(db)
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        conn.execute(change)
+    out = migrate_in_fresh_process(pg, db)
+    assert out.splitlines()[-1] == "yoyo imported: True", out
+    assert pg.dump_schema(db) == expected
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        tree_digest, actions = conn.execute("select tree_digest, actions from toolsdb_migrations.tree_state").fetchone()
+    assert tree_digest == engine.tree().digest
+    assert actions == repeatable.actions_script(repeatable.load()), "the full migrate recorded the tree again"
+    assert migrate_in_fresh_process(pg, db).splitlines()[-1] == "yoyo imported: False"
+
+
+# `toolsdb` as its console script runs it (launcher.main), saying afterwards
+# whether psycopg was imported: the launcher's no-op (migrate_fast.py) does not.
+LAUNCHER_PROBE = """
+import sys
+from toolsdb.launcher import main
+sys.argv = ["toolsdb", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    print("exit:", exc.code)
+print("psycopg imported:", "psycopg" in sys.modules)
+"""
+
+
+def launch(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCHER_PROBE, *args], env=clean_env(**env), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_launcher_does_the_no_op_without_psycopg_and_says_what_the_full_migrate_says(pg: Pg, db: str) -> None:
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        conn.execute("drop trigger _900_audit on toolsdb.users")
+    out = launch(["migrate", "--database", pg.url(db)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"nothing to migrate: {pg.url(db)} (from --database) is up to date",
+        "exit: 0",
+        "psycopg imported: False",
+    ]
+    assert out.stderr == ""
+    with psycopg.connect(pg.conninfo(db)) as conn:
+        assert conn.execute(
+            "select count(*) from pg_trigger where tgrelid = 'toolsdb.users'::regclass and tgname = '_900_audit'"
+        ).fetchone() == (1,), "the recorded actions ran"
+    since = current_xid(pg, db)
+    assert launch(["--database", pg.url(db), "migrate"], DATABASE_URL="postgresql:///elsewhere").stdout.splitlines()[
+        -1
+    ] == ("psycopg imported: False")
+    assert rows_written_since(pg, db, since) == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "change"),
+    [
+        (["migrate", "-v"], {}, None),
+        (["migrate", "--remember"], {}, None),
+        (["migrate"], {"DB_LOG_QUERIES": "true"}, None),
+        (["migrate"], {"TOOLSDB_POOLER": "transaction"}, None),
+        (["migrate"], {}, "comment on function toolsdb.maintain(integer, integer) is 'edited by hand'"),
+        (["migrate"], {}, "update toolsdb_migrations.tree_state set actions = 'select 1/0;'"),
+    ],
+    ids=["verbose", "remember", "statement logging", "transaction pooler", "catalog changed", "actions that fail"],
+)
+def test_the_launcher_leaves_anything_else_to_the_full_migrate(
+    pg: Pg, db: str, args: list[str], env: dict[str, str], change: str | None
+) -> None:
+    if change:
+        with psycopg.connect(pg.conninfo(db)) as conn:
+            conn.execute(change)
+    out = launch(args, DATABASE_URL=pg.url(db), **env)
+    assert out.stdout.splitlines()[-1] == "psycopg imported: True", out.stdout + out.stderr
+    if "TOOLSDB_POOLER" in env:
+        assert "needs a session of its own" in out.stderr
+    elif "--remember" not in args:
+        assert out.returncode == 0, out.stderr
+        assert f"{pg.url(db)} (from DATABASE_URL)" in out.stdout

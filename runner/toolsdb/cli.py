@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -9,22 +10,12 @@ import sys
 import tempfile
 from datetime import timezone
 from pathlib import Path
+from typing import ClassVar
 
 import click
 import psycopg
 
-from . import (
-    __version__,
-    backup,
-    claude_settings,
-    cluster,
-    operations,
-    pooler,
-    replica,
-    serve_cli,
-    usage_cli,
-    worker_cli,
-)
+from . import __version__, pooler
 from . import migrate as engine
 from .clicommon import DATABASE_HELP, Settings, common_options, needs_extra, print_table
 from .errors import ToolsdbError
@@ -41,6 +32,38 @@ class ToolsdbGroup(click.Group):
     ToolsdbError, a database error, a file it cannot read or write) becomes click's one ``Error: ...`` line on
     stderr and the error's exit code, never a traceback. Sub-groups and
     commands run inside this ``invoke``, so this is the one place it happens."""
+
+    # Commands defined in their own modules (they share clicommon's options),
+    # imported when named or listed: `toolsdb migrate` and `toolsdb hook` do not
+    # pay for the backup, serve, worker and usage modules' imports.
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "health": ("operations", "health_command"),
+        "stats": ("operations", "stats_command"),
+        "monitor": ("operations", "monitor_command"),
+        "maintain": ("operations", "maintain_command"),
+        "backup": ("backup", "backup_command"),
+        "restore": ("backup", "restore_command"),
+        "replica": ("replica", "replica_group"),
+        "cluster": ("cluster", "cluster_group"),
+        "claude-settings": ("claude_settings", "command"),
+        "worker": ("worker_cli", "worker_command"),
+        "notify": ("worker_cli", "notify_group"),
+        "serve": ("serve_cli", "serve_command"),
+        "token": ("serve_cli", "token_group"),
+        "import-transcripts": ("usage_cli", "import_transcripts_command"),
+        "usage": ("usage_cli", "usage_group"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, attr = self.LAZY[cmd_name]
+            command = getattr(importlib.import_module(f".{module}", __package__), attr)
+            assert command.name == cmd_name, f"{module}.{attr} is named {command.name}"
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -794,20 +817,6 @@ def docs(settings: Settings, output: Path, check: bool) -> None:
     click.echo(f"wrote {output}")
 
 
-# Commands defined in their own modules (they share clicommon's options).
-for _command in (
-    operations.health_command,
-    operations.stats_command,
-    operations.monitor_command,
-    operations.maintain_command,
-    backup.backup_command,
-    backup.restore_command,
-    replica.replica_group,
-    cluster.cluster_group,
-):
-    cli.add_command(_command)
-
-
 @cli.group("redis")
 def redis_group() -> None:
     """The Redis toolkit's server (REDIS_URL or REDIS_HOST/PORT/PASSWORD/DB/SSL)."""
@@ -870,14 +879,6 @@ def main() -> None:
         click.echo("Terminated.", err=True)
         sys.exit(128 + exc.signum)
 
-
-cli.add_command(claude_settings.command)
-cli.add_command(worker_cli.worker_command)
-cli.add_command(worker_cli.notify_group)
-cli.add_command(serve_cli.serve_command)
-cli.add_command(serve_cli.token_group)
-cli.add_command(usage_cli.import_transcripts_command)
-cli.add_command(usage_cli.usage_group)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@
 ``toolsdb hook`` runs inside an agent's loop on every tool use, so it is
 dispatched here before click and psycopg are imported (they cost 0.1-0.3 s
 of start-up); so are the reports ``toolsdb usage daily|monthly|session``,
-which are one query. Every other command, and their ``--help``, goes to the
+which are one query, and a ``toolsdb migrate`` with nothing to do
+(migrate_fast.py). Every other command, and their ``--help``, goes to the
 click command line in ``toolsdb.cli``.
 """
 
@@ -18,6 +19,16 @@ def main() -> None:
         from .hook import fast_main
 
         code = fast_main(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    if "migrate" in sys.argv[1:] and not hook:
+        # Nothing to do is the common case: found and done without click, psycopg and yoyo.
+        try:
+            from .migrate_fast import fast_main as migrate_main
+        except KeyboardInterrupt:
+            print("Aborted.", file=sys.stderr)
+            sys.exit(1)
+        code = migrate_main(sys.argv[1:])
         if code is not None:
             sys.exit(code)
     if "usage" in sys.argv[1:] and not hook:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import re
 
 # The variables that make libpq pick a server or database (see "Environment
 # Variables" in the libpq manual); any one of them set means "use it".
@@ -200,3 +201,9 @@ class Connection:
         if self._conn:
             self._lib.PQfinish(self._conn)
             self._conn = None
+
+
+def redact(conninfo: str) -> str:
+    """The conninfo with any password replaced by ``***``."""
+    redacted = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", conninfo)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", redacted)

@@ -16,155 +16,131 @@ Order of one ``toolsdb migrate`` (see docs/architecture.md):
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
-from yoyo import read_migrations
-from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
-from yoyo.connections import parse_uri
-from yoyo.migrations import MigrationList, read_sql_migration
 
 from . import paths, pooler, repeatable
 from .errors import MigrationError, ToolsdbError
 from .sqlfiles import Echo, StatementError, apply_file, apply_folder, display_name, split
 from .target import Target, connect
+from .treestate import LOCK_KEY, MIGRATION_SCHEMA, MIGRATION_TABLE, Tree, lock_timeout, tree
 
-MIGRATION_SCHEMA = "toolsdb_migrations"
-MIGRATION_TABLE = "_yoyo_migration"
-# pg_advisory_lock key: 'toolsdb' as an integer; one migrator per database.
-LOCK_KEY = int.from_bytes(b"toolsdb", "big")
+if TYPE_CHECKING:
+    from yoyo.migrations import MigrationList
+
+    from .yoyobackend import Backend
+
 MIGRATION_NAME = re.compile(r"^(?P<number>\d{4})\.(?P<name>[a-z][a-z0-9_]*)(?P<rollback>\.rollback)?\.sql$")
 
 
-class _Backend(PostgresqlPsycopgBackend):
-    """yoyo's psycopg 3 backend on a libpq conninfo, sharing one connection.
-
-    * connects with any conninfo, including "" (PG* variables);
-    * keeps yoyo's tables in toolsdb_migrations (search_path), so an
-      unqualified name in a migration fails instead of landing in public;
-    * runs statements without parameters as plain SQL ('%' is literal) and
-      remembers the migration file and statement running, for error lines;
-    * ``copy()`` shares the connection, so migrations, their bookkeeping and
-      the re-applied definitions all run in the caller's single transaction;
-    """
-
-    def __init__(self, target: Target, echo: Echo = None):
-        self._target = target
-        self.echo = echo
-        self.current_file: str | None = None
-        self.last_sql: str | None = None
-        self.failed_sql: str | None = None
-        super().__init__(parse_uri("postgresql+psycopg://"), MIGRATION_TABLE)
-
-    def connect(self, dburi):
-        conn = connect(self._target.conninfo, autocommit=True)
-        conn.execute(f"set search_path = {MIGRATION_SCHEMA}")
-        return conn
-
-    def cursor(self):
-        return _TracingCursor(self, self.connection.cursor())
-
-    def trace(self, sql: str) -> None:
-        self.last_sql = sql
-        echo = self.echo
-        if echo and not sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
-            echo(sql)
-
-    def copy(self):
-        return contextlib.nullcontext(self)
-
-    def apply_one(self, migration, force=False, mark=True):
-        self.current_file = display_name(Path(migration.path))
-        super().apply_one(migration, force=force, mark=mark)
-
-    def rollback_one(self, migration, force=False):
-        rollback_path = Path(migration.path).with_suffix(".rollback.sql")
-        self.current_file = display_name(rollback_path)
-        super().rollback_one(migration, force=force)
-
-
-class _TracingCursor:
-    """A psycopg cursor that reports each statement to its backend and runs
-    statements without parameters as plain SQL ('%' is literal)."""
-
-    def __init__(self, backend: _Backend, cursor: psycopg.Cursor):
-        self._backend = backend
-        self._cursor = cursor
-
-    def execute(self, sql, params=None):
-        self._backend.trace(sql)
+def _bootstrap(conn: psycopg.Connection, echo: Echo) -> None:
+    """Apply schema/00_bootstrap.sql in a transaction of its own: the whole
+    file in one round trip, or, echoing or when that fails, statement by
+    statement (which names the statement that failed)."""
+    path = paths.bootstrap_file()
+    if not echo:
         try:
-            if params:
-                return self._cursor.execute(sql, params)
-            return self._cursor.execute(sql)
-        except psycopg.Error:
-            # The first failure is the one to report: yoyo's savepoint
-            # rollback runs after it.
-            if self._backend.failed_sql is None:
-                self._backend.failed_sql = sql
-            raise
+            with conn.transaction():
+                conn.execute(path.read_text(encoding="utf-8"))
+            return
+        except psycopg.Error as exc:
+            _raise_interrupt(exc)
+    try:
+        with conn.transaction():
+            apply_file(conn, path, echo)
+    except StatementError as exc:
+        # e.g. 42501 "toolsdb needs the role toolsdb_owner and alice may not create roles"
+        raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
 
-    @property
-    def description(self):
-        # yoyo prints the rows of any migration statement that returns some
-        # (a `select toolsdb.audit_table(...)`); migrations are quiet here.
-        return None
 
-    def __getattr__(self, name):
-        return getattr(self._cursor, name)
+def _run_actions(conn: psycopg.Connection, actions: str) -> bool:
+    """Run the recorded actions script in one transaction; False (nothing
+    done) when it fails: the full migrate then runs them one by one and names
+    the statement that failed."""
+    try:
+        with conn.transaction():
+            conn.execute(f"set local lock_timeout = '{lock_timeout()}'")
+            conn.execute(actions)
+    except psycopg.Error as exc:
+        _raise_interrupt(exc)
+        return False
+    return True
+
+
+def _recorded_actions(conn: psycopg.Connection, current: Tree) -> str | None:
+    """The actions a migrate of ``current`` would run when the database is as
+    the last migrate of the same tree left it (read only); else None."""
+    try:
+        with conn.transaction():
+            return repeatable.tree_up_to_date(conn, current.digest, current.migration_ids)
+    except psycopg.errors.InsufficientPrivilege:
+        return None  # not a member of toolsdb_owner yet: the full migrate says what it can do
 
 
 @contextlib.contextmanager
-def _session(target: Target, echo: Echo) -> Iterator[_Backend]:
-    """A backend holding the migration lock, with bootstrap applied."""
-    backend = _Backend(pooler.session_target(target, "toolsdb migrate"), echo)
+def _session(
+    target: Target, echo: Echo, current: Tree | None = None, before_changes: Callable[[], object] | None = None
+) -> Iterator[Backend | None]:
+    """A backend holding the migration lock, with bootstrap applied.
+
+    With ``current`` (the no-op path): when the database is as the last
+    migrate of that tree left it, apply bootstrap, run the recorded actions as
+    toolsdb_owner and yield None instead: nothing else would change.
+    ``before_changes`` runs before the first statement that can change
+    anything (reading repeatable/, whose errors then leave the database as
+    it was)."""
+    conn = connect(pooler.session_target(target, "toolsdb migrate").conninfo, autocommit=True)
     try:
-        conn = backend.connection
+        conn.execute(f"set search_path = {MIGRATION_SCHEMA}")
         if conn.execute("select exists (select from pg_catalog.pg_extension where extname = 'citus')").fetchone()[0]:
             raise ToolsdbError(
                 "this database runs Citus: migrating onto a Citus cluster is designed (docs/citus.md) but not "
                 "built yet; nothing was changed"
             )
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
-        try:
-            with conn.transaction():
-                apply_file(conn, paths.bootstrap_file(), echo)
-        except StatementError as exc:
-            # e.g. 42501 "toolsdb needs the role toolsdb_owner and alice may not create roles"
-            raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
+        actions = _recorded_actions(conn, current) if current is not None else None
+        if actions is None and before_changes is not None:
+            before_changes()
+        _bootstrap(conn, echo)
         # Objects belong to toolsdb_owner: act as it when we may (docs/security.md).
-        if conn.execute(
+        owner = conn.execute(
             "select case when exists (select from pg_roles where rolname = 'toolsdb_owner')"
             " then pg_has_role(current_user, 'toolsdb_owner', 'MEMBER') else false end"
-        ).fetchone()[0]:
+        ).fetchone()[0]
+        if owner:
             conn.execute("set role toolsdb_owner")
+        # The recorded actions run only as toolsdb_owner, which owns the record.
+        if actions is not None:
+            if owner and _run_actions(conn, actions):
+                yield None
+                return
+            if before_changes is not None:
+                before_changes()
+        from .yoyobackend import Backend
+
+        backend = Backend(conn, echo)
         backend.init_database()
         backend.ensure_internal_schema_updated()
         yield backend
     finally:
         with contextlib.suppress(psycopg.Error):
-            backend.connection.close()
+            conn.close()
 
 
 def _all_migrations() -> MigrationList:
+    from yoyo import read_migrations
+
     return read_migrations(str(paths.migrations_dir()))
 
 
-def lock_timeout() -> str:
-    """How long a migration may wait for a table lock (TOOLSDB_LOCK_TIMEOUT)."""
-    value = os.environ.get("TOOLSDB_LOCK_TIMEOUT", "10s")
-    if not re.fullmatch(r"\d+\s*(ms|s|min|h)?", value.strip()):
-        raise ToolsdbError(f"TOOLSDB_LOCK_TIMEOUT={value!r} is not a duration such as 10s or 500ms")
-    return value.strip()
-
-
 @contextlib.contextmanager
-def _one_transaction(backend: _Backend) -> Iterator[None]:
+def _one_transaction(backend: Backend) -> Iterator[None]:
     timeout = lock_timeout()
     backend.failed_sql = None
     backend.begin()
@@ -234,19 +210,12 @@ def _refuse_transaction_control(files: list[Path]) -> None:
     for path in files:
         if not path.exists():
             continue
-        _, _, chunks = read_sql_migration(str(path))  # split as yoyo will run it
-        text = path.read_text(encoding="utf-8")
-        offset = 0
-        for chunk in chunks:
-            at = max(text.find(chunk, offset), 0)
-            offset = at + len(chunk)
-            for stmt in split(chunk):  # the statement without its leading comments
-                if keyword := repeatable.transaction_control(stmt):
-                    line = text.count("\n", 0, at) + stmt.line
-                    raise ToolsdbError(
-                        f"{display_name(path)} line {line}: {keyword} is not allowed in a migration "
-                        "(toolsdb runs every migration in one transaction); nothing was applied"
-                    )
+        for stmt in split(path.read_text(encoding="utf-8")):  # as yoyo runs it (yoyobackend.py)
+            if keyword := repeatable.transaction_control(stmt):
+                raise ToolsdbError(
+                    f"{display_name(path)} line {stmt.line}: {keyword} is not allowed in a migration "
+                    "(toolsdb runs every migration in one transaction); nothing was applied"
+                )
 
 
 def prepare(target: Target, echo: Echo = None) -> None:
@@ -268,8 +237,12 @@ def migrate(
     definitions of repeatable/ (unless ``definitions`` is false); return the
     ids applied. ``replaced``, when given, receives the definitions that were
     (re)created, as "function toolsdb.maintain"."""
-    units = repeatable.load() if definitions else []
-    with _session(target, echo) as backend:
+    current = tree() if definitions and to is None else None
+    units: list[repeatable.Unit] = []
+    load = (lambda: units.extend(repeatable.load())) if definitions else None
+    with _session(target, echo, None if echo else current, load) as backend:
+        if backend is None:
+            return []
         migrations = _all_migrations()
         _refuse_unknown(_applied_ids(backend.connection), migrations)
         pending = list(backend.to_apply(migrations))
@@ -287,6 +260,8 @@ def migrate(
                 done = repeatable.apply(backend.connection, units, echo)
                 if replaced is not None:
                     replaced.extend(done)
+                if current is not None:
+                    repeatable.record_tree(backend.connection, current.digest, units)
         return [m.id for m in pending]
 
 

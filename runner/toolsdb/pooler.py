@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
-
-import psycopg
 
 from .errors import ToolsdbError
 
@@ -68,24 +66,38 @@ def configured(env: Mapping[str, str] | None = None) -> str:
     return raw
 
 
+BACKEND_PID = "select pg_catalog.pg_backend_pid()"
+
+
+def multiplexed(first: Callable[[], int], second: Callable[[], int]) -> bool:
+    """The detection over two open client connections, each given as a call
+    returning the server process id its next statement reaches: True when
+    they reach the same process, or either reaches two (see the module
+    text). Shared by the psycopg path and the libpq one (migrate_fast.py)."""
+    seen_first: set[int] = set()
+    seen_second: set[int] = set()
+    for _ in range(ROUNDS):
+        a, b = first(), second()
+        seen_first.add(a)
+        seen_second.add(b)
+        if a == b or len(seen_first) > 1 or len(seen_second) > 1:
+            return True
+    return False
+
+
 def shares_server_connections(conninfo: str, connect_timeout: int = 5) -> bool:
     """True when client connections are multiplexed over server connections (a
     transaction or statement pooler): two client connections open at the same
     time reach the same server process, or one client connection's statements
     reach different server processes. Neither can happen on a direct
     connection or through a session pooler. See the module text."""
+    import psycopg
+
     kwargs = {"autocommit": True, "prepare_threshold": None, "connect_timeout": connect_timeout}
     with psycopg.connect(conninfo, **kwargs) as first, psycopg.connect(conninfo, **kwargs) as second:
-        seen_first: set[int] = set()
-        seen_second: set[int] = set()
-        for _ in range(ROUNDS):
-            a = first.execute("select pg_catalog.pg_backend_pid()").fetchone()[0]
-            b = second.execute("select pg_catalog.pg_backend_pid()").fetchone()[0]
-            seen_first.add(a)
-            seen_second.add(b)
-            if a == b or len(seen_first) > 1 or len(seen_second) > 1:
-                return True
-    return False
+        return multiplexed(
+            lambda: first.execute(BACKEND_PID).fetchone()[0], lambda: second.execute(BACKEND_PID).fetchone()[0]
+        )
 
 
 def behind_transaction_pooler(conninfo: str, env: Mapping[str, str] | None = None, *, detect: bool = True) -> bool:
@@ -125,6 +137,8 @@ def session_target(target: Target, what: str) -> Target:
     if direct is not None and target.source != "--database":
         return Target(validate(direct, DIRECT_URL_ENV), DIRECT_URL_ENV)
     if not target.embedded:
+        import psycopg
+
         try:
             shared = behind_transaction_pooler(target.conninfo)
         except psycopg.OperationalError:

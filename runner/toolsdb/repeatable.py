@@ -32,6 +32,7 @@ import psycopg
 from . import paths
 from .errors import ToolsdbError
 from .sqlfiles import Echo, Statement, display_name, execute, split
+from .treestate import CATALOG_DIGEST, RECORD_TREE, TREE_RECORDED, TREE_UP_TO_DATE
 
 _NAME = r"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)"
 _CREATE = re.compile(r"create\s+or\s+replace\s+(function|procedure|view|trigger)\b", re.I)
@@ -157,41 +158,40 @@ def load(folder: Path | None = None) -> list[Unit]:
 
 # The definition of each unit's object as the catalog shows it, comments
 # included; null when the object does not exist.
-_CATALOG_DIGESTS = """
-select u.key, pg_catalog.md5(case u.kind
-    when 'function' then (
-        select pg_catalog.string_agg(
-            pg_catalog.pg_get_functiondef(p.oid) || coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''),
-            e'\\n' order by p.oid
-        )
-        from pg_catalog.pg_proc as p
-        where p.pronamespace = pg_catalog.to_regnamespace(u.schema) and p.proname = u.obj
-    )
-    when 'view' then (
-        select pg_catalog.concat_ws(
-            e'\\n', pg_catalog.pg_get_viewdef(c.oid), c.reloptions::text,
-            pg_catalog.obj_description(c.oid, 'pg_class'),
-            (
-                select pg_catalog.string_agg(
-                    a.attname || ': ' || coalesce(pg_catalog.col_description(c.oid, a.attnum), ''),
-                    e'\\n' order by a.attnum
-                )
-                from pg_catalog.pg_attribute as a
-                where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-            )
-        )
-        from pg_catalog.pg_class as c
-        where c.oid = pg_catalog.to_regclass(u.schema || '.' || u.obj) and c.relkind = 'v'
-    )
-    when 'trigger' then (
-        select pg_catalog.pg_get_triggerdef(t.oid) || coalesce(pg_catalog.obj_description(t.oid, 'pg_trigger'), '')
-        from pg_catalog.pg_trigger as t
-        where t.tgrelid = pg_catalog.to_regclass(u.tbl) and t.tgname = u.obj
-    )
-end), d.source_digest, d.catalog_digest, d.source_file
+_CATALOG_DIGESTS = (
+    "select u.key, "
+    + CATALOG_DIGEST
+    + """, d.source_digest, d.catalog_digest, d.source_file
 from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) as u (key, kind, schema, obj, tbl)
 left join toolsdb_migrations.definitions as d on u.key = d.object_name
 """
+)
+
+
+def actions_script(units: list[Unit]) -> str:
+    """The actions of ``units`` in order, as one script (each statement ends on
+    a line of its own, so a trailing ``--`` comment cannot swallow its ';')."""
+    return "".join(s.sql + "\n;\n" for u in units if u.kind == "action" for s in u.statements)
+
+
+def tree_up_to_date(conn: psycopg.Connection, tree_digest: str, migration_ids: list[str]) -> str | None:
+    """The recorded actions script when the database is as the last migrate of
+    the tree ``tree_digest`` left it, with exactly ``migration_ids`` applied;
+    else None (and None before any migrate recorded a tree)."""
+    if not conn.execute(TREE_RECORDED).fetchone()[0]:
+        return None  # before the first migrate, or last migrated by a toolsdb that kept no record
+    row = conn.execute(TREE_UP_TO_DATE.format(tree="%s", ids="%s"), (tree_digest, sorted(migration_ids))).fetchone()
+    return None if row is None else row[0]
+
+
+def record_tree(conn: psycopg.Connection, tree_digest: str, units: list[Unit]) -> None:
+    """Record, in the caller's transaction, that the tree ``tree_digest`` is
+    applied (after ``apply`` of all its ``units``); writes nothing when the
+    record is already so."""
+    conn.execute(
+        RECORD_TREE.format(tree="%s", actions="%s"),
+        (tree_digest, actions_script(units)),
+    )
 
 
 def _catalog(conn: psycopg.Connection, units: list[Unit]) -> dict[str, tuple[str | None, ...]]:

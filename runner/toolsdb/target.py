@@ -35,7 +35,7 @@ from psycopg import conninfo as pg_conninfo
 
 from . import pooler
 from .errors import ToolsdbError
-from .libpq import LIBPQ_ENV, LIBPQ_TARGET_VARS
+from .libpq import LIBPQ_ENV, LIBPQ_TARGET_VARS, redact
 from .server import EmbeddedServer
 from .serverinfo import locate_root, no_server_message
 
@@ -103,12 +103,6 @@ class Target:
 
     def connect(self, **kwargs) -> psycopg.Connection:
         return connect(self.conninfo, **kwargs)
-
-
-def redact(conninfo: str) -> str:
-    """The conninfo with any password replaced by ``***``."""
-    redacted = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", conninfo)
-    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", redacted)
 
 
 def validate(conninfo: str, source: str) -> str:
