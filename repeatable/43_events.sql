@@ -58,11 +58,15 @@ comment on function toolsdb.insert_event(text, text, jsonb, text) is
 'if the session is new. With an idempotency_key already stored, inserts nothing and returns the '
 'existing event_id (unique_violation when the key belongs to a session the caller cannot see).';
 
+-- Its statements are planned once (plan_cache_mode): left to choose, the plan
+-- cache re-planned the session upsert on every call (a custom plan each time,
+-- about 90 us of the call's 0.64 ms; tests/bench_queue.py).
 create or replace function toolsdb.hook_ingest(payload jsonb, context jsonb default '{}')
 returns bigint
 language plpgsql
 volatile
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $function$
 declare
     sid text := payload ->> 'session_id';
@@ -161,9 +165,13 @@ begin
                 then ctx ->> 'terminal_type'
         end,
         case when pg_catalog.jsonb_typeof(ctx -> 'terminal_info') = 'object' then ctx -> 'terminal_info' else '{}' end,
-        (select u.user_id from toolsdb.users as u where u.user_id = ctx_user),
-        (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent),
-        (select p.project_id from toolsdb.projects as p where p.project_id = ctx_project),
+        -- Looked up only when given (most events carry none of them).
+        case when ctx_user is not null then (select u.user_id from toolsdb.users as u where u.user_id = ctx_user) end,
+        case when ctx_agent is not null then (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent) end,
+        case
+            when ctx_project is not null
+                then (select p.project_id from toolsdb.projects as p where p.project_id = ctx_project)
+        end,
         kind,
         goes_idle,
         case when kind = 'SessionEnd' then pg_catalog.now() end,
@@ -258,6 +266,7 @@ language plpgsql
 volatile
 security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $function$
 declare
     token uuid := gen_random_uuid();

@@ -19,7 +19,9 @@ Everything runs as the superuser: row-level security adds nothing.
    uniformly among the KEYS entries. pgbench has no strings, so both sides
    spell image n's hash as lpad(to_hex(n), 64, '0') in the statement (the
    same few nanoseconds on both sides). Ratio get / plain; the issue's target
-   is >= 0.7x.
+   is >= 0.9x. Also floor / plain, the floor being the plain select and the
+   hit's append in one statement (FLOOR_SQL): what any get that counts each
+   hit with a row can reach at best.
 2. Queueing (the hot key is the case that matters): 4-client / 1-client
    throughput of get against the same scaling of plain (a get that queued
    behind the other clients would scale worse than the plain read), and what
@@ -83,7 +85,7 @@ BREAKDOWN_ROUNDS = 5
 BREAKDOWN_WARMUP = 200
 VALIDATE_WARMUP = 2
 VALIDATE_RUNS = 20
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.9
 
 DBNAME = "bench_agent_tools"
 HASH = "lpad(to_hex({n}), 64, '0')"  # image n's hash: 64 lowercase hex digits, like a SHA-256
@@ -102,7 +104,18 @@ PLAIN_SQL = (
     "select extracted_data, confidence_score from toolsdb.vision_cache"
     " where image_hash = {hash} and model_version = '{model}' and expires_at > now()"
 )
-SIDES = {"get": GET_SQL, "plain": PLAIN_SQL}
+# The floor of any get that counts its hit with a row (the bound of target 2 of
+# the issue "Hot paths"): the plain select and the hit's append in one
+# statement, no function. The append makes the call a write transaction (a
+# transaction id, a commit record), which is what the 4-client runs queue on.
+FLOOR_SQL = (
+    "with f as (select image_hash, model_version, extracted_data, confidence_score from toolsdb.vision_cache"
+    " where image_hash = {hash} and model_version = '{model}' and expires_at > now()),"
+    " h as (insert into toolsdb.vision_cache_hits (image_hash, model_version)"
+    " select f.image_hash, f.model_version from f)"
+    " select extracted_data, confidence_score from f"
+)
+SIDES = {"get": GET_SQL, "plain": PLAIN_SQL, "floor": FLOOR_SQL}
 SCENARIOS = {"hot": "one hot key", "spread": f"{KEYS:,} keys, uniform"}
 
 
@@ -365,7 +378,7 @@ def report_reads(reads: Reads, rounds: int, seconds: int) -> list[str]:
     )
     print(
         f"   {'keys':22} {'clients':>7} {'get()':>10} {'plain':>10} {'get/plain':>10}  target >= {TARGET_RATIO}x"
-        "  max/min of rounds (get, plain)"
+        f"  {'floor/plain':>11}  max/min of rounds (get, plain, floor)"
     )
     lines = []
     for scenario, label in SCENARIOS.items():
@@ -373,11 +386,16 @@ def report_reads(reads: Reads, rounds: int, seconds: int) -> list[str]:
             get, plain = reads.rate(scenario, "get", clients), reads.rate(scenario, "plain", clients)
             ratio = get / plain
             ok = ratio >= TARGET_RATIO
+            floor = reads.rate(scenario, "floor", clients) / plain
             noise = ", ".join(f"{spread(reads.rates[(scenario, side, clients)]):.2f}" for side in SIDES)
-            print(f"   {label:22} {clients:>7} {get:10.0f} {plain:10.0f} {ratio:9.2f}x  {verdict(ok):18}  {noise}")
+            print(
+                f"   {label:22} {clients:>7} {get:10.0f} {plain:10.0f} {ratio:9.2f}x  {verdict(ok):18}"
+                f"  {floor:10.2f}x  {noise}"
+            )
             lines.append(
                 f"vision_cache_get / plain select, {label}, {clients} client(s): {ratio:.2f}x"
-                f" (target >= {TARGET_RATIO}x): {verdict(ok)}"
+                f" (target >= {TARGET_RATIO}x): {verdict(ok)}; the floor (select + append in one statement):"
+                f" {floor:.2f}x"
             )
     print()
     return lines
