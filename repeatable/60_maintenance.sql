@@ -50,6 +50,10 @@ begin
     n := toolsdb.audit_seal();
     return query select 'seal', 'toolsdb.audit_logs', n, pg_catalog.format('%s new range(s) sealed', n);
 
+    n := toolsdb.metrics_build_rollups();
+    return query select 'rollups', 'toolsdb.metric_rollups', n,
+        pg_catalog.format('%s metric-day(s) rolled up for get_metric_stats()', n);
+
     n := toolsdb.vision_cache_flush_hits();
     return query select 'cache', 'toolsdb.vision_cache_hits', n,
         pg_catalog.format('%s hit(s) folded into vision_cache', n);
@@ -63,7 +67,8 @@ comment on function toolsdb.maintain(integer, integer) is
 'from toolsdb.maintain()). In one transaction: creates the audit log''s monthly and metrics'' daily '
 'partitions ahead (and moves rows stranded in default partitions), applies the retention of the audit '
 'log (audit.retention), metrics (metrics.retention) and processed events (events.retention, default 30 '
-'days), seals the audit log, folds vision cache hits and deletes expired cache entries. Returns one '
+'days), seals the audit log, rolls up the metrics of closed days for get_metric_stats(), folds '
+'vision cache hits and deletes expired cache entries. Returns one '
 'row per step with how many things it changed. Running it again at once changes nothing but the '
 'audit_retention entry each run writes (the record that retention ran), which the next run seals. Refuses '
 'with lock_not_available (55P03) while another run is in progress. For the owner (toolsdb_owner).';

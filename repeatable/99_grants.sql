@@ -26,8 +26,9 @@ declare
     -- views it writes through their INSTEAD OF triggers (repeatable/86_cicd_views.sql):
     writable_views_for_app text[] := array['task_executions', 'system_config'];
     -- and does not touch these at all:
-    hidden_from_app text[] := array['audit_seals', 'audit_prunes', 'api_tokens'];
-    -- nor does the readonly role (tokens: authenticate_api_token() only):
+    hidden_from_app text[] := array['audit_seals', 'audit_prunes', 'api_tokens', 'metric_rollups'];
+    -- (the metrics' rollups sum every session's rows), nor does the readonly
+    -- role these (tokens: authenticate_api_token() only):
     hidden_from_readonly text[] := array['config', 'api_tokens'];
     app_functions text[] := array[
         'toolsdb.setting_uuid(text)',
@@ -84,6 +85,8 @@ declare
         'toolsdb.insert_notification(text,text,text,jsonb,bigint,integer,text,timestamp with time zone)',
         'toolsdb.insert_metric(text,double precision,text,jsonb,timestamp with time zone)',
         'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.metric_window_stats(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.metric_window_stats_exact(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.vision_cache_store(text,jsonb,double precision,text,interval)',
         'toolsdb.vision_cache_get(text,text)',
         'toolsdb.vision_cache_stats()',
@@ -138,6 +141,8 @@ declare
         'toolsdb.token_cost(text,text,timestamp with time zone,bigint,bigint,bigint)',
         'toolsdb.memory_get(uuid,text,uuid)',
         'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.metric_window_stats(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.metric_window_stats_exact(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.vision_cache_stats()',
         'toolsdb.prompt_get(text,text,integer)',
         'toolsdb.usage_cost(text,text,timestamp with time zone,bigint,bigint,bigint,bigint,bigint,text)',
