@@ -354,25 +354,19 @@ declare
     b95 integer;
     b99 integer;
 begin
-    -- The rollups sum every session's rows: a caller under row-level security
-    -- (the application in a session), or one that may not read them, gets the
-    -- exact scan of the rows it sees; so does a window with no rolled-up day.
-    if pg_catalog.row_security_active('toolsdb.metrics')
-        or not pg_catalog.has_table_privilege('toolsdb.metric_rollups', 'select') then
-        return query select * from toolsdb.metric_window_stats_exact(wanted_name, window_start, window_end);
-        return;
-    end if;
-    if lo >= hi then
-        return query select wanted, 0::bigint, null::float8, null::float8, null::float8, null::float8, null::float8,
-            null::float8;
-        return;
-    end if;
-    -- No whole closed day in the window (the last hours, today): nothing to gain.
+    -- The first whole UTC day of the window ends here.
     first_day_end := pg_catalog.date_trunc('day', lo at time zone 'UTC') at time zone 'UTC' + interval '1 day';
     if lo > '-infinity' and first_day_end - interval '1 day' < lo then
         first_day_end := first_day_end + interval '1 day';  -- lo is within a day: the next one is the first whole
     end if;
-    if lo > '-infinity' and first_day_end > least(hi, today) then
+    -- The rollups sum every session's rows: a caller under row-level security
+    -- (the application in a session), or one that may not read them, gets the
+    -- exact scan of the rows it sees; so does a window without a whole closed
+    -- day (the last hours, today; an empty window), where nothing is to gain.
+    if pg_catalog.row_security_active('toolsdb.metrics')
+        or not pg_catalog.has_table_privilege('toolsdb.metric_rollups', 'select')
+        or lo >= hi
+        or (lo > '-infinity' and first_day_end > least(hi, today)) then
         return query select * from toolsdb.metric_window_stats_exact(wanted_name, window_start, window_end);
         return;
     end if;
@@ -431,11 +425,7 @@ begin
             hist_n := hist_n || bucket.n;
         end loop;
     end loop;
-    if total = 0 then
-        return query select wanted, 0::bigint, null::float8, null::float8, null::float8, null::float8, null::float8,
-            null::float8;
-        return;
-    end if;
+    -- (total > 0 here: a rollup holds at least one row.)
     -- The bucket of the ceil(q * total)-th smallest value (percentile_disc's).
     select
         pg_catalog.min(c.b) filter (where c.running >= pg_catalog.ceil(0.5 * total)),

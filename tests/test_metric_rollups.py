@@ -111,6 +111,9 @@ def test_a_window_without_a_rolled_day_and_a_row_secured_caller_get_the_exact_sc
     conn.execute("select toolsdb.metrics_build_rollups()")
     now = conn.execute("select now()").fetchone()[0]
     check(conn, "m.1", now - timedelta(hours=5), None, exact=True)  # today only: nothing rolled up
+    # A window that ends before it starts holds nothing.
+    empty = (0, None, None, None, None, None, None)
+    assert conn.execute(STATS, ("m.1", now, now - timedelta(days=3))).fetchone() == empty
     with conn.transaction():
         conn.execute("set local role toolsdb_app")
         conn.execute("select set_config('toolsdb.session_id', 'rollup-session', true)")

@@ -43,7 +43,7 @@ from .dbhelpers import run_workers
 from .hookhelpers import Hook, assert_stored, events_of, new_session_id, payload
 from .pgbouncer import POOL_SIZE, Bouncer
 from .servehelpers import create_token, start_serve
-from .workerhelpers import destination, stand_in, wait_for
+from .workerhelpers import destination, running, stand_in, wait_for
 
 KEY = Fernet.generate_key().decode()
 
@@ -332,28 +332,16 @@ def test_the_worker_delivers_through_the_pooler_polling_or_woken_on_the_direct_u
             )
 
         # A running worker without a direct URL polls (LISTEN hears nothing through the pooler) ...
-        worker = Worker(bouncer.conninfo(db), name="pgb-poll", keys=keyring, poll=0.5)
-        thread = threading.Thread(target=worker.run)
-        thread.start()
-        try:
+        with running(Worker(bouncer.conninfo(db), name="pgb-poll", keys=keyring, poll=0.5), join_timeout=30):
             time.sleep(1)
             stop_event("pgb-late")
             wait_for(lambda: len(slack.bodies(path)) >= 8, 60)
-        finally:
-            worker.stop()
-            thread.join(30)
         assert len(slack.bodies(path)) == 8 and "LISTEN hears nothing" in caplog.text
         # ... and with one it is woken by LISTEN on the server itself, long before its 30 s poll.
-        listening = Worker(bouncer.conninfo(db), pg.conninfo(db), name="pgb-listen", keys=keyring, poll=30)
-        thread = threading.Thread(target=listening.run)
-        thread.start()
-        try:
+        with running(Worker(bouncer.conninfo(db), pg.conninfo(db), name="pgb-listen", keys=keyring, poll=30)):
             time.sleep(1)
             stop_event("pgb-woken")
             wait_for(lambda: len(slack.bodies(path)) >= 9, 20)
-        finally:
-            listening.stop()
-            thread.join(40)
         assert len(slack.bodies(path)) == 9, slack.bodies(path)
         assert su.execute("select count(*) from toolsdb.notifications where status <> 'sent'").fetchone()[0] == 0
     clean_sessions(bouncer, db)

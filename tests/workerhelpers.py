@@ -118,6 +118,18 @@ def smtp_stand_in() -> Iterator[tuple[int, list[Any]]]:
         controller.stop()
 
 
+@contextmanager
+def running(worker: Any, join_timeout: float = 40.0) -> Iterator[Any]:
+    """A toolsdb Worker running in a thread for the block; stopped and joined after it."""
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(join_timeout)
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -29,7 +29,16 @@ from . import paths, pooler, repeatable
 from .errors import MigrationError, ToolsdbError
 from .sqlfiles import Echo, StatementError, apply_file, apply_folder, display_name, split
 from .target import Target, connect
-from .treestate import LOCK_KEY, MIGRATION_SCHEMA, MIGRATION_TABLE, Tree, lock_timeout, tree
+from .treestate import (
+    CITUS_PRESENT,
+    LOCK_KEY,
+    MIGRATION_SCHEMA,
+    MIGRATION_TABLE,
+    OWNER,
+    Tree,
+    lock_timeout,
+    tree,
+)
 
 if TYPE_CHECKING:
     from yoyo.migrations import MigrationList
@@ -98,7 +107,7 @@ def _session(
     conn = connect(pooler.session_target(target, "toolsdb migrate").conninfo, autocommit=True)
     try:
         conn.execute(f"set search_path = {MIGRATION_SCHEMA}")
-        if conn.execute("select exists (select from pg_catalog.pg_extension where extname = 'citus')").fetchone()[0]:
+        if conn.execute(CITUS_PRESENT).fetchone()[0]:
             raise ToolsdbError(
                 "this database runs Citus: migrating onto a Citus cluster is designed (docs/citus.md) but not "
                 "built yet; nothing was changed"
@@ -109,10 +118,7 @@ def _session(
             before_changes()
         _bootstrap(conn, echo)
         # Objects belong to toolsdb_owner: act as it when we may (docs/security.md).
-        owner = conn.execute(
-            "select case when exists (select from pg_roles where rolname = 'toolsdb_owner')"
-            " then pg_has_role(current_user, 'toolsdb_owner', 'MEMBER') else false end"
-        ).fetchone()[0]
+        owner = conn.execute(OWNER).fetchone()[0]
         if owner:
             conn.execute("set role toolsdb_owner")
         # The recorded actions run only as toolsdb_owner, which owns the record.

@@ -21,18 +21,22 @@ import threading
 
 from . import paths, pooler
 from .libpq import LIBPQ_TARGET_VARS, Connection, LibpqError, redact
-from .treestate import LOCK_KEY, MIGRATION_SCHEMA, TREE_RECORDED, TREE_UP_TO_DATE, lock_timeout, tree
+from .treestate import (
+    CITUS_PRESENT,
+    LOCK_KEY,
+    MIGRATION_SCHEMA,
+    OWNER,
+    TREE_RECORDED,
+    TREE_UP_TO_DATE,
+    lock_timeout,
+    tree,
+)
 
 # Variables that send the full command line: statement logging (it echoes
 # each statement), the alias of DATABASE_URL (checked against it there), the
 # DB_*/POSTGRES_* families (checked there).
 FULL_PATH_VARS = ("DB_LOG_QUERIES", "AUTOMAGIK_LOG_SQL", "TOOLS_DB_URL")
 ALIAS_PREFIXES = ("DB_", "POSTGRES_")
-
-OWNER = (
-    "select case when exists (select from pg_catalog.pg_roles where rolname = 'toolsdb_owner')"
-    " then pg_catalog.pg_has_role(current_user, 'toolsdb_owner', 'MEMBER') else false end"
-)
 
 
 def parse(argv: list[str]) -> str | bool | None:
@@ -113,7 +117,7 @@ def _behind_pooler(conninfo: str) -> bool:
 def _no_op(conn: Connection) -> bool:
     """The no-op of treestate.py on ``conn``: True when done (committed)."""
     conn.execute(f"set search_path = {MIGRATION_SCHEMA}")
-    if conn.execute("select exists (select from pg_catalog.pg_extension where extname = 'citus')") == "t":
+    if conn.execute(CITUS_PRESENT) == "t":
         return False
     conn.execute(f"select pg_catalog.pg_advisory_lock({LOCK_KEY})")
     if conn.execute(TREE_RECORDED) != "t":

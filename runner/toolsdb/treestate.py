@@ -25,6 +25,14 @@ LOCK_KEY = int.from_bytes(b"toolsdb", "big")
 MIGRATION_SCHEMA = "toolsdb_migrations"
 MIGRATION_TABLE = "_yoyo_migration"
 
+# Both migrate paths (migrate.py over psycopg, migrate_fast.py over libpq) ask these.
+CITUS_PRESENT = "select exists (select from pg_catalog.pg_extension where extname = 'citus')"
+# Whether the connecting user may act as toolsdb_owner (migrate then does: docs/security.md).
+OWNER = (
+    "select case when exists (select from pg_catalog.pg_roles where rolname = 'toolsdb_owner')"
+    " then pg_catalog.pg_has_role(current_user, 'toolsdb_owner', 'MEMBER') else false end"
+)
+
 # The definition of a unit's object as the catalog shows it, comments included
 # (null when the object does not exist), for u (kind, schema, obj, tbl).
 CATALOG_DIGEST = """pg_catalog.md5(case u.kind
