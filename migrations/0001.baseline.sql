@@ -1420,6 +1420,11 @@ where completed_at is not null;
 
 create index if not exists agent_executions_status_idx on toolsdb.agent_executions (status);
 
+-- The newest run of each group of task_execution_summary (project, agent type, status),
+-- one probe per group.
+create index if not exists agent_executions_project_id_agent_type_status_idx
+on toolsdb.agent_executions (project_id, agent_type, status, created_at);
+
 comment on table toolsdb.agent_executions is
 'One run of an agent on a task, with its tokens and cost (one table for the agent_executions of '
 'engineering platforms and the task_executions of CI/CD task trackers). Status pending -> running '
@@ -1518,6 +1523,130 @@ comment on column toolsdb.agent_execution_logs.data is 'Structured data of the e
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb.agent_execution_logs', 'high-volume, append-only log entries of executions (never updated)')
+on conflict (table_name) do nothing;
+
+-- ---------------------------------------------------------------------------
+-- Rollups of the runs (docs/work-tracking.md, "Rollups of the runs"): additive
+-- rows kept by the statement triggers of repeatable/33_agent_executions.sql
+-- and folded by toolsdb.maintain(); the reports read them instead of the runs.
+-- ---------------------------------------------------------------------------
+
+create table if not exists toolsdb.execution_rollups (
+    rollup_id bigint generated always as identity,
+    project_id uuid not null,
+    agent_id uuid not null,
+    agent_type text not null,
+    model_provider text,
+    model_name text,
+    status text not null,
+    executions bigint not null,
+    timed_runs bigint not null,
+    duration_seconds numeric not null,
+    input_tokens numeric not null,
+    output_tokens numeric not null,
+    cached_tokens numeric not null,
+    priced_runs bigint not null,
+    cost_usd numeric not null,
+    constraint execution_rollups_pkey primary key (rollup_id),
+    constraint agent_type_length_is_valid check (char_length(agent_type) between 1 and 63),
+    constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
+    constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200),
+    constraint status_is_valid check (
+        status in ('pending', 'running', 'success', 'failure', 'timeout', 'cancelled')
+    )
+);
+
+create index if not exists execution_rollups_project_id_idx on toolsdb.execution_rollups (project_id);
+
+create index if not exists execution_rollups_agent_id_idx on toolsdb.execution_rollups (agent_id);
+
+comment on table toolsdb.execution_rollups is
+'Rollups of toolsdb.agent_executions per project, agent, agent type, provider, model and status: '
+'the figures of a group are the sums of its rows. The triggers _800_execution_rollups_* append a '
+'row per group each change of runs moves (+ the new rows, - the old ones); toolsdb.maintain() folds '
+'each group into one row (toolsdb.execution_rollups_fold()). task_execution_summary, '
+'agent_performance and project_health read it. Row-level security as on the runs. Derived data: '
+'rebuild with toolsdb.execution_rollups_rebuild() after writes that skipped triggers.';
+
+comment on column toolsdb.execution_rollups.rollup_id is 'Primary key (identity): one appended or folded row.';
+
+comment on column toolsdb.execution_rollups.project_id is 'The runs'' project.';
+
+comment on column toolsdb.execution_rollups.agent_id is 'The runs'' agent.';
+
+comment on column toolsdb.execution_rollups.agent_type is 'The runs'' agent type.';
+
+comment on column toolsdb.execution_rollups.model_provider is 'The runs'' model provider (null when unknown).';
+
+comment on column toolsdb.execution_rollups.model_name is 'The runs'' model (null when unknown).';
+
+comment on column toolsdb.execution_rollups.status is 'The runs'' status.';
+
+comment on column toolsdb.execution_rollups.executions is
+'How many runs this row adds to the group (negative: removes).';
+
+comment on column toolsdb.execution_rollups.timed_runs is 'How many of them have both started_at and completed_at.';
+
+comment on column toolsdb.execution_rollups.duration_seconds is
+'Sum of completed_at - started_at of those timed runs, in seconds (exact).';
+
+comment on column toolsdb.execution_rollups.input_tokens is 'Sum of their input_tokens.';
+
+comment on column toolsdb.execution_rollups.output_tokens is 'Sum of their output_tokens.';
+
+comment on column toolsdb.execution_rollups.cached_tokens is 'Sum of their cached_tokens.';
+
+comment on column toolsdb.execution_rollups.priced_runs is 'How many of them have a cost_usd.';
+
+comment on column toolsdb.execution_rollups.cost_usd is 'Sum of their cost_usd (0 when none is priced).';
+
+create table if not exists toolsdb.execution_duration_rollups (
+    rollup_id bigint generated always as identity,
+    agent_id uuid not null,
+    model_provider text,
+    model_name text,
+    bucket integer not null,
+    runs bigint not null,
+    constraint execution_duration_rollups_pkey primary key (rollup_id),
+    constraint model_provider_length_is_valid check (char_length(model_provider) between 1 and 100),
+    constraint model_name_length_is_valid check (char_length(model_name) between 1 and 200)
+);
+
+create index if not exists execution_duration_rollups_agent_id_idx
+on toolsdb.execution_duration_rollups (agent_id);
+
+comment on table toolsdb.execution_duration_rollups is
+'How long the timed runs of toolsdb.agent_executions took, per agent, provider, model and '
+'duration bucket (toolsdb_private.metric_bucket of the seconds: 1% relative accuracy), across '
+'projects: the count of a bucket is the sum of its rows. Kept and folded with '
+'toolsdb.execution_rollups; agent_performance interpolates p50 and p95 from it for agents with '
+'many runs, for callers who see every run. Not row-secured, so hidden from the application role.';
+
+comment on column toolsdb.execution_duration_rollups.rollup_id is
+'Primary key (identity): one appended or folded row.';
+
+comment on column toolsdb.execution_duration_rollups.agent_id is 'The runs'' agent.';
+
+comment on column toolsdb.execution_duration_rollups.model_provider is
+'The runs'' model provider (null when unknown).';
+
+comment on column toolsdb.execution_duration_rollups.model_name is 'The runs'' model (null when unknown).';
+
+comment on column toolsdb.execution_duration_rollups.bucket is
+'The duration bucket, toolsdb_private.metric_bucket(seconds); buckets order like durations.';
+
+comment on column toolsdb.execution_duration_rollups.runs is
+'How many runs this row adds to the bucket (negative: removes).';
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+(
+    'toolsdb.execution_rollups',
+    'derived from toolsdb.agent_executions by triggers, rebuilt at will: the runs are the record'
+),
+(
+    'toolsdb.execution_duration_rollups',
+    'derived from toolsdb.agent_executions by triggers, rebuilt at will: the runs are the record'
+)
 on conflict (table_name) do nothing;
 
 -- ---- schema/34_pr_validations.sql ----

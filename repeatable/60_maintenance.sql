@@ -53,6 +53,9 @@ begin
     n := toolsdb.metrics_build_rollups();
     return query select 'rollups', 'toolsdb.metric_rollups', n,
         pg_catalog.format('%s metric-day(s) rolled up for get_metric_stats()', n);
+    n := toolsdb.execution_rollups_fold();
+    return query select 'rollups', 'toolsdb.execution_rollups', n,
+        pg_catalog.format('%s appended rollup row(s) of the runs folded into one per group', n);
 
     n := toolsdb.vision_cache_flush_hits();
     return query select 'cache', 'toolsdb.vision_cache_hits', n,

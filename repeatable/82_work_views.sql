@@ -50,20 +50,25 @@ comment on column toolsdb.active_tasks.updated_at is 'When it last changed.';
 create or replace view toolsdb.task_execution_summary
 with (security_invoker = true) as
 select
-    e.project_id,
-    e.agent_type,
-    e.status,
-    count(*) as executions,
-    round(avg(extract(epoch from e.completed_at - e.started_at)), 3) as avg_duration_seconds,
-    sum(e.input_tokens + e.output_tokens + e.cached_tokens) as total_tokens,
-    sum(e.cost_usd) as total_cost_usd,
-    max(e.created_at) as last_execution_at
-from toolsdb.agent_executions as e
-group by e.project_id, e.agent_type, e.status;
+    r.project_id,
+    r.agent_type,
+    r.status,
+    sum(r.executions)::bigint as executions,
+    round(sum(r.duration_seconds) / nullif(sum(r.timed_runs), 0), 3) as avg_duration_seconds,
+    sum(r.input_tokens + r.output_tokens + r.cached_tokens) as total_tokens,
+    case when sum(r.priced_runs) > 0 then sum(r.cost_usd) end as total_cost_usd,
+    (
+        select max(e.created_at)
+        from toolsdb.agent_executions as e
+        where e.project_id = r.project_id and e.agent_type = r.agent_type and e.status = r.status
+    ) as last_execution_at
+from toolsdb.execution_rollups as r
+group by r.project_id, r.agent_type, r.status
+having sum(r.executions) > 0;
 
 comment on view toolsdb.task_execution_summary is
 'Executions per project, agent type and status, with average duration (finished runs), tokens and '
-'cost.';
+'cost. Read from toolsdb.execution_rollups, so its cost follows the groups, not the history.';
 comment on column toolsdb.task_execution_summary.project_id is 'The project.';
 comment on column toolsdb.task_execution_summary.agent_type is 'The agent type of the runs.';
 comment on column toolsdb.task_execution_summary.status is 'Their status.';
@@ -157,29 +162,36 @@ with (security_invoker = true) as
 select
     a.agent_id,
     a.name as agent_name,
-    e.model_provider,
-    e.model_name,
-    count(*) as executions,
-    count(*) filter (where e.status = 'success') as successes,
-    round(
-        (count(*) filter (where e.status = 'success'))::numeric
-        / nullif(count(*) filter (where e.status in ('success', 'failure', 'timeout')), 0),
-        4
-    ) as success_rate,
-    round((percentile_cont(0.5) within group (
-        order by extract(epoch from e.completed_at - e.started_at)
-    ))::numeric, 3) as p50_duration_seconds,
-    round((percentile_cont(0.95) within group (
-        order by extract(epoch from e.completed_at - e.started_at)
-    ))::numeric, 3) as p95_duration_seconds,
-    sum(e.input_tokens) as input_tokens,
-    sum(e.output_tokens) as output_tokens,
-    sum(e.cached_tokens) as cached_tokens,
-    sum(e.cost_usd) as total_cost_usd,
+    g.model_provider,
+    g.model_name,
+    g.executions,
+    g.successes,
+    round(g.successes::numeric / nullif(g.finished, 0), 4) as success_rate,
+    d.p50 as p50_duration_seconds,
+    d.p95 as p95_duration_seconds,
+    g.input_tokens,
+    g.output_tokens,
+    g.cached_tokens,
+    g.total_cost_usd,
     'execution' as source
-from toolsdb.agent_executions as e
-inner join toolsdb.agents as a on e.agent_id = a.agent_id
-group by a.agent_id, a.name, e.model_provider, e.model_name
+from (
+    select
+        r.agent_id,
+        r.model_provider,
+        r.model_name,
+        sum(r.executions)::bigint as executions,
+        coalesce(sum(r.executions) filter (where r.status = 'success'), 0)::bigint as successes,
+        sum(r.executions) filter (where r.status in ('success', 'failure', 'timeout')) as finished,
+        sum(r.input_tokens) as input_tokens,
+        sum(r.output_tokens) as output_tokens,
+        sum(r.cached_tokens) as cached_tokens,
+        case when sum(r.priced_runs) > 0 then sum(r.cost_usd) end as total_cost_usd
+    from toolsdb.execution_rollups as r
+    group by r.agent_id, r.model_provider, r.model_name
+    having sum(r.executions) > 0
+) as g
+inner join toolsdb.agents as a on g.agent_id = a.agent_id
+cross join lateral toolsdb.execution_duration_percentiles(g.agent_id, g.model_provider, g.model_name) as d
 union all
 select
     a.agent_id,
@@ -204,7 +216,9 @@ group by a.agent_id, a.name, u.model_provider, u.model_name;
 comment on view toolsdb.agent_performance is
 'Per agent and model, computed from its runs (engineering platforms store success_rate and '
 'avg_execution_time_ms on agents; here they are derived, so always true): runs, success rate over '
-'finished runs (success / success + failure + timeout), p50 and p95 duration, tokens and cost.';
+'finished runs (success / success + failure + timeout), p50 and p95 duration, tokens and cost. '
+'Runs are read from toolsdb.execution_rollups; p50 and p95 as '
+'toolsdb.execution_duration_percentiles() says (exact up to 10,000 timed runs).';
 comment on column toolsdb.agent_performance.agent_id is 'The agent.';
 comment on column toolsdb.agent_performance.agent_name is 'Its name.';
 comment on column toolsdb.agent_performance.model_provider is 'Model provider of the runs.';
@@ -259,12 +273,12 @@ left join lateral (
 left join lateral (
     select
         round(
-            (count(*) filter (where y.status = 'success'))::numeric
-            / nullif(count(*) filter (where y.status in ('success', 'failure', 'timeout')), 0),
+            coalesce(sum(y.executions) filter (where y.status = 'success'), 0)::numeric
+            / nullif(sum(y.executions) filter (where y.status in ('success', 'failure', 'timeout')), 0),
             4
         ) as execution_success_rate,
-        sum(y.cost_usd) as total_cost_usd
-    from toolsdb.agent_executions as y
+        case when sum(y.priced_runs) > 0 then sum(y.cost_usd) end as total_cost_usd
+    from toolsdb.execution_rollups as y
     where y.project_id = p.project_id
 ) as e on true
 left join lateral (

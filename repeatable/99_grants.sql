@@ -17,7 +17,7 @@ declare
     read_only_for_app text[] := array[
         'audit_logs', 'config', 'task_status_transitions', 'model_prices', 'schema_validations',
         'notification_destinations', 'notification_rules', 'model_aliases', 'api_usage', 'transcript_files',
-        'transcript_errors'
+        'transcript_errors', 'execution_rollups'
     ];
     -- appends to these and never changes or removes an entry:
     append_only_for_app text[] := array[
@@ -26,8 +26,10 @@ declare
     -- views it writes through their INSTEAD OF triggers (repeatable/86_cicd_views.sql):
     writable_views_for_app text[] := array['task_executions', 'system_config'];
     -- and does not touch these at all:
-    hidden_from_app text[] := array['audit_seals', 'audit_prunes', 'api_tokens', 'metric_rollups'];
-    -- (the metrics' rollups sum every session's rows), nor does the readonly
+    hidden_from_app text[] := array[
+        'audit_seals', 'audit_prunes', 'api_tokens', 'metric_rollups', 'execution_duration_rollups'
+    ];
+    -- (the metrics' and the durations' rollups sum every session's or project's rows), nor does the readonly
     -- role these (tokens: authenticate_api_token() only):
     hidden_from_readonly text[] := array['config', 'api_tokens'];
     app_functions text[] := array[
@@ -87,6 +89,7 @@ declare
         'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.metric_window_stats(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.metric_window_stats_exact(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.execution_duration_percentiles(uuid,text,text)',
         'toolsdb.vision_cache_store(text,jsonb,double precision,text,interval)',
         'toolsdb.vision_cache_get(text,text)',
         'toolsdb.vision_cache_stats()',
@@ -143,6 +146,7 @@ declare
         'toolsdb.get_metric_stats(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.metric_window_stats(text,timestamp with time zone,timestamp with time zone)',
         'toolsdb.metric_window_stats_exact(text,timestamp with time zone,timestamp with time zone)',
+        'toolsdb.execution_duration_percentiles(uuid,text,text)',
         'toolsdb.vision_cache_stats()',
         'toolsdb.prompt_get(text,text,integer)',
         'toolsdb.usage_cost(text,text,timestamp with time zone,bigint,bigint,bigint,bigint,bigint,text)',

@@ -22,6 +22,12 @@ the growth ratio p95(1M) / p95(100k) (the machine-independent figure: indexed
 paths should stay nearly flat) and whether p95 is under the 50 ms dashboard
 target. Queries whose p95 at 1M misses the target or grew more than 3x get
 their EXPLAIN ANALYZE printed.
+
+The load skips triggers, so each phase ends with execution_rollups_rebuild()
+(task_execution_summary, agent_performance and project_health read the runs'
+rollups). Last, what keeping the rollups costs the writes of a run: the median
+time of execution_create, _start and _complete with the rollup triggers against
+the same with them disabled, in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ PHASES = (  # executions and activity rows at the end of the phase, pr_validatio
     (1_000_000, 10_000),
 )
 SLOW_GROWTH = 3.0
+LIFECYCLE_ROUNDS = 5
+LIFECYCLE_RUNS = 200
 
 MODELS = (  # provider, model, input, output, cached USD per million tokens
     ("anthropic", "claude-sonnet-4", 3.0, 15.0, 0.3),
@@ -80,8 +88,9 @@ from generate_series(1, 50) as g
 """
 LOAD_MODELS = """
 insert into toolsdb.model_prices (model_provider, model_name, valid_from, input_usd_per_mtok, output_usd_per_mtok,
-    cached_input_usd_per_mtok)
-values (%s, %s, '2000-01-01', %s, %s, %s)
+    cached_input_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok)
+select p.provider, p.model, '2000-01-01', p.input, p.output, p.cached, p.input * 1.25, p.input * 2
+from (values (%s, %s, %s::numeric, %s::numeric, %s::numeric)) as p (provider, model, input, output, cached)
 """
 LOAD_AGENTS = """
 insert into toolsdb.agents (agent_id, name, agent_type, model_provider, model_name, tags, created_at, updated_at)
@@ -90,16 +99,16 @@ select md5('agent' || g)::uuid, 'bench-agent-' || g, (%(types)s::text[])[g %% 4 
 from generate_series(1, 40) as g
 """
 LOAD_TASKS = """
-insert into toolsdb.tasks (task_id, project_id, parent_task_id, title, description, type, status, priority, labels,
-    assigned_to_user_id, assigned_to_agent_id, github_issue_number, github_pr_number, created_by, closed_at,
-    created_at, updated_at)
+insert into toolsdb.tasks (task_id, project_id, parent_task_id, title, description, type, status, priority,
+    priority_label, labels, assigned_to_user_id, assigned_to_agent_id, github_issue_number, github_pr_number,
+    created_by, closed_at, created_at, updated_at)
 select md5('task' || g)::uuid, md5('project' || (g %% 50 + 1))::uuid,
     case when g %% 10 = 0 and g > 50 then md5('task' || (g - 50))::uuid end,
     'Task ' || g || ': '
     || (array['fix login', 'add export', 'speed up report', 'write docs', 'refactor api'])[g %% 5 + 1],
     'Generated task ' || g || ' for the reporting benchmark.',
     (array['bug', 'feature', 'refactor', 'test', 'documentation', 'task', 'chore'])[g %% 7 + 1],
-    s.status, (g * 7) %% 11,
+    s.status, (g * 7) %% 11, toolsdb.priority_label_of(((g * 7) %% 11)::smallint),
     (array['bug', 'frontend', 'backend', 'db', 'infra', 'urgent', 'docs', 'ui'])[g %% 8 + 1 : g %% 8 + (g / 8) %% 4],
     case when r.r2 < 0.6 then md5('user' || (g %% 20 + 1))::uuid end,
     case when r.r2 >= 0.5 then md5('agent' || (g %% 40 + 1))::uuid end,
@@ -108,7 +117,10 @@ select md5('task' || g)::uuid, md5('project' || (g %% 50 + 1))::uuid,
     case when s.status in ('completed', 'failed', 'cancelled') then r.created + interval '2 days' end,
     r.created, r.created + interval '1 day'
 from generate_series(1, %(tasks)s::int) as g
-cross join lateral (select random() as r1, random() as r2, now() - random() * interval '365 days' as created) as r
+-- (g in the lateral makes it run per row: without it PostgreSQL draws once for every task)
+cross join lateral (
+    select random() + g * 0 as r1, random() as r2, now() - random() * interval '365 days' as created
+) as r
 cross join lateral (
     select case
         when r.r1 < 0.05 then 'draft' when r.r1 < 0.35 then 'open' when r.r1 < 0.50 then 'in_progress'
@@ -322,6 +334,33 @@ def measure(conn: psycopg.Connection, rng: random.Random, projects: list, agents
         query.results.append((statistics.median(samples), percentile(samples, 0.95)))
 
 
+def rollup_write_cost(conn: psycopg.Connection) -> tuple[float, float]:
+    """Seconds per run (create, start, complete: three statements) with the rollup
+    triggers and without them (disabled), in interleaved rounds on the loaded database."""
+    conn.execute("set session_replication_role = origin")
+    task, agent = conn.execute(
+        "select t.task_id, a.agent_id from toolsdb.tasks as t cross join toolsdb.agents as a"
+        " where t.status = 'in_progress' order by t.task_id, a.agent_id limit 1"
+    ).fetchone()
+
+    def runs() -> None:
+        for _ in range(LIFECYCLE_RUNS):
+            run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, task)).fetchone()[0]
+            conn.execute("select toolsdb.execution_start(%s)", (run,))
+            conn.execute("select toolsdb.execution_complete(%s, null, 100, 200, 10)", (run,))
+
+    triggers = ("insert", "update", "delete", "truncate")
+    with_rollups, without = [], []
+    for _ in range(LIFECYCLE_ROUNDS):
+        with_rollups.append(timed(runs) / LIFECYCLE_RUNS)
+        for event in triggers:
+            conn.execute(f"alter table toolsdb.agent_executions disable trigger _800_execution_rollups_{event}")
+        without.append(timed(runs) / LIFECYCLE_RUNS)
+        for event in triggers:
+            conn.execute(f"alter table toolsdb.agent_executions enable trigger _800_execution_rollups_{event}")
+    return statistics.median(with_rollups), statistics.median(without)
+
+
 def explain(conn: psycopg.Connection, query: Query, value: object) -> str:
     rows = conn.execute(
         "explain (analyze, costs off, timing on, summary on) " + query.sql, (value,) if query.param else None
@@ -359,11 +398,17 @@ def main() -> int:
                 done, small_done, explains = 0, 0, []
                 for phase, (total, small_total) in enumerate(PHASES):
                     took = timed(lambda: load_phase(loader, done + 1, total, small_done + 1, small_total))  # noqa: B023
+                    # The load skipped triggers (replica), so the runs' rollups are rebuilt, as after any
+                    # such load; with triggers they are kept as the runs change (docs/work-tracking.md).
+                    rebuilt = timed(lambda: loader.execute("select toolsdb.execution_rollups_rebuild()"))
+                    load_times.append((f"phase {phase + 1}: execution_rollups_rebuild()", rebuilt))
                     took += timed(lambda: loader.execute("vacuum (analyze)"))
                     load_times.append((f"phase {phase + 1}: up to {total:,} executions and activity rows", took))
                     print(f"loaded phase {phase + 1} in {took:.1f}s; measuring", file=sys.stderr, flush=True)
                     done, small_done = total, small_total
                     measure(reader, rng, projects, agents)
+                rollup_rows = reader.execute("select count(*) from toolsdb.execution_rollups").fetchone()[0]
+                lifecycle = rollup_write_cost(loader)
                 audit_rows = reader.execute("select count(*) from toolsdb.audit_logs").fetchone()[0]
                 counts = {
                     table: reader.execute(f"select count(*) from toolsdb.{table}").fetchone()[0]
@@ -404,6 +449,18 @@ def main() -> int:
             f" {p50_big:7.2f}ms {p95_big:7.2f}ms {p95_big / p95_small:6.2f}x  {verdict}"
         )
     print("\ngrowth = p95 at 1M executions / p95 at 100k (tasks stay at 100k; the other tables grow 10x)")
+    print(
+        f"task_execution_summary, agent_performance and project_health read toolsdb.execution_rollups"
+        f" ({rollup_rows:,} rows at 1M runs, folded)"
+    )
+    with_rollups, without = lifecycle
+    print(
+        f"\nwhat keeping the rollups costs a run's writes (execution_create, _start, _complete; median of"
+        f" {LIFECYCLE_ROUNDS} interleaved rounds of {LIFECYCLE_RUNS} runs):\n"
+        f"  with the _800_execution_rollups triggers {with_rollups * 1000:7.3f} ms per run\n"
+        f"  without them                             {without * 1000:7.3f} ms per run"
+        f"  -> {with_rollups / without:.2f}x"
+    )
     print("\nload times")
     for name, value in load_times:
         print(f"  {name:60} {value:7.1f}s")

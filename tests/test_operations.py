@@ -228,6 +228,7 @@ def test_maintain_reports_every_step_and_a_second_run_changes_nothing(su: psycop
         ("retention", "toolsdb.events"),
         ("seal", "toolsdb.audit_logs"),
         ("rollups", "toolsdb.metric_rollups"),
+        ("rollups", "toolsdb.execution_rollups"),
         ("cache", "toolsdb.vision_cache_hits"),
         ("cache", "toolsdb.vision_cache"),
     ]
@@ -264,7 +265,7 @@ def test_maintain_cli_prints_a_table_or_json(pg: Pg, db: str) -> None:
     table = run_cli("maintain", "--database", pg.url(db))
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == ["step", "|", "target", "|", "affected", "|", "detail"]
-    assert "(9 rows)" in table.stdout
+    assert "(10 rows)" in table.stdout
     as_json = run_cli("maintain", "--json", "--metrics-days-ahead", "9", "--database", pg.url(db))
     steps = json.loads(as_json.stdout)
     assert {s["step"] for s in steps} == {"partitions", "retention", "seal", "rollups", "cache"}
