@@ -60,6 +60,14 @@ begin
     loop
         execute pg_catalog.format('drop view if exists %s cascade', target.name);
     end loop;
+    -- The audit log's domains (schema/13_audit.sql), once its table is gone.
+    for target in
+        select pg_catalog.format('%I.%I', t.typnamespace::regnamespace, t.typname) as name
+        from pg_catalog.pg_type as t
+        where t.typnamespace in ('toolsdb'::regnamespace, 'toolsdb_private'::regnamespace) and t.typtype = 'd'
+    loop
+        execute pg_catalog.format('drop domain if exists %s cascade', target.name);
+    end loop;
     delete from toolsdb_migrations.definitions;
 end
 $rollback$;

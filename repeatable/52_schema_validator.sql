@@ -353,7 +353,18 @@ as $function$
         'text column ' || c.relname || '.' || c.attname
         || ' is in no CHECK constraint: bound its length or format with a named CHECK', null, c.attnum
     from col as c
-    where c.relkind in ('r', 'p') and c.atttypid = 'pg_catalog.text'::pg_catalog.regtype
+    where c.relkind in ('r', 'p')
+        and (
+            c.atttypid = 'pg_catalog.text'::pg_catalog.regtype
+            -- a domain over text bounds its columns only with a CHECK of its own
+            or exists (
+                select from pg_catalog.pg_type as d
+                where d.oid = c.atttypid and d.typtype = 'd' and d.typbasetype = 'pg_catalog.text'::pg_catalog.regtype
+                    and not exists (
+                        select from pg_catalog.pg_constraint as k where k.contypid = d.oid and k.contype = 'c'
+                    )
+            )
+        )
         and not exists (
             select from pg_catalog.pg_constraint as k
             where k.conrelid = c.oid and k.contype in ('c', 'f') and c.attnum = any(k.conkey)

@@ -11,37 +11,74 @@
 -- The log
 -- ---------------------------------------------------------------------------
 
+-- The log's rules on its text and JSON columns are domains, not table CHECKs: PostgreSQL
+-- caches a domain's checks per connection, where it reads a table's CHECKs back from
+-- the catalog and plans them again at every statement that writes the table, and every
+-- audited write writes here (docs/security.md, "What capture costs").
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.audit_text_200') is null then
+        create domain toolsdb.audit_text_200 as text
+        constraint audit_text_200_length_is_valid check (char_length(value) between 1 and 200);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.audit_text_1000') is null then
+        create domain toolsdb.audit_text_1000 as text
+        constraint audit_text_1000_length_is_valid check (char_length(value) between 1 and 1000);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.audit_name') is null then
+        create domain toolsdb.audit_name as text
+        constraint audit_name_is_valid check (value ~ '^[a-z][a-z0-9_.]*$' and char_length(value) <= 100);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.audit_role_name') is null then
+        create domain toolsdb.audit_role_name as text
+        constraint audit_role_name_length_is_valid check (char_length(value) between 1 and 63);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.audit_object') is null then
+        create domain toolsdb.audit_object as jsonb
+        constraint audit_object_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.audit_text_200 is
+'Text of 1 to 200 characters, in toolsdb.audit_logs (actor).';
+
+comment on domain toolsdb.audit_text_1000 is
+'Text of 1 to 1,000 characters, in toolsdb.audit_logs (entity_id, user_agent).';
+
+comment on domain toolsdb.audit_name is
+'A lowercase dotted name (^[a-z][a-z0-9_.]*$, at most 100 characters), in toolsdb.audit_logs '
+'(action, entity_type).';
+
+comment on domain toolsdb.audit_role_name is
+'A role name (1 to 63 characters), in toolsdb.audit_logs (db_role).';
+
+comment on domain toolsdb.audit_object is
+'A JSON object, in toolsdb.audit_logs (old_values, new_values, details).';
+
 create table if not exists toolsdb.audit_logs (
     audit_id bigint generated always as identity,
     logged_at timestamptz not null default now(),
-    actor text not null default session_user,
+    actor toolsdb.audit_text_200 not null default session_user,
     actor_user_id uuid,
     actor_agent_id uuid,
     session_id text,
-    action text not null,
-    entity_type text,
-    entity_id text,
-    old_values jsonb,
-    new_values jsonb,
-    details jsonb not null default '{}',
+    action toolsdb.audit_name not null,
+    entity_type toolsdb.audit_name,
+    entity_id toolsdb.audit_text_1000,
+    old_values toolsdb.audit_object,
+    new_values toolsdb.audit_object,
+    details toolsdb.audit_object not null default '{}',
     client_addr inet,
-    user_agent text,
-    db_role text not null default session_user,
+    user_agent toolsdb.audit_text_1000,
+    db_role toolsdb.audit_role_name not null default session_user,
     transaction_id xid8 not null default pg_current_xact_id(),
     constraint audit_logs_pkey primary key (transaction_id, audit_id, logged_at),
-    constraint actor_length_is_valid check (char_length(actor) between 1 and 200),
+    -- a table CHECK, not a domain: the row-security policy compares session_id as text
     constraint session_id_length_is_valid check (char_length(session_id) between 1 and 200),
-    constraint action_is_valid check (action ~ '^[a-z][a-z0-9_.]*$' and char_length(action) <= 100),
-    constraint entity_type_is_valid check (entity_type ~ '^[a-z][a-z0-9_.]*$' and char_length(entity_type) <= 100),
-    constraint entity_id_length_is_valid check (char_length(entity_id) between 1 and 1000),
     constraint captured_change_names_its_entity check (
         action not in ('insert', 'update', 'delete') or (entity_type is not null and entity_id is not null)
-    ),
-    constraint old_values_is_object check (jsonb_typeof(old_values) = 'object'),
-    constraint new_values_is_object check (jsonb_typeof(new_values) = 'object'),
-    constraint details_is_object check (jsonb_typeof(details) = 'object'),
-    constraint user_agent_length_is_valid check (char_length(user_agent) between 1 and 1000),
-    constraint db_role_length_is_valid check (char_length(db_role) between 1 and 63)
+    )
 ) partition by range (logged_at);
 
 create table if not exists toolsdb.audit_logs_default

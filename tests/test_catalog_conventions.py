@@ -131,6 +131,24 @@ def test_each_rule_fires_on_a_planted_violation(catalog: psycopg.Connection, rul
     assert (obj, column, rule) in found, sorted(found)
 
 
+def test_a_domain_over_text_bounds_its_columns_only_with_a_check(catalog: psycopg.Connection) -> None:
+    # The audit log's rules are domains (docs/security.md, "What capture costs").
+    try:
+        catalog.execute(
+            "create schema conventions_probe;"
+            " create domain conventions_probe.loose as text;"
+            " create domain conventions_probe.bounded as text constraint bounded_length_is_valid"
+            " check (char_length(value) <= 10);"
+            " create table conventions_probe.domained ("
+            " id integer primary key, loose conventions_probe.loose, bounded conventions_probe.bounded)"
+        )
+        found = {(o, c, r) for o, c, r, _ in findings(catalog, ["conventions_probe"])}
+    finally:
+        catalog.rollback()
+    assert ("domained", "loose", "text_bounded") in found, sorted(found)
+    assert ("domained", "bounded", "text_bounded") not in found, sorted(found)
+
+
 def test_a_function_name_is_held_to_snake_case(catalog: psycopg.Connection) -> None:
     try:
         catalog.execute(PLANTED)

@@ -189,8 +189,8 @@ def test_get_events_filters_orders_newest_first_and_limits(conn: psycopg.Connect
 def test_record_event_refuses_reserved_and_malformed_actions(conn: psycopg.Connection):
     audit = AuditTrail(conn)
     expect_refusal(lambda: audit.record_event("insert", "users", "x", user="mallory"), "42501", None, "reserved")
-    expect_refusal(lambda: audit.record_event("Not Snake Case"), "23514", "action_is_valid")
-    expect_refusal(lambda: audit.record_event("odd_details", details=[1, 2]), "23514", "details_is_object")
+    expect_refusal(lambda: audit.record_event("Not Snake Case"), "23514", "audit_name_is_valid")
+    expect_refusal(lambda: audit.record_event("odd_details", details=[1, 2]), "23514", "audit_object_is_object")
     assert audit.get_events(action="insert", entity_type="users", entity_id="x") == []
 
 
