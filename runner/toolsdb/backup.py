@@ -26,6 +26,7 @@ from 15 on); TOOLSDB_PG_BINDIR names the only folder to use instead.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import re
@@ -194,7 +195,12 @@ def _start(argv: list[str], env: dict[str, str], **kwargs) -> tuple[subprocess.P
 
 
 def _relay(source: IO[bytes], sink: IO[bytes], drop: bytes | None) -> None:
+    """Copy the child's stdout to ``sink``, in a thread of its own. A stop signal
+    belongs to the main thread, which stops the child and cleans up: it is
+    blocked here, and one that reached this thread all the same (a CI run saw
+    Terminated raised in it, as the thread started) is handed to the main thread."""
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         for _ in range(64 if drop else 0):  # the SETs come first (~20 lines)
             line = source.readline()
             if line != drop:
@@ -203,6 +209,11 @@ def _relay(source: IO[bytes], sink: IO[bytes], drop: bytes | None) -> None:
     except OSError:  # the reader (psql) stopped: its error is the one to report
         while source.read(1 << 16):
             pass
+    except BaseException as exc:  # a stop signal: passed on below
+        signum = getattr(exc, "signum", signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
+        if signum is None:
+            raise
+        _thread.interrupt_main(signum)
 
 
 # -- backup ------------------------------------------------------------------------
