@@ -279,8 +279,8 @@ declare
     total numeric;
     q numeric;
     h numeric;
-    lo_bucket integer;
-    hi_bucket integer;
+    bucket_values double precision[];
+    running_counts numeric[];
     lo_value double precision;
     hi_value double precision;
     results numeric[] := '{}';
@@ -313,36 +313,39 @@ begin
     end if;
     -- percentile_cont over the buckets: the values of ranks floor(h) and floor(h) + 1
     -- (0-based, h = q * (n - 1)), each within 1% of the true one, interpolated alike.
-    -- A bucket's value is toolsdb_private.metric_bucket_value()'s, written out here for the
-    -- callers who may read the rollups but not call toolsdb's internals (the readonly role):
-    -- durations are never negative, and bucket 0 holds the zeros.
-    select pg_catalog.sum(r.runs) into total
-    from toolsdb.execution_duration_rollups as r
-    where r.agent_id = agent and r.model_provider is not distinct from provider
-        and r.model_name is not distinct from model;
+    -- The merged histogram is read once. A bucket's value is
+    -- toolsdb_private.metric_bucket_value()'s, written out here for the callers who may
+    -- read the rollups but not call toolsdb's internals (the readonly role): durations are
+    -- never negative, and bucket 0 holds the zeros.
+    select
+        pg_catalog.array_agg(c.value order by c.bucket),
+        pg_catalog.array_agg(c.running order by c.bucket)
+    into bucket_values, running_counts
+    from (
+        select
+            b.bucket,
+            case when b.bucket > 0 then pg_catalog.exp(
+                (b.bucket - 50000) * pg_catalog.ln(1.01::float8 / 0.99) + pg_catalog.ln(0.99::float8)
+            ) else 0 end as value,
+            pg_catalog.sum(b.n) over (order by b.bucket) as running
+        from (
+            select r.bucket, pg_catalog.sum(r.runs) as n
+            from toolsdb.execution_duration_rollups as r
+            where r.agent_id = agent and r.model_provider is not distinct from provider
+                and r.model_name is not distinct from model
+            group by r.bucket
+            having pg_catalog.sum(r.runs) > 0
+        ) as b
+    ) as c;
+    total := running_counts[pg_catalog.cardinality(running_counts)];
     foreach q in array array[0.5, 0.95]::numeric[] loop
         h := q * (total - 1);
+        -- values rise with buckets: the smallest value reaching a rank is that rank's
         select
-            pg_catalog.min(c.bucket) filter (where c.running >= pg_catalog.floor(h) + 1),
-            pg_catalog.min(c.bucket) filter (where c.running >= least(pg_catalog.floor(h) + 2, total))
-        into lo_bucket, hi_bucket
-        from (
-            select b.bucket, pg_catalog.sum(b.n) over (order by b.bucket) as running
-            from (
-                select r.bucket, pg_catalog.sum(r.runs) as n
-                from toolsdb.execution_duration_rollups as r
-                where r.agent_id = agent and r.model_provider is not distinct from provider
-                    and r.model_name is not distinct from model
-                group by r.bucket
-                having pg_catalog.sum(r.runs) > 0
-            ) as b
-        ) as c;
-        lo_value := case when lo_bucket > 0 then pg_catalog.exp(
-            (lo_bucket - 50000) * pg_catalog.ln(1.01::float8 / 0.99) + pg_catalog.ln(0.99::float8)
-        ) else 0 end;
-        hi_value := case when hi_bucket > 0 then pg_catalog.exp(
-            (hi_bucket - 50000) * pg_catalog.ln(1.01::float8 / 0.99) + pg_catalog.ln(0.99::float8)
-        ) else 0 end;
+            pg_catalog.min(u.v) filter (where u.running >= pg_catalog.floor(h) + 1),
+            pg_catalog.min(u.v) filter (where u.running >= least(pg_catalog.floor(h) + 2, total))
+        into lo_value, hi_value
+        from unnest(bucket_values, running_counts) as u (v, running);  -- multi-argument: unqualified
         results := results || pg_catalog.round(
             (lo_value + (h - pg_catalog.floor(h))::double precision * (hi_value - lo_value))::numeric, 3
         );
