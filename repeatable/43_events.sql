@@ -281,6 +281,9 @@ begin
     end if;
     -- The ids first, as an array: the update then finds each row by its
     -- primary key, whatever the table's size (a join could hash it whole).
+    -- Oldest first by event_id, along events_claim_idx; a leased row is
+    -- skipped on its visible_at, and the update touches no indexed column,
+    -- so it is HOT (schema/43_events.sql).
     return query
     with claimed as (
         update toolsdb.events as e
@@ -292,7 +295,7 @@ begin
             select p.event_id
             from toolsdb.events as p
             where p.processed_at is null and p.visible_at <= pg_catalog.now()
-            order by p.visible_at, p.event_id
+            order by p.event_id
             limit batch_size
             for update skip locked
         ))
@@ -303,8 +306,9 @@ end;
 $function$;
 
 comment on function toolsdb.get_unprocessed_events(integer, interval, text) is
-'Claims up to batch_size unprocessed events, oldest first, for a worker (as get_unprocessed_events '
-'does in the hook-notification API): each is leased until now() + lease under one new claim_token, '
+'Claims up to batch_size unprocessed events, oldest first (by event_id), for a worker (as '
+'get_unprocessed_events does in the hook-notification API): each is leased until now() + lease '
+'under one new claim_token, '
 'and comes back to the next claimer if not marked processed by then. Concurrent claimers never get '
 'the same row (for update skip locked). Commit the claim before working on it. For toolsdb_worker: '
 'sees every session.';

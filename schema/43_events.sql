@@ -10,8 +10,10 @@
 -- Needs: schema/40_sessions.sql.
 
 -- A queue: vacuum after a fixed count of dead claims, not 20% of the table
--- (docs/operations.md, tests/bench_churn.py). No fillfactor: every update
--- changes an indexed column, so none would be HOT.
+-- (docs/operations.md, tests/bench_churn.py). Fillfactor 50: a claim changes
+-- no indexed column (the claim index is on event_id alone), so with room on
+-- the page for each row's second version it is a HOT update that writes no
+-- index entry; the ack (processed_at, the claim index's predicate) is not.
 create table if not exists toolsdb.events (
     event_id bigint generated always as identity,
     session_id text not null,
@@ -34,6 +36,7 @@ create table if not exists toolsdb.events (
     constraint attempts_is_not_negative check (attempts >= 0),
     constraint claimed_by_length_is_valid check (char_length(claimed_by) between 1 and 200)
 ) with (
+    fillfactor = 50,
     autovacuum_vacuum_scale_factor = 0.01,
     autovacuum_vacuum_threshold = 1000,
     autovacuum_vacuum_insert_scale_factor = 0.05,
@@ -42,8 +45,9 @@ create table if not exists toolsdb.events (
 );
 
 -- The claim query of get_unprocessed_events(), exactly: unprocessed rows in
--- visible_at, event_id order.
-create index if not exists events_claim_idx on toolsdb.events (visible_at, event_id)
+-- event_id order. visible_at is checked on the row, not kept here: a claim
+-- sets it, and an indexed column would make every claim a non-HOT update.
+create index if not exists events_claim_idx on toolsdb.events (event_id)
 where processed_at is null;
 
 create index if not exists events_session_id_idx on toolsdb.events (session_id, created_at);

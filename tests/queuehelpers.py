@@ -49,7 +49,7 @@ EVENTS_CLAIM_SELECT = """
             select p.event_id
             from toolsdb.events as p
             where p.processed_at is null and p.visible_at <= pg_catalog.now()
-            order by p.visible_at, p.event_id
+            order by p.event_id
             limit batch_size
             for update skip locked
 """

@@ -199,11 +199,12 @@ def test_the_churn_tables_carry_their_storage_settings(su: psycopg.Connection) -
     assert "autovacuum_vacuum_scale_factor=0.01" in options["notifications"]
     assert "autovacuum_vacuum_threshold=50" in options["sessions"]
     assert "autovacuum_vacuum_scale_factor=0" in options["vision_cache_hits"]
-    # fillfactor only where updates can be HOT (no indexed column changes): the cache's hit counters.
+    # fillfactor only where updates can be HOT (no indexed column changes): an
+    # event's claim and the cache's hit counters.
     fillfactors = {t: [o for o in opts if o.startswith("fillfactor=")] for t, opts in options.items()}
     assert fillfactors == {
-        "events": [],
-        "notifications": [],  # 0006's 80 is reset by 0009
+        "events": ["fillfactor=50"],
+        "notifications": [],
         "sessions": [],
         "vision_cache": ["fillfactor=80"],
         "vision_cache_hits": [],

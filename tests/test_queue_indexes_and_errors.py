@@ -95,6 +95,33 @@ def test_the_claim_query_uses_its_partial_index(
     assert index in plan, f"The claim should scan {index}, but the plan is:\n{plan}"
 
 
+def test_an_event_claim_is_a_hot_update(tx: psycopg.Connection) -> None:
+    """A claim changes no indexed column and the table keeps room for each
+    row's second version (fillfactor 50), so it writes no index entry (it was
+    never HOT while the claim index held visible_at); the ack moves the row
+    out of the claim index, so it cannot be HOT."""
+    session(tx)
+    tx.execute(
+        "insert into toolsdb.events (session_id, event_type, payload) "
+        "select %s, 'Stop', jsonb_build_object('n', g) from generate_series(1, 300) as g",
+        (SESSION,),
+    )
+    hot = "select pg_stat_get_xact_tuples_hot_updated('toolsdb.events'::regclass)"
+    updated = "select pg_stat_get_xact_tuples_updated('toolsdb.events'::regclass)"
+    hot_before, updated_before = scalar(tx, hot), scalar(tx, updated)
+    claimed = claim_events(tx, 300)
+    assert len(claimed) == 300
+    assert [r["event_id"] for r in claimed] == sorted(r["event_id"] for r in claimed)
+    assert scalar(tx, updated) - updated_before == 300
+    # A claimed row is a few bytes longer (its token, its worker), so the last
+    # row of a page may not fit beside its first version: most, not all.
+    claims_hot = scalar(tx, hot) - hot_before
+    assert claims_hot >= 0.8 * 300
+    token = claimed[0]["claim_token"]
+    assert scalar(tx, "select toolsdb.mark_events_processed(%s, %s)", ([r["event_id"] for r in claimed], token)) == 300
+    assert scalar(tx, hot) - hot_before == claims_hot  # the acks were not HOT
+
+
 @pytest.mark.parametrize(
     "function",
     [
