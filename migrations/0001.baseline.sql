@@ -2163,26 +2163,98 @@ on conflict (table_name) do nothing;
 
 -- ---- schema/40_sessions.sql ----
 
+-- The rules on the text and JSON columns written by every hook event are
+-- domains, not table CHECKs: PostgreSQL caches a domain's checks per
+-- connection, where it reads a table's CHECKs back from the catalog and plans
+-- them again at every statement that writes the table (hook_ingest() writes
+-- sessions and events at every event: docs/runtime.md, "What an event
+-- costs"). session_id keeps its table CHECK: row-level security compares it
+-- as text. hook_event_name is also events.event_type (schema/43_events.sql).
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.session_path') is null then
+        create domain toolsdb.session_path as text
+        constraint session_path_length_is_valid check (char_length(value) between 1 and 4096);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.permission_mode') is null then
+        create domain toolsdb.permission_mode as text
+        constraint permission_mode_is_valid check (value ~ '^[A-Za-z][A-Za-z0-9_-]*$' and char_length(value) <= 50);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.git_branch') is null then
+        create domain toolsdb.git_branch as text
+        constraint git_branch_length_is_valid check (char_length(value) between 1 and 255);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.terminal_type') is null then
+        create domain toolsdb.terminal_type as text
+        constraint terminal_type_is_valid check (value ~ '^[a-z][a-z0-9_.-]*$' and char_length(value) <= 50);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.terminal_info') is null then
+        create domain toolsdb.terminal_info as jsonb
+        constraint terminal_info_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+    if pg_catalog.to_regtype('toolsdb.session_metadata') is null then
+        create domain toolsdb.session_metadata as jsonb
+        constraint metadata_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+    if pg_catalog.to_regtype('toolsdb.hook_event_name') is null then
+        create domain toolsdb.hook_event_name as text
+        constraint hook_event_name_is_valid check (value ~ '^[[:graph:]]+$' and char_length(value) <= 100);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.message_count') is null then
+        create domain toolsdb.message_count as integer
+        constraint message_count_is_not_negative check (value >= 0);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.end_reason') is null then
+        create domain toolsdb.end_reason as text
+        constraint end_reason_length_is_valid check (char_length(value) between 1 and 100);
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.session_path is
+'A path of 1 to 4,096 characters, in toolsdb.sessions (cwd, transcript_path).';
+
+comment on domain toolsdb.permission_mode is
+'A permission mode as the agent reports it (a letter, then letters, digits, _ or -; at most 50), in '
+'toolsdb.sessions.';
+
+comment on domain toolsdb.git_branch is 'A git branch name of 1 to 255 characters, in toolsdb.sessions.';
+
+comment on domain toolsdb.terminal_type is
+'A lowercase terminal name (^[a-z][a-z0-9_.-]*$, at most 50 characters), in toolsdb.sessions.';
+
+comment on domain toolsdb.terminal_info is 'Terminal details, a JSON object, in toolsdb.sessions.';
+
+comment on domain toolsdb.session_metadata is 'A JSON object, in toolsdb.sessions (metadata).';
+
+comment on domain toolsdb.hook_event_name is
+'A hook event name as sent (printable, no spaces, at most 100 characters), in toolsdb.events '
+'(event_type) and toolsdb.sessions (last_event_type).';
+
+comment on domain toolsdb.message_count is 'A count of messages, not negative, in toolsdb.sessions.';
+
+comment on domain toolsdb.end_reason is 'Why a session ended, 1 to 100 characters, in toolsdb.sessions.';
+
 -- Updated on every hook event: vacuum and analyze early (docs/operations.md).
 create table if not exists toolsdb.sessions (
     session_id text not null,
     user_id uuid,
     agent_id uuid,
     project_id uuid,
-    cwd text,
-    transcript_path text,
-    permission_mode text,
-    git_branch text,
-    terminal_type text,
-    terminal_info jsonb not null default '{}',
-    metadata jsonb not null default '{}',
-    last_event_type text,
-    message_count integer not null default 0,
+    cwd toolsdb.session_path,
+    transcript_path toolsdb.session_path,
+    permission_mode toolsdb.permission_mode,
+    git_branch toolsdb.git_branch,
+    terminal_type toolsdb.terminal_type,
+    terminal_info toolsdb.terminal_info not null default '{}',
+    metadata toolsdb.session_metadata not null default '{}',
+    last_event_type toolsdb.hook_event_name,
+    message_count toolsdb.message_count not null default 0,
     is_idle boolean not null default false,
     started_at timestamptz not null default now(),
     last_activity_at timestamptz not null default now(),
     ended_at timestamptz,
-    end_reason text,
+    end_reason toolsdb.end_reason,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint sessions_pkey primary key (session_id),
@@ -2193,22 +2265,6 @@ create table if not exists toolsdb.sessions (
     constraint sessions_project_id_fkey foreign key (project_id)
     references toolsdb.projects (project_id) on delete set null,
     constraint session_id_is_valid check (char_length(session_id) between 1 and 200 and session_id !~ '[[:cntrl:]]'),
-    constraint cwd_length_is_valid check (char_length(cwd) between 1 and 4096),
-    constraint transcript_path_length_is_valid check (char_length(transcript_path) between 1 and 4096),
-    constraint permission_mode_is_valid check (
-        permission_mode ~ '^[A-Za-z][A-Za-z0-9_-]*$' and char_length(permission_mode) <= 50
-    ),
-    constraint git_branch_length_is_valid check (char_length(git_branch) between 1 and 255),
-    constraint terminal_type_is_valid check (
-        terminal_type ~ '^[a-z][a-z0-9_.-]*$' and char_length(terminal_type) <= 50
-    ),
-    constraint terminal_info_is_object check (jsonb_typeof(terminal_info) = 'object'),
-    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
-    constraint last_event_type_is_valid check (
-        last_event_type ~ '^[[:graph:]]+$' and char_length(last_event_type) <= 100
-    ),
-    constraint message_count_is_not_negative check (message_count >= 0),
-    constraint end_reason_length_is_valid check (char_length(end_reason) between 1 and 100),
     constraint ended_after_start check (ended_at >= started_at),
     constraint active_after_start check (last_activity_at >= started_at),
     constraint end_reason_needs_end check (end_reason is null or ended_at is not null)
@@ -2442,6 +2498,38 @@ comment on column toolsdb.memories.updated_at is
 
 -- ---- schema/43_events.sql ----
 
+-- Domains, not table CHECKs, as for sessions (schema/40_sessions.sql): every
+-- hook event inserts here.
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.hook_payload') is null then
+        create domain toolsdb.hook_payload as jsonb
+        constraint payload_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+    if pg_catalog.to_regtype('toolsdb.idempotency_key') is null then
+        create domain toolsdb.idempotency_key as text
+        constraint idempotency_key_length_is_valid check (char_length(value) between 1 and 300);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.event_attempts') is null then
+        create domain toolsdb.event_attempts as integer
+        constraint attempts_is_not_negative check (value >= 0);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.worker_name') is null then
+        create domain toolsdb.worker_name as text
+        constraint claimed_by_length_is_valid check (char_length(value) between 1 and 200);
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.hook_payload is 'A hook payload, a JSON object, in toolsdb.events.';
+
+comment on domain toolsdb.idempotency_key is
+'A source''s key of an event, 1 to 300 characters, in toolsdb.events.';
+
+comment on domain toolsdb.event_attempts is 'How many times an event was claimed, not negative, in toolsdb.events.';
+
+comment on domain toolsdb.worker_name is 'A worker''s name, 1 to 200 characters, in toolsdb.events (claimed_by).';
+
 -- A queue: vacuum after a fixed count of dead claims, not 20% of the table
 -- (docs/operations.md, tests/bench_churn.py). Fillfactor 50: a claim changes
 -- no indexed column (the claim index is on event_id alone), so with room on
@@ -2450,24 +2538,19 @@ comment on column toolsdb.memories.updated_at is
 create table if not exists toolsdb.events (
     event_id bigint generated always as identity,
     session_id text not null,
-    event_type text not null,
-    payload jsonb not null,
-    idempotency_key text,
+    event_type toolsdb.hook_event_name not null,
+    payload toolsdb.hook_payload not null,
+    idempotency_key toolsdb.idempotency_key,
     created_at timestamptz not null default now(),
     visible_at timestamptz not null default now(),
-    attempts integer not null default 0,
+    attempts toolsdb.event_attempts not null default 0,
     claim_token uuid,
-    claimed_by text,
+    claimed_by toolsdb.worker_name,
     processed_at timestamptz,
     constraint events_pkey primary key (event_id),
     constraint events_idempotency_key_key unique (idempotency_key),
     constraint events_session_id_fkey foreign key (session_id)
-    references toolsdb.sessions (session_id) on delete cascade,
-    constraint event_type_is_valid check (event_type ~ '^[[:graph:]]+$' and char_length(event_type) <= 100),
-    constraint payload_is_object check (jsonb_typeof(payload) = 'object'),
-    constraint idempotency_key_length_is_valid check (char_length(idempotency_key) between 1 and 300),
-    constraint attempts_is_not_negative check (attempts >= 0),
-    constraint claimed_by_length_is_valid check (char_length(claimed_by) between 1 and 200)
+    references toolsdb.sessions (session_id) on delete cascade
 ) with (
     fillfactor = 50,
     autovacuum_vacuum_scale_factor = 0.01,
@@ -3189,11 +3272,33 @@ on conflict (table_name) do nothing;
 
 -- ---- schema/50_vision_cache.sql ----
 
+-- The key's rules are domains, shared by the cache and its hits: a get
+-- appends a hit, and PostgreSQL plans a table's CHECKs again at every
+-- statement that writes the table but caches a domain's per connection.
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.image_hash') is null then
+        create domain toolsdb.image_hash as text
+        constraint image_hash_is_valid check (value ~ '^[0-9A-Za-z_.:-]+$' and char_length(value) <= 128);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.model_version') is null then
+        create domain toolsdb.model_version as text
+        constraint model_version_is_valid check (value ~ '^[[:graph:]]+$' and char_length(value) <= 100);
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.image_hash is
+'An image''s key in the vision cache: up to 128 letters, digits and _ . : - (a SHA-256 in hex).';
+
+comment on domain toolsdb.model_version is
+'A model and version in the vision cache: printable, no spaces, at most 100 characters.';
+
 -- Hit counters are in no index, so their updates are HOT with room on the
 -- page (fillfactor 80: 84% HOT in tests/bench_churn.py).
 create table if not exists toolsdb.vision_cache (
-    image_hash text not null,
-    model_version text not null,
+    image_hash toolsdb.image_hash not null,
+    model_version toolsdb.model_version not null,
     extracted_data jsonb not null default '{}',
     confidence_score double precision not null,
     created_at timestamptz not null default now(),
@@ -3201,8 +3306,6 @@ create table if not exists toolsdb.vision_cache (
     hit_count bigint not null default 0,
     last_hit_at timestamptz,
     constraint vision_cache_pkey primary key (image_hash, model_version),
-    constraint image_hash_is_valid check (image_hash ~ '^[0-9A-Za-z_.:-]+$' and char_length(image_hash) <= 128),
-    constraint model_version_is_valid check (model_version ~ '^[[:graph:]]+$' and char_length(model_version) <= 100),
     constraint extracted_data_is_object check (jsonb_typeof(extracted_data) = 'object'),
     constraint confidence_score_is_valid check (confidence_score between 0 and 1),
     constraint expires_after_creation check (expires_at > created_at),
@@ -3245,12 +3348,10 @@ comment on column toolsdb.vision_cache.last_hit_at is 'Latest hit folded in, nul
 -- fixed count, whatever the (stale) row estimate says.
 create unlogged table if not exists toolsdb.vision_cache_hits (
     hit_id bigint generated always as identity,
-    image_hash text not null,
-    model_version text not null,
+    image_hash toolsdb.image_hash not null,
+    model_version toolsdb.model_version not null,
     hit_at timestamptz not null default now(),
-    constraint vision_cache_hits_pkey primary key (hit_id),
-    constraint image_hash_is_valid check (image_hash ~ '^[0-9A-Za-z_.:-]+$' and char_length(image_hash) <= 128),
-    constraint model_version_is_valid check (model_version ~ '^[[:graph:]]+$' and char_length(model_version) <= 100)
+    constraint vision_cache_hits_pkey primary key (hit_id)
 ) with (
     autovacuum_vacuum_scale_factor = 0,
     autovacuum_vacuum_threshold = 500,

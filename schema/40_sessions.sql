@@ -9,26 +9,98 @@
 -- Its functions, triggers and row-level security: repeatable/40_sessions.sql.
 -- Needs: schema/20_users.sql, schema/21_projects.sql, schema/22_agents.sql.
 
+-- The rules on the text and JSON columns written by every hook event are
+-- domains, not table CHECKs: PostgreSQL caches a domain's checks per
+-- connection, where it reads a table's CHECKs back from the catalog and plans
+-- them again at every statement that writes the table (hook_ingest() writes
+-- sessions and events at every event: docs/runtime.md, "What an event
+-- costs"). session_id keeps its table CHECK: row-level security compares it
+-- as text. hook_event_name is also events.event_type (schema/43_events.sql).
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.session_path') is null then
+        create domain toolsdb.session_path as text
+        constraint session_path_length_is_valid check (char_length(value) between 1 and 4096);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.permission_mode') is null then
+        create domain toolsdb.permission_mode as text
+        constraint permission_mode_is_valid check (value ~ '^[A-Za-z][A-Za-z0-9_-]*$' and char_length(value) <= 50);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.git_branch') is null then
+        create domain toolsdb.git_branch as text
+        constraint git_branch_length_is_valid check (char_length(value) between 1 and 255);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.terminal_type') is null then
+        create domain toolsdb.terminal_type as text
+        constraint terminal_type_is_valid check (value ~ '^[a-z][a-z0-9_.-]*$' and char_length(value) <= 50);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.terminal_info') is null then
+        create domain toolsdb.terminal_info as jsonb
+        constraint terminal_info_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+    if pg_catalog.to_regtype('toolsdb.session_metadata') is null then
+        create domain toolsdb.session_metadata as jsonb
+        constraint metadata_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+    if pg_catalog.to_regtype('toolsdb.hook_event_name') is null then
+        create domain toolsdb.hook_event_name as text
+        constraint hook_event_name_is_valid check (value ~ '^[[:graph:]]+$' and char_length(value) <= 100);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.message_count') is null then
+        create domain toolsdb.message_count as integer
+        constraint message_count_is_not_negative check (value >= 0);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.end_reason') is null then
+        create domain toolsdb.end_reason as text
+        constraint end_reason_length_is_valid check (char_length(value) between 1 and 100);
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.session_path is
+'A path of 1 to 4,096 characters, in toolsdb.sessions (cwd, transcript_path).';
+
+comment on domain toolsdb.permission_mode is
+'A permission mode as the agent reports it (a letter, then letters, digits, _ or -; at most 50), in '
+'toolsdb.sessions.';
+
+comment on domain toolsdb.git_branch is 'A git branch name of 1 to 255 characters, in toolsdb.sessions.';
+
+comment on domain toolsdb.terminal_type is
+'A lowercase terminal name (^[a-z][a-z0-9_.-]*$, at most 50 characters), in toolsdb.sessions.';
+
+comment on domain toolsdb.terminal_info is 'Terminal details, a JSON object, in toolsdb.sessions.';
+
+comment on domain toolsdb.session_metadata is 'A JSON object, in toolsdb.sessions (metadata).';
+
+comment on domain toolsdb.hook_event_name is
+'A hook event name as sent (printable, no spaces, at most 100 characters), in toolsdb.events '
+'(event_type) and toolsdb.sessions (last_event_type).';
+
+comment on domain toolsdb.message_count is 'A count of messages, not negative, in toolsdb.sessions.';
+
+comment on domain toolsdb.end_reason is 'Why a session ended, 1 to 100 characters, in toolsdb.sessions.';
+
 -- Updated on every hook event: vacuum and analyze early (docs/operations.md).
 create table if not exists toolsdb.sessions (
     session_id text not null,
     user_id uuid,
     agent_id uuid,
     project_id uuid,
-    cwd text,
-    transcript_path text,
-    permission_mode text,
-    git_branch text,
-    terminal_type text,
-    terminal_info jsonb not null default '{}',
-    metadata jsonb not null default '{}',
-    last_event_type text,
-    message_count integer not null default 0,
+    cwd toolsdb.session_path,
+    transcript_path toolsdb.session_path,
+    permission_mode toolsdb.permission_mode,
+    git_branch toolsdb.git_branch,
+    terminal_type toolsdb.terminal_type,
+    terminal_info toolsdb.terminal_info not null default '{}',
+    metadata toolsdb.session_metadata not null default '{}',
+    last_event_type toolsdb.hook_event_name,
+    message_count toolsdb.message_count not null default 0,
     is_idle boolean not null default false,
     started_at timestamptz not null default now(),
     last_activity_at timestamptz not null default now(),
     ended_at timestamptz,
-    end_reason text,
+    end_reason toolsdb.end_reason,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint sessions_pkey primary key (session_id),
@@ -39,22 +111,6 @@ create table if not exists toolsdb.sessions (
     constraint sessions_project_id_fkey foreign key (project_id)
     references toolsdb.projects (project_id) on delete set null,
     constraint session_id_is_valid check (char_length(session_id) between 1 and 200 and session_id !~ '[[:cntrl:]]'),
-    constraint cwd_length_is_valid check (char_length(cwd) between 1 and 4096),
-    constraint transcript_path_length_is_valid check (char_length(transcript_path) between 1 and 4096),
-    constraint permission_mode_is_valid check (
-        permission_mode ~ '^[A-Za-z][A-Za-z0-9_-]*$' and char_length(permission_mode) <= 50
-    ),
-    constraint git_branch_length_is_valid check (char_length(git_branch) between 1 and 255),
-    constraint terminal_type_is_valid check (
-        terminal_type ~ '^[a-z][a-z0-9_.-]*$' and char_length(terminal_type) <= 50
-    ),
-    constraint terminal_info_is_object check (jsonb_typeof(terminal_info) = 'object'),
-    constraint metadata_is_object check (jsonb_typeof(metadata) = 'object'),
-    constraint last_event_type_is_valid check (
-        last_event_type ~ '^[[:graph:]]+$' and char_length(last_event_type) <= 100
-    ),
-    constraint message_count_is_not_negative check (message_count >= 0),
-    constraint end_reason_length_is_valid check (char_length(end_reason) between 1 and 100),
     constraint ended_after_start check (ended_at >= started_at),
     constraint active_after_start check (last_activity_at >= started_at),
     constraint end_reason_needs_end check (end_reason is null or ended_at is not null)

@@ -9,6 +9,38 @@
 -- Its functions, triggers and row-level security: repeatable/43_events.sql.
 -- Needs: schema/40_sessions.sql.
 
+-- Domains, not table CHECKs, as for sessions (schema/40_sessions.sql): every
+-- hook event inserts here.
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.hook_payload') is null then
+        create domain toolsdb.hook_payload as jsonb
+        constraint payload_is_object check (jsonb_typeof(value) = 'object');
+    end if;
+    if pg_catalog.to_regtype('toolsdb.idempotency_key') is null then
+        create domain toolsdb.idempotency_key as text
+        constraint idempotency_key_length_is_valid check (char_length(value) between 1 and 300);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.event_attempts') is null then
+        create domain toolsdb.event_attempts as integer
+        constraint attempts_is_not_negative check (value >= 0);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.worker_name') is null then
+        create domain toolsdb.worker_name as text
+        constraint claimed_by_length_is_valid check (char_length(value) between 1 and 200);
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.hook_payload is 'A hook payload, a JSON object, in toolsdb.events.';
+
+comment on domain toolsdb.idempotency_key is
+'A source''s key of an event, 1 to 300 characters, in toolsdb.events.';
+
+comment on domain toolsdb.event_attempts is 'How many times an event was claimed, not negative, in toolsdb.events.';
+
+comment on domain toolsdb.worker_name is 'A worker''s name, 1 to 200 characters, in toolsdb.events (claimed_by).';
+
 -- A queue: vacuum after a fixed count of dead claims, not 20% of the table
 -- (docs/operations.md, tests/bench_churn.py). Fillfactor 50: a claim changes
 -- no indexed column (the claim index is on event_id alone), so with room on
@@ -17,24 +49,19 @@
 create table if not exists toolsdb.events (
     event_id bigint generated always as identity,
     session_id text not null,
-    event_type text not null,
-    payload jsonb not null,
-    idempotency_key text,
+    event_type toolsdb.hook_event_name not null,
+    payload toolsdb.hook_payload not null,
+    idempotency_key toolsdb.idempotency_key,
     created_at timestamptz not null default now(),
     visible_at timestamptz not null default now(),
-    attempts integer not null default 0,
+    attempts toolsdb.event_attempts not null default 0,
     claim_token uuid,
-    claimed_by text,
+    claimed_by toolsdb.worker_name,
     processed_at timestamptz,
     constraint events_pkey primary key (event_id),
     constraint events_idempotency_key_key unique (idempotency_key),
     constraint events_session_id_fkey foreign key (session_id)
-    references toolsdb.sessions (session_id) on delete cascade,
-    constraint event_type_is_valid check (event_type ~ '^[[:graph:]]+$' and char_length(event_type) <= 100),
-    constraint payload_is_object check (jsonb_typeof(payload) = 'object'),
-    constraint idempotency_key_length_is_valid check (char_length(idempotency_key) between 1 and 300),
-    constraint attempts_is_not_negative check (attempts >= 0),
-    constraint claimed_by_length_is_valid check (char_length(claimed_by) between 1 and 200)
+    references toolsdb.sessions (session_id) on delete cascade
 ) with (
     fillfactor = 50,
     autovacuum_vacuum_scale_factor = 0.01,

@@ -9,11 +9,33 @@
 -- Its functions, triggers and row-level security: repeatable/50_vision_cache.sql.
 -- Needs: schema/00_bootstrap.sql.
 
+-- The key's rules are domains, shared by the cache and its hits: a get
+-- appends a hit, and PostgreSQL plans a table's CHECKs again at every
+-- statement that writes the table but caches a domain's per connection.
+do $domains$
+begin
+    if pg_catalog.to_regtype('toolsdb.image_hash') is null then
+        create domain toolsdb.image_hash as text
+        constraint image_hash_is_valid check (value ~ '^[0-9A-Za-z_.:-]+$' and char_length(value) <= 128);
+    end if;
+    if pg_catalog.to_regtype('toolsdb.model_version') is null then
+        create domain toolsdb.model_version as text
+        constraint model_version_is_valid check (value ~ '^[[:graph:]]+$' and char_length(value) <= 100);
+    end if;
+end
+$domains$;
+
+comment on domain toolsdb.image_hash is
+'An image''s key in the vision cache: up to 128 letters, digits and _ . : - (a SHA-256 in hex).';
+
+comment on domain toolsdb.model_version is
+'A model and version in the vision cache: printable, no spaces, at most 100 characters.';
+
 -- Hit counters are in no index, so their updates are HOT with room on the
 -- page (fillfactor 80: 84% HOT in tests/bench_churn.py).
 create table if not exists toolsdb.vision_cache (
-    image_hash text not null,
-    model_version text not null,
+    image_hash toolsdb.image_hash not null,
+    model_version toolsdb.model_version not null,
     extracted_data jsonb not null default '{}',
     confidence_score double precision not null,
     created_at timestamptz not null default now(),
@@ -21,8 +43,6 @@ create table if not exists toolsdb.vision_cache (
     hit_count bigint not null default 0,
     last_hit_at timestamptz,
     constraint vision_cache_pkey primary key (image_hash, model_version),
-    constraint image_hash_is_valid check (image_hash ~ '^[0-9A-Za-z_.:-]+$' and char_length(image_hash) <= 128),
-    constraint model_version_is_valid check (model_version ~ '^[[:graph:]]+$' and char_length(model_version) <= 100),
     constraint extracted_data_is_object check (jsonb_typeof(extracted_data) = 'object'),
     constraint confidence_score_is_valid check (confidence_score between 0 and 1),
     constraint expires_after_creation check (expires_at > created_at),
@@ -65,12 +85,10 @@ comment on column toolsdb.vision_cache.last_hit_at is 'Latest hit folded in, nul
 -- fixed count, whatever the (stale) row estimate says.
 create unlogged table if not exists toolsdb.vision_cache_hits (
     hit_id bigint generated always as identity,
-    image_hash text not null,
-    model_version text not null,
+    image_hash toolsdb.image_hash not null,
+    model_version toolsdb.model_version not null,
     hit_at timestamptz not null default now(),
-    constraint vision_cache_hits_pkey primary key (hit_id),
-    constraint image_hash_is_valid check (image_hash ~ '^[0-9A-Za-z_.:-]+$' and char_length(image_hash) <= 128),
-    constraint model_version_is_valid check (model_version ~ '^[[:graph:]]+$' and char_length(model_version) <= 100)
+    constraint vision_cache_hits_pkey primary key (hit_id)
 ) with (
     autovacuum_vacuum_scale_factor = 0,
     autovacuum_vacuum_threshold = 500,

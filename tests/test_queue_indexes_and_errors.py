@@ -180,7 +180,7 @@ BAD_INPUT = [
     pytest.param(lambda c: enqueue(c, payload=[1, 2]), CHECK, "payload_is_object", id="payload-array"),
     pytest.param(lambda c: enqueue(c, notification_type="Bad Type"), CHECK, "notification_type_is_valid", id="type"),
     pytest.param(lambda c: add_event(c, payload="text"), CHECK, "payload_is_object", id="event-payload-string"),
-    pytest.param(lambda c: add_event(c, event_type="Pre Tool"), CHECK, "event_type_is_valid", id="event-type"),
+    pytest.param(lambda c: add_event(c, event_type="Pre Tool"), CHECK, "hook_event_name_is_valid", id="event-type"),
     pytest.param(lambda c: claim(c, batch_size=0), INVALID, None, id="claim-batch-0"),
     pytest.param(lambda c: claim(c, batch_size=10001), INVALID, None, id="claim-batch-10001"),
     pytest.param(lambda c: claim(c, lease="0 seconds"), INVALID, None, id="claim-lease-0"),
