@@ -85,6 +85,9 @@ declare
     key text := ctx ->> 'idempotency_key';
     received timestamptz;
     new_id bigint;
+    -- now(), as a value: Citus takes no function that is not immutable in
+    -- an upsert's DO UPDATE SET (docs/citus.md).
+    at_now constant timestamptz := pg_catalog.now();
 begin
     if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
         raise exception 'a hook payload is a JSON object, not %', coalesce(pg_catalog.jsonb_typeof(payload), 'null')
@@ -115,7 +118,7 @@ begin
                 pg_catalog.quote_literal(ctx ->> 'received_at')
                 using errcode = 'invalid_parameter_value';
         end if;
-        received := least((ctx ->> 'received_at')::timestamptz, pg_catalog.now());
+        received := least((ctx ->> 'received_at')::timestamptz, at_now);
     end if;
     goes_idle := coalesce(kind = 'Notification' and (
         payload ->> 'notification_type' = 'idle_prompt'
@@ -144,6 +147,18 @@ begin
             return new_id;
         end if;
     end if;
+    -- Kept only when such a row exists (most events carry none of them).
+    -- Looked up here, not in the upsert: Citus routes no subquery in an
+    -- INSERT's VALUES (docs/citus.md).
+    if ctx_user is not null then
+        select u.user_id into ctx_user from toolsdb.users as u where u.user_id = ctx_user;
+    end if;
+    if ctx_agent is not null then
+        select a.agent_id into ctx_agent from toolsdb.agents as a where a.agent_id = ctx_agent;
+    end if;
+    if ctx_project is not null then
+        select p.project_id into ctx_project from toolsdb.projects as p where p.project_id = ctx_project;
+    end if;
     insert into toolsdb.sessions as s (
         session_id, cwd, transcript_path, permission_mode, git_branch, terminal_type, terminal_info,
         user_id, agent_id, project_id, last_event_type, is_idle, ended_at, end_reason
@@ -165,16 +180,12 @@ begin
                 then ctx ->> 'terminal_type'
         end,
         case when pg_catalog.jsonb_typeof(ctx -> 'terminal_info') = 'object' then ctx -> 'terminal_info' else '{}' end,
-        -- Looked up only when given (most events carry none of them).
-        case when ctx_user is not null then (select u.user_id from toolsdb.users as u where u.user_id = ctx_user) end,
-        case when ctx_agent is not null then (select a.agent_id from toolsdb.agents as a where a.agent_id = ctx_agent) end,
-        case
-            when ctx_project is not null
-                then (select p.project_id from toolsdb.projects as p where p.project_id = ctx_project)
-        end,
+        ctx_user,
+        ctx_agent,
+        ctx_project,
         kind,
         goes_idle,
-        case when kind = 'SessionEnd' then pg_catalog.now() end,
+        case when kind = 'SessionEnd' then at_now end,
         case when kind = 'SessionEnd' then pg_catalog.left(coalesce(nullif(payload ->> 'reason', ''), 'other'), 100) end
     )
     on conflict on constraint sessions_pkey do update
@@ -197,7 +208,7 @@ begin
         end,
         last_activity_at = case
             when s.ended_at is not null and kind <> 'SessionStart' then s.last_activity_at
-            else greatest(s.last_activity_at, pg_catalog.now())
+            else greatest(s.last_activity_at, at_now)
         end,
         is_idle = case
             when s.ended_at is not null and kind <> 'SessionStart' then s.is_idle
@@ -206,7 +217,7 @@ begin
             else s.is_idle
         end,
         ended_at = case
-            when kind = 'SessionEnd' then coalesce(s.ended_at, greatest(s.started_at, pg_catalog.now()))
+            when kind = 'SessionEnd' then coalesce(s.ended_at, greatest(s.started_at, at_now))
             when kind = 'SessionStart' then null
             else s.ended_at
         end,
@@ -216,7 +227,7 @@ begin
             else s.end_reason
         end;
     insert into toolsdb.events (session_id, event_type, payload, idempotency_key, created_at)
-    values (sid, kind, payload, key, coalesce(received, pg_catalog.now()))
+    values (sid, kind, payload, key, coalesce(received, at_now))
     on conflict on constraint events_idempotency_key_key do nothing
     returning event_id into new_id;
     if new_id is null then
