@@ -47,7 +47,9 @@ as $function$
         project_id = coalesce(excluded.project_id, s.project_id),
         user_id = coalesce(excluded.user_id, s.user_id),
         agent_id = coalesce(excluded.agent_id, s.agent_id),
-        last_activity_at = greatest(s.last_activity_at, pg_catalog.now()),
+        -- excluded's is its default, now(): Citus takes no function that is
+        -- not immutable in DO UPDATE SET (docs/citus.md).
+        last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at),
         ended_at = null,
         end_reason = null
     returning s.session_id;

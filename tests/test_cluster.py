@@ -162,12 +162,15 @@ commit;
 """
 
 
-def test_hook_ingest_is_routed_on_a_distributed_session_table(running: Path, monkeypatch) -> None:
-    """hook_ingest() in a form Citus routes: no subquery in the upsert's
-    VALUES, no now() in its DO UPDATE SET. Its cached generic plan with now()
-    there crashed this Citus build's backend (CheckAndBuildDelayedFastPathPlan,
-    signal 11), where a custom plan is refused with "functions used in the DO
-    UPDATE SET clause ... must be marked IMMUTABLE"."""
+def test_the_hook_and_the_session_functions_are_routed_on_a_distributed_session_table(
+    running: Path, monkeypatch
+) -> None:
+    """hook_ingest(), the session functions and create_message() in forms
+    Citus routes: no subquery in an upsert's VALUES, no now() in its DO
+    UPDATE SET. hook_ingest()'s generic plan with now() there crashed this
+    Citus build's backend (CheckAndBuildDelayedFastPathPlan, signal 11),
+    where a custom plan is refused with "functions used in the DO UPDATE SET
+    clause ... must be marked IMMUTABLE"."""
     from toolsdb import migrate as engine
     from toolsdb.target import Target
 
@@ -205,11 +208,27 @@ def test_hook_ingest_is_routed_on_a_distributed_session_table(running: Path, mon
         ).fetchall()
         assert sorted(rows) == sorted((f"probe-{n}", None, "main", "SessionEnd", True, "logout") for n in range(12))
         assert conn.execute("select count(*) from toolsdb.events").fetchone()[0] == 12 * len(events)
+        # The session functions and the messages API, on the same shards.
+        for n in range(4):
+            sid = f"api-{n}"
+            conn.execute("select toolsdb.create_session(%s, '/w')", (sid,))
+            conn.execute("select toolsdb.create_session(%s, '/w2')", (sid,))  # the upsert's update
+            conn.execute("select toolsdb.update_session_activity(%s)", (sid,))
+            conn.execute("select toolsdb.set_session_idle(%s, true)", (sid,))
+            for role, text in (("user", "hello"), ("assistant", "hi")):
+                conn.execute("select toolsdb.create_message(%s, %s, %s)", (sid, role, text))
+            conn.execute("select toolsdb.end_session(%s)", (sid,))
+        api = conn.execute(
+            "select s.session_id, s.cwd, s.is_idle, s.ended_at is not null, s.message_count,"
+            " array(select m.role from toolsdb.messages as m where m.session_id = s.session_id order by m.position)"
+            " from toolsdb.sessions as s where s.session_id like 'api-%'"
+        ).fetchall()
+        assert sorted(api) == [(f"api-{n}", "/w2", False, True, 2, ["user", "assistant"]) for n in range(4)], api
         per_node = conn.execute(
             "select nodename, sum(result::bigint) from run_command_on_placements("
             "'toolsdb.sessions', 'select count(*) from %s') group by nodename"
         ).fetchall()
-    assert len(per_node) > 1 and sum(count for _, count in per_node) == 12, per_node
+    assert len(per_node) > 1 and sum(count for _, count in per_node) == 16, per_node
 
 
 def test_bad_input_is_one_line(citus: Path, tmp_path: Path) -> None:
