@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from .conftest import Pg
+from .conftest import ROOT, Pg
 
 # Our namespaces: everything but yoyo's bookkeeping (which yoyo owns).
 APP_SCHEMAS = ("toolsdb", "toolsdb_private", "toolsdb_monitoring")
@@ -264,3 +264,21 @@ def test_no_function_is_executable_by_public(catalog: psycopg.Connection) -> Non
         list(APP_SCHEMAS),
     )
     assert public_functions == [], f"functions executable by public: {public_functions}"
+
+
+def test_the_citus_map_gives_every_table_a_role(catalog: psycopg.Connection) -> None:
+    # docs/scaling.md, "Every table's role": migrating onto Citus distributes
+    # the tables as it says, so a new table needs its line there.
+    text = (ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    section = text.split("### Every table's role", 1)[1].split("### What would have to change", 1)[0]
+    tables = rows(
+        catalog,
+        "select n.nspname, c.relname from pg_class as c join pg_namespace as n on n.oid = c.relnamespace"
+        " where n.nspname in ('toolsdb', 'toolsdb_private') and c.relkind in ('r', 'p') and not c.relispartition",
+    )
+    missing = [
+        f"{schema}.{name}"
+        for schema, name in tables
+        if f"`{name}`" not in section and f"`{schema}.{name}`" not in section
+    ]
+    assert not missing, f"docs/scaling.md maps no Citus role for: {', '.join(sorted(missing))}"
