@@ -69,7 +69,9 @@ as $function$
     values ($1, $2, $3, coalesce($4, 'medium'))
     on conflict on constraint bug_escalations_pkey do update
     set frequency = b.frequency + 1,
-        last_seen_at = greatest(b.last_seen_at, pg_catalog.now()),
+        -- excluded's is its default, now(): Citus takes no function that is
+        -- not immutable in DO UPDATE SET (docs/citus.md).
+        last_seen_at = greatest(b.last_seen_at, excluded.last_seen_at),
         error_type = excluded.error_type,
         error_message = excluded.error_message,
         user_impact = case
