@@ -165,7 +165,7 @@ begin
     )
     values (
         sid,
-        -- A value the session's CHECKs would refuse is left out, never the
+        -- A value the session's rules (its domains) would refuse is left out, never the
         -- event: the payload keeps it.
         case when char_length(payload ->> 'cwd') between 1 and 4096 then payload ->> 'cwd' end,
         case when char_length(payload ->> 'transcript_path') between 1 and 4096 then payload ->> 'transcript_path' end,
@@ -263,7 +263,7 @@ comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'an event already stored under it is returned and nothing changes (another session''s key: '
 'unique_violation); received_at (an ISO 8601 time with offset, such as a spool''s): the event''s '
 'created_at when earlier than now. A payload that is not an object or has no session_id is invalid_parameter_value '
-'(22023). A field the session''s CHECKs would refuse (an odd permission_mode, a cwd over 4096 '
+'(22023). A field the session''s rules would refuse (an odd permission_mode, a cwd over 4096 '
 'characters) is left out of the session, and a SessionEnd reason over 100 characters cut there, '
 'never in the event. Used by `toolsdb hook`.';
 
