@@ -151,6 +151,15 @@ declare
     user_setting text;
     agent_setting text;
 begin
+    -- On Citus (docs/citus.md) a third argument names the table: the trigger
+    -- fires on its shards, whose names carry the shard id, on every node that
+    -- holds a copy. The log lives on the coordinator, whose copy every write
+    -- of a reference table or a coordinator's table reaches: capture there, once.
+    if tg_nargs > 2 then
+        if not exists (select from pg_catalog.pg_dist_local_group as g where g.groupid = 0) then
+            return null;
+        end if;
+    end if;
     if tg_op = 'INSERT' then
         new_row := pg_catalog.to_jsonb(new);
         whole_row := new_row;
@@ -203,7 +212,7 @@ begin
         case when agent_setting is not null then toolsdb.setting_uuid('toolsdb.agent_id') end,
         nullif(pg_catalog.current_setting('toolsdb.session_id', true), ''),
         pg_catalog.lower(tg_op),
-        tg_table_name::text,
+        coalesce(tg_argv[2], tg_table_name::text),
         entity,
         old_row,
         new_row,
@@ -220,7 +229,8 @@ $function$;
 comment on function toolsdb_private.tg__audit() is
 'Change capture (AFTER INSERT OR UPDATE OR DELETE, FOR EACH ROW) installed by '
 'toolsdb.audit_table(). Arguments: the primary key columns and the redacted columns, '
-'comma-separated. Writes the whole row for insert and delete, only changed columns for update.';
+'comma-separated, and on Citus the table''s name (it then captures on the coordinator only, see '
+'docs/citus.md). Writes the whole row for insert and delete, only changed columns for update.';
 
 create or replace function toolsdb_private.tg__audit_truncate()
 returns trigger
@@ -230,14 +240,19 @@ security definer
 set search_path = ''
 as $function$
 begin
-    perform toolsdb_private.audit_write('truncate', tg_table_name::text, null, null, null, null);
+    if tg_nargs > 0 then  -- on Citus: as in tg__audit()
+        if not exists (select from pg_catalog.pg_dist_local_group as g where g.groupid = 0) then
+            return null;
+        end if;
+    end if;
+    perform toolsdb_private.audit_write('truncate', coalesce(tg_argv[0], tg_table_name::text), null, null, null, null);
     return null;
 end;
 $function$;
 
 comment on function toolsdb_private.tg__audit_truncate() is
 'Change capture for TRUNCATE (a statement trigger: row triggers never see it), installed by '
-'toolsdb.audit_table().';
+'toolsdb.audit_table(). On Citus its argument names the table, and it captures on the coordinator only.';
 
 create or replace function toolsdb.audit_table(target regclass, redact text[] default '{}')
 returns void
@@ -248,7 +263,25 @@ as $function$
 declare
     key_columns text;
     unknown text;
+    citus_method text;
+    citus_name text;
+    trigger_args text;
 begin
+    -- On Citus the triggers fire on the shards: they get the table's name, and
+    -- capture on the coordinator only, where the log is (docs/citus.md). A table
+    -- distributed over the workers has no copy there: refused.
+    if exists (select from pg_catalog.pg_extension where extname = 'citus') then
+        execute 'select p.partmethod::text from pg_catalog.pg_dist_partition as p where p.logicalrelid = $1'
+        into citus_method using target;
+        if citus_method = 'h' then
+            raise exception 'cannot audit %: it is distributed over the workers, and the audit log is on the coordinator',
+                target
+                using errcode = 'feature_not_supported', hint = 'docs/citus.md says which tables Citus distributes';
+        end if;
+        if citus_method is not null then
+            select c.relname into citus_name from pg_catalog.pg_class as c where c.oid = target;
+        end if;
+    end if;
     select pg_catalog.string_agg(a.attname, ',' order by k.ordinality)
     into key_columns
     from pg_catalog.pg_index as i
@@ -279,22 +312,26 @@ begin
             and t.tgfoid = 'toolsdb_private.tg__audit()'::regprocedure and t.tgtype = 1 + 4 + 8 + 16
             and t.tgargs = pg_catalog.convert_to(key_columns, 'UTF8') || '\x00'::bytea
             || pg_catalog.convert_to(pg_catalog.array_to_string(redact, ','), 'UTF8') || '\x00'::bytea
+            || coalesce(pg_catalog.convert_to(citus_name, 'UTF8') || '\x00'::bytea, '')
     ) then
+        trigger_args := pg_catalog.format('%L, %L', key_columns, pg_catalog.array_to_string(redact, ','))
+            || coalesce(', ' || pg_catalog.quote_literal(citus_name), '');
         execute pg_catalog.format(
             'create or replace trigger _900_audit after insert or update or delete on %s '
-            'for each row execute function toolsdb_private.tg__audit(%L, %L)',
-            target, key_columns, pg_catalog.array_to_string(redact, ',')
+            'for each row execute function toolsdb_private.tg__audit(%s)',
+            target, trigger_args
         );
     end if;
     if not exists (
         select from pg_catalog.pg_trigger as t
         where t.tgrelid = target and t.tgname = '_900_audit_truncate' and t.tgenabled = 'O'
             and t.tgfoid = 'toolsdb_private.tg__audit_truncate()'::regprocedure and t.tgtype = 32
+            and t.tgargs = coalesce(pg_catalog.convert_to(citus_name, 'UTF8') || '\x00'::bytea, '')
     ) then
         execute pg_catalog.format(
             'create or replace trigger _900_audit_truncate after truncate on %s '
-            'for each statement execute function toolsdb_private.tg__audit_truncate()',
-            target
+            'for each statement execute function toolsdb_private.tg__audit_truncate(%s)',
+            target, coalesce(pg_catalog.quote_literal(citus_name), '')
         );
     end if;
 end;

@@ -115,7 +115,7 @@ begin
     select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
     if new.project_id is null then
         raise exception 'task % not found', new.task_id
-            using errcode = 'foreign_key_violation', constraint = tg_table_name || '_task_id_fkey',
+            using errcode = 'foreign_key_violation', constraint = tg_argv[0] || '_task_id_fkey',
             hint = 'is toolsdb.project_id set to its project?';
     end if;
     return new;
@@ -124,8 +124,8 @@ $function$;
 
 comment on function toolsdb_private.tg__project_from_task() is
 'Trigger (_050_project_from_task) of rows that hang off a task (runs, validations, comments, '
-'attachments): project_id is the task''s, set on insert; task and project cannot change afterwards. '
-'An unknown or invisible task raises 23503 naming <table>_task_id_fkey.';
+'attachments), whose name is its argument: project_id is the task''s, set on insert; task and '
+'project cannot change afterwards. An unknown or invisible task raises 23503 naming <table>_task_id_fkey.';
 
 create or replace function toolsdb.task_transition(task_id uuid, to_status text)
 returns text

@@ -15,7 +15,7 @@
 create or replace trigger _050_project_from_task
 before insert or update on toolsdb.agent_executions
 for each row
-execute function toolsdb_private.tg__project_from_task();
+execute function toolsdb_private.tg__project_from_task('agent_executions');
 
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.agent_executions

@@ -11,7 +11,7 @@
 create or replace trigger _050_project_from_task
 before insert or update on toolsdb.pr_validations
 for each row
-execute function toolsdb_private.tg__project_from_task();
+execute function toolsdb_private.tg__project_from_task('pr_validations');
 
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.pr_validations
@@ -79,6 +79,8 @@ set search_path = ''
 as $function$
 declare
     recorded toolsdb.pr_validations;
+    -- Read before the update: Citus refuses a volatile function in it (docs/citus.md).
+    recorded_at constant timestamptz := pg_catalog.clock_timestamp();
 begin
     if check_name is null or check_name !~ '^[a-z][a-z0-9_]*$' or char_length(check_name) > 63 or passed is null then
         raise exception 'a check needs a snake_case name and passed true or false, not % / %',
@@ -91,7 +93,7 @@ begin
         validation_results = v.validation_results || pg_catalog.jsonb_build_object(
             check_name,
             pg_catalog.jsonb_build_object(
-                'passed', passed, 'details', coalesce(details, '{}'), 'recorded_at', pg_catalog.clock_timestamp()
+                'passed', passed, 'details', coalesce(details, '{}'), 'recorded_at', recorded_at
             )
         )
     where v.validation_id = validation_record_check.validation_id

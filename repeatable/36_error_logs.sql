@@ -88,6 +88,8 @@ set search_path = ''
 as $function$
 declare
     recorded toolsdb.error_logs;
+    -- Read before the update: Citus refuses a volatile function in it (docs/citus.md).
+    attempted_at constant timestamptz := pg_catalog.clock_timestamp();
 begin
     if succeeded is null then
         raise exception 'succeeded must be true or false' using errcode = 'invalid_parameter_value';
@@ -98,7 +100,7 @@ begin
         resolved = e.resolved or succeeded,
         context = e.context || pg_catalog.jsonb_build_object(
             'last_recovery', pg_catalog.jsonb_build_object(
-                'succeeded', succeeded, 'details', coalesce(details, '{}'), 'at', pg_catalog.clock_timestamp()
+                'succeeded', succeeded, 'details', coalesce(details, '{}'), 'at', attempted_at
             )
         )
     where e.error_id = error_record_recovery.error_id

@@ -11,7 +11,7 @@
 create or replace trigger _050_project_from_task
 before insert or update on toolsdb.task_comments
 for each row
-execute function toolsdb_private.tg__project_from_task();
+execute function toolsdb_private.tg__project_from_task('task_comments');
 
 create or replace trigger _100_timestamps
 before insert or update on toolsdb.task_comments
@@ -48,7 +48,7 @@ select toolsdb.isolate_rows('toolsdb.task_comments', 'project_id');
 create or replace trigger _050_project_from_task
 before insert or update on toolsdb.task_attachments
 for each row
-execute function toolsdb_private.tg__project_from_task();
+execute function toolsdb_private.tg__project_from_task('task_attachments');
 
 create or replace function toolsdb_private.tg__attachment_evidence()
 returns trigger

@@ -64,12 +64,13 @@ as $function$
 begin
     -- Each table's rows hold toolsdb's one vocabulary; the designs' names are
     -- mapped here, before the CHECKs and the rules triggers (_200_*) see them.
-    if tg_table_name = 'tasks' then
+    -- The table is the trigger's argument: on Citus a shard's name carries its id.
+    if tg_argv[0] = 'tasks' then
         new.status := toolsdb.task_status_of(new.status);
-    elsif tg_table_name = 'agent_executions' then
+    elsif tg_argv[0] = 'agent_executions' then
         new.status := toolsdb.execution_status_of(new.status);
         new.agent_type := toolsdb.agent_type_of(new.agent_type);
-    elsif tg_table_name = 'agents' then
+    elsif tg_argv[0] = 'agents' then
         new.agent_type := toolsdb.agent_type_of(new.agent_type);
     end if;
     return new;
@@ -77,14 +78,15 @@ end;
 $function$;
 
 comment on function toolsdb_private.tg__vocabulary() is
-'Trigger (_010_vocabulary, BEFORE INSERT OR UPDATE) of tasks, agent_executions and agents: maps '
+'Trigger (_010_vocabulary, BEFORE INSERT OR UPDATE) of tasks, agent_executions and agents, whose '
+'name is its argument: maps '
 'the statuses and agent types of the designs toolsdb merges to its own (task_status_of, '
 'execution_status_of, agent_type_of), so one vocabulary is stored (docs/names.md).';
 
 create or replace trigger _010_vocabulary
 before insert or update on toolsdb.tasks
 for each row
-execute function toolsdb_private.tg__vocabulary();
+execute function toolsdb_private.tg__vocabulary('tasks');
 
 comment on trigger _010_vocabulary on toolsdb.tasks is
 'Maps task statuses of other designs (pending) to toolsdb''s (toolsdb.task_status_of).';
@@ -92,7 +94,7 @@ comment on trigger _010_vocabulary on toolsdb.tasks is
 create or replace trigger _010_vocabulary
 before insert or update on toolsdb.agent_executions
 for each row
-execute function toolsdb_private.tg__vocabulary();
+execute function toolsdb_private.tg__vocabulary('agent_executions');
 
 comment on trigger _010_vocabulary on toolsdb.agent_executions is
 'Maps execution statuses (completed, failed) and hyphenated agent types to toolsdb''s.';
@@ -100,7 +102,7 @@ comment on trigger _010_vocabulary on toolsdb.agent_executions is
 create or replace trigger _010_vocabulary
 before insert or update on toolsdb.agents
 for each row
-execute function toolsdb_private.tg__vocabulary();
+execute function toolsdb_private.tg__vocabulary('agents');
 
 comment on trigger _010_vocabulary on toolsdb.agents is
 'Maps hyphenated agent types (claude-code) to snake_case (toolsdb.agent_type_of).';

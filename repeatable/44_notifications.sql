@@ -253,6 +253,8 @@ set plan_cache_mode = force_generic_plan
 as $function$
 declare
     outcome text;
+    -- Drawn before the update: Citus refuses a volatile function in it (docs/citus.md).
+    jitter constant double precision := pg_catalog.random();
 begin
     if retry_base is null or retry_base < interval '0' or retry_max is null or retry_max < retry_base then
         raise exception 'retry_base must be positive and at most retry_max (got % and %)', retry_base, retry_max
@@ -273,7 +275,7 @@ begin
             when retry_after is not null then pg_catalog.now() + least(retry_after, interval '1 day')
             else pg_catalog.now() + (
                 least(retry_max, retry_base * pg_catalog.power(2, least(n.attempts - 1, 30)))
-                * (0.5 + pg_catalog.random() / 2)
+                * (0.5 + jitter / 2)
             )
         end,
         claim_token = null

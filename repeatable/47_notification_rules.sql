@@ -87,6 +87,8 @@ set search_path = ''
 as $function$
 declare
     claimed toolsdb.events[];
+    batch_sessions text[];
+    session_info jsonb;
 begin
     -- Claimed, routed and marked processed in this one transaction: a
     -- worker that dies before its commit leaves the events unprocessed and
@@ -98,6 +100,16 @@ begin
     if events_routed = 0 then
         return;
     end if;
+    -- The sessions of the batch, read apart from the rules: on Citus they are
+    -- on the workers, and the events and rules on the coordinator (docs/citus.md).
+    batch_sessions := array(select distinct c.session_id from pg_catalog.unnest(claimed) as c);
+    select pg_catalog.jsonb_object_agg(
+        s.session_id,
+        pg_catalog.jsonb_build_object('user_id', s.user_id, 'cwd', s.cwd, 'project_id', s.project_id, 'agent_id', s.agent_id)
+    )
+    into session_info
+    from toolsdb.sessions as s
+    where s.session_id = any(batch_sessions);
     with matched as (
         select
             e.event_id,
@@ -125,7 +137,8 @@ begin
                 'rule', r.rule_name
             ) as vars
         from pg_catalog.unnest(claimed) as e
-        inner join toolsdb.sessions as s on s.session_id = e.session_id
+        inner join pg_catalog.jsonb_each(session_info) as j (session_id, info) on e.session_id = j.session_id
+        cross join lateral pg_catalog.jsonb_to_record(j.info) as s (user_id uuid, cwd text, project_id uuid, agent_id uuid)
         inner join toolsdb.notification_rules as r
             on
                 r.enabled

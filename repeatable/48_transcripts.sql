@@ -273,6 +273,13 @@ declare
     added_usage bigint := 0;
     added_errors bigint := 0;
     created_sessions bigint := 0;
+    locked_session text;
+    session_uuids uuid[];
+    known jsonb;
+    message_ids jsonb;
+    fresh_count integer;
+    fresh_last timestamptz;
+    base integer;
     -- The batch's message rows (toolsdb_private.transcript_lines), computed
     -- once and kept column by column: each statement below unnests the
     -- columns it needs instead of parsing the batch again.
@@ -356,7 +363,9 @@ begin
 
     -- The sessions of the lines: created if unknown (a file from before the
     -- hooks), then locked in a fixed order, so the lines already stored are
-    -- seen and positions are reserved without a race.
+    -- seen and positions are reserved without a race. Each statement that
+    -- reads or writes sessions or messages names one session: Citus runs it
+    -- on that session's shard (docs/citus.md).
     with s as (
         select
             t.session_id,
@@ -373,57 +382,61 @@ begin
         ) as t (session_id, occurred_at, metadata)
         where t.session_id is not null
         group by t.session_id
-    ),
-    created as (
-        insert into toolsdb.sessions as x (
-            session_id, cwd, git_branch, transcript_path, user_id, project_id, agent_id, started_at, last_activity_at
-        )
-        select
-            s.session_id, s.cwd, s.git_branch,
-            case when file_subagent is null and s.session_id = file_session then pg_catalog.left(file_path, 4096) end,
-            (select u.user_id from toolsdb.users as u where file ->> 'user_id' ~ uuid_pattern and u.user_id = (file ->> 'user_id')::uuid),
-            (select p.project_id from toolsdb.projects as p
-                where file ->> 'project_id' ~ uuid_pattern and p.project_id = (file ->> 'project_id')::uuid),
-            (select a.agent_id from toolsdb.agents as a where file ->> 'agent_id' ~ uuid_pattern and a.agent_id = (file ->> 'agent_id')::uuid),
-            coalesce(s.first_at, pg_catalog.now()),
-            coalesce(s.last_at, pg_catalog.now())
-        from s
-        order by s.session_id
-        on conflict on constraint sessions_pkey do nothing
-        returning x.session_id
     )
-    select pg_catalog.count(*) into created_sessions from created;
-
-    perform 1
-    from toolsdb.sessions as s
-    where s.session_id in (select t.session_id from pg_catalog.unnest(l_session) as t (session_id))
+    insert into toolsdb.sessions as x (
+        session_id, cwd, git_branch, transcript_path, user_id, project_id, agent_id, started_at, last_activity_at
+    )
+    select
+        s.session_id, s.cwd, s.git_branch,
+        case when file_subagent is null and s.session_id = file_session then pg_catalog.left(file_path, 4096) end,
+        (select u.user_id from toolsdb.users as u where file ->> 'user_id' ~ uuid_pattern and u.user_id = (file ->> 'user_id')::uuid),
+        (select p.project_id from toolsdb.projects as p
+            where file ->> 'project_id' ~ uuid_pattern and p.project_id = (file ->> 'project_id')::uuid),
+        (select a.agent_id from toolsdb.agents as a where file ->> 'agent_id' ~ uuid_pattern and a.agent_id = (file ->> 'agent_id')::uuid),
+        coalesce(s.first_at, pg_catalog.now()),
+        coalesce(s.last_at, pg_catalog.now())
+    from s
     order by s.session_id
-    for update;
+    on conflict on constraint sessions_pkey do nothing;
+    get diagnostics created_sessions = row_count;
+
+    -- The lines already stored, as "session uuid" keys.
+    known := '{}';
+    foreach locked_session in array coalesce(
+        (select pg_catalog.array_agg(distinct t.session_id order by t.session_id)
+            from pg_catalog.unnest(l_session) as t (session_id) where t.session_id is not null),
+        '{}'
+    ) loop
+        perform 1 from toolsdb.sessions as s where s.session_id = locked_session for update;
+        select pg_catalog.array_agg(t.source_uuid) into session_uuids
+        from rows from (pg_catalog.unnest(l_session), pg_catalog.unnest(l_uuid)) as t (session_id, source_uuid)
+        where t.session_id = locked_session and t.source_uuid is not null;
+        select known || coalesce(pg_catalog.jsonb_object_agg(locked_session || ' ' || m.source_uuid::text, true), '{}')
+        into known
+        from toolsdb.messages as m
+        where m.session_id = locked_session and m.source_uuid = any(session_uuids);
+    end loop;
 
     -- Reserve the positions of the new lines, one update per session.
-    with fresh as (
-        select t.session_id, pg_catalog.count(*) as n, pg_catalog.max(t.occurred_at) as last_at
+    bases := '{}';
+    for locked_session, fresh_count, fresh_last in
+        select t.session_id, pg_catalog.count(*), pg_catalog.max(t.occurred_at)
         from rows from (
             pg_catalog.unnest(l_session),
             pg_catalog.unnest(l_uuid),
             pg_catalog.unnest(l_at)
         ) as t (session_id, source_uuid, occurred_at)
-        where
-            t.session_id is not null
-            and not exists (
-                select from toolsdb.messages as m where m.session_id = t.session_id and m.source_uuid = t.source_uuid
-            )
+        where t.session_id is not null and not coalesce(known ? (t.session_id || ' ' || t.source_uuid::text), false)
         group by t.session_id
-    ),
-    reserved as (
+        order by t.session_id
+    loop
         update toolsdb.sessions as s
-        set message_count = s.message_count + fresh.n,
-            last_activity_at = greatest(s.last_activity_at, fresh.last_at)
-        from fresh
-        where s.session_id = fresh.session_id
-        returning s.session_id, s.message_count - fresh.n as base
-    )
-    select coalesce(pg_catalog.jsonb_object_agg(r.session_id, r.base), '{}') into bases from reserved as r;
+        set message_count = s.message_count + fresh_count,
+            last_activity_at = greatest(s.last_activity_at, fresh_last)
+        where s.session_id = locked_session
+        returning s.message_count - fresh_count into base;
+        bases := bases || pg_catalog.jsonb_build_object(locked_session, base);
+    end loop;
 
     perform pg_catalog.set_config('toolsdb_private.positions_reserved', 'on', true);
     with fresh as (
@@ -453,28 +466,40 @@ begin
             byte_offset, session_id, source_uuid, parent_uuid, logical_parent_uuid, occurred_at, role, kind, content,
             tool_calls, tokens, model, api_message_id, request_id, stop_reason, is_sidechain, subagent_id, metadata
         )
-        where
-            t.session_id is not null
-            and not exists (
-                select from toolsdb.messages as m where m.session_id = t.session_id and m.source_uuid = t.source_uuid
-            )
-    ),
-    added as (
-        insert into toolsdb.messages (
-            session_id, position, role, content, tool_calls, tokens, metadata, kind, source_uuid, parent_uuid,
-            logical_parent_uuid, occurred_at, model, api_message_id, request_id, stop_reason, is_sidechain,
-            subagent_id
-        )
-        select
-            f.session_id, (bases ->> f.session_id)::integer + f.n::integer, f.role, f.content, f.tool_calls, f.tokens,
-            f.metadata, f.kind, f.source_uuid, f.parent_uuid, f.logical_parent_uuid, f.occurred_at, f.model,
-            f.api_message_id, f.request_id, f.stop_reason, f.is_sidechain, f.subagent_id
-        from fresh as f
-        order by f.session_id, f.n
-        returning 1
+        where t.session_id is not null and not coalesce(known ? (t.session_id || ' ' || t.source_uuid::text), false)
     )
-    select pg_catalog.count(*) into added_messages from added;
+    insert into toolsdb.messages (
+        session_id, position, role, content, tool_calls, tokens, metadata, kind, source_uuid, parent_uuid,
+        logical_parent_uuid, occurred_at, model, api_message_id, request_id, stop_reason, is_sidechain,
+        subagent_id
+    )
+    select
+        f.session_id, (bases ->> f.session_id)::integer + f.n::integer, f.role, f.content, f.tool_calls, f.tokens,
+        f.metadata, f.kind, f.source_uuid, f.parent_uuid, f.logical_parent_uuid, f.occurred_at, f.model,
+        f.api_message_id, f.request_id, f.stop_reason, f.is_sidechain, f.subagent_id
+    from fresh as f
+    order by f.session_id, f.n;
+    get diagnostics added_messages = row_count;
     perform pg_catalog.set_config('toolsdb_private.positions_reserved', '', true);
+
+    -- The messages of the batch's lines, stored now or before, by "session uuid".
+    message_ids := '{}';
+    foreach locked_session in array coalesce(
+        (select pg_catalog.array_agg(distinct t.session_id)
+            from rows from (pg_catalog.unnest(l_session), pg_catalog.unnest(l_usage)) as t (session_id, usage)
+            where t.session_id is not null and t.usage is not null),
+        '{}'
+    ) loop
+        select pg_catalog.array_agg(t.source_uuid) into session_uuids
+        from rows from (pg_catalog.unnest(l_session), pg_catalog.unnest(l_uuid)) as t (session_id, source_uuid)
+        where t.session_id = locked_session and t.source_uuid is not null;
+        select message_ids || coalesce(
+            pg_catalog.jsonb_object_agg(locked_session || ' ' || m.source_uuid::text, m.message_id), '{}'
+        )
+        into message_ids
+        from toolsdb.messages as m
+        where m.session_id = locked_session and m.source_uuid = any(session_uuids);
+    end loop;
 
     -- One usage row per API response: the largest snapshot of the batch,
     -- then of all batches (more output tokens, then more tokens in all; on a
@@ -550,7 +575,7 @@ begin
         )
         select
             w.usage_key, w.session_id,
-            (select m.message_id from toolsdb.messages as m where m.session_id = w.session_id and m.source_uuid = w.source_uuid),
+            (message_ids ->> (w.session_id || ' ' || w.source_uuid::text))::uuid,
             w.occurred_at, w.model_name, w.speed, w.service_tier, w.is_sidechain, w.subagent_id, w.input_tokens,
             w.output_tokens, w.cache_write_5m_tokens, w.cache_write_1h_tokens, w.cache_read_tokens,
             w.web_search_requests, w.web_fetch_requests, c.cost_usd, w.given_cost, c.priced_from
@@ -606,11 +631,10 @@ begin
         select pg_catalog.count(*) into added_errors from e;
     end if;
 
+    select s.session_id into locked_session from toolsdb.sessions as s where s.session_id = file_session;
     update toolsdb.transcript_files as f
     set read_offset = end_at,
-        session_id = coalesce(
-            (select s.session_id from toolsdb.sessions as s where s.session_id = file_session), f.session_id
-        ),
+        session_id = coalesce(locked_session, f.session_id),
         subagent_id = coalesce(file_subagent, f.subagent_id),
         size_seen = case when file ->> 'size' ~ '^\d{1,15}$' then (file ->> 'size')::bigint else end_at end,
         mtime_seen = toolsdb_private.transcript_time(file ->> 'mtime'),

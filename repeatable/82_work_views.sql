@@ -240,6 +240,17 @@ comment on column toolsdb.agent_performance.source is
 
 create or replace view toolsdb.project_health
 with (security_invoker = true) as
+-- Not a lateral subquery: on Citus, sessions is distributed by session_id,
+-- and a subquery on it cannot be correlated with a project (docs/citus.md).
+with session_costs as (
+    select
+        w.project_id,
+        sum(v.cost_usd) as total_cost_usd
+    from toolsdb.api_usage as v
+    inner join toolsdb.sessions as w on v.session_id = w.session_id
+    group by w.project_id
+)
+
 select
     p.project_id,
     p.slug,
@@ -281,12 +292,7 @@ left join lateral (
     from toolsdb.execution_rollups as y
     where y.project_id = p.project_id
 ) as e on true
-left join lateral (
-    select sum(v.cost_usd) as total_cost_usd
-    from toolsdb.sessions as w
-    inner join toolsdb.api_usage as v on w.session_id = v.session_id
-    where w.project_id = p.project_id
-) as c on true
+left join session_costs as c on p.project_id = c.project_id
 left join lateral (
     select count(*) as unresolved_errors
     from toolsdb.error_logs as z

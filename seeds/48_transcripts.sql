@@ -4,7 +4,8 @@
 -- response of a model with no price), imported through the same
 -- transcript_ingest() that `toolsdb import-transcripts` calls, so the usage
 -- views and unpriced_usage return rows. A second run is refused by the
--- file's offset and changes nothing.
+-- file's offset and changes nothing. A call with no FROM: on Citus a query
+-- that names one session's shard would run the function on that worker.
 -- Needs: seeds/40_runtime.sql (session demo-session-ended).
 
 select
@@ -39,8 +40,4 @@ select
         "model": "claude-demo-unpriced", "content": [{"type": "text", "text": "The budget is too short."}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 40, "output_tokens": 30}}}}
     ]'
-    )
-where exists (
-    select from toolsdb.sessions as s
-    where s.session_id = 'demo-session-ended'
-);
+    );

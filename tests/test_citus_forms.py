@@ -56,3 +56,20 @@ def test_no_upsert_sets_a_function_that_is_not_immutable(path) -> None:
         f"{path.name}: a function that is not immutable in DO UPDATE SET at line(s) {found};"
         " use excluded's default or a variable"
     )
+
+
+VOLATILE = re.compile(r"\b(clock_timestamp|timeofday|random|gen_random_uuid|uuidv4|uuidv7|nextval)\s*\(", re.I)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_no_update_sets_a_volatile_function(path) -> None:
+    """ "functions used in UPDATE queries on distributed tables must not be
+    VOLATILE", and Citus local tables count: read the value into a variable."""
+    text = code(path)
+    found = []
+    for m in re.finditer(r"\bupdate\s+toolsdb\.\w+(\s+as\s+\w+)?\s+set\b", text, re.I):
+        rest = text[m.end() :].lower()
+        end = min(i for i in (rest.find(";"), rest.find(" where "), rest.find("returning"), len(rest)) if i >= 0)
+        if VOLATILE.search(rest[:end]):
+            found.append(text[: m.start()].count("\n") + 1)
+    assert not found, f"{path.name}: a volatile function in UPDATE ... SET at line(s) {found}; use a variable"
