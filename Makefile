@@ -76,6 +76,7 @@ bench: $(STAMP) $(BENCH_STAMP) ## Run the benchmarks (figures as ratios against 
 	$(BIN)/python -m tests.bench_compat
 	$(BIN)/python -m tests.bench_serve
 	$(BIN)/python -m tests.bench_transcripts
+	$(BIN)/python -m tests.bench_cluster
 
 db-start: $(STAMP) ## Start the embedded PostgreSQL server
 	$(TOOLSDB) server start

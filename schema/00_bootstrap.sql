@@ -249,3 +249,65 @@ exception
             current_user;
 end
 $bootstrap$;
+
+-- On a Citus coordinator (docs/citus.md): Citus runs DDL and distributed
+-- queries on the workers as the role that issued them, so the roles that
+-- query log in there (authentication is the cluster's: pg_hba, certificates
+-- or .pgpass; no role has a password). Citus creates a role on the workers
+-- when an object that depends on it is distributed, as the user at hand; a
+-- role that existed before Citus is not tracked yet, and toolsdb_owner may
+-- not create it there. A grant made here, by this privileged user, on a
+-- function that is dropped at once makes Citus copy and track every role
+-- first. Only where a role is untracked or may not log in, or the setting
+-- below is missing: a second run changes nothing.
+do $bootstrap$
+declare
+    wanted_role text;
+    untracked text[];
+begin
+    if not exists (select from pg_catalog.pg_extension where extname = 'citus') then
+        return;
+    end if;
+    execute $query$
+        select pg_catalog.array_agg(r.rolname order by r.rolname)
+        from pg_catalog.pg_roles as r
+        where r.rolname in ('toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker', 'toolsdb_validator')
+            and not exists (
+                select from pg_catalog.pg_dist_object as o
+                where o.classid = 'pg_catalog.pg_authid'::regclass and o.objid = r.oid
+            )
+    $query$ into untracked;
+    if untracked is not null then
+        create function toolsdb_private.citus_track_roles() returns integer language sql as 'select 1';
+        execute pg_catalog.format(
+            'grant execute on function toolsdb_private.citus_track_roles() to %s',
+            (select pg_catalog.string_agg(pg_catalog.quote_ident(u), ', ') from pg_catalog.unnest(untracked) as u)
+        );
+        drop function toolsdb_private.citus_track_roles();
+    end if;
+    foreach wanted_role in array array['toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker'] loop
+        if not (select r.rolcanlogin from pg_catalog.pg_roles as r where r.rolname = wanted_role) then
+            execute pg_catalog.format('alter role %I login', wanted_role);
+        end if;
+    end loop;
+    -- Row-level security reads toolsdb.session_id (and the other settings of
+    -- 11_context) on the node that holds the rows: SET LOCAL reaches the
+    -- workers with this; set_config() never does (the rows then stay hidden).
+    if not exists (
+        select from pg_catalog.pg_db_role_setting as s
+        inner join pg_catalog.pg_database as d on s.setdatabase = d.oid
+        where d.datname = pg_catalog.current_database() and s.setrole = 0
+            and 'citus.propagate_set_commands=local' = any(s.setconfig)
+    ) then
+        execute pg_catalog.format(
+            'alter database %I set citus.propagate_set_commands = local', pg_catalog.current_database()
+        );
+    end if;
+exception
+    when insufficient_privilege then
+        raise exception 'toolsdb on Citus needs its roles on every node and able to log in, and % may not do that',
+            current_user
+            using errcode = 'insufficient_privilege',
+            hint = 'ask an administrator to run schema/00_bootstrap.sql once on the coordinator';
+end
+$bootstrap$;

@@ -6,7 +6,11 @@ without it unless TOOLSDB_REQUIRE_CITUS=1 (CI) makes that a failure. Every
 test drives the real console script and checks the cluster with SQL on the
 coordinator: nodes registered, a distributed table's rows spread over the
 workers and kept through add-worker --rebalance, stop and start, a start
-killed half-way and completed by the next, concurrent starts.
+killed half-way and completed by the next, concurrent starts. Then toolsdb
+on it (docs/citus.md, section 3): migrate and its second run, seed with
+every view against one node, the hook, row-level security, the queues with
+several workers, maintain and the audit log, a rebalance while the hook
+writes.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -107,63 +114,177 @@ def test_a_second_start_changes_nothing(running: Path) -> None:
         assert conn.execute("select nodeid, nodename, nodeport from pg_dist_node order by nodeid").fetchall() == before
 
 
-def test_migrate_refuses_a_citus_coordinator_in_one_line_and_changes_nothing(running: Path) -> None:
-    done = run_cli("migrate", "--database", url(running))
-    assert done.returncode != 0 and "Traceback" not in done.stderr, done
-    assert done.stderr.count("\n") == 1 and "Citus" in done.stderr and "docs/citus.md" in done.stderr, done.stderr
-    with psycopg.connect(url(running), autocommit=True) as conn:
-        assert conn.execute("select to_regnamespace('toolsdb')").fetchone()[0] is None
+@pytest.fixture(scope="module")
+def migrated(running: Path) -> str:
+    """The coordinator after `toolsdb migrate`: the distribution of docs/citus.md applied."""
+    coordinator = url(running)
+    done = run_cli("migrate", "--database", coordinator, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return coordinator
 
 
-def test_add_worker_with_rebalance_moves_shards_and_keeps_every_row(running: Path) -> None:
-    done = cli("add-worker", "--rebalance", "--dir", str(running), timeout=600)
-    assert done.returncode == 0 and "added worker3" in done.stdout, done.stdout + done.stderr
-    nodes = status(running)
-    worker3 = next(n for n in nodes if n["node"] == "worker3")
-    assert worker3["running"] and worker3["registered"] and worker3["shards"] > 0, nodes
-    with psycopg.connect(url(running), autocommit=True) as conn:
-        per = rows_per_node(conn)
-        assert conn.execute("select count(*), count(distinct id) from spread").fetchone() == (1000, 1000)
-    assert worker3["socket"] in per and sum(per.values()) == 1000, per
+def node_url(folder: Path, node: str, dbname: str = "toolsdb") -> str:
+    found = next(n for n in status(folder) if n["node"] == node)
+    return f"postgresql://postgres@/{dbname}?host={quote(found['socket'], safe='')}&port={found['port']}"
 
 
-def test_stop_then_start_keeps_the_nodes_and_the_rows(running: Path) -> None:
-    stopped = cli("stop", "--dir", str(running))
-    assert stopped.returncode == 0 and "coordinator" in stopped.stdout, stopped.stdout
-    assert not any(n["running"] for n in status(running))
-    assert cli("start", "--dir", str(running)).returncode == 0
-    assert all(n["running"] and n["registered"] for n in status(running))
-    with psycopg.connect(url(running), autocommit=True) as conn:
-        assert conn.execute("select count(*) from spread").fetchone()[0] == 1000
-
-
-# The session group distributed by hand, as migrating onto a coordinator will
-# do it (docs/citus.md, item 2, not built yet): the keys into sessions and
-# messages cut, messages keyed by its distribution column, users, projects and
-# agents reference tables, sessions and messages co-located by session_id.
-DISTRIBUTE_SESSIONS = """
-begin;
-set local citus.enable_unsafe_triggers = on;
-alter table toolsdb.api_usage drop constraint api_usage_message_id_fkey;
-alter table toolsdb.api_usage drop constraint api_usage_session_id_fkey;
-alter table toolsdb.events drop constraint events_session_id_fkey;
-alter table toolsdb.notifications drop constraint notifications_session_id_fkey;
-alter table toolsdb.metrics drop constraint metrics_session_id_fkey;
-alter table toolsdb.transcript_files drop constraint transcript_files_session_id_fkey;
-alter table toolsdb.messages drop constraint messages_session_id_fkey;
-alter table toolsdb.messages drop constraint messages_pkey;
-alter table toolsdb.messages add constraint messages_pkey primary key (session_id, message_id);
-select create_reference_table('toolsdb.users');
-select create_reference_table('toolsdb.projects');
-select create_reference_table('toolsdb.agents');
-select create_distributed_table('toolsdb.sessions', 'session_id');
-select create_distributed_table('toolsdb.messages', 'session_id', colocate_with => 'toolsdb.sessions');
-commit;
+# Every row of the catalog that migrate could rewrite, with its row version.
+CATALOG = """
+select pg_catalog.array_agg(x order by x) from (
+    select 'class ' || c.oid || ' ' || c.xmin from pg_catalog.pg_class as c
+    where c.relnamespace in ('toolsdb'::regnamespace, 'toolsdb_private'::regnamespace)
+    union all
+    select 'proc ' || p.oid || ' ' || p.xmin from pg_catalog.pg_proc as p
+    where p.pronamespace in ('toolsdb'::regnamespace, 'toolsdb_private'::regnamespace)
+    union all
+    select 'trigger ' || t.oid || ' ' || t.xmin from pg_catalog.pg_trigger as t
+    inner join pg_catalog.pg_class as c on c.oid = t.tgrelid
+    where c.relnamespace = 'toolsdb'::regnamespace
+    union all
+    select 'dist ' || d.logicalrelid::oid || ' ' || d.xmin from pg_catalog.pg_dist_partition as d
+) as s (x)
 """
 
 
-def test_the_hook_and_the_session_functions_are_routed_on_a_distributed_session_table(
-    running: Path, monkeypatch
+def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_nothing(migrated: str) -> None:
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        roles = dict(
+            conn.execute(
+                "select p.logicalrelid::text,"
+                " p.partmethod::text || p.repmodel::text || coalesce(c.colocationid::text, '')"
+                " from pg_dist_partition as p left join pg_dist_colocation as c on c.colocationid = p.colocationid"
+                " and p.partmethod = 'h'"
+            ).fetchall()
+        )
+        assert {t: roles.get(t) for t in ("users", "projects", "agents")} == dict.fromkeys(
+            ("users", "projects", "agents"), "nt"
+        ), roles
+        assert roles["sessions"].startswith("hs") and roles["messages"] == roles["sessions"], roles
+        # Tables with a key to a reference table are on the coordinator, as Citus local tables.
+        assert roles["tasks"] == "ns", roles
+        assert "audit_logs" not in roles and "events" not in roles, roles
+        assert conn.execute(
+            "select pg_catalog.array_agg(rolname order by rolname) from pg_roles where rolcanlogin"
+            " and rolname in ('toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker')"
+        ).fetchone()[0] == ["toolsdb_app", "toolsdb_owner", "toolsdb_readonly", "toolsdb_worker"]
+        before = conn.execute(CATALOG).fetchone()[0]
+    again = run_cli("migrate", "--database", migrated, timeout=300)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert conn.execute(CATALOG).fetchone()[0] == before
+
+
+def test_migrate_refuses_a_worker_and_rollback_refuses_the_cluster_in_one_line(running: Path, migrated: str) -> None:
+    for args, message in (
+        (["migrate", "--database", node_url(running, "worker1")], "Citus worker"),
+        (["rollback", "--database", migrated], "not supported on a Citus cluster"),
+    ):
+        done = run_cli(*args)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert conn.execute("select count(*) from toolsdb_migrations._yoyo_migration").fetchone()[0] == 1
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?|Z)?")
+
+
+def view_rows(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """Every view of the toolsdb schema, its rows as sorted text, with what
+    differs between two seedings taken out: generated ids and times, and
+    figures computed from the clock."""
+    rows: dict[str, list[str]] = {}
+    for (view,) in conn.execute("select viewname from pg_views where schemaname = 'toolsdb' order by 1").fetchall():
+        columns = conn.execute(
+            "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute as a"
+            " where a.attrelid = ('toolsdb.' || quote_ident(%s))::regclass and a.attnum > 0 and not a.attisdropped"
+            " order by a.attnum",
+            (view,),
+        ).fetchall()
+        kept = [
+            name
+            for name, kind in columns
+            if kind not in ("timestamp with time zone", "interval", "double precision")
+            and name not in ("audit_id", "log_id", "activity_id", "event_id")
+            and "duration" not in name  # measured by the clock while the seed ran
+        ]
+        listed = ", ".join(f'"{name}"::text' for name in kept)
+        text = [
+            TIMESTAMP.sub("T", UUID.sub("U", repr(row)))
+            for row in conn.execute(f"select {listed} from toolsdb.{view}").fetchall()
+        ]
+        rows[view] = sorted(text)
+    return rows
+
+
+def test_seed_then_every_view_returns_the_rows_of_one_node(running: Path, migrated: str) -> None:
+    """The same seed on the cluster and on one node (a database of the
+    coordinator's server without Citus): every view of the toolsdb schema
+    returns the same rows, and the audit log holds the same changes, each
+    captured once with its table's name, not its shard's."""
+    with psycopg.connect(url(running).replace("/toolsdb?", "/postgres?"), autocommit=True) as conn:
+        conn.execute("drop database if exists toolsdb_single")
+        conn.execute("create database toolsdb_single")
+    single = url(running).replace("/toolsdb?", "/toolsdb_single?")
+    for target in (single, migrated):
+        if target == single:
+            done = run_cli("migrate", "--database", target, timeout=300)
+            assert done.returncode == 0, done.stderr
+        done = run_cli("seed", "--database", target, timeout=300)
+        assert done.returncode == 0, done.stderr
+    audit = (
+        "select entity_type, action, count(*) from toolsdb.audit_logs"
+        " group by entity_type, action order by entity_type, action"
+    )
+    with psycopg.connect(single, autocommit=True) as one, psycopg.connect(migrated, autocommit=True) as cluster:
+        assert conn_has_citus(cluster) and not conn_has_citus(one)
+        expected, got = view_rows(one), view_rows(cluster)
+        assert list(got) == list(expected)
+        assert {v: got[v] for v in got if got[v] != expected[v]} == {}, {
+            v: expected[v] for v in got if got[v] != expected[v]
+        }
+        assert sum(map(len, got.values())) > 100, {v: len(r) for v, r in got.items()}
+        assert cluster.execute(audit).fetchall() == one.execute(audit).fetchall()
+        assert (
+            cluster.execute("select count(*) from toolsdb.audit_logs where entity_type ~ '_[0-9]+$'").fetchone()[0] == 0
+        )
+
+
+def conn_has_citus(conn: psycopg.Connection) -> bool:
+    return conn.execute("select exists (select from pg_extension where extname = 'citus')").fetchone()[0]
+
+
+def send_events(coordinator: str, sessions: list[str], events: list[str]) -> int:
+    sent = 0
+    with psycopg.connect(coordinator, autocommit=True) as conn:
+        for sid in sessions:  # hook_ingest() forces generic plans: built once, reused
+            for event in events:
+                conn.execute(
+                    "select toolsdb.hook_ingest(%s::jsonb, %s::jsonb)",
+                    (
+                        json.dumps(
+                            {
+                                "session_id": sid,
+                                "hook_event_name": event,
+                                "cwd": "/work",
+                                "notification_type": "idle_prompt",
+                                "reason": "logout",
+                            }
+                        ),
+                        # An id no user has: looked up in the reference table, and left out.
+                        json.dumps({"git_branch": "main", "user_id": "5d1f0e44-1d6b-4c39-9f4e-6a1e2b3c4d5e"}),
+                    ),
+                )
+                sent += 1
+    return sent
+
+
+HOOK_EVENTS = ["SessionStart", "PreToolUse", "PostToolUse", "Notification", "Stop", "SessionEnd"]
+
+
+def test_the_hook_and_the_session_functions_run_routed_on_the_distributed_session_group(
+    running: Path, migrated: str
 ) -> None:
     """hook_ingest(), the session functions and create_message() in forms
     Citus routes: no subquery in an upsert's VALUES, no now() in its DO
@@ -171,43 +292,20 @@ def test_the_hook_and_the_session_functions_are_routed_on_a_distributed_session_
     Citus build's backend (CheckAndBuildDelayedFastPathPlan, signal 11),
     where a custom plan is refused with "functions used in the DO UPDATE SET
     clause ... must be marked IMMUTABLE"."""
-    from toolsdb import migrate as engine
-    from toolsdb.target import Target
-
-    coordinator = url(running)
-    with psycopg.connect(coordinator, autocommit=True) as conn:
-        # Citus runs DDL on the workers as the role that issued it (docs/citus.md, item 1).
-        conn.execute("create role toolsdb_owner login")
-    monkeypatch.setattr(engine, "CITUS_PRESENT", "select false")  # the refusal, until item 2 is built
-    engine.migrate(Target(coordinator, "citus cluster"))
-    with psycopg.connect(coordinator, autocommit=True) as conn:
-        conn.execute(DISTRIBUTE_SESSIONS)
-        # An id no user has: looked up in the reference table, and left out.
-        user_id = "5d1f0e44-1d6b-4c39-9f4e-6a1e2b3c4d5e"
-        events = ["SessionStart", "PreToolUse", "PostToolUse", "Notification", "Stop", "SessionEnd"]
-        for n in range(12):  # force_generic_plan: each statement's generic plan, built once and reused
-            for event in events:
-                conn.execute(
-                    "select toolsdb.hook_ingest(%s::jsonb, %s::jsonb)",
-                    (
-                        json.dumps(
-                            {
-                                "session_id": f"probe-{n}",
-                                "hook_event_name": event,
-                                "cwd": "/work",
-                                "notification_type": "idle_prompt",
-                                "reason": "logout",
-                            }
-                        ),
-                        json.dumps({"git_branch": "main", "user_id": user_id}),
-                    ),
-                )
+    assert send_events(migrated, [f"probe-{n}" for n in range(12)], HOOK_EVENTS) == 72
+    hook = run_cli(
+        "hook",
+        env={"DATABASE_URL": migrated},
+        input=json.dumps({"session_id": "probe-cli", "hook_event_name": "SessionStart", "cwd": "/w"}),
+    )
+    assert hook.returncode == 0, hook.stderr
+    with psycopg.connect(migrated, autocommit=True) as conn:
         rows = conn.execute(
             "select session_id, user_id, git_branch, last_event_type, ended_at is not null, end_reason"
-            " from toolsdb.sessions"
+            " from toolsdb.sessions where session_id like 'probe-%' and session_id <> 'probe-cli'"
         ).fetchall()
         assert sorted(rows) == sorted((f"probe-{n}", None, "main", "SessionEnd", True, "logout") for n in range(12))
-        assert conn.execute("select count(*) from toolsdb.events").fetchone()[0] == 12 * len(events)
+        assert conn.execute("select count(*) from toolsdb.events where session_id like 'probe-%'").fetchone()[0] == 73
         # The session functions and the messages API, on the same shards.
         for n in range(4):
             sid = f"api-{n}"
@@ -228,7 +326,211 @@ def test_the_hook_and_the_session_functions_are_routed_on_a_distributed_session_
             "select nodename, sum(result::bigint) from run_command_on_placements("
             "'toolsdb.sessions', 'select count(*) from %s') group by nodename"
         ).fetchall()
-    assert len(per_node) > 1 and sum(count for _, count in per_node) == 16, per_node
+        total = conn.execute("select count(*) from toolsdb.sessions").fetchone()[0]
+    assert len(per_node) > 1 and sum(count for _, count in per_node) == total, per_node
+
+
+def test_row_level_security_isolates_sessions_on_the_workers(migrated: str) -> None:
+    """toolsdb_app sees its session's rows only, read on the workers: SET
+    LOCAL reaches them (citus.propagate_set_commands, set by migrate);
+    set_config() does not, and the rows stay hidden, never shown."""
+    send_events(migrated, ["rls-a", "rls-b"], ["SessionStart", "UserPromptSubmit"])
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        for sid in ("rls-a", "rls-b"):
+            conn.execute("select toolsdb.create_message(%s, 'user', 'hello')", (sid,))
+        with conn.transaction():
+            conn.execute("set local role toolsdb_app")
+            conn.execute("set local toolsdb.session_id = 'rls-a'")
+            assert conn.execute("select session_id from toolsdb.sessions").fetchall() == [("rls-a",)]
+            assert conn.execute("select count(*) from toolsdb.sessions where session_id = 'rls-b'").fetchone()[0] == 0
+            assert conn.execute("select session_id from toolsdb.messages").fetchall() == [("rls-a",)]
+        with conn.transaction():
+            conn.execute("set local role toolsdb_app")
+            conn.execute("select set_config('toolsdb.session_id', 'rls-a', true)")
+            assert conn.execute("select count(*) from toolsdb.sessions").fetchone()[0] == 0
+        with conn.transaction():
+            conn.execute("set local role toolsdb_readonly")
+            assert (
+                conn.execute("select count(*) from toolsdb.sessions where session_id in ('rls-a', 'rls-b')").fetchone()[
+                    0
+                ]
+                == 2
+            )
+
+
+def test_several_workers_claim_each_event_once(migrated: str) -> None:
+    """The events queue, on the coordinator (docs/citus.md): three workers
+    claim and ack concurrently, and every event is processed exactly once."""
+    sessions = [f"queue-{n}" for n in range(10)]
+    send_events(migrated, sessions, ["PreToolUse"] * 20)
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute(
+            "update toolsdb.events set processed_at = now()"
+            " where processed_at is null and session_id not like 'queue-%'"
+        )
+    seen: list[list[int]] = [[] for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as conn:
+                for _ in range(200):
+                    batch = conn.execute(
+                        "select event_id, claim_token from toolsdb.get_unprocessed_events(7, '5 minutes', %s)",
+                        (f"w{n}",),
+                    ).fetchall()
+                    if not batch:
+                        return
+                    ids = [event_id for event_id, _ in batch]
+                    done = conn.execute("select toolsdb.mark_events_processed(%s, %s)", (ids, batch[0][1])).fetchone()[
+                        0
+                    ]
+                    assert done == len(ids)
+                    seen[n].extend(ids)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    claimed = [event_id for ids in seen for event_id in ids]
+    assert len(claimed) == len(set(claimed)) == 200 and all(seen), [len(ids) for ids in seen]
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert conn.execute("select count(*) from toolsdb.events where processed_at is null").fetchone()[0] == 0
+
+
+def test_workers_route_events_into_notifications_and_deliver_each_once(migrated: str) -> None:
+    """The notification queue on the coordinator: two workers route the hook's
+    idle prompts (reading each session on its worker) and claim and settle
+    the notifications; each is sent exactly once."""
+    sessions = [f"notify-{n}" for n in range(6)]
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        # Sessions with no user: the rules' session_user goes to the destination named default.
+        conn.execute(
+            "select toolsdb.config_set_secret("
+            "'notify.destination.default', 'gAAAAABfaketokenfaketoken==', '0123456789ab')"
+        )
+        conn.execute("select toolsdb.notification_destination_set('default', 'slack', 'notify.destination.default')")
+    send_events(migrated, sessions, ["SessionStart", "Notification"])
+    routed: list[int] = []
+    sent: list[int] = []
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as conn:
+                for _ in range(100):
+                    events, _queued = conn.execute("select * from toolsdb.route_events(3, %s)", (f"w{n}",)).fetchone()
+                    routed.append(events)
+                    batch = conn.execute(
+                        "select notification_id, claim_token from toolsdb.claim_notifications(2, '1 minute', %s)",
+                        (f"w{n}",),
+                    ).fetchall()
+                    for notification_id, token in batch:
+                        conn.execute("select toolsdb.mark_notification_sent(%s, %s)", (notification_id, token))
+                        sent.append(notification_id)
+                    if not events and not batch:
+                        return
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        rows = conn.execute(
+            "select notification_id, status from toolsdb.notifications where session_id like 'notify-%'"
+        ).fetchall()
+        assert conn.execute("select count(*) from toolsdb.events where processed_at is null").fetchone()[0] == 0
+    assert len(rows) >= len(sessions) and {status for _, status in rows} == {"sent"}, rows
+    # Each sent once; the seed's notifications may be sent along with them.
+    assert len(sent) == len(set(sent)) and {n for n, _ in rows} <= set(sent), (rows, sent)
+
+
+def test_maintain_seal_and_verify_the_audit_log(migrated: str) -> None:
+    """maintain and the audit log's seal and verify work on the coordinator;
+    a write to a reference table is captured once, on the coordinator's copy,
+    and not on the workers' (which have no audit log)."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        user_id = conn.execute(
+            "insert into toolsdb.users (username, email) values ('cluster-audit', 'ca@example.com') returning user_id"
+        ).fetchone()[0]
+        conn.execute("update toolsdb.users set display_name = 'CA' where user_id = %s", (user_id,))
+        captured = conn.execute(
+            "select action, entity_type from toolsdb.audit_logs where entity_id = %s order by audit_id",
+            (str(user_id),),
+        ).fetchall()
+        assert captured == [("insert", "users"), ("update", "users")], captured
+    for args in (["maintain"], ["audit", "seal"], ["audit", "verify"]):
+        done = run_cli(*args, "--database", migrated, timeout=300)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    assert "audit log intact" in done.stdout and "0 not sealed" in done.stdout, done.stdout
+
+
+def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_every_row(
+    running: Path, migrated: str
+) -> None:
+    """A third worker joins and the rebalancer moves shards of the session
+    group (and of a plain distributed table) to it while hook events keep
+    arriving through the coordinator: every event and every session is kept."""
+    sessions = [f"rebalance-{n}" for n in range(40)]
+    sent: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def hook() -> None:
+        rounds = 0
+        try:
+            while not stop.is_set() and rounds < 200:  # bounded: at most 200 x 40 events
+                sent.append(send_events(migrated, sessions, ["PreToolUse"]))
+                rounds += 1
+        except BaseException as exc:
+            failures.append(exc)
+
+    writer = threading.Thread(target=hook)
+    writer.start()
+    try:
+        done = cli("add-worker", "--rebalance", "--dir", str(running), timeout=600)
+    finally:
+        stop.set()
+        writer.join(300)
+    assert done.returncode == 0 and "added worker3" in done.stdout, done.stdout + done.stderr
+    assert not failures, failures
+    assert len(sent) >= 2, sent  # the writes overlapped the rebalance
+    nodes = status(running)
+    worker3 = next(n for n in nodes if n["node"] == "worker3")
+    assert worker3["running"] and worker3["registered"] and worker3["shards"] > 0, nodes
+    with psycopg.connect(url(running), autocommit=True) as conn:
+        per = rows_per_node(conn)
+        assert conn.execute("select count(*), count(distinct id) from spread").fetchone() == (1000, 1000)
+        assert conn.execute("select count(*) from toolsdb.events where session_id like 'rebalance-%'").fetchone()[
+            0
+        ] == sum(sent)
+        assert conn.execute("select count(*) from toolsdb.sessions where session_id like 'rebalance-%'").fetchone()[
+            0
+        ] == len(sessions)
+        moved = conn.execute(
+            "select count(*) from run_command_on_placements('toolsdb.sessions', 'select 1') where nodename = %s",
+            (worker3["socket"],),
+        ).fetchone()[0]
+    assert worker3["socket"] in per and sum(per.values()) == 1000, per
+    assert moved > 0, "no shard of toolsdb.sessions moved to worker3"
+
+
+def test_stop_then_start_keeps_the_nodes_and_the_rows(running: Path) -> None:
+    stopped = cli("stop", "--dir", str(running))
+    assert stopped.returncode == 0 and "coordinator" in stopped.stdout, stopped.stdout
+    assert not any(n["running"] for n in status(running))
+    assert cli("start", "--dir", str(running)).returncode == 0
+    assert all(n["running"] and n["registered"] for n in status(running))
+    with psycopg.connect(url(running), autocommit=True) as conn:
+        assert conn.execute("select count(*) from spread").fetchone()[0] == 1000
 
 
 def test_bad_input_is_one_line(citus: Path, tmp_path: Path) -> None:

@@ -89,9 +89,9 @@ def test_the_wheel_holds_one_top_level_package_and_all_the_sql(wheel: Path) -> N
     assert top == {"toolsdb", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}, top
     for folder in ("schema", "migrations", "repeatable", "seeds"):
         expected = sorted(
-            f"toolsdb/sql/{folder}/{p.name}"
-            for p in (ROOT / folder).iterdir()
-            if p.is_file() and p.suffix in (".sql", ".py")
+            f"toolsdb/sql/{folder}/{p.relative_to(ROOT / folder).as_posix()}"
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and p.suffix in (".sql", ".py") and "__pycache__" not in p.parts
         )
         shipped = sorted(n for n in names if n.startswith(f"toolsdb/sql/{folder}/"))
         assert shipped == expected, f"the wheel's {folder}/ differs from the checkout's"

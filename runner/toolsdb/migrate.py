@@ -68,18 +68,51 @@ def _bootstrap(conn: psycopg.Connection, echo: Echo) -> None:
         raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
 
 
-def _run_actions(conn: psycopg.Connection, actions: str) -> bool:
+def _run_actions(conn: psycopg.Connection, actions: str, citus: bool = False) -> bool:
     """Run the recorded actions script in one transaction; False (nothing
     done) when it fails: the full migrate then runs them one by one and names
     the statement that failed."""
     try:
         with conn.transaction():
             conn.execute(f"set local lock_timeout = '{lock_timeout()}'")
+            if citus:
+                conn.execute(CITUS_TRIGGERS)
             conn.execute(actions)
     except psycopg.Error as exc:
         _raise_interrupt(exc)
         return False
     return True
+
+
+# Citus creates a distributed or reference table's triggers on its shards only
+# with this on (docs/citus.md): for the migrating transaction only.
+CITUS_TRIGGERS = "set local citus.enable_unsafe_triggers = on"
+
+# What a Citus node must be for migrate: the coordinator, registered in the
+# metadata (its copy of each reference table holds what the audit log
+# captures), with at least one active worker.
+CITUS_NODE = """
+select pg_catalog.citus_is_coordinator(),
+    exists (select from pg_catalog.pg_dist_node as n where n.groupid = 0),
+    exists (select from pg_catalog.pg_dist_node as n where n.groupid <> 0 and n.isactive and n.noderole = 'primary')
+"""
+
+
+def _refuse_citus_node(conn: psycopg.Connection) -> None:
+    """One line when a Citus node is not a coordinator toolsdb can migrate."""
+    coordinator, registered, workers = conn.execute(CITUS_NODE).fetchone()
+    if not coordinator:
+        raise ToolsdbError("this database is a Citus worker: migrate the coordinator; nothing was changed")
+    if not registered:
+        raise ToolsdbError(
+            "this Citus coordinator is not in its own metadata: run select citus_set_coordinator_host(...) "
+            "first (docs/citus.md); nothing was changed"
+        )
+    if not workers:
+        raise ToolsdbError(
+            "this Citus coordinator has no active worker: add one with select citus_add_node(...) "
+            "first (docs/citus.md); nothing was changed"
+        )
 
 
 def _recorded_actions(conn: psycopg.Connection, current: Tree) -> str | None:
@@ -107,11 +140,9 @@ def _session(
     conn = connect(pooler.session_target(target, "toolsdb migrate").conninfo, autocommit=True)
     try:
         conn.execute(f"set search_path = {MIGRATION_SCHEMA}")
-        if conn.execute(CITUS_PRESENT).fetchone()[0]:
-            raise ToolsdbError(
-                "this database runs Citus: migrating onto a Citus cluster is designed (docs/citus.md) but not "
-                "built yet; nothing was changed"
-            )
+        citus = bool(conn.execute(CITUS_PRESENT).fetchone()[0])
+        if citus:
+            _refuse_citus_node(conn)
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
         actions = _recorded_actions(conn, current) if current is not None else None
         if actions is None and before_changes is not None:
@@ -123,7 +154,7 @@ def _session(
             conn.execute("set role toolsdb_owner")
         # The recorded actions run only as toolsdb_owner, which owns the record.
         if actions is not None:
-            if owner and _run_actions(conn, actions):
+            if owner and _run_actions(conn, actions, citus):
                 yield None
                 return
             if before_changes is not None:
@@ -131,6 +162,7 @@ def _session(
         from .yoyobackend import Backend
 
         backend = Backend(conn, echo)
+        backend.citus = citus
         backend.init_database()
         backend.ensure_internal_schema_updated()
         yield backend
@@ -259,8 +291,14 @@ def migrate(
             pending = [m for m in pending if ids.index(m.id) <= ids.index(to)]
         _refuse_transaction_control([Path(m.path) for m in pending])
         with _one_transaction(backend):
+            if backend.citus:
+                backend.execute(CITUS_TRIGGERS)
             for migration in pending:
                 backend.apply_one(migration)
+            if backend.citus:
+                # The distribution (docs/citus.md): after the tables, before the definitions.
+                backend.current_file = None
+                apply_file(backend.connection, paths.citus_file(), echo)
             if units:
                 backend.current_file = None
                 done = repeatable.apply(backend.connection, units, echo)
@@ -290,6 +328,11 @@ def rollback(target: Target, migration_id: str | None = None, echo: Echo = None,
     Unless ``force``, a rollback that would drop tables holding rows is
     refused (and nothing is done)."""
     with _session(target, echo) as backend:
+        if backend.citus:
+            raise ToolsdbError(
+                "rollback is not supported on a Citus cluster: the distribution (docs/citus.md) has no way "
+                "back; nothing was done"
+            )
         migrations = _all_migrations()
         _refuse_unknown(_applied_ids(backend.connection), migrations)
         known = {m.id for m in migrations}
@@ -351,6 +394,11 @@ def seed(target: Target, echo: Echo = None) -> list[Path]:
     with target.connect() as conn:
         try:
             with conn.transaction():
+                if conn.execute(CITUS_PRESENT).fetchone()[0] and conn.execute(OWNER).fetchone()[0]:
+                    # Citus reaches a shard that this transaction wrote through one
+                    # connection per user, and toolsdb's functions run as toolsdb_owner
+                    # (security definer): the seeds' own writes must too (docs/citus.md).
+                    conn.execute("set local role toolsdb_owner")
                 return apply_folder(conn, paths.seeds_dir(), echo)
         except StatementError as exc:
             raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None

@@ -45,6 +45,11 @@ def bootstrap_file() -> Path:
     return schema_dir() / "00_bootstrap.sql"
 
 
+def citus_file() -> Path:
+    """The distribution applied on a Citus coordinator (docs/citus.md)."""
+    return schema_dir() / "citus" / "distribute.sql"
+
+
 def sql_files(folder: Path) -> list[Path]:
     """The ``*.sql`` files of a folder in the order they are applied (by name)."""
     return sorted(p for p in folder.glob("*.sql") if p.is_file())

@@ -57,6 +57,7 @@ class Backend(PostgresqlPsycopgBackend):
         self.current_file: str | None = None
         self.last_sql: str | None = None
         self.failed_sql: str | None = None
+        self.citus = False  # a Citus coordinator (docs/citus.md)
         super().__init__(parse_uri("postgresql+psycopg://"), MIGRATION_TABLE)
 
     def connect(self, dburi):

@@ -1,0 +1,206 @@
+"""Citus cluster against one node: `python -m tests.bench_cluster` (`--quick`: a smoke run).
+
+A throwaway `toolsdb cluster` (a coordinator and two workers, in a temp
+folder) with the schema migrated onto the coordinator (docs/citus.md), and,
+as the baseline, a database of the coordinator's own server without Citus:
+the same binaries, the same machine, the same moment. Both are seeded.
+Everything runs as the superuser over Unix sockets. Needs the Citus build
+(TOOLSDB_CITUS_DIR, else ../shared/citus); exits 0 with a line saying so
+without it. On a machine with two shared cores this measures what the
+cluster costs, not how it scales: the three nodes share the cores.
+
+1. Rows per node after seeding: every toolsdb table with rows, counted on each
+   node that holds it (run_command_on_placements for the tables Citus
+   manages; the coordinator's own count for the others).
+2. Hook events: CLIENTS threads, each its own connection, call
+   toolsdb.hook_ingest() with a PreToolUse payload for one of SESSIONS
+   sessions drawn at random, for SECONDS; rounds alternate between the
+   cluster and the single node (ROUNDS each), at 1 and at 4 clients; the
+   figure is the median of the rounds' events per second.
+3. Claim and ack: EVENTS waiting events, then CLIENTS threads claim batches of
+   BATCH (get_unprocessed_events) and ack them (mark_events_processed), each
+   in its own transaction, until the queue is empty; events per second, same
+   alternation.
+4. Rows per node again, after that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from toolsdb import cluster as cluster_module
+from toolsdb.errors import ToolsdbError
+
+from .conftest import run_cli
+
+PAYLOAD = {"hook_event_name": "PreToolUse", "cwd": "/work", "tool_name": "Bash", "tool_input": {"command": "ls -la"}}
+
+
+def cli(*args: str, timeout: float = 600) -> None:
+    done = run_cli(*args, env={cluster_module.CITUS_ENV: str(cluster_module.citus_dir())}, timeout=timeout)
+    if done.returncode != 0:
+        raise SystemExit(f"toolsdb {' '.join(args)} failed: {done.stderr.strip()}")
+
+
+def rows_per_node(url: str) -> dict[str, dict[str, int]]:
+    """table -> node -> rows, for every toolsdb table holding rows."""
+    per: dict[str, dict[str, int]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        citus = conn.execute("select exists (select from pg_extension where extname = 'citus')").fetchone()[0]
+        managed = (
+            {r[0] for r in conn.execute("select logicalrelid::regclass::text from pg_dist_partition").fetchall()}
+            if citus
+            else set()
+        )
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select format('toolsdb.%I', c.relname) from pg_class as c"
+                " where c.relnamespace = 'toolsdb'::regnamespace and c.relkind in ('r', 'p') and not c.relispartition"
+                " order by 1"
+            ).fetchall()
+        ]
+        for table in tables:
+            short = table.removeprefix("toolsdb.")
+            if short in managed:
+                counts: dict[str, int] = {}
+                for node, result in conn.execute(
+                    "select nodename, result from run_command_on_placements(%s, 'select count(*) from %%s')",
+                    (table,),
+                ).fetchall():
+                    name = Path(node).parent.name if node.startswith("/") else node
+                    counts[name] = counts.get(name, 0) + int(result)
+            else:
+                counts = {"coordinator": conn.execute(f"select count(*) from {table}").fetchone()[0]}
+            if any(counts.values()):
+                per[short] = counts
+    return per
+
+
+def hook_round(url: str, clients: int, sessions: int, seconds: float, tag: str) -> float:
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.monotonic() < stop:
+                payload = dict(PAYLOAD, session_id=f"{tag}-{rng.randrange(sessions)}")
+                conn.execute("select toolsdb.hook_ingest(%s::jsonb, '{}'::jsonb)", (json.dumps(payload),))
+                done[n] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def claim_round(url: str, clients: int, events: int, batch: int) -> float:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("update toolsdb.events set processed_at = now() where processed_at is null")
+        conn.execute("select toolsdb.create_session('bench-claims', '/work')")
+        conn.execute(
+            "insert into toolsdb.events (session_id, event_type, payload)"
+            " select 'bench-claims', 'PreToolUse', %s::jsonb from generate_series(1, %s)",
+            (json.dumps(PAYLOAD), events),
+        )
+    acked = [0] * clients
+
+    def client(n: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while True:
+                rows = conn.execute(
+                    "select event_id, claim_token from toolsdb.get_unprocessed_events(%s, '5 minutes', %s)",
+                    (batch, f"bench-{n}"),
+                ).fetchall()
+                if not rows:
+                    return
+                conn.execute(
+                    "select toolsdb.mark_events_processed(%s, %s)", ([r[0] for r in rows], rows[0][1])
+                ).fetchone()
+                acked[n] += len(rows)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    if sum(acked) != events:
+        raise SystemExit(f"claim round acked {sum(acked)} of {events} events")
+    return events / elapsed
+
+
+def show_rows(title: str, cluster: dict[str, dict[str, int]], single: dict[str, dict[str, int]]) -> None:
+    nodes = sorted({n for counts in cluster.values() for n in counts}, key=lambda n: (n != "coordinator", n))
+    print(f"\n{title}")
+    print(f"| table | one node | {' | '.join(nodes)} |")
+    print(f"|---|---|{'---|' * len(nodes)}")
+    for table in sorted(set(cluster) | set(single)):
+        counts = cluster.get(table, {})
+        row = " | ".join(f"{counts[n]:,}" if n in counts else "" for n in nodes)
+        print(f"| {table} | {sum(single.get(table, {}).values()):,} | {row} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: short rounds")
+    args = parser.parse_args()
+    try:
+        cluster_module.citus_dir()
+    except ToolsdbError as exc:
+        print(f"bench_cluster: skipped: {exc}")
+        return
+    rounds, seconds, events = (2, 1.0, 2_000) if args.quick else (5, 5.0, 20_000)
+    sessions, batch = 100, 100
+    with tempfile.TemporaryDirectory(prefix="toolsdb-bench-cluster-") as folder:
+        home = Path(folder) / "cluster"
+        cli("cluster", "start", "--dir", str(home))
+        try:
+            done = run_cli(
+                "cluster", "url", "--dir", str(home), env={cluster_module.CITUS_ENV: str(cluster_module.citus_dir())}
+            )
+            coordinator = done.stdout.strip()
+            single = coordinator.replace("/toolsdb?", "/toolsdb_single?")
+            with psycopg.connect(coordinator.replace("/toolsdb?", "/postgres?"), autocommit=True) as conn:
+                conn.execute("create database toolsdb_single")
+            for url in (coordinator, single):
+                cli("migrate", "--database", url)
+                cli("seed", "--database", url)
+            show_rows("Rows per node after seeding", rows_per_node(coordinator), rows_per_node(single))
+            targets = {"cluster": coordinator, "one node": single}
+            print("\nThroughput (median of rounds; the rounds alternate cluster / one node)")
+            print("| what | clients | one node | cluster | cluster / one node |")
+            print("|---|---|---|---|---|")
+            for clients in (1, 4):
+                hook: dict[str, list[float]] = {"cluster": [], "one node": []}
+                claim: dict[str, list[float]] = {"cluster": [], "one node": []}
+                for n in range(rounds):
+                    order = list(targets) if n % 2 == 0 else list(reversed(targets))
+                    for name in order:
+                        hook[name].append(hook_round(targets[name], clients, sessions, seconds, f"bench-{clients}"))
+                    for name in order:
+                        claim[name].append(claim_round(targets[name], clients, events, batch))
+                for what, figures in (("hook_ingest(), events/s", hook), (f"claim+ack of {batch}, events/s", claim)):
+                    one, many = statistics.median(figures["one node"]), statistics.median(figures["cluster"])
+                    print(f"| {what} | {clients} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")
+            show_rows("Rows per node after the load", rows_per_node(coordinator), rows_per_node(single))
+        finally:
+            cli("cluster", "remove", "--force", "--dir", str(home))
+
+
+if __name__ == "__main__":
+    main()
