@@ -174,14 +174,23 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
         assert conn.execute(CATALOG).fetchone()[0] == before
 
 
-def test_migrate_refuses_a_worker_and_rollback_refuses_the_cluster_in_one_line(running: Path, migrated: str) -> None:
+def test_migrate_refuses_a_worker_and_rollback_backup_and_restore_refuse_the_cluster_in_one_line(
+    running: Path, migrated: str, tmp_path: Path
+) -> None:
+    """A backup through the coordinator would hold the distributed tables'
+    definitions and none of their rows: refused, and no file is left."""
+    dump = tmp_path / "cluster.dump"
+    dump.write_bytes(b"PGDMP")  # restore reads the cluster before the archive
     for args, message in (
         (["migrate", "--database", node_url(running, "worker1")], "Citus worker"),
         (["rollback", "--database", migrated], "not supported on a Citus cluster"),
+        (["backup", "--database", migrated, str(tmp_path / "new.dump")], "cannot back up a Citus database"),
+        (["restore", "--database", migrated, str(dump)], "cannot restore into a Citus database"),
     ):
         done = run_cli(*args)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.dump"]
     with psycopg.connect(migrated, autocommit=True) as conn:
         assert conn.execute("select count(*) from toolsdb_migrations._yoyo_migration").fetchone()[0] == 1
 

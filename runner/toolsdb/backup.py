@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 from psycopg import conninfo as pg_conninfo
@@ -52,6 +52,9 @@ from .errors import ToolsdbError
 from .server import embedded_bindir
 from .sqlfiles import statements
 from .target import Target
+
+if TYPE_CHECKING:
+    import psycopg
 
 Progress = Callable[[int, int, str], None]
 """Called per table: (tables done, tables in all, schema.table)."""
@@ -216,6 +219,17 @@ def _relay(source: IO[bytes], sink: IO[bytes], drop: bytes | None) -> None:
         _thread.interrupt_main(signum)
 
 
+def _refuse_citus(conn: psycopg.Connection, verb: str) -> None:
+    """One line for a Citus database: pg_dump on the coordinator sees the
+    distributed tables' definitions, not their rows on the workers, so a
+    backup would lack them without saying so (docs/citus.md)."""
+    if conn.execute("select exists (select from pg_catalog.pg_extension where extname = 'citus')").fetchone()[0]:
+        raise ToolsdbError(
+            f"toolsdb cannot {verb} a Citus database: pg_dump sees the coordinator only, not the rows on the "
+            "workers; back up every node, or use your platform's snapshots (docs/citus.md); nothing was done"
+        )
+
+
 # -- backup ------------------------------------------------------------------------
 
 
@@ -225,6 +239,7 @@ def backup(target: Target, path: Path | None = None, progress: Progress | None =
     not at all (an existing FILE is replaced only on success)."""
     started = time.monotonic()
     with target.connect(autocommit=True) as conn:
+        _refuse_citus(conn, "back up")
         major = conn.info.server_version // 10000
         dbname = conn.info.dbname
         tables = conn.execute(
@@ -319,6 +334,7 @@ def restore(target: Target, path: Path, force: bool = False, progress: Progress 
     if not path.is_file():
         raise ToolsdbError(f"{path} is not a file")
     with target.connect(autocommit=True) as conn:
+        _refuse_citus(conn, "restore into")
         major = conn.info.server_version // 10000
         dbname = conn.info.dbname
         present = _relations(conn)
