@@ -163,3 +163,29 @@ $function$;
 comment on function toolsdb.end_session(text, text) is
 'Ends an active session (as in the hook-notification API), with an optional reason. Returns true, '
 'or null when there is no such active session.';
+
+create or replace function toolsdb.delete_session(session_id text)
+returns boolean
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    -- What the keys into sessions cascade on one node, done here as well: on
+    -- Citus those keys are dropped (the rows are on the coordinator, the
+    -- session on a worker, docs/citus.md), and nothing else would remove them.
+    delete from toolsdb.notifications as n where n.session_id = delete_session.session_id;
+    delete from toolsdb.events as e where e.session_id = delete_session.session_id;
+    delete from toolsdb.metrics as m where m.session_id = delete_session.session_id;
+    delete from toolsdb.api_usage as a where a.session_id = delete_session.session_id;
+    update toolsdb.transcript_files as f set session_id = null where f.session_id = delete_session.session_id;
+    delete from toolsdb.sessions as s where s.session_id = delete_session.session_id;
+    return found;
+end;
+$function$;
+
+comment on function toolsdb.delete_session(text) is
+'Deletes a session with its messages, and the rows that name it: its events, notifications, metrics '
+'and API usage (a transcript file keeps its state, with no session). On one node the keys cascade '
+'the same way; on Citus they do not reach the coordinator''s tables, so delete sessions with this '
+'(docs/citus.md). Returns true, or false when there was no such session. For toolsdb_owner.';

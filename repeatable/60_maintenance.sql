@@ -8,6 +8,43 @@
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md).
 
+create or replace function toolsdb_private.remove_unreferenced_routes()
+returns bigint
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    named uuid[];
+    present uuid[];
+    removed bigint;
+    n bigint;
+begin
+    -- On Citus, users and projects are reference tables and the notification
+    -- tables plain ones on the coordinator, with no key between them
+    -- (docs/citus.md): what the keys' cascade did, done here. Each read names
+    -- one kind of table only, which Citus plans.
+    named := array(select distinct d.user_id from toolsdb.notification_destinations as d where d.user_id is not null);
+    present := array(select u.user_id from toolsdb.users as u where u.user_id = any(named));
+    delete from toolsdb.notification_destinations as d
+    where d.user_id = any(named) and d.user_id <> all(present);
+    get diagnostics removed = row_count;
+    named := array(
+        select distinct r.match_project_id from toolsdb.notification_rules as r where r.match_project_id is not null
+    );
+    present := array(select p.project_id from toolsdb.projects as p where p.project_id = any(named));
+    delete from toolsdb.notification_rules as r
+    where r.match_project_id = any(named) and r.match_project_id <> all(present);
+    get diagnostics n = row_count;
+    return removed + n;
+end;
+$function$;
+
+comment on function toolsdb_private.remove_unreferenced_routes() is
+'On Citus, called by toolsdb.maintain(): deletes the notification destinations whose user and the '
+'notification rules whose project was deleted, as the keys that Citus drops there would have '
+'(docs/citus.md). Returns how many rows it deleted. On one node the keys cascade, and it finds none.';
+
 create or replace function toolsdb.maintain(
     audit_months_ahead integer default 3,
     metrics_days_ahead integer default 7
@@ -62,6 +99,12 @@ begin
         pg_catalog.format('%s hit(s) folded into vision_cache', n);
     n := toolsdb.vision_cache_purge_expired();
     return query select 'cache', 'toolsdb.vision_cache', n, pg_catalog.format('%s expired entries deleted', n);
+
+    if exists (select from pg_catalog.pg_extension where extname = 'citus') then
+        n := toolsdb_private.remove_unreferenced_routes();
+        return query select 'citus', 'toolsdb.notification_destinations', n,
+            pg_catalog.format('%s destination(s) of a deleted user and rule(s) of a deleted project removed', n);
+    end if;
 end;
 $function$;
 
@@ -71,7 +114,8 @@ comment on function toolsdb.maintain(integer, integer) is
 'partitions ahead (and moves rows stranded in default partitions), applies the retention of the audit '
 'log (audit.retention), metrics (metrics.retention) and processed events (events.retention, default 30 '
 'days), seals the audit log, rolls up the metrics of closed days for get_metric_stats(), folds '
-'vision cache hits and deletes expired cache entries. Returns one '
+'vision cache hits and deletes expired cache entries; on Citus, removes the notification destinations of '
+'deleted users and the rules of deleted projects (keys Citus drops there, docs/citus.md). Returns one '
 'row per step with how many things it changed. Running it again at once changes nothing but the '
 'audit_retention entry each run writes (the record that retention ran), which the next run seals. Refuses '
 'with lock_not_available (55P03) while another run is in progress. For the owner (toolsdb_owner).';

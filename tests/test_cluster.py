@@ -476,10 +476,33 @@ def test_maintain_seal_and_verify_the_audit_log(migrated: str) -> None:
             (str(user_id),),
         ).fetchall()
         assert captured == [("insert", "users"), ("update", "users")], captured
+        # A destination of a user deleted since: no key reaches it on Citus; maintain removes it.
+        conn.execute(
+            "select toolsdb.config_set_secret('notify.destination.gone', 'gAAAAABfaketokenfaketoken==', '0123456789ab')"
+        )
+        conn.execute(
+            "select toolsdb.notification_destination_set('gone', 'slack', 'notify.destination.gone', %s)", (user_id,)
+        )
+        conn.execute("delete from toolsdb.users where user_id = %s", (user_id,))
+        # delete_session() does what the cascade into the coordinator's tables did.
+        send_events(migrated, ["doomed"], ["SessionStart", "Notification"])
+        conn.execute("select toolsdb.create_message('doomed', 'user', 'bye')")
+        assert conn.execute("select toolsdb.delete_session('doomed')").fetchone()[0] is True
+        for table in ("sessions", "messages", "events"):
+            assert conn.execute(f"select count(*) from toolsdb.{table} where session_id = 'doomed'").fetchone()[0] == 0
     for args in (["maintain"], ["audit", "seal"], ["audit", "verify"]):
         done = run_cli(*args, "--database", migrated, timeout=300)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
+        if args == ["maintain"]:
+            assert "1 destination(s) of a deleted user" in done.stdout, done.stdout
     assert "audit log intact" in done.stdout and "0 not sealed" in done.stdout, done.stdout
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert (
+            conn.execute(
+                "select count(*) from toolsdb.notification_destinations where destination_name = 'gone'"
+            ).fetchone()[0]
+            == 0
+        )
 
 
 def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_every_row(

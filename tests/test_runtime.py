@@ -209,6 +209,29 @@ def test_end_session(tx: psycopg.Connection) -> None:
     assert session_of(tx, other)["end_reason"] is None
 
 
+def test_delete_session_removes_what_names_the_session(tx: psycopg.Connection) -> None:
+    """delete_session() removes the session, its messages and the rows that
+    name it (on Citus the keys that cascade here are gone, docs/citus.md)."""
+    session_id = new_session(tx)
+    scalar(tx, "select toolsdb.create_message(%s, 'user', 'hello')", (session_id,))
+    event_id = scalar(tx, "select toolsdb.insert_event(%s, 'PreToolUse')", (session_id,))
+    scalar(tx, "select toolsdb.insert_notification(%s, 'idle', 'slack', '{}', %s)", (session_id, event_id))
+    scalar(tx, "select toolsdb.insert_metric('latency_ms', 12, session_id => %s)", (session_id,))
+    file_id = scalar(
+        tx,
+        "insert into toolsdb.transcript_files (source_host, path, session_id) values ('h', %s, %s) returning file_id",
+        (f"/t/{session_id}.jsonl", session_id),
+    )
+    other = new_session(tx)
+    scalar(tx, "select toolsdb.insert_event(%s, 'PreToolUse')", (other,))
+    assert scalar(tx, "select toolsdb.delete_session(%s)", (session_id,)) is True
+    for table in ("sessions", "messages", "events", "notifications", "metrics"):
+        assert scalar(tx, f"select count(*) from toolsdb.{table} where session_id = %s", (session_id,)) == 0, table
+    assert scalar(tx, "select session_id from toolsdb.transcript_files where file_id = %s", (file_id,)) is None
+    assert scalar(tx, "select count(*) from toolsdb.events where session_id = %s", (other,)) == 1
+    assert scalar(tx, "select toolsdb.delete_session(%s)", (session_id,)) is False
+
+
 @pytest.mark.parametrize(
     ("values", "constraint"),
     [
