@@ -981,6 +981,13 @@ begin
         raise exception 'validate_schema: the script has % characters, more than 1000000', pg_catalog.length(script)
             using errcode = 'program_limit_exceeded';
     end if;
+    -- On Citus the statements would run through Citus, which sends DDL to the
+    -- workers and judges keys otherwise than one node does (docs/citus.md).
+    if exists (select from pg_catalog.pg_extension where extname = 'citus') then
+        raise exception 'validate_schema: not on a Citus database, whose verdict would not be one node''s'
+            using errcode = 'feature_not_supported',
+            hint = 'validate against a single PostgreSQL migrated with the same toolsdb (docs/citus.md)';
+    end if;
     script_hash := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(script, 'UTF8')), 'hex');
     if not coalesce(refresh, false) then
         select v.* into stored
@@ -1069,7 +1076,8 @@ comment on function toolsdb.validate_schema(text, boolean, boolean) is
 '{valid, statement_hash, cached, strict, statements, errors, warnings, findings: [{rule, severity, '
 'line, message, object}]} and keeps it in toolsdb.schema_validations: the same script again is a '
 'lookup (refresh => true runs it again). Syntax and execution errors make a script invalid; the '
-'house conventions are warnings, and errors where their rule says so with strict => true.';
+'house conventions are warnings, and errors where their rule says so with strict => true. Refused '
+'on a Citus database (0A000).';
 
 -- ---------------------------------------------------------------------------
 -- Who reads the reports

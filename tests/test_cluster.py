@@ -174,14 +174,17 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
         assert conn.execute(CATALOG).fetchone()[0] == before
 
 
-def test_migrate_refuses_a_worker_and_rollback_backup_and_restore_refuse_the_cluster_in_one_line(
+def test_migrate_refuses_a_worker_and_rollback_backup_restore_and_validate_refuse_the_cluster_in_one_line(
     running: Path, migrated: str, tmp_path: Path
 ) -> None:
     """A backup through the coordinator would hold the distributed tables'
     definitions and none of their rows: refused, and no file is left."""
     dump = tmp_path / "cluster.dump"
     dump.write_bytes(b"PGDMP")  # restore reads the cluster before the archive
+    script = tmp_path / "scratch.sql"
+    script.write_text("create table toolsdb_scratch.t (session_id text references toolsdb.sessions (session_id));\n")
     for args, message in (
+        (["validate", "--database", migrated, str(script)], "not on a Citus database"),
         (["migrate", "--database", node_url(running, "worker1")], "Citus worker"),
         (["rollback", "--database", migrated], "not supported on a Citus cluster"),
         (["backup", "--database", migrated, str(tmp_path / "new.dump")], "cannot back up a Citus database"),
@@ -190,7 +193,7 @@ def test_migrate_refuses_a_worker_and_rollback_backup_and_restore_refuse_the_clu
         done = run_cli(*args)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.dump"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.dump", "scratch.sql"]
     with psycopg.connect(migrated, autocommit=True) as conn:
         assert conn.execute("select count(*) from toolsdb_migrations._yoyo_migration").fetchone()[0] == 1
 

@@ -100,7 +100,11 @@ def validate(conn: psycopg.Connection, sql: str, refresh: bool = False, strict: 
         if message.startswith("validate_schema refuses "):
             raise ValidationRefused(f"refused: {message.removeprefix('validate_schema refuses ')}") from None
         raise ToolsdbError(f"{message} (SQLSTATE 42501): the role needs toolsdb_app to validate") from None
-    except (psycopg.errors.InvalidParameterValue, psycopg.errors.ProgramLimitExceeded) as exc:
+    except (
+        psycopg.errors.InvalidParameterValue,
+        psycopg.errors.ProgramLimitExceeded,
+        psycopg.errors.FeatureNotSupported,  # a Citus database
+    ) as exc:
         raise ToolsdbError(exc.diag.message_primary or str(exc)) from None
     except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
         # Over its time budget, or a lock it waited for too long: no report
