@@ -626,3 +626,62 @@ def test_a_killed_start_is_completed_by_the_next_and_concurrent_starts_make_one_
     finally:
         cli("remove", "--force", "--dir", str(folder))
     assert not folder.exists()
+
+
+def test_a_killed_migrate_leaves_the_coordinator_as_before_and_concurrent_migrates_make_one_schema(
+    citus: Path, tmp_path: Path
+) -> None:
+    """migrate onto a coordinator is one distributed transaction: killed at a
+    random moment (SIGKILL, SIGTERM or SIGINT) it leaves either nothing or
+    everything, and the next runs complete it; two at once queue on the lock."""
+    folder = tmp_path / "migrating"
+    assert cli("start", "--dir", str(folder)).returncode == 0
+    seed = int(os.environ.get("TOOLSDB_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    coordinator = url(folder)
+    try:
+        for _ in range(2):
+            proc = subprocess.Popen(
+                [toolsdb_exe(), "migrate", "--database", coordinator],
+                env=clean_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            time.sleep(rng.uniform(0.2, 4.0))
+            signum = rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+            if proc.poll() is None:
+                os.killpg(proc.pid, signum)
+            proc.wait(120)
+            assert b"Traceback" not in proc.stderr.read(), f"seed {seed}"
+            with psycopg.connect(coordinator, autocommit=True) as conn:
+                # All or nothing: the schema and its distribution came together, or neither.
+                schema = conn.execute("select to_regclass('toolsdb.sessions') is not null").fetchone()[0]
+                distributed = conn.execute(
+                    "select count(*) from pg_dist_partition where logicalrelid::text in ('sessions', 'messages')"
+                ).fetchone()[0]
+                assert distributed == (2 if schema else 0), f"seed {seed}: {schema} {distributed}"
+        runs = [
+            subprocess.Popen(
+                [toolsdb_exe(), "migrate", "--database", coordinator],
+                env=clean_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for proc in runs:
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, f"seed {seed}: {out} {err}"
+        again = run_cli("migrate", "--database", coordinator, timeout=300)
+        assert again.returncode == 0 and "nothing to migrate" in again.stdout, f"seed {seed}: {again.stdout}"
+        with psycopg.connect(coordinator, autocommit=True) as conn:
+            assert (
+                conn.execute(
+                    "select partmethod::text from pg_dist_partition where logicalrelid = 'toolsdb.sessions'::regclass"
+                ).fetchone()[0]
+                == "h"
+            )
+    finally:
+        cli("remove", "--force", "--dir", str(folder))
