@@ -290,6 +290,13 @@ begin
         raise exception 'lease must be between 1 second and 1 day, not %', lease
             using errcode = 'invalid_parameter_value';
     end if;
+    -- On Citus, events is a Citus local table (docs/citus.md), and Citus cannot
+    -- plan this claim's generic plan ("could not create distributed plan"):
+    -- plan it for each call where the server runs Citus (a setting, read
+    -- without a query).
+    if pg_catalog.current_setting('citus.version', true) is not null then
+        perform pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true);
+    end if;
     -- The ids first, as an array: the update then finds each row by its
     -- primary key, whatever the table's size (a join could hash it whole).
     -- Oldest first by event_id, along events_claim_idx; a leased row is

@@ -273,6 +273,9 @@ declare
     added_usage bigint := 0;
     added_errors bigint := 0;
     created_sessions bigint := 0;
+    -- now(), read once: Citus refuses it in a CASE or COALESCE of a statement
+    -- on its tables (docs/citus.md).
+    imported_at constant timestamptz := pg_catalog.now();
     locked_session text;
     session_uuids uuid[];
     known jsonb;
@@ -393,8 +396,8 @@ begin
         (select p.project_id from toolsdb.projects as p
             where file ->> 'project_id' ~ uuid_pattern and p.project_id = (file ->> 'project_id')::uuid),
         (select a.agent_id from toolsdb.agents as a where file ->> 'agent_id' ~ uuid_pattern and a.agent_id = (file ->> 'agent_id')::uuid),
-        coalesce(s.first_at, pg_catalog.now()),
-        coalesce(s.last_at, pg_catalog.now())
+        coalesce(s.first_at, imported_at),
+        coalesce(s.last_at, imported_at)
     from s
     order by s.session_id
     on conflict on constraint sessions_pkey do nothing;
@@ -646,7 +649,7 @@ begin
         + case when file ->> 'lines' ~ '^\d{1,15}$' then (file ->> 'lines')::bigint else pg_catalog.jsonb_array_length(lines) end,
         malformed_lines = f.malformed_lines + added_errors,
         rewrites = f.rewrites + case when rewrite then 1 else 0 end,
-        last_imported_at = case when end_at > start_at then pg_catalog.now() else f.last_imported_at end
+        last_imported_at = case when end_at > start_at then imported_at else f.last_imported_at end
     where f.file_id = state.file_id;
 
     return pg_catalog.jsonb_build_object(

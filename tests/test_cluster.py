@@ -161,8 +161,10 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
         ), roles
         assert roles["sessions"].startswith("hs") and roles["messages"] == roles["sessions"], roles
         # Tables with a key to a reference table are on the coordinator, as Citus local tables.
-        assert roles["tasks"] == "ns", roles
-        assert "audit_logs" not in roles and "events" not in roles, roles
+        # So are the tables written with the session group in one transaction
+        # (two-phase commit); the notification queue stays a plain table.
+        assert roles["tasks"] == roles["events"] == roles["api_usage"] == roles["transcript_files"] == "ns", roles
+        assert "audit_logs" not in roles and "notifications" not in roles, roles
         assert conn.execute(
             "select pg_catalog.array_agg(rolname order by rolname) from pg_roles where rolcanlogin"
             " and rolname in ('toolsdb_owner', 'toolsdb_app', 'toolsdb_readonly', 'toolsdb_worker')"
@@ -340,6 +342,18 @@ def test_the_hook_and_the_session_functions_run_routed_on_the_distributed_sessio
         ).fetchall()
         total = conn.execute("select count(*) from toolsdb.sessions").fetchone()[0]
     assert len(per_node) > 1 and sum(count for _, count in per_node) == total, per_node
+    # An event writes its session on a worker and its row on the coordinator:
+    # one transaction over two nodes, committed in two phases (all or nothing).
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        issued: list[str] = []
+        conn.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
+        conn.execute("set citus.log_remote_commands = on")
+        conn.execute(
+            "select toolsdb.hook_ingest(%s::jsonb, '{}'::jsonb)",
+            (json.dumps({"session_id": "probe-2pc", "hook_event_name": "SessionStart", "cwd": "/w"}),),
+        )
+    assert any(m.startswith("issuing PREPARE TRANSACTION") for m in issued), issued
+    assert any(m.startswith("issuing COMMIT PREPARED") for m in issued), issued
 
 
 def test_row_level_security_isolates_sessions_on_the_workers(migrated: str) -> None:

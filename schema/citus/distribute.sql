@@ -18,15 +18,15 @@ alter table toolsdb.transcript_files drop constraint if exists transcript_files_
 alter table toolsdb.api_usage drop constraint if exists api_usage_session_id_fkey;
 alter table toolsdb.api_usage drop constraint if exists api_usage_message_id_fkey;
 
--- The queues (events, notifications) and what routes them (notification
--- rules and destinations, config) stay plain PostgreSQL tables on the
--- coordinator, which Citus's planner leaves alone: their claims' statements
--- are planned once (plan_cache_mode force_generic_plan), which Citus cannot
--- plan for its tables ("could not create distributed plan"). A key to a
--- reference table would make each a Citus local table, so these go too. They
--- are references Citus leaves unchecked: notifications.event_id may name an
--- event that retention removed, and deleting a user or a project leaves its
--- destinations or rules behind (docs/citus.md).
+-- The notification queue and what routes it (notification rules and
+-- destinations, config) stay plain PostgreSQL tables on the coordinator,
+-- which Citus's planner leaves alone: their claims' statements are planned
+-- once (plan_cache_mode force_generic_plan), which Citus cannot plan for its
+-- tables ("could not create distributed plan"). A key to a reference table
+-- or to events (below) would make each a Citus local table, so these go too.
+-- They are references Citus leaves unchecked: notifications.event_id may
+-- name an event that retention removed, and deleting a user or a project
+-- leaves its destinations or rules behind (docs/citus.md).
 alter table toolsdb.notifications drop constraint if exists notifications_event_id_fkey;
 alter table toolsdb.notification_destinations drop constraint if exists notification_destinations_user_id_fkey;
 alter table toolsdb.notification_rules drop constraint if exists notification_rules_match_project_id_fkey;
@@ -97,3 +97,32 @@ begin
     end if;
 end
 $citus$;
+
+-- The coordinator's tables that a transaction writes together with the
+-- session group: the hook's events (with the session's row) and the
+-- transcript import's bookkeeping and usage (with the messages). As Citus
+-- local tables they take part in Citus's two-phase commit, so such a
+-- transaction commits on both nodes or on neither. Left plain, Citus commits
+-- the worker first and the coordinator after, and a crash between the two
+-- would keep the session's update and lose the event. The transcript files'
+-- errors follow their files (a key).
+select pg_catalog.citus_add_local_table_to_metadata('toolsdb.events')
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb.events'::regclass
+);
+
+select pg_catalog.citus_add_local_table_to_metadata('toolsdb.api_usage')
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb.api_usage'::regclass
+);
+
+select
+    pg_catalog.citus_add_local_table_to_metadata(
+        'toolsdb.transcript_files', cascade_via_foreign_keys => true
+    )
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb.transcript_files'::regclass
+);
