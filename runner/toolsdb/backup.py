@@ -199,9 +199,10 @@ def _start(argv: list[str], env: dict[str, str], **kwargs) -> tuple[subprocess.P
 
 def _relay(source: IO[bytes], sink: IO[bytes], drop: bytes | None) -> None:
     """Copy the child's stdout to ``sink``, in a thread of its own. A stop signal
-    belongs to the main thread, which stops the child and cleans up: it is
-    blocked here, and one that reached this thread all the same (a CI run saw
-    Terminated raised in it, as the thread started) is handed to the main thread."""
+    belongs to the main thread, which stops the child and cleans up, closing
+    the pipes under this copy: that ends it quietly. The signal is blocked
+    here, and one that reached this thread all the same is handed to the main
+    thread."""
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         for _ in range(64 if drop else 0):  # the SETs come first (~20 lines)
@@ -209,9 +210,14 @@ def _relay(source: IO[bytes], sink: IO[bytes], drop: bytes | None) -> None:
             if line != drop:
                 sink.write(line)
         shutil.copyfileobj(source, sink, 1 << 16)
-    except OSError:  # the reader (psql) stopped: its error is the one to report
-        while source.read(1 << 16):
-            pass
+    except (OSError, ValueError):
+        # The reader (psql) stopped, and its error is the one to report; or the
+        # main thread, stopping on a signal, closed the pipes under this copy
+        # (ValueError: I/O on a closed file). Drain what is left, quietly: a
+        # traceback from this thread once ended a SIGTERM'd restore.
+        with contextlib.suppress(OSError, ValueError):
+            while source.read(1 << 16):
+                pass
     except BaseException as exc:  # a stop signal: passed on below
         signum = getattr(exc, "signum", signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
         if signum is None:
