@@ -196,6 +196,18 @@ def test_migrate_refuses_a_worker_and_rollback_backup_restore_and_validate_refus
         assert done.returncode != 0 and "Traceback" not in done.stderr, done
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.dump", "scratch.sql"]
+    # A database migrated before it had Citus: its tables hold triggers (and
+    # rows), which distributing would copy through on the workers. Refused.
+    with psycopg.connect(url(running).replace("/toolsdb?", "/postgres?"), autocommit=True) as conn:
+        conn.execute("drop database if exists toolsdb_before")
+        conn.execute("create database toolsdb_before")
+    before = url(running).replace("/toolsdb?", "/toolsdb_before?")
+    assert run_cli("migrate", "--database", before, timeout=300).returncode == 0
+    with psycopg.connect(before, autocommit=True) as conn:
+        conn.execute("create extension citus")
+    late = run_cli("migrate", "--database", before, timeout=300)
+    assert late.returncode != 0 and late.stderr.count("\n") == 1, late
+    assert "migrated before it had Citus" in late.stderr, late.stderr
     with psycopg.connect(migrated, autocommit=True) as conn:
         assert conn.execute("select count(*) from toolsdb_migrations._yoyo_migration").fetchone()[0] == 1
 

@@ -94,13 +94,25 @@ CITUS_TRIGGERS = "set local citus.enable_unsafe_triggers = on"
 CITUS_NODE = """
 select pg_catalog.citus_is_coordinator(),
     exists (select from pg_catalog.pg_dist_node as n where n.groupid = 0),
-    exists (select from pg_catalog.pg_dist_node as n where n.groupid <> 0 and n.isactive and n.noderole = 'primary')
+    exists (select from pg_catalog.pg_dist_node as n where n.groupid <> 0 and n.isactive and n.noderole = 'primary'),
+    pg_catalog.to_regclass('toolsdb.sessions') is not null and not exists (
+        select from pg_catalog.pg_dist_partition as p
+        where p.logicalrelid = pg_catalog.to_regclass('toolsdb.sessions') and p.partmethod = 'h'
+    )
 """
 
 
 def _refuse_citus_node(conn: psycopg.Connection) -> None:
     """One line when a Citus node is not a coordinator toolsdb can migrate."""
-    coordinator, registered, workers = conn.execute(CITUS_NODE).fetchone()
+    coordinator, registered, workers, undistributed = conn.execute(CITUS_NODE).fetchone()
+    if undistributed:
+        # Distributing tables that hold rows and triggers copies the rows through
+        # the triggers, on the workers (docs/citus.md): toolsdb distributes only
+        # the schema it creates on an empty coordinator.
+        raise ToolsdbError(
+            "this database was migrated before it had Citus, and toolsdb distributes only a schema it creates: "
+            "migrate an empty coordinator, then copy the rows into it (docs/citus.md); nothing was changed"
+        )
     if not coordinator:
         raise ToolsdbError("this database is a Citus worker: migrate the coordinator; nothing was changed")
     if not registered:
@@ -144,7 +156,9 @@ def _session(
         if citus:
             _refuse_citus_node(conn)
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
-        actions = _recorded_actions(conn, current) if current is not None else None
+        # On Citus the full path always runs: it applies the distribution, which a
+        # database migrated before it had Citus lacks while its tree is recorded.
+        actions = _recorded_actions(conn, current) if current is not None and not citus else None
         if actions is None and before_changes is not None:
             before_changes()
         _bootstrap(conn, echo)
