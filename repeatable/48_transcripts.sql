@@ -277,7 +277,6 @@ declare
     -- on its tables (docs/citus.md).
     imported_at constant timestamptz := pg_catalog.now();
     locked_session text;
-    session_uuids uuid[];
     known jsonb;
     message_ids jsonb;
     fresh_count integer;
@@ -411,13 +410,10 @@ begin
         '{}'
     ) loop
         perform 1 from toolsdb.sessions as s where s.session_id = locked_session for update;
-        select pg_catalog.array_agg(t.source_uuid) into session_uuids
-        from rows from (pg_catalog.unnest(l_session), pg_catalog.unnest(l_uuid)) as t (session_id, source_uuid)
-        where t.session_id = locked_session and t.source_uuid is not null;
         select known || coalesce(pg_catalog.jsonb_object_agg(locked_session || ' ' || m.source_uuid::text, true), '{}')
         into known
         from toolsdb.messages as m
-        where m.session_id = locked_session and m.source_uuid = any(session_uuids);
+        where m.session_id = locked_session and m.source_uuid = any(l_uuid);
     end loop;
 
     -- Reserve the positions of the new lines, one update per session.
@@ -493,15 +489,12 @@ begin
             where t.session_id is not null and t.usage is not null),
         '{}'
     ) loop
-        select pg_catalog.array_agg(t.source_uuid) into session_uuids
-        from rows from (pg_catalog.unnest(l_session), pg_catalog.unnest(l_uuid)) as t (session_id, source_uuid)
-        where t.session_id = locked_session and t.source_uuid is not null;
         select message_ids || coalesce(
             pg_catalog.jsonb_object_agg(locked_session || ' ' || m.source_uuid::text, m.message_id), '{}'
         )
         into message_ids
         from toolsdb.messages as m
-        where m.session_id = locked_session and m.source_uuid = any(session_uuids);
+        where m.session_id = locked_session and m.source_uuid = any(l_uuid);
     end loop;
 
     -- One usage row per API response: the largest snapshot of the batch,

@@ -39,6 +39,7 @@ import psycopg
 
 from toolsdb import cluster as cluster_module
 from toolsdb.errors import ToolsdbError
+from toolsdb.treestate import CITUS_PRESENT
 
 from .conftest import run_cli
 
@@ -55,7 +56,7 @@ def rows_per_node(url: str) -> dict[str, dict[str, int]]:
     """table -> node -> rows, for every toolsdb table holding rows."""
     per: dict[str, dict[str, int]] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        citus = conn.execute("select exists (select from pg_extension where extname = 'citus')").fetchone()[0]
+        citus = conn.execute(CITUS_PRESENT).fetchone()[0]
         managed = (
             {r[0] for r in conn.execute("select logicalrelid::regclass::text from pg_dist_partition").fetchall()}
             if citus

@@ -31,6 +31,7 @@ import pytest
 
 from toolsdb import cluster as cluster_module
 from toolsdb.errors import ToolsdbError
+from toolsdb.treestate import CITUS_PRESENT
 
 from .conftest import clean_env, run_cli, toolsdb_exe
 
@@ -278,7 +279,7 @@ def test_seed_then_every_view_returns_the_rows_of_one_node(running: Path, migrat
 
 
 def conn_has_citus(conn: psycopg.Connection) -> bool:
-    return conn.execute("select exists (select from pg_extension where extname = 'citus')").fetchone()[0]
+    return conn.execute(CITUS_PRESENT).fetchone()[0]
 
 
 def send_events(coordinator: str, sessions: list[str], events: list[str]) -> int:

@@ -52,6 +52,7 @@ from .errors import ToolsdbError
 from .server import embedded_bindir
 from .sqlfiles import statements
 from .target import Target
+from .treestate import CITUS_PRESENT
 
 if TYPE_CHECKING:
     import psycopg
@@ -229,7 +230,7 @@ def _refuse_citus(conn: psycopg.Connection, verb: str) -> None:
     """One line for a Citus database: pg_dump on the coordinator sees the
     distributed tables' definitions, not their rows on the workers, so a
     backup would lack them without saying so (docs/citus.md)."""
-    if conn.execute("select exists (select from pg_catalog.pg_extension where extname = 'citus')").fetchone()[0]:
+    if conn.execute(CITUS_PRESENT).fetchone()[0]:
         raise ToolsdbError(
             f"toolsdb cannot {verb} a Citus database: pg_dump sees the coordinator only, not the rows on the "
             "workers; back up every node, or use your platform's snapshots (docs/citus.md); nothing was done"

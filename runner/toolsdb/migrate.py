@@ -68,15 +68,13 @@ def _bootstrap(conn: psycopg.Connection, echo: Echo) -> None:
         raise MigrationError(exc.file, exc.statement, exc.sqlstate, exc.message) from None
 
 
-def _run_actions(conn: psycopg.Connection, actions: str, citus: bool = False) -> bool:
+def _run_actions(conn: psycopg.Connection, actions: str) -> bool:
     """Run the recorded actions script in one transaction; False (nothing
     done) when it fails: the full migrate then runs them one by one and names
     the statement that failed."""
     try:
         with conn.transaction():
             conn.execute(f"set local lock_timeout = '{lock_timeout()}'")
-            if citus:
-                conn.execute(CITUS_TRIGGERS)
             conn.execute(actions)
     except psycopg.Error as exc:
         _raise_interrupt(exc)
@@ -168,7 +166,7 @@ def _session(
             conn.execute("set role toolsdb_owner")
         # The recorded actions run only as toolsdb_owner, which owns the record.
         if actions is not None:
-            if owner and _run_actions(conn, actions, citus):
+            if owner and _run_actions(conn, actions):
                 yield None
                 return
             if before_changes is not None:
