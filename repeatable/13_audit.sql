@@ -52,6 +52,38 @@ execute function toolsdb_private.tg__append_only(
     'toolsdb.audit_logs', 'old entries leave only as whole monthly partitions, through toolsdb.audit_apply_retention()'
 );
 
+-- On Citus, the workers' outbox (schema/citus/distribute.sql): entries leave
+-- it only by toolsdb.audit_collect()'s DELETE.
+do $citus$
+begin
+    if pg_catalog.to_regclass('toolsdb_private.audit_outbox') is null then
+        return;
+    end if;
+    if not exists (
+        select from pg_catalog.pg_trigger as t
+        where t.tgrelid = 'toolsdb_private.audit_outbox'::regclass and t.tgname = '_010_append_only'
+    ) then
+        create trigger _010_append_only
+        before update on toolsdb_private.audit_outbox
+        for each row
+        execute function toolsdb_private.tg__append_only(
+            'toolsdb_private.audit_outbox', 'entries leave only through toolsdb.audit_collect()'
+        );
+    end if;
+    if not exists (
+        select from pg_catalog.pg_trigger as t
+        where t.tgrelid = 'toolsdb_private.audit_outbox'::regclass and t.tgname = '_010_append_only_truncate'
+    ) then
+        create trigger _010_append_only_truncate
+        before truncate on toolsdb_private.audit_outbox
+        for each statement
+        execute function toolsdb_private.tg__append_only(
+            'toolsdb_private.audit_outbox', 'entries leave only through toolsdb.audit_collect()'
+        );
+    end if;
+end
+$citus$;
+
 -- ---------------------------------------------------------------------------
 -- Writing entries
 -- ---------------------------------------------------------------------------
@@ -155,7 +187,10 @@ begin
     -- fires on its shards, whose names carry the shard id, on every node that
     -- holds a copy. The log lives on the coordinator, whose copy every write
     -- of a reference table or a coordinator's table reaches: capture there, once.
-    if tg_nargs > 2 then
+    -- A fourth names the distribution column of a table distributed over the
+    -- workers: its one copy of a row is on a worker, which captures into the
+    -- co-located shard of toolsdb_private.audit_outbox (below).
+    if tg_nargs = 3 then
         if not exists (select from pg_catalog.pg_dist_local_group as g where g.groupid = 0) then
             return null;
         end if;
@@ -202,6 +237,30 @@ begin
     -- toolsdb.setting_uuid() for its error message.
     user_setting := nullif(pg_catalog.current_setting('toolsdb.user_id', true), '');
     agent_setting := nullif(pg_catalog.current_setting('toolsdb.agent_id', true), '');
+    if tg_nargs > 3 then
+        -- On a worker, in the shard of the outbox that holds this row's key:
+        -- written with the change, collected into the log by audit_collect().
+        insert into toolsdb_private.audit_outbox (
+            shard_key, actor, actor_user_id, actor_agent_id, session_id, action, entity_type, entity_id,
+            old_values, new_values, client_addr, user_agent
+        )
+        values (
+            (whole_row ->> tg_argv[3])::uuid,
+            coalesce(nullif(pg_catalog.current_setting('toolsdb.actor', true), ''), user_setting, agent_setting, session_user),
+            case when user_setting is not null then toolsdb.setting_uuid('toolsdb.user_id') end,
+            case when agent_setting is not null then toolsdb.setting_uuid('toolsdb.agent_id') end,
+            nullif(pg_catalog.current_setting('toolsdb.session_id', true), ''),
+            pg_catalog.lower(tg_op),
+            tg_argv[2],
+            entity,
+            old_row,
+            new_row,
+            -- the connection here is the coordinator's: only the setting names the client
+            nullif(pg_catalog.current_setting('toolsdb.client_addr', true), '')::inet,
+            nullif(pg_catalog.current_setting('toolsdb.user_agent', true), '')
+        );
+        return null;
+    end if;
     insert into toolsdb.audit_logs (
         actor, actor_user_id, actor_agent_id, session_id, action, entity_type, entity_id,
         old_values, new_values, client_addr, user_agent
@@ -229,8 +288,10 @@ $function$;
 comment on function toolsdb_private.tg__audit() is
 'Change capture (AFTER INSERT OR UPDATE OR DELETE, FOR EACH ROW) installed by '
 'toolsdb.audit_table(). Arguments: the primary key columns and the redacted columns, '
-'comma-separated, and on Citus the table''s name (it then captures on the coordinator only, see '
-'docs/citus.md). Writes the whole row for insert and delete, only changed columns for update.';
+'comma-separated; on Citus the table''s name (it then captures on the coordinator only) and, for a '
+'table distributed over the workers, its distribution column (it then captures on the worker into '
+'toolsdb_private.audit_outbox, see docs/citus.md). Writes the whole row for insert and delete, only '
+'changed columns for update.';
 
 create or replace function toolsdb_private.tg__audit_truncate()
 returns trigger
@@ -265,29 +326,44 @@ declare
     unknown text;
     citus_method text;
     citus_name text;
+    citus_column text;
+    colocated boolean;
     trigger_args text;
 begin
     -- On Citus the triggers fire on the shards: they get the table's name, and
-    -- capture on the coordinator only, where the log is (docs/citus.md). A table
-    -- distributed over the workers has no copy there: refused.
+    -- capture on the coordinator, where the log is (docs/citus.md). A table
+    -- distributed over the workers has no copy there: its triggers get its
+    -- distribution column too, and capture on the worker into the co-located
+    -- shard of toolsdb_private.audit_outbox, which holds uuid keys.
     if exists (select from pg_catalog.pg_extension where extname = 'citus') then
-        execute 'select p.partmethod::text from pg_catalog.pg_dist_partition as p where p.logicalrelid = $1'
-        into citus_method using target;
-        if citus_method = 'h' then
-            raise exception 'cannot audit %: it is distributed over the workers, and the audit log is on the coordinator',
-                target
+        execute 'select p.partmethod::text, a.attname::text, o.logicalrelid is not null'
+            ' from pg_catalog.pg_dist_partition as p'
+            ' left join pg_catalog.pg_attribute as a'
+            '  on a.attrelid = p.logicalrelid and p.partmethod = ''h'' and a.atttypid = ''uuid''::regtype'
+            '  and a.attname::text = pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+            ' left join pg_catalog.pg_dist_partition as o'
+            '  on o.logicalrelid = pg_catalog.to_regclass(''toolsdb_private.audit_outbox'')'
+            '  and o.colocationid = p.colocationid'
+            ' where p.logicalrelid = $1'
+        into citus_method, citus_column, colocated using target;
+        if citus_method = 'h' and (citus_column is null or not colocated) then
+            raise exception 'cannot audit %: it is distributed over the workers and not by a uuid co-located with '
+                'toolsdb_private.audit_outbox, where its workers capture', target
                 using errcode = 'feature_not_supported', hint = 'docs/citus.md says which tables Citus distributes';
         end if;
         if citus_method is not null then
             select c.relname into citus_name from pg_catalog.pg_class as c where c.oid = target;
         end if;
     end if;
+    -- A distributed table's key leads with its distribution column (Citus
+    -- needs it there); the entity id leaves it out, as on one node.
     select pg_catalog.string_agg(a.attname, ',' order by k.ordinality)
     into key_columns
     from pg_catalog.pg_index as i
     cross join lateral pg_catalog.unnest(i.indkey) with ordinality as k (attnum, ordinality)
     inner join pg_catalog.pg_attribute as a on a.attrelid = i.indrelid and a.attnum = k.attnum
-    where i.indrelid = target and i.indisprimary;
+    where i.indrelid = target and i.indisprimary
+        and (citus_column is null or a.attname <> citus_column or i.indnatts = 1);
     if key_columns is null then
         raise exception 'cannot audit %: it has no primary key', target
             using errcode = 'invalid_table_definition';
@@ -313,9 +389,11 @@ begin
             and t.tgargs = pg_catalog.convert_to(key_columns, 'UTF8') || '\x00'::bytea
             || pg_catalog.convert_to(pg_catalog.array_to_string(redact, ','), 'UTF8') || '\x00'::bytea
             || coalesce(pg_catalog.convert_to(citus_name, 'UTF8') || '\x00'::bytea, '')
+            || coalesce(pg_catalog.convert_to(citus_column, 'UTF8') || '\x00'::bytea, '')
     ) then
         trigger_args := pg_catalog.format('%L, %L', key_columns, pg_catalog.array_to_string(redact, ','))
-            || coalesce(', ' || pg_catalog.quote_literal(citus_name), '');
+            || coalesce(', ' || pg_catalog.quote_literal(citus_name), '')
+            || coalesce(', ' || pg_catalog.quote_literal(citus_column), '');
         execute pg_catalog.format(
             'create or replace trigger _900_audit after insert or update or delete on %s '
             'for each row execute function toolsdb_private.tg__audit(%s)',
@@ -472,6 +550,57 @@ return pg_catalog.sha256(coalesce(previous_hash, ''::bytea) || pg_catalog.conver
 comment on function toolsdb_private.audit_seal_hash(bytea, date, xid8, xid8, bigint, bytea) is
 'The chain link: SHA-256 of the previous seal hash and a seal''s fields.';
 
+create or replace function toolsdb.audit_collect()
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    moved bigint;
+begin
+    -- Only on Citus: the workers capture the changes of the tables distributed
+    -- over them into toolsdb_private.audit_outbox (docs/citus.md). Dynamic SQL:
+    -- the outbox exists nowhere else, and Citus plans this statement afresh.
+    if pg_catalog.to_regclass('toolsdb_private.audit_outbox') is null then
+        return 0;
+    end if;
+    -- One connection per node for the rest of the transaction: after shards
+    -- were written in parallel, Citus refuses writes to its local tables in
+    -- the same transaction (maintain, or a caller, may go on to write them).
+    perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- Each entry leaves the outbox and enters the log in this one transaction
+    -- (two-phase commit with the workers); a concurrent collector waits for
+    -- the rows this one deletes, then finds them gone: each is moved once.
+    execute $sql$
+        with taken as (
+            delete from toolsdb_private.audit_outbox
+            returning
+                outbox_id, logged_at, actor, actor_user_id, actor_agent_id, session_id, action, entity_type,
+                entity_id, old_values, new_values, details, client_addr, user_agent, db_role
+        )
+        insert into toolsdb.audit_logs (
+            logged_at, actor, actor_user_id, actor_agent_id, session_id, action, entity_type, entity_id,
+            old_values, new_values, details, client_addr, user_agent, db_role
+        )
+        select
+            t.logged_at, t.actor, t.actor_user_id, t.actor_agent_id, t.session_id, t.action, t.entity_type,
+            t.entity_id, t.old_values, t.new_values, t.details, t.client_addr, t.user_agent, t.db_role
+        from taken as t
+        order by t.logged_at, t.outbox_id
+    $sql$;
+    get diagnostics moved = row_count;
+    return moved;
+end;
+$function$;
+
+comment on function toolsdb.audit_collect() is
+'On Citus: moves the changes that workers captured (toolsdb_private.audit_outbox) into '
+'toolsdb.audit_logs, in order of capture, and returns how many; each entry is moved exactly once, '
+'also under concurrent calls. toolsdb.audit_seal() (and so maintain) calls it first. Returns 0 '
+'elsewhere.';
+
 create or replace function toolsdb.audit_seal()
 returns integer
 language plpgsql
@@ -489,6 +618,9 @@ declare
 begin
     -- One sealer at a time; writers never wait for it.
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('toolsdb.audit_seal'));
+    -- On Citus, what the workers captured joins the log first; this
+    -- transaction's entries are sealed by the next run.
+    perform toolsdb.audit_collect();
     -- Every transaction below this xmin has finished: no entry can join the range later.
     high := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
     select s.end_transaction_id, s.seal_hash into low, chain
@@ -531,7 +663,8 @@ $function$;
 comment on function toolsdb.audit_seal() is
 'Seals every audit entry written by a finished transaction and not sealed yet; returns the number '
 'of seal rows written (0 when there was nothing new). Safe to run concurrently with writers and '
-'with itself; schedule it often (toolsdb audit seal).';
+'with itself; schedule it often (toolsdb audit seal). On Citus it first collects what the workers '
+'captured (toolsdb.audit_collect()).';
 
 create or replace function toolsdb.audit_verify()
 returns table (

@@ -164,6 +164,43 @@ comment on function toolsdb.end_session(text, text) is
 'Ends an active session (as in the hook-notification API), with an optional reason. Returns true, '
 'or null when there is no such active session.';
 
+create or replace function toolsdb_private.tg__record_session_deletion()
+returns trigger
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+begin
+    -- On the session's worker, into the co-located shard (a trigger on a
+    -- shard may reach those only): docs/citus.md.
+    insert into toolsdb_private.deleted_sessions as d (session_id)
+    values (old.session_id)
+    on conflict on constraint deleted_sessions_pkey do update
+    set deleted_at = excluded.deleted_at;
+    return null;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__record_session_deletion() is
+'On Citus only, trigger _900_record_deletion on toolsdb.sessions (AFTER DELETE, FOR EACH ROW): '
+'records the deleted session in toolsdb_private.deleted_sessions, for toolsdb.maintain() to remove '
+'what named it on the coordinator, where no key cascades (docs/citus.md).';
+
+do $citus$
+begin
+    if pg_catalog.to_regclass('toolsdb_private.deleted_sessions') is not null and not exists (
+        select from pg_catalog.pg_trigger as t
+        where t.tgrelid = 'toolsdb.sessions'::regclass and t.tgname = '_900_record_deletion'
+    ) then
+        create trigger _900_record_deletion
+        after delete on toolsdb.sessions
+        for each row
+        execute function toolsdb_private.tg__record_session_deletion();
+    end if;
+end
+$citus$;
+
 create or replace function toolsdb.delete_session(session_id text)
 returns boolean
 language plpgsql

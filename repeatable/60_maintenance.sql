@@ -45,6 +45,68 @@ comment on function toolsdb_private.remove_unreferenced_routes() is
 'notification rules whose project was deleted, as the keys that Citus drops there would have '
 '(docs/citus.md). Returns how many rows it deleted. On one node the keys cascade, and it finds none.';
 
+create or replace function toolsdb_private.remove_deleted_sessions_rows()
+returns bigint
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    recorded text[];
+    back text[];
+    gone text[];
+    removed bigint := 0;
+    n bigint;
+begin
+    -- On Citus, a session deleted on its worker is recorded there
+    -- (toolsdb_private.deleted_sessions, docs/citus.md); what named it on the
+    -- coordinator is removed here, as delete_session() and one node's keys do.
+    if pg_catalog.to_regclass('toolsdb_private.deleted_sessions') is null then
+        return 0;
+    end if;
+    -- One connection per node for the rest of the transaction: Citus refuses
+    -- to write a Citus local table (transcript_files) after reading shards in
+    -- parallel in the same transaction.
+    perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    execute 'select pg_catalog.array_agg(d.session_id) from toolsdb_private.deleted_sessions as d'
+    into recorded;
+    if recorded is null then
+        return 0;
+    end if;
+    -- A session heard of again since (the hook creates it anew) keeps its rows.
+    back := array(select s.session_id from toolsdb.sessions as s where s.session_id = any(recorded));
+    gone := array(select r from pg_catalog.unnest(recorded) as r where r <> all(back));
+    if pg_catalog.cardinality(gone) = 0 then
+        execute 'delete from toolsdb_private.deleted_sessions as d where d.session_id = any($1)' using recorded;
+        return 0;
+    end if;
+    delete from toolsdb.notifications as t where t.session_id = any(gone);
+    get diagnostics n = row_count;
+    removed := removed + n;
+    delete from toolsdb.events as t where t.session_id = any(gone);
+    get diagnostics n = row_count;
+    removed := removed + n;
+    delete from toolsdb.metrics as t where t.session_id = any(gone);
+    get diagnostics n = row_count;
+    removed := removed + n;
+    delete from toolsdb.api_usage as t where t.session_id = any(gone);
+    get diagnostics n = row_count;
+    removed := removed + n;
+    update toolsdb.transcript_files as t set session_id = null where t.session_id = any(gone);
+    get diagnostics n = row_count;
+    removed := removed + n;
+    -- Only the records read above: one made meanwhile waits for the next run.
+    execute 'delete from toolsdb_private.deleted_sessions as d where d.session_id = any($1)' using recorded;
+    return removed;
+end;
+$function$;
+
+comment on function toolsdb_private.remove_deleted_sessions_rows() is
+'On Citus, called by toolsdb.maintain(): for each session deleted since the last run '
+'(toolsdb_private.deleted_sessions) and not created again, deletes its events, notifications, '
+'metrics and API usage and detaches its transcript file, as the keys Citus drops would have '
+'(docs/citus.md); returns how many rows it changed. Returns 0 elsewhere.';
+
 create or replace function toolsdb.maintain(
     audit_months_ahead integer default 3,
     metrics_days_ahead integer default 7
@@ -104,6 +166,9 @@ begin
         n := toolsdb_private.remove_unreferenced_routes();
         return query select 'citus', 'toolsdb.notification_destinations', n,
             pg_catalog.format('%s destination(s) of a deleted user and rule(s) of a deleted project removed', n);
+        n := toolsdb_private.remove_deleted_sessions_rows();
+        return query select 'citus', 'toolsdb.events', n,
+            pg_catalog.format('%s event, notification, metric, usage or transcript row(s) of deleted sessions', n);
     end if;
 end;
 $function$;
@@ -115,7 +180,8 @@ comment on function toolsdb.maintain(integer, integer) is
 'log (audit.retention), metrics (metrics.retention) and processed events (events.retention, default 30 '
 'days), seals the audit log, rolls up the metrics of closed days for get_metric_stats(), folds '
 'vision cache hits and deletes expired cache entries; on Citus, removes the notification destinations of '
-'deleted users and the rules of deleted projects (keys Citus drops there, docs/citus.md). Returns one '
+'deleted users, the rules of deleted projects and the rows of deleted sessions (keys Citus drops there, '
+'docs/citus.md). Returns one '
 'row per step with how many things it changed. Running it again at once changes nothing but the '
 'audit_retention entry each run writes (the record that retention ran), which the next run seals. Refuses '
 'with lock_not_available (55P03) while another run is in progress. For the owner (toolsdb_owner).';

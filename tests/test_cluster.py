@@ -140,7 +140,7 @@ select pg_catalog.array_agg(x order by x) from (
     union all
     select 'trigger ' || t.oid || ' ' || t.xmin from pg_catalog.pg_trigger as t
     inner join pg_catalog.pg_class as c on c.oid = t.tgrelid
-    where c.relnamespace = 'toolsdb'::regnamespace
+    where c.relnamespace in ('toolsdb'::regnamespace, 'toolsdb_private'::regnamespace)
     union all
     select 'dist ' || d.logicalrelid::oid || ' ' || d.xmin from pg_catalog.pg_dist_partition as d
 ) as s (x)
@@ -161,6 +161,9 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
             ("users", "projects", "agents"), "nt"
         ), roles
         assert roles["sessions"].startswith("hs") and roles["messages"] == roles["sessions"], roles
+        # memories by agent_id, with the audit outbox its workers capture into.
+        assert roles["memories"].startswith("hs") and roles["memories"] != roles["sessions"], roles
+        assert roles["toolsdb_private.audit_outbox"] == roles["memories"], roles
         # Tables with a key to a reference table are on the coordinator, as Citus local tables.
         # So are the tables written with the session group in one transaction
         # (two-phase commit); the notification queue stays a plain table.
@@ -266,6 +269,11 @@ def test_seed_then_every_view_returns_the_rows_of_one_node(running: Path, migrat
     )
     with psycopg.connect(single, autocommit=True) as one, psycopg.connect(migrated, autocommit=True) as cluster:
         assert conn_has_citus(cluster) and not conn_has_citus(one)
+        # The seed's memories were captured on the workers: they join the log when collected.
+        waiting = cluster.execute("select count(*) from toolsdb_private.audit_outbox").fetchone()[0]
+        assert waiting > 0
+        assert cluster.execute("select toolsdb.audit_collect()").fetchone()[0] == waiting
+        assert one.execute("select toolsdb.audit_collect()").fetchone()[0] == 0
         expected, got = view_rows(one), view_rows(cluster)
         assert list(got) == list(expected)
         assert {v: got[v] for v in got if got[v] != expected[v]} == {}, {
@@ -533,6 +541,129 @@ def test_maintain_seal_and_verify_the_audit_log(migrated: str) -> None:
             ).fetchone()[0]
             == 0
         )
+
+
+def test_maintain_removes_the_coordinators_rows_of_sessions_deleted_on_the_workers(migrated: str) -> None:
+    """A plain DELETE of sessions cascades to their messages only: no key
+    reaches the coordinator's tables on Citus. The deletion is recorded on
+    the session's worker, and maintain removes the events and metrics (and
+    notifications and usage) that named it, unless the session was created
+    again."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        send_events(migrated, ["plain-gone", "plain-back", "plain-kept"], ["SessionStart", "Notification"])
+        for sid in ("plain-gone", "plain-back", "plain-kept"):
+            conn.execute("select toolsdb.insert_metric('tokens', 1, %s)", (sid,))
+        conn.execute("delete from toolsdb.sessions where session_id in ('plain-gone', 'plain-back')")
+        assert (
+            conn.execute(
+                "select count(*) from toolsdb_private.deleted_sessions where session_id like 'plain-%'"
+            ).fetchone()[0]
+            == 2
+        )
+        send_events(migrated, ["plain-back"], ["UserPromptSubmit"])
+    done = run_cli("maintain", "--database", migrated, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "of deleted sessions" in done.stdout, done.stdout
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        for table in ("events", "metrics"):
+            counts = dict(
+                conn.execute(
+                    f"select session_id, count(*) from toolsdb.{table} where session_id like 'plain-%' group by 1"
+                ).fetchall()
+            )
+            assert "plain-gone" not in counts, (table, counts)
+            assert counts.get("plain-back", 0) > 0 and counts.get("plain-kept", 0) > 0, (table, counts)
+        assert conn.execute("select count(*) from toolsdb_private.deleted_sessions").fetchone()[0] == 0
+
+
+def test_workers_capture_a_distributed_tables_changes_and_concurrent_collectors_move_each_once(
+    migrated: str,
+) -> None:
+    """memories lives on the workers: each change is captured there, in the
+    change's own transaction, into the co-located shard of the audit outbox,
+    and audit_collect() moves it into the one log on the coordinator. Four
+    writers (60 changes each) and two collectors run at once: every change is
+    in the log exactly once, with the actor its transaction set, and the
+    outbox is left empty. The outbox takes no UPDATE or TRUNCATE and no
+    application role; a table distributed by another key cannot be audited."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        agents = [
+            conn.execute(
+                "insert into toolsdb.agents (name, agent_type) values (%s, 'claude') returning agent_id",
+                (f"outbox-{i}",),
+            ).fetchone()[0]
+            for i in range(8)
+        ]
+        conn.execute("select toolsdb.audit_collect()")
+        for agent in agents:
+            conn.execute("select toolsdb.memory_set(%s, 'first', 'x')", (agent,))
+        per_node: dict[str, int] = {}
+        for node, result in conn.execute(
+            "select nodename, result from run_command_on_placements("
+            "'toolsdb_private.audit_outbox', 'select count(*) from %s')"
+        ).fetchall():
+            per_node[node] = per_node.get(node, 0) + int(result)
+        assert sum(per_node.values()) == 8 and sum(1 for n in per_node.values() if n) >= 2, per_node
+        for statement in (
+            "update toolsdb_private.audit_outbox set actor = 'forged'",
+            "truncate toolsdb_private.audit_outbox",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+        with conn.transaction():
+            conn.execute("set local role toolsdb_app")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("select count(*) from toolsdb_private.audit_outbox")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"cannot audit toolsdb\.sessions"):
+            conn.execute("select toolsdb.audit_table('toolsdb.sessions')")
+
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    collected: list[int] = []
+
+    def write(n: int) -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as c:
+                for i in range(60):
+                    with c.transaction():
+                        c.execute(f"set local toolsdb.actor = 'writer-{n}'")
+                        c.execute(
+                            "select toolsdb.memory_set(%s, %s, %s)",
+                            (agents[(n + i) % len(agents)], f"k{n}-{i % 5}", f"v{i}"),
+                        )
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    def collect() -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as c:
+                deadline = time.monotonic() + 120
+                while not stop.is_set() and time.monotonic() < deadline:
+                    collected.append(c.execute("select toolsdb.audit_collect()").fetchone()[0])
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    collectors = [threading.Thread(target=collect) for _ in range(2)]
+    for t in writers + collectors:
+        t.start()
+    for t in writers:
+        t.join(timeout=180)
+    stop.set()
+    for t in collectors:
+        t.join(timeout=180)
+    assert not failures, failures
+    assert sum(collected) > 0
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("select toolsdb.audit_collect()")
+        assert conn.execute("select count(*) from toolsdb_private.audit_outbox").fetchone()[0] == 0
+        rows = conn.execute(
+            "select actor, action, entity_id, new_values ->> 'content' from toolsdb.audit_logs"
+            " where entity_type = 'memories' and actor like 'writer-%'"
+        ).fetchall()
+        assert len(rows) == 240 and len(set(rows)) == 240, len(rows)
+        assert {r[0] for r in rows} == {f"writer-{n}" for n in range(4)}
+        assert sorted({r[1] for r in rows}) == ["insert", "update"]
 
 
 def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_every_row(

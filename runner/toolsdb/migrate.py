@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
 from . import paths, pooler, repeatable
 from .errors import MigrationError, ToolsdbError
@@ -410,6 +411,13 @@ def seed(target: Target, echo: Echo = None) -> list[Path]:
                     # Citus reaches a shard that this transaction wrote through one
                     # connection per user, and toolsdb's functions run as toolsdb_owner
                     # (security definer): the seeds' own writes must too (docs/citus.md).
+                    # A worker sees only that role, so the audit log's actor is named
+                    # (it would fall back to the login on one node).
+                    # Citus passes SET LOCAL on to the workers, not set_config().
+                    actor = conn.execute(
+                        "select coalesce(nullif(current_setting('toolsdb.actor', true), ''), session_user)"
+                    ).fetchone()[0]
+                    conn.execute(sql.SQL("set local toolsdb.actor = {}").format(sql.Literal(actor)))
                     conn.execute("set local role toolsdb_owner")
                 return apply_folder(conn, paths.seeds_dir(), echo)
         except StatementError as exc:

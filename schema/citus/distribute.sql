@@ -4,9 +4,10 @@
 -- the definitions of repeatable/ (distributing a table drops the views that
 -- read it; they are created after). Every statement is guarded, so a second
 -- migrate changes nothing. Built so far: the reference tables the session
--- group points to, and the session group (sessions, messages) distributed by
--- session_id. Every other table stays on the coordinator: a Citus local table
--- where it has a key to a reference table, else a plain one.
+-- group points to; the session group (sessions, messages) distributed by
+-- session_id; memories distributed by agent_id, with the audit outbox its
+-- workers capture into. Every other table stays on the coordinator: a Citus
+-- local table where it has a key to a reference table, else a plain one.
 
 -- Keys from the coordinator's tables into the session group: Citus allows no
 -- key from a local table to a distributed one. Their rows are kept by
@@ -125,4 +126,123 @@ select
 where not exists (
     select from pg_catalog.pg_dist_partition as p
     where p.logicalrelid = 'toolsdb.transcript_files'::regclass
+);
+
+-- memories, by agent_id: its primary key takes the distribution column (the
+-- unique key on agent, user and key has it already).
+do $citus$
+begin
+    if not exists (
+        select from pg_catalog.pg_constraint as c
+        where c.conrelid = 'toolsdb.memories'::regclass and c.conname = 'memories_pkey'
+            and c.conkey = array[
+                (select a.attnum from pg_catalog.pg_attribute as a
+                    where a.attrelid = c.conrelid and a.attname = 'agent_id'),
+                (select a.attnum from pg_catalog.pg_attribute as a
+                    where a.attrelid = c.conrelid and a.attname = 'memory_id')
+            ]::smallint []
+    ) then
+        alter table toolsdb.memories drop constraint memories_pkey;
+        alter table toolsdb.memories add constraint memories_pkey primary key (agent_id, memory_id);
+    end if;
+end
+$citus$;
+
+select pg_catalog.create_distributed_table('toolsdb.memories', 'agent_id')
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb.memories'::regclass and p.partmethod = 'h'
+);
+
+-- The audit outbox. A change to a table distributed over the workers is
+-- captured on the worker that holds the row (toolsdb_private.tg__audit()),
+-- into the co-located shard of this table: Citus lets a trigger on a shard
+-- reach co-located shards of its own node, never another node, so the log on
+-- the coordinator is out of reach there. toolsdb.audit_collect() (run by
+-- toolsdb.audit_seal(), so by maintain) moves the entries into the log.
+create table if not exists toolsdb_private.audit_outbox (
+    shard_key uuid not null,
+    outbox_id bigint generated always as identity,
+    logged_at timestamptz not null default now(),
+    actor toolsdb.audit_text_200 not null default session_user,
+    actor_user_id uuid,
+    actor_agent_id uuid,
+    session_id text,
+    action toolsdb.audit_name not null,
+    entity_type toolsdb.audit_name not null,
+    entity_id toolsdb.audit_text_1000 not null,
+    old_values toolsdb.audit_object,
+    new_values toolsdb.audit_object,
+    details toolsdb.audit_object not null default '{}',
+    client_addr inet,
+    user_agent toolsdb.audit_text_1000,
+    db_role toolsdb.audit_role_name not null default session_user,
+    constraint audit_outbox_pkey primary key (shard_key, outbox_id),
+    constraint session_id_length_is_valid check (char_length(session_id) between 1 and 200)
+);
+
+comment on table toolsdb_private.audit_outbox is
+'On Citus only: audit entries captured on the workers, for the tables distributed over them, in the '
+'transaction of the change; distributed by shard_key, co-located with those tables. '
+'toolsdb.audit_collect() moves them into toolsdb.audit_logs (docs/citus.md). Owner only; '
+'no UPDATE or TRUNCATE.';
+comment on column toolsdb_private.audit_outbox.shard_key is
+'The changed row''s distribution column (a project or an agent id): places the entry on the row''s node.';
+comment on column toolsdb_private.audit_outbox.outbox_id is
+'Increasing id of the entry on its node (identity); with logged_at, the order of collection.';
+comment on column toolsdb_private.audit_outbox.logged_at is
+'As toolsdb.audit_logs.logged_at: the start of the writing transaction on the worker.';
+comment on column toolsdb_private.audit_outbox.actor is 'As toolsdb.audit_logs.actor.';
+comment on column toolsdb_private.audit_outbox.actor_user_id is 'As toolsdb.audit_logs.actor_user_id.';
+comment on column toolsdb_private.audit_outbox.actor_agent_id is 'As toolsdb.audit_logs.actor_agent_id.';
+comment on column toolsdb_private.audit_outbox.session_id is 'As toolsdb.audit_logs.session_id.';
+comment on column toolsdb_private.audit_outbox.action is 'insert, update or delete.';
+comment on column toolsdb_private.audit_outbox.entity_type is 'The table''s name.';
+comment on column toolsdb_private.audit_outbox.entity_id is 'As toolsdb.audit_logs.entity_id.';
+comment on column toolsdb_private.audit_outbox.old_values is 'As toolsdb.audit_logs.old_values.';
+comment on column toolsdb_private.audit_outbox.new_values is 'As toolsdb.audit_logs.new_values.';
+comment on column toolsdb_private.audit_outbox.details is 'As toolsdb.audit_logs.details.';
+comment on column toolsdb_private.audit_outbox.client_addr is
+'The setting toolsdb.client_addr only: the worker''s connection is the coordinator''s.';
+comment on column toolsdb_private.audit_outbox.user_agent is 'As toolsdb.audit_logs.user_agent.';
+comment on column toolsdb_private.audit_outbox.db_role is
+'The role Citus connected to the worker as: the coordinator''s current role.';
+
+select
+    pg_catalog.create_distributed_table(
+        'toolsdb_private.audit_outbox', 'shard_key', colocate_with => 'toolsdb.memories'
+    )
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb_private.audit_outbox'::regclass and p.partmethod = 'h'
+);
+
+-- Sessions deleted on the workers, for maintain. The keys from the
+-- coordinator's tables to sessions are dropped (above), so deleting a
+-- session by a plain DELETE cascades to its messages only. A trigger on the
+-- session's shard records the deletion here, in the co-located shard, in the
+-- deleting transaction; toolsdb.maintain() then removes what named the
+-- session on the coordinator (toolsdb_private.remove_deleted_sessions_rows()).
+create table if not exists toolsdb_private.deleted_sessions (
+    session_id text not null,
+    deleted_at timestamptz not null default now(),
+    constraint deleted_sessions_pkey primary key (session_id),
+    constraint session_id_length_is_valid check (char_length(session_id) between 1 and 200)
+);
+
+comment on table toolsdb_private.deleted_sessions is
+'On Citus only: sessions deleted since the last toolsdb.maintain(), recorded by the trigger '
+'_900_record_deletion on toolsdb.sessions; distributed by session_id with the sessions. maintain '
+'removes the coordinator''s rows that named them, then the records (docs/citus.md).';
+comment on column toolsdb_private.deleted_sessions.session_id is 'The deleted session.';
+comment on column toolsdb_private.deleted_sessions.deleted_at is
+'When it was deleted (start of the deleting transaction); the latest deletion if it was deleted again.';
+
+select
+    pg_catalog.create_distributed_table(
+        'toolsdb_private.deleted_sessions', 'session_id', colocate_with => 'toolsdb.sessions'
+    )
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb_private.deleted_sessions'::regclass and p.partmethod = 'h'
 );
