@@ -21,7 +21,12 @@ cluster costs, not how it scales: the three nodes share the cores.
    BATCH (get_unprocessed_events) and ack them (mark_events_processed), each
    in its own transaction, until the queue is empty; events per second, same
    alternation.
-4. Rows per node again, after that load.
+4. memory_set(): CLIENTS threads upsert memories of the seeded agents (1,000
+   keys drawn at random), same alternation: an audited write, captured on the
+   coordinator on one node and on the worker (into the audit outbox) on the
+   cluster. Then one audit_collect() moves the cluster's entries into the log,
+   timed.
+5. Rows per node again, after that load.
 """
 
 from __future__ import annotations
@@ -97,6 +102,33 @@ def hook_round(url: str, clients: int, sessions: int, seconds: float, tag: str) 
             while time.monotonic() < stop:
                 payload = dict(PAYLOAD, session_id=f"{tag}-{rng.randrange(sessions)}")
                 conn.execute("select toolsdb.hook_ingest(%s::jsonb, '{}'::jsonb)", (json.dumps(payload),))
+                done[n] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def memory_round(url: str, clients: int, seconds: float) -> float:
+    """memory_set() calls per second: an audited upsert, captured into the
+    coordinator's log on one node and into the worker's outbox on the cluster."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        agents = [r[0] for r in conn.execute("select agent_id from toolsdb.agents order by name").fetchall()]
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.monotonic() < stop:
+                conn.execute(
+                    "select toolsdb.memory_set(%s, %s, %s)",
+                    (rng.choice(agents), f"bench-{rng.randrange(1000)}", f"v{rng.random()}"),
+                )
                 done[n] += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -189,15 +221,27 @@ def main() -> None:
             for clients in (1, 4):
                 hook: dict[str, list[float]] = {"cluster": [], "one node": []}
                 claim: dict[str, list[float]] = {"cluster": [], "one node": []}
+                memory: dict[str, list[float]] = {"cluster": [], "one node": []}
                 for n in range(rounds):
                     order = list(targets) if n % 2 == 0 else list(reversed(targets))
                     for name in order:
                         hook[name].append(hook_round(targets[name], clients, sessions, seconds, f"bench-{clients}"))
                     for name in order:
                         claim[name].append(claim_round(targets[name], clients, events, batch))
-                for what, figures in (("hook_ingest(), events/s", hook), (f"claim+ack of {batch}, events/s", claim)):
+                    for name in order:
+                        memory[name].append(memory_round(targets[name], clients, seconds))
+                for what, figures in (
+                    ("hook_ingest(), events/s", hook),
+                    (f"claim+ack of {batch}, events/s", claim),
+                    ("memory_set() (audited), calls/s", memory),
+                ):
                     one, many = statistics.median(figures["one node"]), statistics.median(figures["cluster"])
                     print(f"| {what} | {clients} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")
+            with psycopg.connect(coordinator, autocommit=True) as conn:
+                started = time.monotonic()
+                moved = conn.execute("select toolsdb.audit_collect()").fetchone()[0]
+                took = time.monotonic() - started
+            print(f"\naudit_collect() on the cluster: {moved:,} entries in {took:.2f} s ({moved / took:,.0f}/s)")
             show_rows("Rows per node after the load", rows_per_node(coordinator), rows_per_node(single))
         finally:
             cli("cluster", "remove", "--force", "--dir", str(home))

@@ -616,6 +616,14 @@ def test_workers_capture_a_distributed_tables_changes_and_concurrent_collectors_
                 conn.execute("select count(*) from toolsdb_private.audit_outbox")
         with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"cannot audit toolsdb\.sessions"):
             conn.execute("select toolsdb.audit_table('toolsdb.sessions')")
+        # The move commits in two phases: a crash leaves each entry in the outbox or in the log.
+        issued: list[str] = []
+        conn.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
+        conn.execute("set citus.log_remote_commands = on")
+        assert conn.execute("select toolsdb.audit_collect()").fetchone()[0] == 8
+        conn.execute("set citus.log_remote_commands = off")
+        assert any(m.startswith("issuing PREPARE TRANSACTION") for m in issued), issued
+        assert any(m.startswith("issuing COMMIT PREPARED") for m in issued), issued
 
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -664,6 +672,74 @@ def test_workers_capture_a_distributed_tables_changes_and_concurrent_collectors_
         assert len(rows) == 240 and len(set(rows)) == 240, len(rows)
         assert {r[0] for r in rows} == {f"writer-{n}" for n in range(4)}
         assert sorted({r[1] for r in rows}) == ["insert", "update"]
+
+
+def test_a_killed_maintain_moves_each_captured_change_once_and_sweeps_a_deleted_session_wholly(
+    migrated: str,
+) -> None:
+    """maintain collects the workers' audit entries and sweeps deleted
+    sessions in one distributed transaction: killed at a random moment
+    (SIGKILL, SIGTERM or SIGINT), three times, it leaves each change either
+    in the outbox or in the log, never both or neither, and a deleted
+    session's rows either all there with its record or all gone with it."""
+    seed = int(os.environ.get("TOOLSDB_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    marker = f"killed-maintain-{seed}"
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        agent = conn.execute(
+            "insert into toolsdb.agents (name, agent_type) values (%s, 'claude') returning agent_id", (marker[:60],)
+        ).fetchone()[0]
+        with conn.transaction():
+            conn.execute(f"set local toolsdb.actor = '{marker}'")
+            for i in range(40):
+                conn.execute("select toolsdb.memory_set(%s, %s, 'x')", (agent, f"km{i}"))
+        send_events(migrated, ["km-gone"], ["SessionStart", "Notification"])
+        conn.execute("delete from toolsdb.sessions where session_id = 'km-gone'")
+
+    def state() -> tuple[int, int, int, bool]:
+        with psycopg.connect(migrated, autocommit=True) as conn:
+            deadline = time.monotonic() + 60  # the killed run's backend may still be committing
+            while (
+                time.monotonic() < deadline
+                and conn.execute(
+                    "select count(*) from pg_stat_activity where query like '%toolsdb.maintain%'"
+                    " and pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            ):
+                time.sleep(0.1)
+            logged = conn.execute(
+                "select count(*), count(distinct entity_id) from toolsdb.audit_logs where actor = %s", (marker,)
+            ).fetchone()
+            assert logged[0] == logged[1], f"seed {seed}: an entry collected twice"
+            waiting = conn.execute(
+                "select count(*) from toolsdb_private.audit_outbox where actor = %s", (marker,)
+            ).fetchone()[0]
+            events = conn.execute("select count(*) from toolsdb.events where session_id = 'km-gone'").fetchone()[0]
+            recorded = conn.execute(
+                "select count(*) from toolsdb_private.deleted_sessions where session_id = 'km-gone'"
+            ).fetchone()[0]
+            return logged[0], waiting, events, bool(recorded)
+
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [toolsdb_exe(), "maintain", "--database", migrated],
+            env=clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(0.05, 0.4))  # maintain takes about 0.3 s here
+        signum = rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+        if proc.poll() is None:
+            os.killpg(proc.pid, signum)
+        proc.wait(120)
+        assert b"Traceback" not in proc.stderr.read(), f"seed {seed}"
+        logged, waiting, events, recorded = state()
+        assert logged + waiting == 40, f"seed {seed}: {logged} logged, {waiting} waiting"
+        assert (events, recorded) in ((2, True), (0, False)), f"seed {seed}: {events} events, recorded {recorded}"
+    done = run_cli("maintain", "--database", migrated, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert state() == (40, 0, 0, False), f"seed {seed}"
 
 
 def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_every_row(
