@@ -746,12 +746,46 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
     running: Path, migrated: str
 ) -> None:
     """A third worker joins and the rebalancer moves shards of the session
-    group (and of a plain distributed table) to it while hook events keep
-    arriving through the coordinator: every event and every session is kept."""
+    group, of memories with the audit outbox (and of a plain distributed
+    table) to it while hook events and audited memory writes keep arriving
+    through the coordinator: every event, session and memory is kept, and
+    every memory write's audit entry reaches the log once, also those
+    captured on moved shards."""
     sessions = [f"rebalance-{n}" for n in range(40)]
     sent: list[int] = []
+    written: list[int] = []
     failures: list[BaseException] = []
     stop = threading.Event()
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        agents = [
+            conn.execute(
+                "insert into toolsdb.agents (name, agent_type) values (%s, 'claude') returning agent_id",
+                (f"rebalance-{i}",),
+            ).fetchone()[0]
+            for i in range(16)
+        ]
+
+    retried: list[str] = []
+
+    def remember() -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as c:
+                while not stop.is_set() and len(written) < 20_000:  # bounded
+                    n = len(written)
+                    try:
+                        with c.transaction():
+                            c.execute("set local toolsdb.actor = 'rebalance-writer'")
+                            c.execute("select toolsdb.memory_set(%s, %s, 'x')", (agents[n % 16], f"r{n}"))
+                    except psycopg.errors.DeadlockDetected as exc:
+                        # The move's last step locks the shard group and the reference
+                        # tables; a write caught across it is rolled back whole: retry.
+                        retried.append(str(exc).splitlines()[0])
+                        if len(retried) > 20:
+                            raise
+                        continue
+                    written.append(n)
+        except BaseException as exc:
+            failures.append(exc)
 
     def hook() -> None:
         rounds = 0
@@ -762,13 +796,15 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
         except BaseException as exc:
             failures.append(exc)
 
-    writer = threading.Thread(target=hook)
-    writer.start()
+    writers = [threading.Thread(target=hook), threading.Thread(target=remember)]
+    for writer in writers:
+        writer.start()
     try:
         done = cli("add-worker", "--rebalance", "--dir", str(running), timeout=600)
     finally:
         stop.set()
-        writer.join(300)
+        for writer in writers:
+            writer.join(300)
     assert done.returncode == 0 and "added worker3" in done.stdout, done.stdout + done.stderr
     assert not failures, failures
     assert len(sent) >= 2, sent  # the writes overlapped the rebalance
@@ -788,8 +824,24 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
             "select count(*) from run_command_on_placements('toolsdb.sessions', 'select 1') where nodename = %s",
             (worker3["socket"],),
         ).fetchone()[0]
+        outbox_moved = conn.execute(
+            "select count(*) from run_command_on_placements('toolsdb_private.audit_outbox', 'select 1')"
+            " where nodename = %s",
+            (worker3["socket"],),
+        ).fetchone()[0]
+        assert len(written) >= 2, written
+        assert conn.execute(
+            "select count(*) from toolsdb.memories where key like 'r%%' and content = 'x' and agent_id = any(%s)",
+            (agents,),
+        ).fetchone()[0] == len(written)
+        conn.execute("select toolsdb.audit_collect()")
+        logged = conn.execute(
+            "select count(*), count(distinct entity_id) from toolsdb.audit_logs where actor = 'rebalance-writer'"
+        ).fetchone()
+        assert logged == (len(written), len(written)), (logged, len(written))
     assert worker3["socket"] in per and sum(per.values()) == 1000, per
     assert moved > 0, "no shard of toolsdb.sessions moved to worker3"
+    assert outbox_moved > 0, "no shard of the audit outbox moved to worker3"
 
 
 def test_stop_then_start_keeps_the_nodes_and_the_rows(running: Path) -> None:
