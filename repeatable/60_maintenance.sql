@@ -45,6 +45,26 @@ comment on function toolsdb_private.remove_unreferenced_routes() is
 'notification rules whose project was deleted, as the keys that Citus drops there would have '
 '(docs/citus.md). Returns how many rows it deleted. On one node the keys cascade, and it finds none.';
 
+create or replace function toolsdb_private.forget_deleted_sessions(sessions text[], deleted_at timestamptz[])
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    -- Exactly the records read: a session deleted again meanwhile has a newer
+    -- deleted_at, and its record waits for the next run.
+    execute 'delete from toolsdb_private.deleted_sessions as d'
+        ' where d.session_id = any($1)'
+        ' and (d.session_id, d.deleted_at) in (select * from rows from (pg_catalog.unnest($1), pg_catalog.unnest($2)))'
+    using sessions, deleted_at;
+end;
+$function$;
+
+comment on function toolsdb_private.forget_deleted_sessions(text[], timestamptz[]) is
+'On Citus, for remove_deleted_sessions_rows(): deletes the records of deleted sessions it read, '
+'each by session and time, so that a deletion recorded meanwhile stays for the next run.';
+
 create or replace function toolsdb_private.remove_deleted_sessions_rows()
 returns bigint
 language plpgsql
@@ -53,6 +73,7 @@ set search_path = ''
 as $function$
 declare
     recorded text[];
+    stamps timestamptz[];
     back text[];
     gone text[];
     removed bigint := 0;
@@ -68,8 +89,9 @@ begin
     -- to write a Citus local table (transcript_files) after reading shards in
     -- parallel in the same transaction.
     perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    execute 'select pg_catalog.array_agg(d.session_id) from toolsdb_private.deleted_sessions as d'
-    into recorded;
+    execute 'select pg_catalog.array_agg(d.session_id order by d.session_id),'
+        ' pg_catalog.array_agg(d.deleted_at order by d.session_id) from toolsdb_private.deleted_sessions as d'
+    into recorded, stamps;
     if recorded is null then
         return 0;
     end if;
@@ -77,7 +99,7 @@ begin
     back := array(select s.session_id from toolsdb.sessions as s where s.session_id = any(recorded));
     gone := array(select r from pg_catalog.unnest(recorded) as r where r <> all(back));
     if pg_catalog.cardinality(gone) = 0 then
-        execute 'delete from toolsdb_private.deleted_sessions as d where d.session_id = any($1)' using recorded;
+        perform toolsdb_private.forget_deleted_sessions(recorded, stamps);
         return 0;
     end if;
     delete from toolsdb.notifications as t where t.session_id = any(gone);
@@ -95,8 +117,7 @@ begin
     update toolsdb.transcript_files as t set session_id = null where t.session_id = any(gone);
     get diagnostics n = row_count;
     removed := removed + n;
-    -- Only the records read above: one made meanwhile waits for the next run.
-    execute 'delete from toolsdb_private.deleted_sessions as d where d.session_id = any($1)' using recorded;
+    perform toolsdb_private.forget_deleted_sessions(recorded, stamps);
     return removed;
 end;
 $function$;
