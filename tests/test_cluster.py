@@ -164,6 +164,26 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
         # memories by agent_id, with the audit outbox its workers capture into.
         assert roles["memories"].startswith("hs") and roles["memories"] != roles["sessions"], roles
         assert roles["toolsdb_private.audit_outbox"] == roles["memories"], roles
+        # The catalog conventions hold on the coordinator too: Citus's conversions
+        # leave no table or column without its comment, and every table is audited
+        # or exempt with a reason (tests/test_catalog_conventions.py on one node).
+        assert (
+            conn.execute(
+                "select object_name, column_name, rule from toolsdb_private.convention_findings("
+                "array['toolsdb', 'toolsdb_private', 'toolsdb_monitoring']::regnamespace[])"
+            ).fetchall()
+            == []
+        )
+        assert (
+            conn.execute(
+                "select c.oid::regclass::text from pg_class as c join pg_namespace as n on n.oid = c.relnamespace"
+                " where n.nspname in ('toolsdb', 'toolsdb_private') and c.relkind in ('r', 'p')"
+                " and not c.relispartition and not exists (select from pg_trigger as t where t.tgrelid = c.oid"
+                " and t.tgname = '_900_audit') and not exists (select from toolsdb_private.audit_exemptions as e"
+                " where e.table_name = n.nspname || '.' || c.relname)"
+            ).fetchall()
+            == []
+        )
         # Tables with a key to a reference table are on the coordinator, as Citus local tables.
         # So are the tables written with the session group in one transaction
         # (two-phase commit); the notification queue stays a plain table.

@@ -9,6 +9,26 @@
 -- workers capture into. Every other table stays on the coordinator: a Citus
 -- local table where it has a key to a reference table, else a plain one.
 
+-- Citus re-creates a table it converts (into a Citus local, reference or
+-- distributed table), and the table's and columns' comments stay behind on
+-- the original, now a shard, or are lost. They are saved before the first
+-- distribution and put back at the end of this file.
+do $citus$
+begin
+    if not exists (
+        select from pg_catalog.pg_dist_partition as p where p.logicalrelid = 'toolsdb.sessions'::regclass
+    ) then
+        create temporary table citus_saved_comments on commit drop as
+        select n.nspname as schema_name, c.relname as table_name, a.attname as column_name, d.description
+        from pg_catalog.pg_description as d
+        inner join pg_catalog.pg_class as c on d.classoid = 'pg_catalog.pg_class'::regclass and c.oid = d.objoid
+        inner join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+        left join pg_catalog.pg_attribute as a on d.objsubid > 0 and a.attrelid = c.oid and a.attnum = d.objsubid
+        where n.nspname in ('toolsdb', 'toolsdb_private') and c.relkind in ('r', 'p');
+    end if;
+end
+$citus$;
+
 -- Keys from the coordinator's tables into the session group: Citus allows no
 -- key from a local table to a distributed one. Their rows are kept by
 -- session_id; `toolsdb maintain` removes those whose session is gone.
@@ -18,6 +38,27 @@ alter table toolsdb.metrics drop constraint if exists metrics_session_id_fkey;
 alter table toolsdb.transcript_files drop constraint if exists transcript_files_session_id_fkey;
 alter table toolsdb.api_usage drop constraint if exists api_usage_session_id_fkey;
 alter table toolsdb.api_usage drop constraint if exists api_usage_message_id_fkey;
+
+-- Without the key, each of those session_id columns gets the rule of
+-- sessions.session_id as a CHECK of its own.
+do $citus$
+declare
+    t text;
+begin
+    foreach t in array array['events', 'notifications', 'metrics', 'transcript_files', 'api_usage'] loop
+        if not exists (
+            select from pg_catalog.pg_constraint as c
+            where c.conrelid = pg_catalog.format('toolsdb.%I', t)::regclass and c.conname = 'session_id_is_valid'
+        ) then
+            execute pg_catalog.format(
+                'alter table toolsdb.%I add constraint session_id_is_valid check '
+                '(char_length(session_id) between 1 and 200 and session_id !~ ''[[:cntrl:]]'')',
+                t
+            );
+        end if;
+    end loop;
+end
+$citus$;
 
 -- The notification queue and what routes it (notification rules and
 -- destinations, config) stay plain PostgreSQL tables on the coordinator,
@@ -208,6 +249,10 @@ comment on column toolsdb_private.audit_outbox.user_agent is 'As toolsdb.audit_l
 comment on column toolsdb_private.audit_outbox.db_role is
 'The role Citus connected to the worker as: the coordinator''s current role.';
 
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb_private.audit_outbox', 'audit entries themselves, on their way into toolsdb.audit_logs')
+on conflict (table_name) do nothing;
+
 select
     pg_catalog.create_distributed_table(
         'toolsdb_private.audit_outbox', 'shard_key', colocate_with => 'toolsdb.memories'
@@ -238,6 +283,10 @@ comment on column toolsdb_private.deleted_sessions.session_id is 'The deleted se
 comment on column toolsdb_private.deleted_sessions.deleted_at is
 'When it was deleted (start of the deleting transaction); the latest deletion if it was deleted again.';
 
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb_private.deleted_sessions', 'bookkeeping of deleted sessions (not audited either) until maintain sweeps them')
+on conflict (table_name) do nothing;
+
 select
     pg_catalog.create_distributed_table(
         'toolsdb_private.deleted_sessions', 'session_id', colocate_with => 'toolsdb.sessions'
@@ -246,3 +295,38 @@ where not exists (
     select from pg_catalog.pg_dist_partition as p
     where p.logicalrelid = 'toolsdb_private.deleted_sessions'::regclass and p.partmethod = 'h'
 );
+
+-- The comments saved at the top, back where Citus left none.
+do $citus$
+declare
+    saved record;
+begin
+    if pg_catalog.to_regclass('pg_temp.citus_saved_comments') is null then
+        return;
+    end if;
+    for saved in
+        select s.schema_name, s.table_name, s.column_name, s.description
+        from pg_temp.citus_saved_comments as s
+        cross join lateral (
+            select pg_catalog.to_regclass(pg_catalog.format('%I.%I', s.schema_name, s.table_name)) as oid
+        ) as t
+        left join pg_catalog.pg_attribute as a on a.attrelid = t.oid and a.attname = s.column_name
+        where t.oid is not null
+            and case
+                when s.column_name is null then pg_catalog.obj_description(t.oid, 'pg_class')
+                else pg_catalog.col_description(t.oid, a.attnum)
+            end is distinct from s.description
+    loop
+        if saved.column_name is null then
+            execute pg_catalog.format(
+                'comment on table %I.%I is %L', saved.schema_name, saved.table_name, saved.description
+            );
+        else
+            execute pg_catalog.format(
+                'comment on column %I.%I.%I is %L',
+                saved.schema_name, saved.table_name, saved.column_name, saved.description
+            );
+        end if;
+    end loop;
+end
+$citus$;
