@@ -271,8 +271,9 @@ def connection_params(database: str | None, budget: Budget | None = None) -> dic
 
     No ``options`` start-up parameter (PgBouncer refuses it): the timeouts are
     set local in the event's transaction (:func:`store`). libpq's
-    ``connect_timeout`` (whole seconds, 2 at least) is only a backstop: the
-    budget's deadline ends the wait in :func:`run`.
+    ``connect_timeout`` (whole seconds, 2 past the budget) is only a backstop:
+    the budget's deadline ends the wait in :func:`run`, and the margin keeps
+    the backstop from firing first on a busy machine.
     """
     target = database or os.environ.get("DATABASE_URL")
     if not target and not any(os.environ.get(var) for var in LIBPQ_TARGET_VARS):
@@ -289,7 +290,7 @@ def connection_params(database: str | None, budget: Budget | None = None) -> dic
     seconds = budget.left() if budget is not None else DEFAULT_BUDGET
     return {
         "dbname": target or "",
-        "connect_timeout": str(max(2, math.ceil(seconds))),
+        "connect_timeout": str(max(0, math.ceil(seconds)) + 2),
         "application_name": "toolsdb-hook",
     }
 
@@ -358,6 +359,8 @@ def ingest(
             # budget: which of the two fires first is a matter of timing.
             stopped = f"the server stopped at the end of the {budget.seconds:g} s budget ({TIMEOUT_ENV})"
             raise HookError(f"{stopped} while {budget.doing}: {exc}") from None
+        if budget.left() <= 0:  # the backstop fired after the deadline: the budget ran out
+            raise HookError(f"{budget.exhausted()}: {exc}") from None
         raise HookError(str(exc)) from None
     return int(event_id or 0)
 
