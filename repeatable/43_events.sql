@@ -42,12 +42,16 @@ begin
     if new_id is null then
         select e.event_id into new_id
         from toolsdb.events as e
-        where e.idempotency_key = insert_event.idempotency_key;
+        where e.idempotency_key = insert_event.idempotency_key and e.session_id = insert_event.session_id;
         if new_id is null then
-            -- Stored, but row-level security hides it: another session's key.
+            -- Another session's key (row-level security may hide it).
             raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(insert_event.idempotency_key)
                 using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
         end if;
+    end if;
+    -- The coordinator's wake-up on Citus, as in hook_ingest().
+    if pg_catalog.current_setting('citus.version', true) is not null then
+        perform pg_catalog.pg_notify('toolsdb_events', '');
     end if;
     return new_id;
 end;
@@ -56,7 +60,8 @@ $function$;
 comment on function toolsdb.insert_event(text, text, jsonb, text) is
 'Queues a raw event (insert_event, as in the hook-notification API), creating a bare session row '
 'if the session is new. With an idempotency_key already stored, inserts nothing and returns the '
-'existing event_id (unique_violation when the key belongs to a session the caller cannot see).';
+'existing event_id of the same session (unique_violation when the key belongs to another session; on '
+'Citus a key is unique within its session).';
 
 -- Its statements are planned once (plan_cache_mode): left to choose, the plan
 -- cache re-planned the session upsert on every call (a custom plan each time,
@@ -141,7 +146,7 @@ begin
     -- An event delivered again (a replayed spool, a retried hook): the first
     -- row, and the session is left as that event left it.
     if key is not null then
-        select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key;
+        select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key and e.session_id = sid;
         if found then
             perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
             return new_id;
@@ -232,14 +237,21 @@ begin
     returning event_id into new_id;
     if new_id is null then
         -- The same key committed by a concurrent call meanwhile, or held by
-        -- another session's event (invisible here).
-        select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key;
+        -- another session's event.
+        select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key and e.session_id = sid;
         if new_id is null then
             raise exception 'idempotency_key % is taken by another session', pg_catalog.quote_literal(key)
                 using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
         end if;
     end if;
     perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+    -- On Citus the events' statement trigger fires on the worker that holds
+    -- the shard, where no queue worker listens: wake them from here, on the
+    -- coordinator (a setting, read without a query; one node folds this into
+    -- the trigger's equal notification).
+    if pg_catalog.current_setting('citus.version', true) is not null then
+        perform pg_catalog.pg_notify('toolsdb_events', '');
+    end if;
     return new_id;
 end;
 $function$;
@@ -260,12 +272,222 @@ comment on function toolsdb.hook_ingest(jsonb, jsonb) is
 'fields are kept as they are. context (from the hook '
 'process): git_branch, terminal_type, terminal_info, and user_id, agent_id, project_id, used when '
 'such a row exists; idempotency_key (1-300 characters, such as a spool''s or a retried hook''s id): '
-'an event already stored under it is returned and nothing changes (another session''s key: '
-'unique_violation); received_at (an ISO 8601 time with offset, such as a spool''s): the event''s '
+'an event of the same session already stored under it is returned and nothing changes (another '
+'session''s key: unique_violation; on Citus a key is unique within its session); received_at (an '
+'ISO 8601 time with offset, such as a spool''s): the event''s '
 'created_at when earlier than now. A payload that is not an object or has no session_id is invalid_parameter_value '
 '(22023). A field the session''s rules would refuse (an odd permission_mode, a cwd over 4096 '
 'characters) is left out of the session, and a SessionEnd reason over 100 characters cut there, '
 'never in the event. Used by `toolsdb hook`.';
+
+create or replace function toolsdb_private.events_are_distributed()
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $function$
+begin
+    -- The catalog exists only in a database with the extension (a server
+    -- may load Citus for other databases).
+    if pg_catalog.to_regclass('pg_catalog.pg_dist_partition') is null then
+        return false;
+    end if;
+    return exists (
+        select from pg_catalog.pg_dist_partition as d
+        where d.logicalrelid = 'toolsdb.events'::regclass and d.partmethod = 'h'
+    );
+end;
+$function$;
+
+comment on function toolsdb_private.events_are_distributed() is
+'True in a Citus database whose toolsdb.events is distributed over the workers (docs/citus.md): its '
+'queue is then claimed there, shard by shard.';
+
+-- On Citus, with events distributed by session_id: the claim on one node.
+-- Each shard of events that the node holds is claimed as one node claims the
+-- whole table (oldest first by event_id, for update skip locked, a HOT
+-- update), in a random order of shards until the batch is full. A shard
+-- being moved (citus_move_shard_placement, the rebalancer) is claimed only
+-- under its metadata lock, which the move holds while it switches the shard
+-- to its new node: a claim waits for the switch and then skips a shard the
+-- node no longer holds.
+create or replace function toolsdb_private.claim_local_events(
+    batch_size integer,
+    lease interval,
+    worker text,
+    token uuid,
+    only_event bigint
+)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    shard bigint;
+    relation text;
+    part jsonb;
+    claimed jsonb := '[]';
+    n integer;
+    remaining integer := batch_size;
+begin
+    if batch_size is null or batch_size not between 1 and 10000 then
+        raise exception 'batch_size must be between 1 and 10000, not %', batch_size
+            using errcode = 'invalid_parameter_value';
+    end if;
+    for shard in
+        select s.shardid
+        from pg_catalog.pg_dist_shard as s
+        inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
+        where s.logicalrelid = 'toolsdb.events'::regclass
+            and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
+        order by pg_catalog.random()
+    loop
+        perform pg_catalog.lock_shard_metadata(5, array[shard]);  -- ShareLock: waits for a move's switch
+        if not exists (
+            select from pg_catalog.pg_dist_placement as p
+            where p.shardid = shard and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
+        ) then
+            continue;  -- moved away meanwhile
+        end if;
+        relation := pg_catalog.format('toolsdb.%I', 'events_' || shard);
+        execute pg_catalog.format(
+            'with claimed as ('
+            ' update %1$s as e'
+            ' set visible_at = pg_catalog.now() + $2, attempts = e.attempts + 1, claim_token = $3, claimed_by = $4'
+            ' where e.event_id = any(array('
+            '  select p.event_id from %1$s as p'
+            '  where p.processed_at is null and p.visible_at <= pg_catalog.now()'
+            '   and ($5::bigint is null or p.event_id = $5)'
+            '  order by p.event_id limit $1 for update skip locked))'
+            ' returning e.*)'
+            ' select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)), ''[]''), pg_catalog.count(*)::integer'
+            ' from claimed as c',
+            relation
+        )
+        using remaining, lease, token, worker, only_event
+        into part, n;
+        claimed := claimed || part;
+        remaining := remaining - n;
+        exit when remaining <= 0;
+    end loop;
+    return claimed;
+end;
+$function$;
+
+comment on function toolsdb_private.claim_local_events(integer, interval, text, uuid, bigint) is
+'On Citus: claims up to batch_size unprocessed events (or only the event only_event) from the '
+'shards of toolsdb.events that this node holds, under the lease and claim token given, and returns '
+'them as a JSON array. Called on each node by toolsdb_private.claim_distributed_events(); a shard '
+'being moved is claimed only under its metadata lock (docs/citus.md). Owner only.';
+
+-- On Citus: the claim of toolsdb.get_unprocessed_events() and
+-- toolsdb.claim_event(), on every node that holds a shard of events, in
+-- parallel (master_run_on_worker, Citus's own runner of run_command_on_workers).
+-- Each node's claim commits on that node, apart from the caller's
+-- transaction: a claim is a lease, so an event whose caller rolls back comes
+-- back when its lease ends, as when a worker dies.
+create or replace function toolsdb_private.claim_distributed_events(
+    batch_size integer,
+    lease interval,
+    worker text,
+    token uuid,
+    only_event bigint
+)
+returns setof toolsdb.events
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    names text[];
+    ports integer[];
+    wanted integer;
+    taken integer := 0;
+    full_names text[];
+    full_ports integer[];
+    answer record;
+    failures text[] := '{}';
+    rows jsonb := '[]';
+    share integer;
+    pass integer := 1;
+begin
+    select pg_catalog.array_agg(x.nodename order by x.nodename, x.nodeport),
+        pg_catalog.array_agg(x.nodeport order by x.nodename, x.nodeport)
+    into names, ports
+    from (
+        select distinct n.nodename, n.nodeport
+        from pg_catalog.pg_dist_shard as s
+        inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
+        inner join pg_catalog.pg_dist_node as n on n.groupid = p.groupid
+        where s.logicalrelid = 'toolsdb.events'::regclass and n.isactive and n.noderole = 'primary'
+    ) as x;
+    if names is null then
+        return;
+    end if;
+    wanted := batch_size;
+    -- A share of the batch for each node; a second pass asks the nodes that
+    -- filled their share for what the others did not have.
+    loop
+        share := (wanted + pg_catalog.cardinality(names) - 1) / pg_catalog.cardinality(names);
+        full_names := '{}';
+        full_ports := '{}';
+        for answer in
+            select r.node_name, r.node_port, r.success, r.result
+            from pg_catalog.master_run_on_worker(
+                names,
+                ports,
+                pg_catalog.array_fill(
+                    pg_catalog.format(
+                        'select toolsdb_private.claim_local_events(%s, %L, %L, %L, %s)',
+                        share, lease, worker, token, coalesce(only_event::text, 'null')
+                    ),
+                    array[pg_catalog.cardinality(names)]
+                ),
+                true
+            ) as r
+        loop
+            if not answer.success then
+                failures := failures || pg_catalog.format('%s:%s: %s', answer.node_name, answer.node_port, answer.result);
+                continue;
+            end if;
+            rows := rows || answer.result::jsonb;
+            taken := taken + pg_catalog.jsonb_array_length(answer.result::jsonb);
+            if pg_catalog.jsonb_array_length(answer.result::jsonb) >= share then
+                full_names := full_names || answer.node_name;
+                full_ports := full_ports || answer.node_port;
+            end if;
+        end loop;
+        wanted := batch_size - taken;
+        exit when pass = 2 or wanted <= 0 or only_event is not null or pg_catalog.cardinality(full_names) = 0;
+        names := full_names;
+        ports := full_ports;
+        pass := 2;
+    end loop;
+    if pg_catalog.cardinality(failures) > 0 then
+        if pg_catalog.jsonb_array_length(rows) = 0 then
+            raise exception 'cannot claim events on % node(s): %',
+                pg_catalog.cardinality(failures), pg_catalog.array_to_string(failures, '; ')
+                using errcode = 'connection_failure';
+        end if;
+        raise warning 'events of % node(s) not claimed: %',
+            pg_catalog.cardinality(failures), pg_catalog.array_to_string(failures, '; ');
+    end if;
+    return query
+    select e.*
+    from pg_catalog.jsonb_populate_recordset(null::toolsdb.events, rows) as e
+    order by e.event_id;
+end;
+$function$;
+
+comment on function toolsdb_private.claim_distributed_events(integer, interval, text, uuid, bigint) is
+'On Citus: claims up to batch_size events (or only the event only_event) for '
+'toolsdb.get_unprocessed_events() and toolsdb.claim_event(), on every node that holds a shard of '
+'toolsdb.events, in parallel: a share of the batch on each, and what a node lacked from the nodes '
+'that had more. Each node''s claim commits there, apart from the caller''s transaction (a lease). '
+'A node that cannot be reached is named in a warning, or in the error when no node answered. Owner only.';
 
 create or replace function toolsdb.get_unprocessed_events(
     batch_size integer default 100,
@@ -290,11 +512,16 @@ begin
         raise exception 'lease must be between 1 second and 1 day, not %', lease
             using errcode = 'invalid_parameter_value';
     end if;
-    -- On Citus, events is a Citus local table (docs/citus.md), and Citus cannot
-    -- plan this claim's generic plan ("could not create distributed plan"):
-    -- plan it for each call where the server runs Citus (a setting, read
-    -- without a query).
+    -- On Citus (a setting, read without a query): events distributed over
+    -- the workers are claimed there, shard by shard (docs/citus.md). As a
+    -- Citus local table (a database migrated by an earlier toolsdb), Citus
+    -- cannot plan this claim's generic plan ("could not create distributed
+    -- plan"): it is planned for each call.
     if pg_catalog.current_setting('citus.version', true) is not null then
+        if toolsdb_private.events_are_distributed() then
+            return query select * from toolsdb_private.claim_distributed_events(batch_size, lease, worker, token, null);
+            return;
+        end if;
         perform pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true);
     end if;
     -- The ids first, as an array: the update then finds each row by its
@@ -348,6 +575,13 @@ begin
     if lease is null or lease < interval '1 second' or lease > interval '1 day' then
         raise exception 'lease must be between 1 second and 1 day, not %', lease
             using errcode = 'invalid_parameter_value';
+    end if;
+    if pg_catalog.current_setting('citus.version', true) is not null and toolsdb_private.events_are_distributed() then
+        if claim_event.event_id is not null then
+            return query
+            select * from toolsdb_private.claim_distributed_events(1, lease, worker, token, claim_event.event_id);
+        end if;
+        return;
     end if;
     return query
     update toolsdb.events as e

@@ -49,6 +49,7 @@ create or replace function toolsdb_private.forget_deleted_sessions(sessions text
 returns void
 language plpgsql
 volatile
+security definer
 set search_path = ''
 as $function$
 begin
@@ -69,6 +70,7 @@ create or replace function toolsdb_private.remove_deleted_sessions_rows()
 returns bigint
 language plpgsql
 volatile
+security definer
 set search_path = ''
 as $function$
 declare
@@ -126,7 +128,9 @@ comment on function toolsdb_private.remove_deleted_sessions_rows() is
 'On Citus, called by toolsdb.maintain(): for each session deleted since the last run '
 '(toolsdb_private.deleted_sessions) and not created again, deletes its events, notifications, '
 'metrics and API usage and detaches its transcript file, as the keys Citus drops would have '
-'(docs/citus.md); returns how many rows it changed. Returns 0 elsewhere.';
+'(docs/citus.md); returns how many rows it changed. Returns 0 elsewhere. Runs as the owner, as '
+'toolsdb.purge_processed_events() does before it: Citus refuses one transaction''s access to the '
+'same workers'' shards as two roles.';
 
 create or replace function toolsdb.maintain(
     audit_months_ahead integer default 3,
@@ -144,6 +148,13 @@ begin
     if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('toolsdb.maintain')) then
         raise exception 'toolsdb.maintain() is already running in another session'
             using errcode = 'lock_not_available';
+    end if;
+    -- On Citus, one connection per node for the whole transaction: Citus
+    -- refuses to write a Citus local table (transcript_files, below) after a
+    -- parallel multi-shard statement (the events' retention) in the same
+    -- transaction.
+    if pg_catalog.current_setting('citus.version', true) is not null then
+        perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
     end if;
     select (c.value #>> '{}')::interval into events_age
     from toolsdb.config as c

@@ -160,7 +160,16 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
         assert {t: roles.get(t) for t in ("users", "projects", "agents")} == dict.fromkeys(
             ("users", "projects", "agents"), "nt"
         ), roles
-        assert roles["sessions"].startswith("hs") and roles["messages"] == roles["sessions"], roles
+        # The hook's events with their sessions, keyed by session as Citus needs.
+        assert roles["sessions"].startswith("hs") and roles["messages"] == roles["events"] == roles["sessions"], roles
+        assert conn.execute(
+            "select pg_catalog.array_agg(c.conname || ' ' || pg_catalog.pg_get_constraintdef(c.oid) order by c.conname)"
+            " from pg_constraint as c where c.conrelid = 'toolsdb.events'::regclass and c.contype in ('p', 'u', 'f')"
+        ).fetchone()[0] == [
+            "events_idempotency_key_key UNIQUE (session_id, idempotency_key)",
+            "events_pkey PRIMARY KEY (session_id, event_id)",
+            "events_session_id_fkey FOREIGN KEY (session_id) REFERENCES sessions(session_id) ON DELETE CASCADE",
+        ]
         # memories by agent_id, with the audit outbox its workers capture into.
         assert roles["memories"].startswith("hs") and roles["memories"] != roles["sessions"], roles
         assert roles["toolsdb_private.audit_outbox"] == roles["memories"], roles
@@ -185,9 +194,9 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
             == []
         )
         # Tables with a key to a reference table are on the coordinator, as Citus local tables.
-        # So are the tables written with the session group in one transaction
+        # So are the tables written with the messages in one transaction
         # (two-phase commit); the notification queue stays a plain table.
-        assert roles["tasks"] == roles["events"] == roles["api_usage"] == roles["transcript_files"] == "ns", roles
+        assert roles["tasks"] == roles["api_usage"] == roles["transcript_files"] == "ns", roles
         assert "audit_logs" not in roles and "notifications" not in roles, roles
         assert conn.execute(
             "select pg_catalog.array_agg(rolname order by rolname) from pg_roles where rolcanlogin"
@@ -383,18 +392,19 @@ def test_the_hook_and_the_session_functions_run_routed_on_the_distributed_sessio
         ).fetchall()
         total = conn.execute("select count(*) from toolsdb.sessions").fetchone()[0]
     assert len(per_node) > 1 and sum(count for _, count in per_node) == total, per_node
-    # An event writes its session on a worker and its row on the coordinator:
-    # one transaction over two nodes, committed in two phases (all or nothing).
+    # An event writes its session's row and its own on the session's worker:
+    # one transaction there, on one connection, committed in one phase.
     with psycopg.connect(migrated, autocommit=True) as conn:
         issued: list[str] = []
         conn.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
         conn.execute("set citus.log_remote_commands = on")
         conn.execute(
             "select toolsdb.hook_ingest(%s::jsonb, '{}'::jsonb)",
-            (json.dumps({"session_id": "probe-2pc", "hook_event_name": "SessionStart", "cwd": "/w"}),),
+            (json.dumps({"session_id": "probe-1pc", "hook_event_name": "SessionStart", "cwd": "/w"}),),
         )
-    assert any(m.startswith("issuing PREPARE TRANSACTION") for m in issued), issued
-    assert any(m.startswith("issuing COMMIT PREPARED") for m in issued), issued
+    writes = [m for m in issued if m.startswith("issuing INSERT INTO")]
+    assert [w.split()[3].rsplit("_", 1)[0] for w in writes] == ["toolsdb.sessions", "toolsdb.events"], issued
+    assert issued[-1] == "issuing COMMIT" and not any("PREPARE" in m for m in issued), issued
 
 
 def test_row_level_security_isolates_sessions_on_the_workers(migrated: str) -> None:
@@ -426,8 +436,9 @@ def test_row_level_security_isolates_sessions_on_the_workers(migrated: str) -> N
 
 
 def test_several_workers_claim_each_event_once(migrated: str) -> None:
-    """The events queue, on the coordinator (docs/citus.md): three workers
-    claim and ack concurrently, and every event is processed exactly once."""
+    """The events queue, distributed with the sessions and claimed on the
+    workers (docs/citus.md): three workers claim and ack concurrently, and
+    every event is processed exactly once."""
     sessions = [f"queue-{n}" for n in range(10)]
     send_events(migrated, sessions, ["PreToolUse"] * 20)
     with psycopg.connect(migrated, autocommit=True) as conn:
@@ -467,6 +478,30 @@ def test_several_workers_claim_each_event_once(migrated: str) -> None:
     assert len(claimed) == len(set(claimed)) == 200 and all(seen), [len(ids) for ids in seen]
     with psycopg.connect(migrated, autocommit=True) as conn:
         assert conn.execute("select count(*) from toolsdb.events where processed_at is null").fetchone()[0] == 0
+
+
+def test_the_coordinator_wakes_listeners_and_claims_one_event_by_id(migrated: str) -> None:
+    """The events' statement trigger fires on the shard's worker, where nobody
+    listens: hook_ingest() notifies on the coordinator. claim_event() finds
+    the one event on whichever worker holds it, once."""
+    with psycopg.connect(migrated, autocommit=True) as listener, psycopg.connect(migrated, autocommit=True) as conn:
+        listener.execute("listen toolsdb_events")
+        send_events(migrated, ["wake-1"], ["Stop"])
+        heard = list(listener.notifies(timeout=10, stop_after=1))
+        assert [n.channel for n in heard] == ["toolsdb_events"]
+        event_id = conn.execute(
+            "select event_id from toolsdb.events where session_id = 'wake-1' and processed_at is null"
+        ).fetchone()[0]
+        first = conn.execute(
+            "select event_id, claimed_by, attempts from toolsdb.claim_event(%s, '1 minute', 'solo')", (event_id,)
+        ).fetchall()
+        assert first == [(event_id, "solo", 1)], first
+        assert (
+            conn.execute("select count(*) from toolsdb.claim_event(%s, '1 minute', 'other')", (event_id,)).fetchone()[0]
+            == 0
+        )
+        token = conn.execute("select claim_token from toolsdb.events where event_id = %s", (event_id,)).fetchone()[0]
+        assert conn.execute("select toolsdb.mark_event_processed(%s, %s)", (event_id, token)).fetchone()[0] is True
 
 
 def test_workers_route_events_into_notifications_and_deliver_each_once(migrated: str) -> None:
@@ -714,7 +749,10 @@ def test_a_killed_maintain_moves_each_captured_change_once_and_sweeps_a_deleted_
             for i in range(40):
                 conn.execute("select toolsdb.memory_set(%s, %s, 'x')", (agent, f"km{i}"))
         send_events(migrated, ["km-gone"], ["SessionStart", "Notification"])
+        for _ in range(2):  # rows on the coordinator (events go with their session)
+            conn.execute("select toolsdb.insert_metric('tokens', 1, 'km-gone')")
         conn.execute("delete from toolsdb.sessions where session_id = 'km-gone'")
+        assert conn.execute("select count(*) from toolsdb.events where session_id = 'km-gone'").fetchone()[0] == 0
 
     def state() -> tuple[int, int, int, bool]:
         with psycopg.connect(migrated, autocommit=True) as conn:
@@ -734,11 +772,11 @@ def test_a_killed_maintain_moves_each_captured_change_once_and_sweeps_a_deleted_
             waiting = conn.execute(
                 "select count(*) from toolsdb_private.audit_outbox where actor = %s", (marker,)
             ).fetchone()[0]
-            events = conn.execute("select count(*) from toolsdb.events where session_id = 'km-gone'").fetchone()[0]
+            metrics = conn.execute("select count(*) from toolsdb.metrics where session_id = 'km-gone'").fetchone()[0]
             recorded = conn.execute(
                 "select count(*) from toolsdb_private.deleted_sessions where session_id = 'km-gone'"
             ).fetchone()[0]
-            return logged[0], waiting, events, bool(recorded)
+            return logged[0], waiting, metrics, bool(recorded)
 
     for _ in range(3):
         proc = subprocess.Popen(
@@ -754,9 +792,9 @@ def test_a_killed_maintain_moves_each_captured_change_once_and_sweeps_a_deleted_
             os.killpg(proc.pid, signum)
         proc.wait(120)
         assert b"Traceback" not in proc.stderr.read(), f"seed {seed}"
-        logged, waiting, events, recorded = state()
+        logged, waiting, metrics, recorded = state()
         assert logged + waiting == 40, f"seed {seed}: {logged} logged, {waiting} waiting"
-        assert (events, recorded) in ((2, True), (0, False)), f"seed {seed}: {events} events, recorded {recorded}"
+        assert (metrics, recorded) in ((2, True), (0, False)), f"seed {seed}: {metrics} metrics, recorded {recorded}"
     done = run_cli("maintain", "--database", migrated, timeout=300)
     assert done.returncode == 0, done.stderr
     assert state() == (40, 0, 0, False), f"seed {seed}"
@@ -816,7 +854,39 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
         except BaseException as exc:
             failures.append(exc)
 
-    writers = [threading.Thread(target=hook), threading.Thread(target=remember)]
+    acked: list[int] = []
+    lost: list[str] = []
+
+    def claim_once(c: psycopg.Connection) -> int:
+        batch = c.execute(
+            "select event_id, claim_token from toolsdb.get_unprocessed_events(50, '3 seconds', 'rebalance-claimer')"
+        ).fetchall()
+        if not batch:
+            return 0
+        try:
+            c.execute("select toolsdb.mark_events_processed(%s, %s)", ([i for i, _ in batch], batch[0][1]))
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            # A claim that reached a shard just switched to its new node: the
+            # ack refuses the whole batch, which comes back when its lease ends.
+            lost.append(str(exc).splitlines()[0])
+            if len(lost) > 50:
+                raise
+            return 0
+        acked.extend(i for i, _ in batch)
+        return len(batch)
+
+    def claim() -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as c:
+                for _ in range(20_000):  # bounded
+                    if stop.is_set():
+                        return
+                    if not claim_once(c):
+                        time.sleep(0.05)
+        except BaseException as exc:
+            failures.append(exc)
+
+    writers = [threading.Thread(target=hook), threading.Thread(target=remember), threading.Thread(target=claim)]
     for writer in writers:
         writer.start()
     try:
@@ -828,6 +898,8 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
     assert done.returncode == 0 and "added worker3" in done.stdout, done.stdout + done.stderr
     assert not failures, failures
     assert len(sent) >= 2, sent  # the writes overlapped the rebalance
+    claimed_while_moving = len(acked)
+    assert claimed_while_moving > 0, lost  # so did the claims
     nodes = status(running)
     worker3 = next(n for n in nodes if n["node"] == "worker3")
     assert worker3["running"] and worker3["registered"] and worker3["shards"] > 0, nodes
@@ -837,6 +909,25 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
         assert conn.execute("select count(*) from toolsdb.events where session_id like 'rebalance-%'").fetchone()[
             0
         ] == sum(sent)
+        # The queue, claimed on the workers across the moves: every event is
+        # processed (at least once) once the leases of refused acks have ended.
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and conn.execute(
+                "select count(*) from toolsdb.events where session_id like 'rebalance-%' and processed_at is null"
+            ).fetchone()[0]
+        ):
+            if not claim_once(conn):
+                time.sleep(0.2)
+        assert (
+            conn.execute(
+                "select count(*) from toolsdb.events where session_id like 'rebalance-%' and processed_at is null"
+            ).fetchone()[0]
+            == 0
+        ), lost
+        assert len(acked) >= sum(sent) and len(lost) <= 50, (len(acked), lost)
+        print(f"rebalance: {sum(sent)} events, {claimed_while_moving} acked while moving, {len(lost)} acks refused")
         assert conn.execute("select count(*) from toolsdb.sessions where session_id like 'rebalance-%'").fetchone()[
             0
         ] == len(sessions)

@@ -6,8 +6,9 @@
 -- migrate changes nothing. Built so far: the reference tables the session
 -- group points to; the session group (sessions, messages) distributed by
 -- session_id; memories distributed by agent_id, with the audit outbox its
--- workers capture into. Every other table stays on the coordinator: a Citus
--- local table where it has a key to a reference table, else a plain one.
+-- workers capture into; the hook's events, distributed with the sessions.
+-- Every other table stays on the coordinator: a Citus local table where it
+-- has a key to a reference table, else a plain one.
 
 -- Citus re-creates a table it converts (into a Citus local, reference or
 -- distributed table), and the table's and columns' comments stay behind on
@@ -31,8 +32,19 @@ $citus$;
 
 -- Keys from the coordinator's tables into the session group: Citus allows no
 -- key from a local table to a distributed one. Their rows are kept by
--- session_id; `toolsdb maintain` removes those whose session is gone.
-alter table toolsdb.events drop constraint if exists events_session_id_fkey;
+-- session_id; `toolsdb maintain` removes those whose session is gone. The
+-- events' key is dropped while the tables are distributed, and put back
+-- (below).
+do $citus$
+begin
+    if not exists (
+        select from pg_catalog.pg_dist_partition as p
+        where p.logicalrelid = 'toolsdb.events'::regclass
+    ) then
+        alter table toolsdb.events drop constraint if exists events_session_id_fkey;
+    end if;
+end
+$citus$;
 alter table toolsdb.notifications drop constraint if exists notifications_session_id_fkey;
 alter table toolsdb.metrics drop constraint if exists metrics_session_id_fkey;
 alter table toolsdb.transcript_files drop constraint if exists transcript_files_session_id_fkey;
@@ -65,7 +77,8 @@ $citus$;
 -- which Citus's planner leaves alone: their claims' statements are planned
 -- once (plan_cache_mode force_generic_plan), which Citus cannot plan for its
 -- tables ("could not create distributed plan"). A key to a reference table
--- or to events (below) would make each a Citus local table, so these go too.
+-- would make each a Citus local table, and none may point to the distributed
+-- events (below), so these go too.
 -- They are references Citus leaves unchecked: notifications.event_id may
 -- name an event that retention removed, and deleting a user or a project
 -- leaves its destinations or rules behind (docs/citus.md).
@@ -94,6 +107,40 @@ begin
 end
 $citus$;
 
+-- events, distributed by session_id with the sessions: an event and its
+-- session's row are written on one worker, in one transaction there (no
+-- two-phase commit), and the queue is claimed on the workers, shard by shard
+-- (toolsdb.get_unprocessed_events()). Its keys take the distribution column:
+-- the primary key (session_id, event_id), and the idempotency key is unique
+-- within its session (on one node, across sessions). It is distributed here,
+-- before any reference table: Citus cannot make a distributed table of a
+-- Citus local table with an identity column, and the first reference table
+-- would make one of it. Its key to sessions is added back below. A database
+-- whose events are already a Citus local table (migrated by an earlier
+-- toolsdb) keeps them there.
+do $citus$
+begin
+    if not exists (
+        select from pg_catalog.pg_dist_partition as p
+        where p.logicalrelid = 'toolsdb.events'::regclass
+    ) and not exists (
+            select from pg_catalog.pg_constraint as c
+            where c.conrelid = 'toolsdb.events'::regclass and c.conname = 'events_pkey' and c.conkey[2] is not null
+        ) then
+        alter table toolsdb.events drop constraint events_pkey;
+        alter table toolsdb.events add constraint events_pkey primary key (session_id, event_id);
+        alter table toolsdb.events drop constraint events_idempotency_key_key;
+        alter table toolsdb.events add constraint events_idempotency_key_key unique (session_id, idempotency_key);
+    end if;
+end
+$citus$;
+
+select pg_catalog.create_distributed_table('toolsdb.events', 'session_id', colocate_with => 'none')
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb.events'::regclass
+);
+
 -- Reference tables: a copy on every node. The first converts every table
 -- with a key to it into a Citus local table on the coordinator.
 select pg_catalog.create_reference_table('toolsdb.users')
@@ -116,7 +163,7 @@ where not exists (
 
 -- The session group, co-located by session_id (each was made a Citus local
 -- table above, by its key to a reference table).
-select pg_catalog.create_distributed_table('toolsdb.sessions', 'session_id')
+select pg_catalog.create_distributed_table('toolsdb.sessions', 'session_id', colocate_with => 'toolsdb.events')
 where not exists (
     select from pg_catalog.pg_dist_partition as p
     where p.logicalrelid = 'toolsdb.sessions'::regclass and p.partmethod = 'h'
@@ -140,20 +187,30 @@ begin
 end
 $citus$;
 
--- The coordinator's tables that a transaction writes together with the
--- session group: the hook's events (with the session's row) and the
--- transcript import's bookkeeping and usage (with the messages). As Citus
--- local tables they take part in Citus's two-phase commit, so such a
--- transaction commits on both nodes or on neither. Left plain, Citus commits
--- the worker first and the coordinator after, and a crash between the two
--- would keep the session's update and lose the event. The transcript files'
--- errors follow their files (a key).
-select pg_catalog.citus_add_local_table_to_metadata('toolsdb.events')
-where not exists (
-    select from pg_catalog.pg_dist_partition as p
-    where p.logicalrelid = 'toolsdb.events'::regclass
-);
+-- The events' key to their session, as on one node, once both are
+-- distributed (co-located, so Citus enforces it on each worker).
+do $citus$
+begin
+    if exists (
+        select from pg_catalog.pg_dist_partition as p
+        where p.logicalrelid = 'toolsdb.events'::regclass and p.partmethod = 'h'
+    ) and not exists (
+        select from pg_catalog.pg_constraint as c
+        where c.conrelid = 'toolsdb.events'::regclass and c.conname = 'events_session_id_fkey'
+    ) then
+        alter table toolsdb.events add constraint events_session_id_fkey
+        foreign key (session_id) references toolsdb.sessions (session_id) on delete cascade;
+    end if;
+end
+$citus$;
 
+-- The coordinator's tables that a transaction writes together with the
+-- session group: the transcript import's bookkeeping and usage (with the
+-- messages). As Citus local tables they take part in Citus's two-phase
+-- commit, so such a transaction commits on both nodes or on neither. Left
+-- plain, Citus commits the worker first and the coordinator after, and a
+-- crash between the two would keep the messages and lose the file's offset.
+-- The transcript files' errors follow their files (a key).
 select pg_catalog.citus_add_local_table_to_metadata('toolsdb.api_usage')
 where not exists (
     select from pg_catalog.pg_dist_partition as p
