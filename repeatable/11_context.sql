@@ -44,6 +44,26 @@ comment on function toolsdb.current_session_id() is
 'The agent session the current transaction acts for (setting toolsdb.session_id), or null. '
 'Row-level security shows the application only rows of this session.';
 
+-- SET LOCAL from a function called by a statement: Citus passes a SET LOCAL
+-- on to the workers only in a transaction block or a function call (its
+-- IsMultiStatementTransaction()), and set_config() never, so a plpgsql
+-- function acting for a session calls this with PERFORM.
+create or replace function toolsdb.act_as_session(session_id text)
+returns void
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    execute pg_catalog.format('set local toolsdb.session_id = %L', coalesce(session_id, ''));
+end;
+$function$;
+
+comment on function toolsdb.act_as_session(text) is
+'Sets toolsdb.session_id (the session row-level security shows the application) for the rest of '
+'the transaction, as SET LOCAL does; null or an empty string unsets it. On Citus the workers, where '
+'the session''s shards apply their policies, get it too, which set_config() does not pass on.';
+
 create or replace function toolsdb.current_project_id()
 returns uuid
 language sql

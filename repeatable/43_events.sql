@@ -93,6 +93,7 @@ declare
     -- now(), as a value: Citus takes no function that is not immutable in
     -- an upsert's DO UPDATE SET (docs/citus.md).
     at_now constant timestamptz := pg_catalog.now();
+    on_citus constant boolean := pg_catalog.current_setting('citus.version', true) is not null;
 begin
     if payload is null or pg_catalog.jsonb_typeof(payload) <> 'object' then
         raise exception 'a hook payload is a JSON object, not %', coalesce(pg_catalog.jsonb_typeof(payload), 'null')
@@ -141,14 +142,24 @@ begin
         'CwdChanged', 'MessageDisplay'
     );
     -- Act as the payload's session (row-level security), and put the
-    -- caller's setting back afterwards.
-    perform pg_catalog.set_config('toolsdb.session_id', sid, true);
+    -- caller's setting back afterwards. On Citus through act_as_session(),
+    -- which the workers, where the policies of the session's shards read
+    -- it, get too (set_config() stays on the coordinator).
+    if on_citus then
+        perform toolsdb.act_as_session(sid);
+    else
+        perform pg_catalog.set_config('toolsdb.session_id', sid, true);
+    end if;
     -- An event delivered again (a replayed spool, a retried hook): the first
     -- row, and the session is left as that event left it.
     if key is not null then
         select e.event_id into new_id from toolsdb.events as e where e.idempotency_key = key and e.session_id = sid;
         if found then
-            perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+            if on_citus then
+                perform toolsdb.act_as_session(previous_session);
+            else
+                perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+            end if;
             return new_id;
         end if;
     end if;
@@ -244,12 +255,16 @@ begin
                 using errcode = 'unique_violation', constraint = 'events_idempotency_key_key';
         end if;
     end if;
-    perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+    if on_citus then
+        perform toolsdb.act_as_session(previous_session);
+    else
+        perform pg_catalog.set_config('toolsdb.session_id', coalesce(previous_session, ''), true);
+    end if;
     -- On Citus the events' statement trigger fires on the worker that holds
     -- the shard, where no queue worker listens: wake them from here, on the
     -- coordinator (a setting, read without a query; one node folds this into
     -- the trigger's equal notification).
-    if pg_catalog.current_setting('citus.version', true) is not null then
+    if on_citus then
         perform pg_catalog.pg_notify('toolsdb_events', '');
     end if;
     return new_id;
@@ -382,12 +397,111 @@ comment on function toolsdb_private.claim_local_events(integer, interval, text, 
 'them as a JSON array. Called on each node by toolsdb_private.claim_distributed_events(); a shard '
 'being moved is claimed only under its metadata lock (docs/citus.md). Owner only.';
 
+-- On Citus, with events distributed by session_id: the acknowledgement on
+-- one node, as mark_events_processed() does it on one node, over the shards
+-- of events that the node holds; how many it marked.
+create or replace function toolsdb_private.ack_local_events(event_ids bigint[], token uuid)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    shard bigint;
+    n integer;
+    done integer := 0;
+begin
+    for shard in
+        select s.shardid
+        from pg_catalog.pg_dist_shard as s
+        inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
+        where s.logicalrelid = 'toolsdb.events'::regclass
+            and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
+        order by s.shardid
+    loop
+        perform pg_catalog.lock_shard_metadata(5, array[shard]);  -- as in claim_local_events()
+        if not exists (
+            select from pg_catalog.pg_dist_placement as p
+            where p.shardid = shard and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
+        ) then
+            continue;
+        end if;
+        execute pg_catalog.format(
+            'update toolsdb.%I as e set processed_at = pg_catalog.now(), claim_token = null'
+            ' where e.event_id = any($1) and e.claim_token = $2 and e.processed_at is null'
+            ' and e.visible_at > pg_catalog.now()',
+            'events_' || shard
+        )
+        using event_ids, token;
+        get diagnostics n = row_count;
+        done := done + n;
+    end loop;
+    return done;
+end;
+$function$;
+
+comment on function toolsdb_private.ack_local_events(bigint[], uuid) is
+'On Citus: marks processed the events of event_ids still held by the claim token on the shards of '
+'toolsdb.events that this node holds; how many. Called on each node by '
+'toolsdb.mark_events_processed(), which checks the total. Owner only.';
+
+-- On Citus: one session id for each node that holds a shard of events, for
+-- a statement Citus routes to that node (a session id falls in one shard).
+-- toolsdb_private.event_claim_probes keeps a value for each shard, found
+-- once (the shards change only when split); the placements are read at each
+-- call, so a moved shard's probe leads to its new node.
+create or replace function toolsdb_private.event_node_probes()
+returns text[]
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    missing bigint[];
+    candidate text;
+    shard bigint;
+    i integer := 0;
+begin
+    missing := array(
+        select s.shardid
+        from pg_catalog.pg_dist_shard as s
+        where s.logicalrelid = 'toolsdb.events'::regclass
+            and not exists (select from toolsdb_private.event_claim_probes as x where x.shardid = s.shardid)
+    );
+    -- Bounded: a value hashes into a given shard of n with chance 1/n.
+    while pg_catalog.cardinality(missing) > 0 and i < 1000000 loop
+        i := i + 1;
+        candidate := 'toolsdb-probe-' || i;
+        shard := pg_catalog.get_shard_id_for_distribution_column('toolsdb.events', candidate);
+        if shard = any(missing) then
+            insert into toolsdb_private.event_claim_probes (shardid, probe) values (shard, candidate)
+            on conflict on constraint event_claim_probes_pkey do nothing;
+            missing := pg_catalog.array_remove(missing, shard);
+        end if;
+    end loop;
+    return array(
+        select distinct on (p.groupid) x.probe
+        from toolsdb_private.event_claim_probes as x
+        inner join pg_catalog.pg_dist_placement as p on p.shardid = x.shardid
+        inner join pg_catalog.pg_dist_node as n on n.groupid = p.groupid
+        where n.isactive and n.noderole = 'primary'
+        order by p.groupid, x.shardid
+    );
+end;
+$function$;
+
+comment on function toolsdb_private.event_node_probes() is
+'On Citus: one session id per node holding a shard of toolsdb.events, each falling in a shard of that '
+'node, so that a statement naming it runs there (the claims and acknowledgements of the queue). Finds '
+'and keeps in toolsdb_private.event_claim_probes a value for each shard that has none. Owner only.';
+
 -- On Citus: the claim of toolsdb.get_unprocessed_events() and
--- toolsdb.claim_event(), on every node that holds a shard of events, in
--- parallel (master_run_on_worker, Citus's own runner of run_command_on_workers).
--- Each node's claim commits on that node, apart from the caller's
--- transaction: a claim is a lease, so an event whose caller rolls back comes
--- back when its lease ends, as when a worker dies.
+-- toolsdb.claim_event(), on every node that holds a shard of events, by
+-- statements Citus routes to each node (a session id of that node, from
+-- event_node_probes()), so on the connections of the caller's distributed
+-- transaction: the claim commits or rolls back with it, as on one node.
 create or replace function toolsdb_private.claim_distributed_events(
     batch_size integer,
     lease interval,
@@ -402,79 +516,37 @@ security definer
 set search_path = ''
 as $function$
 declare
-    names text[];
-    ports integer[];
-    wanted integer;
-    taken integer := 0;
-    full_names text[];
-    full_ports integer[];
-    answer record;
-    failures text[] := '{}';
+    probes text[] := toolsdb_private.event_node_probes();
+    full_probes text[];
+    probe text;
+    part jsonb;
     rows jsonb := '[]';
     share integer;
+    wanted integer := batch_size;
     pass integer := 1;
+    ignored bigint;
 begin
-    select pg_catalog.array_agg(x.nodename order by x.nodename, x.nodeport),
-        pg_catalog.array_agg(x.nodeport order by x.nodename, x.nodeport)
-    into names, ports
-    from (
-        select distinct n.nodename, n.nodeport
-        from pg_catalog.pg_dist_shard as s
-        inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
-        inner join pg_catalog.pg_dist_node as n on n.groupid = p.groupid
-        where s.logicalrelid = 'toolsdb.events'::regclass and n.isactive and n.noderole = 'primary'
-    ) as x;
-    if names is null then
-        return;
-    end if;
-    wanted := batch_size;
     -- A share of the batch for each node; a second pass asks the nodes that
     -- filled their share for what the others did not have.
-    loop
-        share := (wanted + pg_catalog.cardinality(names) - 1) / pg_catalog.cardinality(names);
-        full_names := '{}';
-        full_ports := '{}';
-        for answer in
-            select r.node_name, r.node_port, r.success, r.result
-            from pg_catalog.master_run_on_worker(
-                names,
-                ports,
-                pg_catalog.array_fill(
-                    pg_catalog.format(
-                        'select toolsdb_private.claim_local_events(%s, %L, %L, %L, %s)',
-                        share, lease, worker, token, coalesce(only_event::text, 'null')
-                    ),
-                    array[pg_catalog.cardinality(names)]
-                ),
-                true
-            ) as r
-        loop
-            if not answer.success then
-                failures := failures || pg_catalog.format('%s:%s: %s', answer.node_name, answer.node_port, answer.result);
-                continue;
+    while pg_catalog.cardinality(probes) > 0 loop
+        share := (wanted + pg_catalog.cardinality(probes) - 1) / pg_catalog.cardinality(probes);
+        full_probes := '{}';
+        foreach probe in array probes loop
+            execute 'select toolsdb_private.claim_local_events($1, $2, $3, $4, $5), pg_catalog.count(*)'
+                ' from toolsdb.events as e where e.session_id = $6'
+            using share, lease, worker, token, only_event, probe
+            into part, ignored;
+            rows := rows || part;
+            wanted := wanted - pg_catalog.jsonb_array_length(part);
+            if pg_catalog.jsonb_array_length(part) >= share then
+                full_probes := full_probes || probe;
             end if;
-            rows := rows || answer.result::jsonb;
-            taken := taken + pg_catalog.jsonb_array_length(answer.result::jsonb);
-            if pg_catalog.jsonb_array_length(answer.result::jsonb) >= share then
-                full_names := full_names || answer.node_name;
-                full_ports := full_ports || answer.node_port;
-            end if;
+            exit when wanted <= 0;
         end loop;
-        wanted := batch_size - taken;
-        exit when pass = 2 or wanted <= 0 or only_event is not null or pg_catalog.cardinality(full_names) = 0;
-        names := full_names;
-        ports := full_ports;
+        exit when pass = 2 or wanted <= 0 or only_event is not null;
+        probes := full_probes;
         pass := 2;
     end loop;
-    if pg_catalog.cardinality(failures) > 0 then
-        if pg_catalog.jsonb_array_length(rows) = 0 then
-            raise exception 'cannot claim events on % node(s): %',
-                pg_catalog.cardinality(failures), pg_catalog.array_to_string(failures, '; ')
-                using errcode = 'connection_failure';
-        end if;
-        raise warning 'events of % node(s) not claimed: %',
-            pg_catalog.cardinality(failures), pg_catalog.array_to_string(failures, '; ');
-    end if;
     return query
     select e.*
     from pg_catalog.jsonb_populate_recordset(null::toolsdb.events, rows) as e
@@ -485,9 +557,9 @@ $function$;
 comment on function toolsdb_private.claim_distributed_events(integer, interval, text, uuid, bigint) is
 'On Citus: claims up to batch_size events (or only the event only_event) for '
 'toolsdb.get_unprocessed_events() and toolsdb.claim_event(), on every node that holds a shard of '
-'toolsdb.events, in parallel: a share of the batch on each, and what a node lacked from the nodes '
-'that had more. Each node''s claim commits there, apart from the caller''s transaction (a lease). '
-'A node that cannot be reached is named in a warning, or in the error when no node answered. Owner only.';
+'toolsdb.events, by a statement routed to each (toolsdb_private.event_node_probes()): a share of the '
+'batch on each, and what a node lacked from the nodes that had more. Part of the caller''s '
+'transaction. Owner only.';
 
 create or replace function toolsdb.get_unprocessed_events(
     batch_size integer default 100,
@@ -614,16 +686,30 @@ set search_path = ''
 as $function$
 declare
     wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i);
-    done integer;
+    done integer := 0;
+    probe text;
+    n integer;
+    ignored bigint;
 begin
-    update toolsdb.events as e
-    set processed_at = pg_catalog.now(),
-        claim_token = null
-    where e.event_id = any(event_ids)
-        and e.claim_token = mark_events_processed.claim_token
-        and e.processed_at is null
-        and e.visible_at > pg_catalog.now();
-    get diagnostics done = row_count;
+    if pg_catalog.current_setting('citus.version', true) is not null and toolsdb_private.events_are_distributed() then
+        -- On the workers: one statement routed to each node holding a shard.
+        foreach probe in array toolsdb_private.event_node_probes() loop
+            execute 'select toolsdb_private.ack_local_events($1, $2), pg_catalog.count(*)'
+                ' from toolsdb.events as e where e.session_id = $3'
+            using event_ids, mark_events_processed.claim_token, probe
+            into n, ignored;
+            done := done + n;
+        end loop;
+    else
+        update toolsdb.events as e
+        set processed_at = pg_catalog.now(),
+            claim_token = null
+        where e.event_id = any(event_ids)
+            and e.claim_token = mark_events_processed.claim_token
+            and e.processed_at is null
+            and e.visible_at > pg_catalog.now();
+        get diagnostics done = row_count;
+    end if;
     if done <> wanted then
         raise exception 'lease lost: % of % events are no longer held by this claim', wanted - done, wanted
             using errcode = 'object_not_in_prerequisite_state',

@@ -35,6 +35,7 @@ declare
     app_functions text[] := array[
         'toolsdb.setting_uuid(text)',
         'toolsdb.current_session_id()',
+        'toolsdb.act_as_session(text)',
         'toolsdb.current_project_id()',
         'toolsdb.current_user_id()',
         'toolsdb.current_agent_id()',

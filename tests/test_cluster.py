@@ -425,6 +425,22 @@ def test_row_level_security_isolates_sessions_on_the_workers(migrated: str) -> N
             conn.execute("set local role toolsdb_app")
             conn.execute("select set_config('toolsdb.session_id', 'rls-a', true)")
             assert conn.execute("select count(*) from toolsdb.sessions").fetchone()[0] == 0
+    # The application's own login, one statement per transaction: hook_ingest()
+    # acts for the payload's session on the workers too (act_as_session()).
+    with psycopg.connect(migrated.replace("postgres@", "toolsdb_app@"), autocommit=True) as app:
+        first = app.execute(
+            'select toolsdb.hook_ingest(%s::jsonb, \'{"idempotency_key": "app-k"}\')',
+            (json.dumps({"session_id": "rls-app", "hook_event_name": "SessionStart"}),),
+        ).fetchone()[0]
+        again = app.execute(
+            'select toolsdb.hook_ingest(%s::jsonb, \'{"idempotency_key": "app-k"}\')',
+            (json.dumps({"session_id": "rls-app", "hook_event_name": "SessionStart"}),),
+        ).fetchone()[0]
+        assert first == again
+        assert app.execute("select current_setting('toolsdb.session_id', true)").fetchone()[0] in ("", None)
+        assert app.execute("select count(*) from toolsdb.sessions").fetchone()[0] == 0
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert conn.execute("select count(*) from toolsdb.events where session_id = 'rls-app'").fetchone()[0] == 1
         with conn.transaction():
             conn.execute("set local role toolsdb_readonly")
             assert (

@@ -141,6 +141,29 @@ where not exists (
     where p.logicalrelid = 'toolsdb.events'::regclass
 );
 
+-- For each shard of events, a session id that falls in it: the claims and
+-- acknowledgements of the queue name one per node to have Citus route a
+-- statement there (toolsdb_private.event_node_probes() fills it). A plain
+-- table on the coordinator.
+create table if not exists toolsdb_private.event_claim_probes (
+    shardid bigint not null,
+    probe text not null,
+    constraint event_claim_probes_pkey primary key (shardid),
+    constraint probe_length_is_valid check (char_length(probe) between 1 and 200)
+);
+
+comment on table toolsdb_private.event_claim_probes is
+'On Citus only: for each shard of toolsdb.events, a session id that falls in it, found by '
+'toolsdb_private.event_node_probes(); the queue''s claims and acknowledgements name one per node to '
+'run there (docs/citus.md). Owner only.';
+comment on column toolsdb_private.event_claim_probes.shardid is 'A shard of toolsdb.events (pg_dist_shard).';
+comment on column toolsdb_private.event_claim_probes.probe is
+'A session id (toolsdb-probe-N) that Citus places in that shard; no event needs to have it.';
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb_private.event_claim_probes', 'routing bookkeeping of the queue on Citus, derived from the shard map')
+on conflict (table_name) do nothing;
+
 -- Reference tables: a copy on every node. The first converts every table
 -- with a key to it into a Citus local table on the coordinator.
 select pg_catalog.create_reference_table('toolsdb.users')

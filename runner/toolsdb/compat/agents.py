@@ -370,7 +370,8 @@ def _cursor(operation: str, session_id: str | None = None) -> Iterator[psycopg.C
     try:
         with get_db_connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             if session_id is not None:
-                cur.execute("select pg_catalog.set_config('toolsdb.session_id', %s, true)", (session_id,))
+                # SET LOCAL, not set_config(): Citus passes it on to the workers.
+                cur.execute(sql.SQL("set local toolsdb.session_id = {}").format(sql.Literal(session_id)))
             yield cur
     except psycopg.Error as exc:
         raise DatabaseError(operation, exc) from exc

@@ -65,6 +65,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -219,7 +220,8 @@ class Database(AbstractContextManager):
         """One transaction (a savepoint in a ``with`` block) acting for ``session_id``."""
         try:
             with self.conn.transaction(), self.conn.cursor(row_factory=dict_row) as cur:
-                cur.execute("select pg_catalog.set_config('toolsdb.session_id', %s, true)", (session_id or "",))
+                # SET LOCAL, not set_config(): Citus passes it on to the workers.
+                cur.execute(sql.SQL("set local toolsdb.session_id = {}").format(sql.Literal(session_id or "")))
                 yield cur
         except psycopg.errors.UniqueViolation as exc:
             raise IntegrityError(operation, exc) from None
