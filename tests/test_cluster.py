@@ -518,6 +518,36 @@ def test_the_coordinator_wakes_listeners_and_claims_one_event_by_id(migrated: st
         )
         token = conn.execute("select claim_token from toolsdb.events where event_id = %s", (event_id,)).fetchone()[0]
         assert conn.execute("select toolsdb.mark_event_processed(%s, %s)", (event_id, token)).fetchone()[0] is True
+        # Claims run in the caller's transaction, on the workers too: rolled
+        # back, the events are free again at once, as on one node.
+        send_events(migrated, ["wake-2", "wake-3"], ["Stop", "Stop"])
+        waiting = conn.execute("select count(*) from toolsdb.events where processed_at is null").fetchone()[0]
+        with pytest.raises(RuntimeError, match="undone"), conn.transaction():
+            got = conn.execute("select count(*) from toolsdb.get_unprocessed_events(1000, '1 hour', 'undone')")
+            assert got.fetchone()[0] == waiting
+            raise RuntimeError("undone")
+        # Its backend killed after the claim: the same (the workers' part ends with it).
+        victim = psycopg.connect(migrated, autocommit=True)
+        victim.execute("begin")
+        claimed = victim.execute("select count(*) from toolsdb.get_unprocessed_events(1000, '1 hour', 'killed')")
+        assert claimed.fetchone()[0] == waiting
+        conn.execute("select pg_terminate_backend(%s::integer)", (victim.info.backend_pid,))
+        victim.close()
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and conn.execute(
+                "select count(*) from toolsdb.events where processed_at is null and visible_at <= now()"
+            ).fetchone()[0]
+            != waiting
+        ):
+            time.sleep(0.1)
+        assert (
+            conn.execute(
+                "select count(*) from toolsdb.events where processed_at is null and visible_at <= now()"
+            ).fetchone()[0]
+            == waiting
+        )
 
 
 def test_workers_route_events_into_notifications_and_deliver_each_once(migrated: str) -> None:
