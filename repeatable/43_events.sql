@@ -318,14 +318,56 @@ comment on function toolsdb_private.events_are_distributed() is
 'True in a Citus database whose toolsdb.events is distributed over the workers (docs/citus.md): its '
 'queue is then claimed there, shard by shard.';
 
+-- On Citus: the shards of events on this node, and the lock under which the
+-- queue's functions touch one. A shard being moved (citus_move_shard_placement,
+-- the rebalancer) is touched only under its metadata lock, which the move
+-- holds while it switches the shard to its new node: the lock waits for the
+-- switch, and then the shard may be gone from this node.
+create or replace function toolsdb_private.local_event_shards()
+returns setof bigint
+language plpgsql
+stable
+set search_path = ''
+as $function$
+begin
+    -- plpgsql: its body is planned at the call, where Citus's catalog exists.
+    return query
+    select s.shardid
+    from pg_catalog.pg_dist_shard as s
+    inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
+    where s.logicalrelid = 'toolsdb.events'::regclass
+        and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g);
+end;
+$function$;
+
+comment on function toolsdb_private.local_event_shards() is
+'On Citus: the shards of toolsdb.events that this node holds (its placements).';
+
+create or replace function toolsdb_private.lock_local_event_shard(shard bigint)
+returns boolean
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+begin
+    perform pg_catalog.lock_shard_metadata(5, array[shard]);  -- ShareLock, until the transaction ends
+    return exists (
+        select from pg_catalog.pg_dist_placement as p
+        where p.shardid = shard and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
+    );
+end;
+$function$;
+
+comment on function toolsdb_private.lock_local_event_shard(bigint) is
+'On Citus: takes a shard of toolsdb.events'' metadata lock in share mode (a shard move''s switch '
+'holds it exclusively), and says whether this node still holds the shard. For the queue''s '
+'functions, before they touch the shard.';
+
 -- On Citus, with events distributed by session_id: the claim on one node.
 -- Each shard of events that the node holds is claimed as one node claims the
 -- whole table (oldest first by event_id, for update skip locked, a HOT
--- update), in a random order of shards until the batch is full. A shard
--- being moved (citus_move_shard_placement, the rebalancer) is claimed only
--- under its metadata lock, which the move holds while it switches the shard
--- to its new node: a claim waits for the switch and then skips a shard the
--- node no longer holds.
+-- update), in a random order of shards until the batch is full, each under
+-- lock_local_event_shard().
 create or replace function toolsdb_private.claim_local_events(
     batch_size integer,
     lease interval,
@@ -351,19 +393,8 @@ begin
         raise exception 'batch_size must be between 1 and 10000, not %', batch_size
             using errcode = 'invalid_parameter_value';
     end if;
-    for shard in
-        select s.shardid
-        from pg_catalog.pg_dist_shard as s
-        inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
-        where s.logicalrelid = 'toolsdb.events'::regclass
-            and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
-        order by pg_catalog.random()
-    loop
-        perform pg_catalog.lock_shard_metadata(5, array[shard]);  -- ShareLock: waits for a move's switch
-        if not exists (
-            select from pg_catalog.pg_dist_placement as p
-            where p.shardid = shard and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
-        ) then
+    for shard in select x from toolsdb_private.local_event_shards() as x order by pg_catalog.random() loop
+        if not toolsdb_private.lock_local_event_shard(shard) then
             continue;  -- moved away meanwhile
         end if;
         relation := pg_catalog.format('toolsdb.%I', 'events_' || shard);
@@ -412,19 +443,8 @@ declare
     n integer;
     done integer := 0;
 begin
-    for shard in
-        select s.shardid
-        from pg_catalog.pg_dist_shard as s
-        inner join pg_catalog.pg_dist_placement as p on p.shardid = s.shardid
-        where s.logicalrelid = 'toolsdb.events'::regclass
-            and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
-        order by s.shardid
-    loop
-        perform pg_catalog.lock_shard_metadata(5, array[shard]);  -- as in claim_local_events()
-        if not exists (
-            select from pg_catalog.pg_dist_placement as p
-            where p.shardid = shard and p.groupid = (select g.groupid from pg_catalog.pg_dist_local_group as g)
-        ) then
+    for shard in select x from toolsdb_private.local_event_shards() as x order by x loop
+        if not toolsdb_private.lock_local_event_shard(shard) then
             continue;
         end if;
         execute pg_catalog.format(

@@ -17,7 +17,8 @@ cluster costs, not how it scales: the three nodes share the cores.
    sessions drawn at random, for SECONDS; rounds alternate between the
    cluster and the single node (ROUNDS each), at 1 and at 4 clients; the
    figure is the median of the rounds' events per second.
-3. Claim and ack: EVENTS waiting events, then CLIENTS threads claim batches of
+3. Claim and ack: EVENTS waiting events of CLAIM_SESSIONS sessions (on the
+   cluster a session's events lie in one shard), then CLIENTS threads claim batches of
    BATCH (get_unprocessed_events) and ack them (mark_events_processed), each
    in its own transaction, until the queue is empty; events per second, same
    alternation.
@@ -48,6 +49,7 @@ from toolsdb.treestate import CITUS_PRESENT
 
 from .conftest import run_cli
 
+CLAIM_SESSIONS = 100  # the claim rounds' events come from this many sessions
 PAYLOAD = {"hook_event_name": "PreToolUse", "cwd": "/work", "tool_name": "Bash", "tool_input": {"command": "ls -la"}}
 
 
@@ -143,11 +145,16 @@ def memory_round(url: str, clients: int, seconds: float) -> float:
 def claim_round(url: str, clients: int, events: int, batch: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("update toolsdb.events set processed_at = now() where processed_at is null")
-        conn.execute("select toolsdb.create_session('bench-claims', '/work')")
+        # The events of CLAIM_SESSIONS sessions, as hooks send them: on the
+        # cluster one session's events all lie in one shard.
+        conn.execute(
+            "select toolsdb.create_session('bench-claims-' || n, '/work') from generate_series(1, %s) as n",
+            (CLAIM_SESSIONS,),
+        )
         conn.execute(
             "insert into toolsdb.events (session_id, event_type, payload)"
-            " select 'bench-claims', 'PreToolUse', %s::jsonb from generate_series(1, %s)",
-            (json.dumps(PAYLOAD), events),
+            " select 'bench-claims-' || (1 + g %% %s), 'PreToolUse', %s::jsonb from generate_series(1, %s) as g",
+            (CLAIM_SESSIONS, json.dumps(PAYLOAD), events),
         )
     acked = [0] * clients
 
