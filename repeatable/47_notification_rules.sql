@@ -93,9 +93,8 @@ begin
     -- Claimed, routed and marked processed in this one transaction: a
     -- worker that dies before its commit leaves the events unprocessed and
     -- nothing queued; the idempotency key makes a second routing of an event
-    -- (processed again by hand) queue nothing new. On Citus the claim itself
-    -- commits on the workers at once (docs/citus.md): such events come back
-    -- when their lease ends.
+    -- (processed again by hand) queue nothing new. On Citus too: the claims
+    -- on the workers are part of this transaction (docs/citus.md).
     claimed := array(select e from toolsdb.get_unprocessed_events(batch_size, '5 minutes', worker) as e);
     events_routed := coalesce(cardinality(claimed), 0);
     notifications_queued := 0;
