@@ -498,6 +498,8 @@ begin
         if shard = any(missing) then
             insert into toolsdb_private.event_claim_probes (shardid, probe) values (shard, candidate)
             on conflict on constraint event_claim_probes_pkey do nothing;
+            insert into toolsdb_private.event_claim_anchors (probe) values (candidate)
+            on conflict on constraint event_claim_anchors_pkey do nothing;
             missing := pg_catalog.array_remove(missing, shard);
         end if;
     end loop;
@@ -518,10 +520,11 @@ comment on function toolsdb_private.event_node_probes() is
 'and keeps in toolsdb_private.event_claim_probes a value for each shard that has none. Owner only.';
 
 -- On Citus: the claim of toolsdb.get_unprocessed_events() and
--- toolsdb.claim_event(), on every node that holds a shard of events, by
--- statements Citus routes to each node (a session id of that node, from
--- event_node_probes()), so on the connections of the caller's distributed
--- transaction: the claim commits or rolls back with it, as on one node.
+-- toolsdb.claim_event(), on every node that holds a shard of events, by one
+-- statement over the anchors of one probe per node (event_node_probes()):
+-- Citus runs it on those nodes at once, on the connections of the caller's
+-- distributed transaction, so the claim commits or rolls back with it, as on
+-- one node.
 create or replace function toolsdb_private.claim_distributed_events(
     batch_size integer,
     lease interval,
@@ -534,36 +537,54 @@ language plpgsql
 volatile
 security definer
 set search_path = ''
+-- Citus plans the statement over the anchors with its parameters' values
+-- only (a generic plan of it: "could not create distributed plan"), and
+-- get_unprocessed_events() forces generic plans.
+set plan_cache_mode = force_custom_plan
 as $function$
 declare
     probes text[] := toolsdb_private.event_node_probes();
+    asked text[];
+    shares integer[];
     full_probes text[];
-    probe text;
-    part jsonb;
+    answer record;
     rows jsonb := '[]';
-    share integer;
+    got integer;
     wanted integer := batch_size;
     pass integer := 1;
-    ignored bigint;
 begin
-    -- A share of the batch for each node; a second pass asks the nodes that
-    -- filled their share for what the others did not have.
-    while pg_catalog.cardinality(probes) > 0 loop
-        share := (wanted + pg_catalog.cardinality(probes) - 1) / pg_catalog.cardinality(probes);
+    -- The batch shared out over the nodes, the shares adding up to it (a node
+    -- whose share is 0 is not asked); a second pass shares what is still
+    -- wanted over the nodes that filled theirs.
+    while pg_catalog.cardinality(probes) > 0 and wanted > 0 loop
+        select pg_catalog.array_agg(x.probe order by x.n), pg_catalog.array_agg(x.share order by x.n)
+        into asked, shares
+        from (
+            select t.probe, t.n,
+                case
+                    when only_event is not null then 1  -- the one event may be on any node
+                    else wanted / pg_catalog.cardinality(probes)
+                        + case when t.n <= wanted % pg_catalog.cardinality(probes) then 1 else 0 end
+                end as share
+            from pg_catalog.unnest(probes) with ordinality as t (probe, n)
+        ) as x
+        where x.share > 0;
         full_probes := '{}';
-        foreach probe in array probes loop
-            execute 'select toolsdb_private.claim_local_events($1, $2, $3, $4, $5), pg_catalog.count(*)'
-                ' from toolsdb.events as e where e.session_id = $6'
-            using share, lease, worker, token, only_event, probe
-            into part, ignored;
-            rows := rows || part;
-            wanted := wanted - pg_catalog.jsonb_array_length(part);
-            if pg_catalog.jsonb_array_length(part) >= share then
-                full_probes := full_probes || probe;
+        for answer in execute
+            'select a.probe, ($7::integer[])[pg_catalog.array_position($6::text[], a.probe)] as share,'
+            ' toolsdb_private.claim_local_events('
+            '  ($7::integer[])[pg_catalog.array_position($6::text[], a.probe)], $2, $3, $4, $5) as part'
+            ' from toolsdb_private.event_claim_anchors as a where a.probe = any($6)'
+        using batch_size, lease, worker, token, only_event, asked, shares
+        loop
+            got := pg_catalog.jsonb_array_length(answer.part);
+            rows := rows || answer.part;
+            wanted := wanted - got;
+            if got >= answer.share then
+                full_probes := full_probes || answer.probe;
             end if;
-            exit when wanted <= 0;
         end loop;
-        exit when pass = 2 or wanted <= 0 or only_event is not null;
+        exit when pass = 2 or only_event is not null;
         probes := full_probes;
         pass := 2;
     end loop;
@@ -577,9 +598,9 @@ $function$;
 comment on function toolsdb_private.claim_distributed_events(integer, interval, text, uuid, bigint) is
 'On Citus: claims up to batch_size events (or only the event only_event) for '
 'toolsdb.get_unprocessed_events() and toolsdb.claim_event(), on every node that holds a shard of '
-'toolsdb.events, by a statement routed to each (toolsdb_private.event_node_probes()): a share of the '
-'batch on each, and what a node lacked from the nodes that had more. Part of the caller''s '
-'transaction. Owner only.';
+'toolsdb.events, by one statement over one probe per node (toolsdb_private.event_claim_anchors), '
+'which Citus runs on those nodes at once: shares of the batch that add up to it, and what a node '
+'lacked from the nodes that had more. Part of the caller''s transaction. Owner only.';
 
 create or replace function toolsdb.get_unprocessed_events(
     batch_size integer default 100,
@@ -707,17 +728,16 @@ as $function$
 declare
     wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i);
     done integer := 0;
-    probe text;
     n integer;
-    ignored bigint;
 begin
     if pg_catalog.current_setting('citus.version', true) is not null and toolsdb_private.events_are_distributed() then
-        -- On the workers: one statement routed to each node holding a shard.
-        foreach probe in array toolsdb_private.event_node_probes() loop
-            execute 'select toolsdb_private.ack_local_events($1, $2), pg_catalog.count(*)'
-                ' from toolsdb.events as e where e.session_id = $3'
-            using event_ids, mark_events_processed.claim_token, probe
-            into n, ignored;
+        -- On the workers: one statement over the nodes holding a shard, run
+        -- on each of them at once (toolsdb_private.claim_distributed_events()).
+        for n in execute
+            'select toolsdb_private.ack_local_events($1, $2)'
+            ' from toolsdb_private.event_claim_anchors as a where a.probe = any($3)'
+        using event_ids, mark_events_processed.claim_token, toolsdb_private.event_node_probes()
+        loop
             done := done + n;
         end loop;
     else

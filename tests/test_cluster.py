@@ -475,6 +475,7 @@ def test_several_workers_claim_each_event_once(migrated: str) -> None:
                     ).fetchall()
                     if not batch:
                         return
+                    assert len(batch) <= 7, len(batch)  # the nodes' shares add up to the batch, never more
                     ids = [event_id for event_id, _ in batch]
                     done = conn.execute("select toolsdb.mark_events_processed(%s, %s)", (ids, batch[0][1])).fetchone()[
                         0
@@ -688,13 +689,26 @@ def test_workers_capture_a_distributed_tables_changes_and_concurrent_collectors_
     outbox is left empty. The outbox takes no UPDATE or TRUNCATE and no
     application role; a table distributed by another key cannot be audited."""
     with psycopg.connect(migrated, autocommit=True) as conn:
-        agents = [
-            conn.execute(
+        # Eight agents whose memories lie on both workers (random ids could all
+        # hash to one worker's shards: 1 run in 128).
+        placed: list[tuple[str, str]] = []
+        for i in range(64):  # bounded
+            agent = conn.execute(
                 "insert into toolsdb.agents (name, agent_type) values (%s, 'claude') returning agent_id",
                 (f"outbox-{i}",),
             ).fetchone()[0]
-            for i in range(8)
-        ]
+            node = conn.execute(
+                "select n.nodename from pg_dist_placement as p join pg_dist_node as n on n.groupid = p.groupid"
+                " where p.shardid = get_shard_id_for_distribution_column('toolsdb.memories', %s::uuid)",
+                (agent,),
+            ).fetchone()[0]
+            placed.append((agent, node))
+            if len(placed) >= 8 and len({n for _, n in placed}) >= 2:
+                break
+        first_of_each = {n: a for a, n in reversed(placed)}
+        agents = list(first_of_each.values())
+        agents += [a for a, _ in placed if a not in agents][: 8 - len(agents)]
+        assert len(agents) == 8 and len(first_of_each) >= 2, placed
         conn.execute("select toolsdb.audit_collect()")
         for agent in agents:
             conn.execute("select toolsdb.memory_set(%s, 'first', 'x')", (agent,))

@@ -164,6 +164,40 @@ insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb_private.event_claim_probes', 'routing bookkeeping of the queue on Citus, derived from the shard map')
 on conflict (table_name) do nothing;
 
+-- One row per probe, distributed with the events: a statement over the rows
+-- of one probe per node runs on those nodes at once, in parallel, each
+-- evaluating the queue's function once (toolsdb.get_unprocessed_events()).
+create table if not exists toolsdb_private.event_claim_anchors (
+    probe text not null,
+    constraint event_claim_anchors_pkey primary key (probe),
+    constraint probe_length_is_valid check (char_length(probe) between 1 and 200)
+);
+
+comment on table toolsdb_private.event_claim_anchors is
+'On Citus only: the probes of toolsdb_private.event_claim_probes as rows, distributed by probe with '
+'toolsdb.events, so each lies in its shard: the queue''s claims and acknowledgements select one per '
+'node to run there in parallel (docs/citus.md). Owner only.';
+comment on column toolsdb_private.event_claim_anchors.probe is
+'A probe session id (toolsdb-probe-N); its row lies on the node of its shard of toolsdb.events.';
+
+insert into toolsdb_private.audit_exemptions (table_name, reason) values
+('toolsdb_private.event_claim_anchors', 'routing bookkeeping of the queue on Citus, derived from the shard map')
+on conflict (table_name) do nothing;
+
+select
+    pg_catalog.create_distributed_table(
+        'toolsdb_private.event_claim_anchors', 'probe', colocate_with => 'toolsdb.events'
+    )
+where not exists (
+    select from pg_catalog.pg_dist_partition as p
+    where p.logicalrelid = 'toolsdb_private.event_claim_anchors'::regclass
+);
+
+-- A probe found before this table existed gets its row.
+insert into toolsdb_private.event_claim_anchors (probe)
+select x.probe from toolsdb_private.event_claim_probes as x
+on conflict on constraint event_claim_anchors_pkey do nothing;
+
 -- Reference tables: a copy on every node. The first converts every table
 -- with a key to it into a Citus local table on the coordinator.
 select pg_catalog.create_reference_table('toolsdb.users')
