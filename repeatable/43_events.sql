@@ -519,6 +519,46 @@ comment on function toolsdb_private.event_node_probes() is
 'node, so that a statement naming it runs there (the claims and acknowledgements of the queue). Finds '
 'and keeps in toolsdb_private.event_claim_probes a value for each shard that has none. Owner only.';
 
+-- On Citus: makes the caller's transaction a distributed transaction on the
+-- nodes of probes, with two-phase commit, before a claim or acknowledgement
+-- runs there. Citus takes the statement over the anchors for a read (the
+-- writes are inside the function on each node), and runs a read outside a
+-- transaction block there, committed at once, unless the transaction is
+-- already distributed: an acknowledgement that failed on one node stayed
+-- applied on the others, and the events of route_events() were acknowledged
+-- before its notifications were stored. A write to the anchors of two shards
+-- or more is a multi-shard modification, which Citus runs in transaction
+-- blocks and commits in two phases (with the coordinator's own writes).
+create or replace function toolsdb_private.join_event_nodes(probes text[])
+returns void
+language plpgsql
+volatile
+security definer
+set search_path = ''
+set plan_cache_mode = force_custom_plan
+as $function$
+declare
+    touched text[] := probes;
+begin
+    if pg_catalog.cardinality(touched) < 2 then
+        -- One node: a second shard's anchor, so that the write spans two shards.
+        touched := touched || array(
+            select x.probe from toolsdb_private.event_claim_probes as x
+            where x.probe <> all(probes)
+            order by x.shardid
+            limit 1
+        );
+    end if;
+    execute 'update toolsdb_private.event_claim_anchors as a set touched_at = $2 where a.probe = any($1)'
+    using touched, pg_catalog.now();
+end;
+$function$;
+
+comment on function toolsdb_private.join_event_nodes(text[]) is
+'On Citus: writes the anchors of the given probes (two at least) so that Citus runs the rest of the '
+'transaction on those nodes in transaction blocks and commits it in two phases; called by the '
+'queue''s claims and acknowledgements before they run on the nodes (docs/citus.md). Owner only.';
+
 -- On Citus: the claim of toolsdb.get_unprocessed_events() and
 -- toolsdb.claim_event(), on every node that holds a shard of events, by one
 -- statement over the anchors of one probe per node (event_node_probes()):
@@ -570,6 +610,7 @@ begin
         ) as x
         where x.share > 0;
         full_probes := '{}';
+        perform toolsdb_private.join_event_nodes(asked);
         for answer in execute
             'select a.probe, ($7::integer[])[pg_catalog.array_position($6::text[], a.probe)] as share,'
             ' toolsdb_private.claim_local_events('
@@ -729,14 +770,18 @@ declare
     wanted integer := (select pg_catalog.count(distinct i) from pg_catalog.unnest(event_ids) as i);
     done integer := 0;
     n integer;
+    probes text[];
 begin
     if pg_catalog.current_setting('citus.version', true) is not null and toolsdb_private.events_are_distributed() then
         -- On the workers: one statement over the nodes holding a shard, run
-        -- on each of them at once (toolsdb_private.claim_distributed_events()).
+        -- on each of them at once (toolsdb_private.claim_distributed_events()),
+        -- in this transaction.
+        probes := toolsdb_private.event_node_probes();
+        perform toolsdb_private.join_event_nodes(probes);
         for n in execute
             'select toolsdb_private.ack_local_events($1, $2)'
             ' from toolsdb_private.event_claim_anchors as a where a.probe = any($3)'
-        using event_ids, mark_events_processed.claim_token, toolsdb_private.event_node_probes()
+        using event_ids, mark_events_processed.claim_token, probes
         loop
             done := done + n;
         end loop;

@@ -519,6 +519,31 @@ def test_the_coordinator_wakes_listeners_and_claims_one_event_by_id(migrated: st
         )
         token = conn.execute("select claim_token from toolsdb.events where event_id = %s", (event_id,)).fetchone()[0]
         assert conn.execute("select toolsdb.mark_event_processed(%s, %s)", (event_id, token)).fetchone()[0] is True
+        # An acknowledgement is all or nothing across the workers, also in
+        # autocommit: one event it no longer holds, and none is marked.
+        send_events(migrated, [f"ack-{n}" for n in range(24)], ["Stop"])  # on both workers, but 1 run in 8 million
+        batch = conn.execute("select event_id, claim_token from toolsdb.get_unprocessed_events(8, '1 minute', 'acker')")
+        batch = batch.fetchall()
+        nodes = conn.execute(
+            "select count(distinct p.groupid) from toolsdb.events as e, pg_dist_placement as p"
+            " where e.event_id = any(%s)"
+            " and p.shardid = get_shard_id_for_distribution_column('toolsdb.events', e.session_id)",
+            ([i for i, _ in batch],),
+        ).fetchone()[0]
+        assert len(batch) == 8 and nodes == 2, (batch, nodes)
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="lease lost: 1 of 9"):
+            conn.execute("select toolsdb.mark_events_processed(%s, %s)", ([i for i, _ in batch] + [-1], batch[0][1]))
+        marked = conn.execute(
+            "select count(*) from toolsdb.events where event_id = any(%s) and processed_at is not null",
+            ([i for i, _ in batch],),
+        ).fetchone()[0]
+        assert marked == 0
+        assert (
+            conn.execute(
+                "select toolsdb.mark_events_processed(%s, %s)", ([i for i, _ in batch], batch[0][1])
+            ).fetchone()[0]
+            == 8
+        )
         # Claims run in the caller's transaction, on the workers too: rolled
         # back, the events are free again at once, as on one node.
         send_events(migrated, ["wake-2", "wake-3"], ["Stop", "Stop"])

@@ -169,6 +169,7 @@ on conflict (table_name) do nothing;
 -- evaluating the queue's function once (toolsdb.get_unprocessed_events()).
 create table if not exists toolsdb_private.event_claim_anchors (
     probe text not null,
+    touched_at timestamptz,
     constraint event_claim_anchors_pkey primary key (probe),
     constraint probe_length_is_valid check (char_length(probe) between 1 and 200)
 );
@@ -179,6 +180,9 @@ comment on table toolsdb_private.event_claim_anchors is
 'node to run there in parallel (docs/citus.md). Owner only.';
 comment on column toolsdb_private.event_claim_anchors.probe is
 'A probe session id (toolsdb-probe-N); its row lies on the node of its shard of toolsdb.events.';
+comment on column toolsdb_private.event_claim_anchors.touched_at is
+'When a claim or acknowledgement last wrote the row: that write makes Citus run the claim in its '
+'distributed transaction, with two-phase commit (toolsdb_private.join_event_nodes()).';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb_private.event_claim_anchors', 'routing bookkeeping of the queue on Citus, derived from the shard map')
