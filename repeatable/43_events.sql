@@ -520,16 +520,18 @@ comment on function toolsdb_private.event_node_probes() is
 'and keeps in toolsdb_private.event_claim_probes a value for each shard that has none. Owner only.';
 
 -- On Citus: makes the caller's transaction a distributed transaction on the
--- nodes of probes, with two-phase commit, before a claim or acknowledgement
--- runs there. Citus takes the statement over the anchors for a read (the
--- writes are inside the function on each node), and runs a read outside a
--- transaction block there, committed at once, unless the transaction is
--- already distributed: an acknowledgement that failed on one node stayed
--- applied on the others, and the events of route_events() were acknowledged
--- before its notifications were stored. A write to the anchors of two shards
--- or more is a multi-shard modification, which Citus runs in transaction
--- blocks and commits in two phases (with the coordinator's own writes).
-create or replace function toolsdb_private.join_event_nodes(probes text[])
+-- nodes of probes before a claim or acknowledgement runs there. Citus takes
+-- the statement over the anchors for a read (the writes are inside the
+-- function on each node), and runs a read outside a transaction block,
+-- committed at once, unless the transaction is already distributed: an
+-- acknowledgement that failed on one node stayed applied on the others, and
+-- route_events() could acknowledge events before its notifications were
+-- stored. A write to an anchor opens the distributed transaction (transaction
+-- blocks on every node reached after it); a write to the anchors of two
+-- shards or more, a multi-shard modification, also makes Citus commit it in
+-- two phases, with the coordinator's own writes. Acknowledgements take that;
+-- claims, which are leases, only the transaction blocks.
+create or replace function toolsdb_private.join_event_nodes(probes text[], two_phase boolean)
 returns void
 language plpgsql
 volatile
@@ -540,7 +542,9 @@ as $function$
 declare
     touched text[] := probes;
 begin
-    if pg_catalog.cardinality(touched) < 2 then
+    if not two_phase then
+        touched := probes[1:1];
+    elsif pg_catalog.cardinality(touched) < 2 then
         -- One node: a second shard's anchor, so that the write spans two shards.
         touched := touched || array(
             select x.probe from toolsdb_private.event_claim_probes as x
@@ -549,15 +553,20 @@ begin
             limit 1
         );
     end if;
-    execute 'update toolsdb_private.event_claim_anchors as a set touched_at = $2 where a.probe = any($1)'
+    -- A write that changes no row (no row has a time before -infinity; the
+    -- planner cannot know that): Citus runs it on each shard named, which is
+    -- all it takes, and concurrent claims wait for no row lock of one another.
+    execute 'update toolsdb_private.event_claim_anchors as a set touched_at = $2'
+        ' where a.probe = any($1) and a.touched_at < ''-infinity''::timestamptz'
     using touched, pg_catalog.now();
 end;
 $function$;
 
-comment on function toolsdb_private.join_event_nodes(text[]) is
-'On Citus: writes the anchors of the given probes (two at least) so that Citus runs the rest of the '
-'transaction on those nodes in transaction blocks and commits it in two phases; called by the '
-'queue''s claims and acknowledgements before they run on the nodes (docs/citus.md). Owner only.';
+comment on function toolsdb_private.join_event_nodes(text[], boolean) is
+'On Citus: runs an UPDATE of anchors of the given probes that changes no row, so that Citus runs '
+'the rest of the transaction on the nodes in transaction blocks; with two_phase, of two anchors at '
+'least, so that it also commits in two phases. Called by the queue''s claims (without) and '
+'acknowledgements (with) before they run on the nodes (docs/citus.md). Owner only.';
 
 -- On Citus: the claim of toolsdb.get_unprocessed_events() and
 -- toolsdb.claim_event(), on every node that holds a shard of events, by one
@@ -610,7 +619,7 @@ begin
         ) as x
         where x.share > 0;
         full_probes := '{}';
-        perform toolsdb_private.join_event_nodes(asked);
+        perform toolsdb_private.join_event_nodes(asked, false);
         for answer in execute
             'select a.probe, ($7::integer[])[pg_catalog.array_position($6::text[], a.probe)] as share,'
             ' toolsdb_private.claim_local_events('
@@ -777,7 +786,7 @@ begin
         -- on each of them at once (toolsdb_private.claim_distributed_events()),
         -- in this transaction.
         probes := toolsdb_private.event_node_probes();
-        perform toolsdb_private.join_event_nodes(probes);
+        perform toolsdb_private.join_event_nodes(probes, true);
         for n in execute
             'select toolsdb_private.ack_local_events($1, $2)'
             ' from toolsdb_private.event_claim_anchors as a where a.probe = any($3)'

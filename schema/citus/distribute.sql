@@ -181,8 +181,8 @@ comment on table toolsdb_private.event_claim_anchors is
 comment on column toolsdb_private.event_claim_anchors.probe is
 'A probe session id (toolsdb-probe-N); its row lies on the node of its shard of toolsdb.events.';
 comment on column toolsdb_private.event_claim_anchors.touched_at is
-'When a claim or acknowledgement last wrote the row: that write makes Citus run the claim in its '
-'distributed transaction, with two-phase commit (toolsdb_private.join_event_nodes()).';
+'Stays null: claims and acknowledgements run an UPDATE of it that changes no row, which makes Citus '
+'run them in its distributed transaction, with two-phase commit (toolsdb_private.join_event_nodes()).';
 
 insert into toolsdb_private.audit_exemptions (table_name, reason) values
 ('toolsdb_private.event_claim_anchors', 'routing bookkeeping of the queue on Citus, derived from the shard map')
