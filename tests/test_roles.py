@@ -71,3 +71,29 @@ def test_isolate_rows_twice_leaves_the_same_two_policies(conn: psycopg.Connectio
     conn.execute("select toolsdb.isolate_rows('toolsdb.tasks', 'project_id')")
     assert conn.execute(query).fetchall() == before
     assert [row[0] for row in before] == ["project_isolation", "readonly_reads_all"]
+
+
+def test_act_as_session_sets_the_session_for_the_transaction_only(conn: psycopg.Connection) -> None:
+    """toolsdb.act_as_session() is SET LOCAL from a function (what Citus passes
+    on to the workers): the application sees that session's rows, the value is
+    taken as it is (a quote in it runs nothing), null unsets it, and the next
+    transaction starts without it."""
+    for sid in ("act-a", "act-b"):
+        conn.execute(
+            "select toolsdb.hook_ingest(%s::jsonb)", (f'{{"session_id": "{sid}", "hook_event_name": "Stop"}}',)
+        )
+    conn.commit()
+    as_role(conn, "toolsdb_app")
+    conn.execute("select toolsdb.act_as_session('act-a')")
+    assert conn.execute("select session_id from toolsdb.sessions").fetchall() == [("act-a",)]
+    assert conn.execute("select toolsdb.current_session_id()").fetchone() == ("act-a",)
+    conn.execute("select toolsdb.act_as_session(%s)", ("x'; reset role; select '",))
+    assert conn.execute("select toolsdb.current_session_id(), current_user").fetchone() == (
+        "x'; reset role; select '",
+        "toolsdb_app",
+    )
+    conn.execute("select toolsdb.act_as_session(null)")
+    assert conn.execute("select toolsdb.current_session_id()").fetchone() == (None,)
+    conn.execute("select toolsdb.act_as_session('act-b')")
+    conn.commit()
+    assert conn.execute("select toolsdb.current_session_id(), current_user").fetchone() == (None, "postgres")
