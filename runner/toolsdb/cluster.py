@@ -190,7 +190,13 @@ class Cluster:
                 conn.execute("select citus_set_coordinator_host(%s, %s)", (coordinator.socket_dir, coordinator.port))
             for info in workers.values():
                 if (info.socket_dir, info.port) not in known:
-                    conn.execute("select citus_add_node(%s, %s)", (info.socket_dir, info.port))
+                    # With an empty search_path: Citus copies the distributed functions to the
+                    # new node and names their argument types in their GRANTs as the session's
+                    # search_path shows them, so toolsdb's (where the database puts them)
+                    # would reach the worker unqualified and fail (docs/citus.md).
+                    with conn.transaction():
+                        conn.execute("set local search_path = pg_catalog")
+                        conn.execute("select citus_add_node(%s, %s)", (info.socket_dir, info.port))
 
     def start(self, workers: int | None = None) -> dict[str, ServerInfo]:
         """Install Citus if needed, start every node, register the workers; idempotent."""
