@@ -68,11 +68,12 @@ begin
             with recursive ancestors as (
                 select p.task_id, p.parent_task_id
                 from toolsdb.tasks as p
-                where p.task_id = new.parent_task_id
+                where p.project_id = new.project_id and p.task_id = new.parent_task_id
                 union
                 select p.task_id, p.parent_task_id
                 from toolsdb.tasks as p
                 inner join ancestors as a on p.task_id = a.parent_task_id
+                where p.project_id = new.project_id
             )
             select from ancestors where ancestors.task_id = new.task_id
         ) then
@@ -99,6 +100,20 @@ select toolsdb.audit_table('toolsdb.tasks');
 
 select toolsdb.isolate_rows('toolsdb.tasks', 'project_id');
 
+create or replace function toolsdb.project_of_task(task_id uuid)
+returns uuid
+language sql
+stable
+set search_path = ''
+as $function$
+    select t.project_id from toolsdb.tasks as t where t.task_id = project_of_task.task_id;
+$function$;
+
+comment on function toolsdb.project_of_task(uuid) is
+'The project of a task the caller sees, or null, e.g. select toolsdb.project_of_task(''<task>''). '
+'On Citus the tasks are distributed by project: rows of a task name its project when inserted, and '
+'functions given a task look its project up first, to reach its shard (docs/citus.md).';
+
 -- Rows that hang off a task take its project (for row-level security).
 create or replace function toolsdb_private.tg__project_from_task()
 returns trigger
@@ -112,7 +127,15 @@ begin
         new.task_id := old.task_id;
         return new;
     end if;
-    select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
+    if pg_catalog.current_setting('citus.version', true) is null then
+        select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
+    elsif not exists (
+        -- On Citus the row was routed by the project it names (given, as Citus requires),
+        -- which must be the task's: the lookup stays on the row's own shard (docs/citus.md).
+        select 1 from toolsdb.tasks as t where t.project_id = new.project_id and t.task_id = new.task_id
+    ) then
+        new.project_id := null;
+    end if;
     if new.project_id is null then
         raise exception 'task % not found', new.task_id
             using errcode = 'foreign_key_violation', constraint = tg_argv[0] || '_task_id_fkey',
@@ -124,8 +147,69 @@ $function$;
 
 comment on function toolsdb_private.tg__project_from_task() is
 'Trigger (_050_project_from_task) of rows that hang off a task (runs, validations, comments, '
-'attachments), whose name is its argument: project_id is the task''s, set on insert; task and '
-'project cannot change afterwards. An unknown or invisible task raises 23503 naming <table>_task_id_fkey.';
+'attachments), whose name is its argument: project_id is the task''s, set on insert (on Citus, where '
+'the insert names it, another project than the task''s is refused); task and project cannot change '
+'afterwards. An unknown or invisible task raises 23503 naming <table>_task_id_fkey.';
+
+create or replace function toolsdb_private.tg__null_references()
+returns trigger
+language plpgsql
+volatile
+set search_path = ''
+as $function$
+declare
+    i integer;
+begin
+    -- Arguments: this row's key column, then pairs of (table, column) that reference it
+    -- with its project.
+    for i in 1 .. tg_nargs - 1 by 2 loop
+        execute pg_catalog.format(
+            'update toolsdb.%I set %I = null where project_id = $1 and %2$I = $2', tg_argv[i], tg_argv[i + 1]
+        ) using old.project_id, (pg_catalog.to_jsonb(old) ->> tg_argv[0])::uuid;
+    end loop;
+    return old;
+end;
+$function$;
+
+comment on function toolsdb_private.tg__null_references() is
+'On Citus only, trigger _900_null_references (BEFORE DELETE, FOR EACH ROW) of tasks, evidence and '
+'agent_executions: what `on delete set null` does on one node, which Citus refuses on a key that '
+'holds the distribution column. Its arguments: the row''s key column, then pairs (table, column) of '
+'the references to null, in the row''s project, on its shard (docs/citus.md).';
+
+do $citus$
+declare
+    wanted constant text[] := array[
+        ['tasks', 'task_id', 'tasks', 'parent_task_id', 'evidence', 'task_id'],
+        ['evidence', 'evidence_id', 'agent_executions', 'evidence_id', 'task_attachments', 'evidence_id'],
+        ['agent_executions', 'execution_id', 'pr_validations', 'execution_id', null, null]
+    ];
+    w text[];
+begin
+    if pg_catalog.current_setting('citus.version', true) is null or not exists (
+        select 1 from pg_catalog.pg_constraint as c
+        where c.conrelid = 'toolsdb.evidence'::regclass and c.conname = 'evidence_task_id_fkey'
+            and c.confdeltype = 'r'
+    ) then
+        return;
+    end if;
+    foreach w slice 1 in array wanted loop
+        if not exists (
+            select 1 from pg_catalog.pg_trigger as t
+            where t.tgrelid = pg_catalog.format('toolsdb.%I', w[1])::regclass and t.tgname = '_900_null_references'
+        ) then
+            execute pg_catalog.format(
+                'create trigger _900_null_references before delete on toolsdb.%I for each row '
+                'execute function toolsdb_private.tg__null_references(%s)',
+                w[1],
+                pg_catalog.array_to_string(
+                    array(select pg_catalog.quote_literal(a) from pg_catalog.unnest(w[2:]) as a), ', '
+                )
+            );
+        end if;
+    end loop;
+end
+$citus$;
 
 create or replace function toolsdb.task_transition(task_id uuid, to_status text)
 returns text
@@ -135,16 +219,20 @@ set search_path = ''
 as $function$
 declare
     previous text;
+    -- The task's project first: on Citus it names the task's shard, and a row
+    -- is locked there only (docs/citus.md).
+    project constant uuid := toolsdb.project_of_task(task_transition.task_id);
 begin
     select t.status into previous
     from toolsdb.tasks as t
-    where t.task_id = task_transition.task_id
+    where t.project_id = project and t.task_id = task_transition.task_id
     for update;
     if not found then
         raise exception 'task % not found', task_id
             using errcode = 'no_data_found', hint = 'is toolsdb.project_id set to its project?';
     end if;
-    update toolsdb.tasks as t set status = to_status where t.task_id = task_transition.task_id;
+    update toolsdb.tasks as t set status = to_status
+    where t.project_id = project and t.task_id = task_transition.task_id;
     return previous;
 end;
 $function$;

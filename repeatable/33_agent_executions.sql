@@ -117,13 +117,25 @@ select toolsdb.isolate_rows('toolsdb.agent_execution_logs', 'project_id');
 
 create or replace function toolsdb.execution_create(agent_id uuid, task_id uuid, agent_config jsonb default '{}')
 returns uuid
-language sql
+language plpgsql
 volatile
 set search_path = ''
 as $function$
-    insert into toolsdb.agent_executions (agent_id, task_id, agent_config)
-    values (execution_create.agent_id, execution_create.task_id, coalesce(execution_create.agent_config, '{}'))
-    returning execution_id;
+declare
+    -- The task's project: on Citus the row goes to its shard by it (docs/citus.md).
+    project constant uuid := toolsdb.project_of_task(execution_create.task_id);
+    created uuid;
+begin
+    if project is null then
+        raise exception 'task % not found', execution_create.task_id
+            using errcode = 'foreign_key_violation', constraint = 'agent_executions_task_id_fkey',
+            hint = 'is toolsdb.project_id set to its project?';
+    end if;
+    insert into toolsdb.agent_executions (agent_id, task_id, project_id, agent_config)
+    values (execution_create.agent_id, execution_create.task_id, project, coalesce(execution_create.agent_config, '{}'))
+    returning execution_id into created;
+    return created;
+end;
 $function$;
 
 comment on function toolsdb.execution_create(uuid, uuid, jsonb) is

@@ -47,7 +47,11 @@ begin
         else
             new.completed_at := pg_catalog.clock_timestamp();
         end if;
-    elsif old.status in ('passed', 'failed', 'cancelled') then
+    elsif old.status in ('passed', 'failed', 'cancelled') and not (
+        -- but for the reference to its run going when the run is deleted (on delete set null)
+        old.execution_id is not null and new.execution_id is null
+        and pg_catalog.to_jsonb(new) - 'execution_id' - 'updated_at' = pg_catalog.to_jsonb(old) - 'execution_id' - 'updated_at'
+    ) then
         raise exception 'validation % is % and can no longer change', old.validation_id, old.status
             using errcode = 'object_not_in_prerequisite_state';
     end if;
@@ -58,7 +62,8 @@ $function$;
 comment on function toolsdb_private.tg__validation_rules() is
 'Trigger of toolsdb.pr_validations (_200_validation_rules): a new validation is pending (its '
 'project comes from _050_project_from_task), status moves only forward (else 55000 naming both '
-'states), a settled one is frozen, started_at and completed_at are the database''s.';
+'states), a settled one is frozen (but for execution_id cleared when its run is deleted), started_at '
+'and completed_at are the database''s.';
 
 create or replace trigger _200_validation_rules
 before insert or update on toolsdb.pr_validations

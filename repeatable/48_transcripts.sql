@@ -712,6 +712,15 @@ volatile
 set search_path = ''
 as $function$
 begin
+    -- On Citus the prices are reference tables, changed on every node; the usage is on the
+    -- coordinator, which prices it, and a worker does nothing (docs/citus.md).
+    -- (Nested: the catalog exists only in a database with the extension.)
+    if pg_catalog.current_setting('citus.version', true) is not null
+        and pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') is not null then
+        if not exists (select 1 from pg_catalog.pg_dist_local_group as g where g.groupid = 0) then
+            return null;
+        end if;
+    end if;
     perform toolsdb.reprice_usage(null);
     return null;
 end;

@@ -13,7 +13,10 @@ returns toolsdb.execution_rollups
 language sql
 immutable
 parallel safe
-return row(
+-- A quoted body, not a standard one: Citus cannot order a standard body's dependencies on
+-- a distributed table's columns when it copies the function to a new worker (docs/citus.md).
+as $function$
+select row(
     null, run.project_id, run.agent_id, run.agent_type, run.model_provider, run.model_name, run.status,
     sign,
     case when run.started_at is not null and run.completed_at is not null then sign else 0 end,
@@ -24,6 +27,7 @@ return row(
     case when run.cost_usd is not null then sign else 0 end,
     sign * coalesce(run.cost_usd, 0)
 )::toolsdb.execution_rollups;
+$function$;
 
 comment on function toolsdb_private.execution_rollup_row(toolsdb.agent_executions, integer) is
 'What one run adds to its group of toolsdb.execution_rollups (sign 1) or takes away from it (sign '
@@ -37,22 +41,23 @@ volatile
 set search_path = ''
 as $function$
 begin
-    -- One row per group whose figures move (a change that moves none adds nothing), and one
-    -- per duration bucket whose count moves: a single run's change carries its own duration
-    -- (its timed_runs is its sign). One statement, so one executor start per change.
-    with c as (
-        select * from pg_catalog.unnest(changes)
-    ),
-    durations as (
+    -- One per duration bucket whose count moves: a single run's change carries its own
+    -- duration (its timed_runs is its sign). On Citus the runs' trigger runs on a worker,
+    -- where this table (on the coordinator) is out of reach: there are none (docs/citus.md).
+    if pg_catalog.current_setting('citus.version', true) is null then
         insert into toolsdb.execution_duration_rollups (agent_id, model_provider, model_name, bucket, runs)
         select
             c.agent_id, c.model_provider, c.model_name,
             toolsdb_private.metric_bucket(pg_catalog.abs(c.duration_seconds)::double precision),
             pg_catalog.sum(c.timed_runs)
-        from c
+        from pg_catalog.unnest(changes) as c
         where c.timed_runs <> 0
         group by 1, 2, 3, 4
-        having pg_catalog.sum(c.timed_runs) <> 0
+        having pg_catalog.sum(c.timed_runs) <> 0;
+    end if;
+    -- One row per group whose figures move (a change that moves none adds nothing).
+    with c as (
+        select * from pg_catalog.unnest(changes)
     )
     insert into toolsdb.execution_rollups (
         project_id, agent_id, agent_type, model_provider, model_name, status, executions, timed_runs,
@@ -291,7 +296,9 @@ begin
         and r.model_name is not distinct from model;
     -- Exact while cheap, and whenever row-level security narrows what the caller sees
     -- (the duration rollups span projects).
+    -- On Citus the duration rollups are not kept (docs/citus.md): always exact there.
     if coalesce(timed_runs, 0) <= 10000
+        or pg_catalog.current_setting('citus.version', true) is not null
         or (
             pg_catalog.row_security_active('toolsdb.agent_executions')
             and not pg_catalog.pg_has_role('toolsdb_readonly', 'member')
@@ -359,13 +366,16 @@ comment on function toolsdb.execution_duration_percentiles(uuid, text, text) is
 'model (null provider or model: the runs without one), as toolsdb.agent_performance shows them, e.g. '
 'select * from toolsdb.execution_duration_percentiles(''<agent id>'', ''anthropic'', ''claude-sonnet-4''). '
 'Exact (over the runs) when the agent and model have at most '
-'10,000 timed runs, or when row-level security limits what the caller sees; otherwise '
+'10,000 timed runs, on Citus, or when row-level security limits what the caller sees; otherwise '
 'interpolated from toolsdb.execution_duration_rollups, within 1% of the exact value.';
 
 -- Runs without rollups: the triggers were just installed, or writes skipped them.
-select toolsdb.execution_rollups_rebuild()
-where
-    exists (select from toolsdb.agent_executions)
-    and not exists (select from toolsdb.execution_rollups);
+do $rebuild$
+begin
+    if exists (select 1 from toolsdb.agent_executions) and not exists (select 1 from toolsdb.execution_rollups) then
+        perform toolsdb.execution_rollups_rebuild();
+    end if;
+end
+$rebuild$;
 
 select toolsdb.isolate_rows('toolsdb.execution_rollups', 'project_id');

@@ -240,31 +240,12 @@ comment on column toolsdb.agent_performance.source is
 
 create or replace view toolsdb.project_health
 with (security_invoker = true) as
--- Not a lateral subquery: on Citus, sessions is distributed by session_id,
--- and a subquery on it cannot be correlated with a project (docs/citus.md).
-with session_costs as (
+-- Each figure grouped by project, then joined: no subquery correlated with a
+-- project, which Citus cannot plan over the distributed tasks, runs and
+-- sessions next to the coordinator's errors (docs/citus.md).
+with task_figures as (
     select
-        w.project_id,
-        sum(v.cost_usd) as total_cost_usd
-    from toolsdb.api_usage as v
-    inner join toolsdb.sessions as w on v.session_id = w.session_id
-    group by w.project_id
-)
-
-select
-    p.project_id,
-    p.slug,
-    p.status as project_status,
-    coalesce(t.tasks, 0) as tasks,
-    coalesce(t.open_tasks, 0) as open_tasks,
-    coalesce(t.completed_tasks, 0) as completed_tasks,
-    t.pr_merge_rate,
-    e.execution_success_rate,
-    coalesce(e.total_cost_usd, 0) + coalesce(c.total_cost_usd, 0) as total_cost_usd,
-    coalesce(r.unresolved_errors, 0) as unresolved_errors
-from toolsdb.projects as p
-left join lateral (
-    select
+        x.project_id,
         count(*) as tasks,
         count(*) filter (where x.status in ('draft', 'open', 'in_progress', 'in_review', 'blocked')) as open_tasks,
         count(*) filter (where x.status = 'completed') as completed_tasks,
@@ -279,10 +260,12 @@ left join lateral (
             4
         ) as pr_merge_rate
     from toolsdb.tasks as x
-    where x.project_id = p.project_id
-) as t on true
-left join lateral (
+    group by x.project_id
+),
+
+run_figures as (
     select
+        y.project_id,
         round(
             coalesce(sum(y.executions) filter (where y.status = 'success'), 0)::numeric
             / nullif(sum(y.executions) filter (where y.status in ('success', 'failure', 'timeout')), 0),
@@ -290,14 +273,43 @@ left join lateral (
         ) as execution_success_rate,
         case when sum(y.priced_runs) > 0 then sum(y.cost_usd) end as total_cost_usd
     from toolsdb.execution_rollups as y
-    where y.project_id = p.project_id
-) as e on true
-left join session_costs as c on p.project_id = c.project_id
-left join lateral (
-    select count(*) as unresolved_errors
+    group by y.project_id
+),
+
+session_costs as (
+    select
+        w.project_id,
+        sum(v.cost_usd) as total_cost_usd
+    from toolsdb.api_usage as v
+    inner join toolsdb.sessions as w on v.session_id = w.session_id
+    group by w.project_id
+),
+
+error_figures as (
+    select
+        z.project_id,
+        count(*) as unresolved_errors
     from toolsdb.error_logs as z
-    where z.project_id = p.project_id and not z.resolved
-) as r on true;
+    where not z.resolved
+    group by z.project_id
+)
+
+select
+    p.project_id,
+    p.slug,
+    p.status as project_status,
+    coalesce(t.tasks, 0) as tasks,
+    coalesce(t.open_tasks, 0) as open_tasks,
+    coalesce(t.completed_tasks, 0) as completed_tasks,
+    t.pr_merge_rate,
+    e.execution_success_rate,
+    coalesce(e.total_cost_usd, 0) + coalesce(c.total_cost_usd, 0) as total_cost_usd,
+    coalesce(r.unresolved_errors, 0) as unresolved_errors
+from toolsdb.projects as p
+left join task_figures as t on p.project_id = t.project_id
+left join run_figures as e on p.project_id = e.project_id
+left join session_costs as c on p.project_id = c.project_id
+left join error_figures as r on p.project_id = r.project_id;
 
 comment on view toolsdb.project_health is
 'One row per project with the figures of engineering platforms: tasks (all, open, completed), '

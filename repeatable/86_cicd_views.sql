@@ -27,7 +27,7 @@ select
                 order by l.log_id
             )
         from toolsdb.agent_execution_logs as l
-        where l.execution_id = e.execution_id
+        where l.project_id = e.project_id and l.execution_id = e.execution_id
     ), '[]'::jsonb) as logs,
     e.error_details,
     e.started_at,
@@ -92,9 +92,10 @@ begin
             on conflict on constraint agents_name_key do nothing;
             select a.agent_id into run_agent from toolsdb.agents as a where a.name = new.agent_type;
         end if;
-        insert into toolsdb.agent_executions (agent_id, task_id, agent_type, agent_config)
+        insert into toolsdb.agent_executions (agent_id, task_id, project_id, agent_type, agent_config)
         values (
-            run_agent, new.task_id, coalesce(new.agent_type, 'unknown'), coalesce(new.agent_config, '{}')
+            run_agent, new.task_id, toolsdb.project_of_task(new.task_id),
+            coalesce(new.agent_type, 'unknown'), coalesce(new.agent_config, '{}')
         )
         returning execution_id into run_id;
     else
@@ -118,7 +119,7 @@ begin
             or new.error_details is distinct from old.error_details then
             update toolsdb.agent_executions as e
             set status = new.status, agent_config = new.agent_config, error_details = new.error_details
-            where e.execution_id = old.id;
+            where e.project_id = old.project_id and e.execution_id = old.id;
         end if;
     end if;
     -- Log entries added: appended to toolsdb.agent_execution_logs.

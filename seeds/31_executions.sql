@@ -42,7 +42,8 @@ begin
         inner join toolsdb.tasks as t on t.project_id = p.project_id and t.github_issue_number = v.issue
         inner join toolsdb.agents as a on v.agent_name = a.name
         where not exists (
-            select from toolsdb.agent_executions as e where e.task_id = t.task_id and e.agent_id = a.agent_id
+            select 1 from toolsdb.agent_executions as e
+            where e.project_id = t.project_id and e.task_id = t.task_id and e.agent_id = a.agent_id
         )
     loop
         execution := toolsdb.execution_create(run.agent_id, run.task_id, '{"sandbox": true}');

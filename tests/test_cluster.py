@@ -193,10 +193,39 @@ def test_migrate_distributes_the_session_group_and_a_second_migrate_changes_noth
             ).fetchall()
             == []
         )
+        # The work group by project_id, in the co-location group of memories and the outbox
+        # (uuid keys); what its triggers read on a worker is in reference tables.
+        work_group = (
+            "tasks",
+            "evidence",
+            "agent_executions",
+            "agent_execution_logs",
+            "pr_validations",
+            "task_comments",
+            "task_attachments",
+            "activity_feed",
+            "execution_rollups",
+        )
+        assert {roles[t] for t in work_group} == {roles["memories"]}, roles
+        assert {roles[t] for t in ("task_status_transitions", "model_prices", "model_aliases")} == {"nt"}, roles
+        keys = dict(
+            conn.execute(
+                "select c.conname, pg_catalog.pg_get_constraintdef(c.oid) from pg_constraint as c"
+                " where c.conrelid = any(array['toolsdb.tasks', 'toolsdb.evidence', 'toolsdb.pr_validations']"
+                "::regclass[]) and c.contype in ('p', 'f')"
+            ).fetchall()
+        )
+        assert keys["tasks_pkey"] == "PRIMARY KEY (project_id, task_id)", keys
+        assert keys["evidence_task_id_fkey"] == (
+            "FOREIGN KEY (project_id, task_id) REFERENCES tasks(project_id, task_id) ON DELETE RESTRICT"
+        ), keys
+        assert keys["pr_validations_task_id_fkey"] == (
+            "FOREIGN KEY (project_id, task_id) REFERENCES tasks(project_id, task_id) ON DELETE CASCADE"
+        ), keys
         # Tables with a key to a reference table are on the coordinator, as Citus local tables.
         # So are the tables written with the messages in one transaction
         # (two-phase commit); the notification queue stays a plain table.
-        assert roles["tasks"] == roles["api_usage"] == roles["transcript_files"] == "ns", roles
+        assert roles["error_logs"] == roles["api_usage"] == roles["transcript_files"] == "ns", roles
         assert "audit_logs" not in roles and "notifications" not in roles, roles
         assert conn.execute(
             "select pg_catalog.array_agg(rolname order by rolname) from pg_roles where rolcanlogin"
@@ -449,6 +478,135 @@ def test_row_level_security_isolates_sessions_on_the_workers(migrated: str) -> N
                 ]
                 == 2
             )
+
+
+def test_the_work_group_runs_on_the_workers_by_project(running: Path, migrated: str) -> None:
+    """The work group is distributed by project_id (docs/citus.md): tasks,
+    runs, their logs, evidence, validations and the runs' rollups of two
+    projects on different workers. The functions given a task or a run alone
+    find its project; the rules still hold (status moves, a run's project is
+    its task's, an unknown task is 23503); what `on delete set null` does on
+    one node is done on the shard; row-level security shows the application
+    its project's rows only, read on the workers."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        agent = conn.execute(
+            "insert into toolsdb.agents (name, agent_type) values ('work-group', 'claude') returning agent_id"
+        ).fetchone()[0]
+        owner = conn.execute(
+            "insert into toolsdb.users (username, email) values ('work-group', 'work-group@example.com')"
+            " returning user_id"
+        ).fetchone()[0]
+        projects: dict[str, str] = {}  # node -> project, one project per worker
+        for i in range(64):  # bounded: random ids could all hash to one worker (1 in 2^n)
+            project = conn.execute(
+                "insert into toolsdb.projects (slug, name, owner_id) values (%s, %s, %s) returning project_id",
+                (f"work-group-{i}", f"Work group {i}", owner),
+            ).fetchone()[0]
+            node = conn.execute(
+                "select n.nodename || ':' || n.nodeport from pg_dist_placement as p"
+                " join pg_dist_node as n on n.groupid = p.groupid"
+                " where p.shardid = get_shard_id_for_distribution_column('toolsdb.tasks', %s::uuid)",
+                (project,),
+            ).fetchone()[0]
+            projects.setdefault(node, str(project))
+            if len(projects) == 2:
+                break
+        assert len(projects) == 2, projects
+        runs: dict[str, str] = {}
+        for project in projects.values():
+            parent, child = (
+                conn.execute(
+                    "insert into toolsdb.tasks (project_id, title) values (%s, %s) returning task_id",
+                    (project, title),
+                ).fetchone()[0]
+                for title in ("parent", "child")
+            )
+            conn.execute(
+                "update toolsdb.tasks set parent_task_id = %s where project_id = %s and task_id = %s",
+                (parent, project, child),
+            )
+            assert conn.execute("select toolsdb.task_transition(%s, 'in_progress')", (parent,)).fetchone()[0] == "open"
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+                conn.execute("select toolsdb.task_transition(%s, 'draft')", (parent,))
+            run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, parent)).fetchone()[0]
+            conn.execute("select toolsdb.execution_start(%s)", (run,))
+            conn.execute("select toolsdb.execution_log(%s, 'working')", (run,))
+            conn.execute("select toolsdb.execution_complete(%s, '{}', 1000, 100, 0)", (run,))
+            proof = conn.execute(
+                "insert into toolsdb.evidence (project_id, task_id, source_type, title, content)"
+                " values (%s, %s, 'test_result', 'proof', '{}') returning evidence_id",
+                (project, parent),
+            ).fetchone()[0]
+            conn.execute(
+                "update toolsdb.agent_executions set evidence_id = %s where project_id = %s and execution_id = %s",
+                (proof, project, run),
+            )
+            validation = conn.execute(
+                "insert into toolsdb.pr_validations (project_id, task_id, execution_id, pr_number, repository,"
+                " branch_name) values (%s, %s, %s, 1, 'example/x', 'main') returning validation_id",
+                (project, parent, run),
+            ).fetchone()[0]
+            conn.execute("select toolsdb.validation_record_check(%s, 'tests', true)", (validation,))
+            assert conn.execute("select status from toolsdb.validation_settle(%s)", (validation,)).fetchone()[0] == (
+                "passed"
+            )
+            runs[project] = run
+        # Each project's rows are in its shards, on its own worker.
+        holders = conn.execute(
+            "select r.result, n.nodename || ':' || n.nodeport from run_command_on_shards("
+            "'toolsdb.agent_executions', 'select string_agg(project_id::text, '','') from %s') as r"
+            " join pg_dist_placement as p on p.shardid = r.shardid join pg_dist_node as n on n.groupid = p.groupid"
+            " where r.result <> ''"
+        ).fetchall()
+        assert {node: project for project, node in holders if project in projects.values()} == projects, holders
+        figures = conn.execute(
+            "select project_id::text, sum(executions), sum(input_tokens) from toolsdb.execution_rollups"
+            " where project_id = any(%s::uuid[]) group by 1",
+            (list(projects.values()),),
+        ).fetchall()
+        assert sorted(figures) == sorted((p, 1, 1000) for p in projects.values())
+        assert (
+            conn.execute(
+                "select count(*) from toolsdb.task_executions where project_id = any(%s::uuid[])"
+                " and jsonb_array_length(logs) = 1",
+                (list(projects.values()),),
+            ).fetchone()[0]
+            == 2
+        )
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="not found") as refused:
+            conn.execute("select toolsdb.execution_create(%s, gen_random_uuid())", (agent,))
+        assert refused.value.diag.constraint_name == "agent_executions_task_id_fkey"
+        # Row-level security on the workers: the application sees its project only.
+        first, second = projects.values()
+        with conn.transaction():
+            conn.execute("set local role toolsdb_app")
+            conn.execute(f"set local toolsdb.project_id = '{first}'")
+            assert conn.execute("select distinct project_id::text from toolsdb.tasks").fetchall() == [(first,)]
+            assert conn.execute("select count(*) from toolsdb.agent_executions").fetchone()[0] == 1
+            assert conn.execute("select sum(executions) from toolsdb.execution_rollups").fetchone()[0] == 1
+        # What the set-null keys did on one node: deleting the evidence frees the run and
+        # the task; deleting the parent frees the child and takes its runs and validations.
+        conn.execute("delete from toolsdb.evidence where project_id = %s", (first,))
+        assert conn.execute(
+            "select evidence_id from toolsdb.agent_executions where project_id = %s", (first,)
+        ).fetchall() == [(None,)]
+        conn.execute("delete from toolsdb.tasks where project_id = %s and title = 'parent'", (first,))
+        assert conn.execute(
+            "select title, parent_task_id from toolsdb.tasks where project_id = %s", (first,)
+        ).fetchall() == [("child", None)]
+        assert (
+            conn.execute("select count(*) from toolsdb.agent_executions where project_id = %s", (first,)).fetchone()[0]
+            == 0
+        )
+        assert (
+            conn.execute(
+                "select coalesce(sum(executions), 0) from toolsdb.execution_rollups where project_id = %s", (first,)
+            ).fetchone()[0]
+            == 0
+        )
+        # Deleting a project (a reference table) cascades to its rows on the workers.
+        conn.execute("delete from toolsdb.projects where project_id = %s", (second,))
+        assert conn.execute("select count(*) from toolsdb.tasks where project_id = %s", (second,)).fetchone()[0] == 0
 
 
 def test_several_workers_claim_each_event_once(migrated: str) -> None:

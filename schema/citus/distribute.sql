@@ -202,6 +202,107 @@ insert into toolsdb_private.event_claim_anchors (probe)
 select x.probe from toolsdb_private.event_claim_probes as x
 on conflict on constraint event_claim_anchors_pkey do nothing;
 
+-- The work group, by project_id (docs/citus.md). Distributed before the
+-- reference tables exist: making one converts every table in its key graph
+-- into a Citus local table, and Citus cannot convert a table with an identity
+-- column (agent_execution_logs, activity_feed, execution_rollups) from there.
+-- So the group's keys are taken off first and put back after, those inside
+-- the group with project_id. memories and the audit outbox join its
+-- co-location group (uuid keys), so that capture on a worker reaches the
+-- outbox's shard. What the group's triggers read on a worker must be there:
+-- the status transitions and the model prices become reference tables.
+-- Citus refuses `on delete set null` on a key that holds the distribution
+-- column: those five keys become `on delete restrict`, and a BEFORE DELETE
+-- trigger on the referenced table nulls the references first, on the same
+-- shard (toolsdb_private.tg__null_references(), repeatable/30_tasks.sql).
+-- Each key inside the group gets the index (project_id, column) it needs.
+do $citus$
+declare
+    -- table, its own id column
+    keyed constant text[] := array[
+        ['tasks', 'task_id'], ['evidence', 'evidence_id'], ['agent_executions', 'execution_id'],
+        ['agent_execution_logs', 'log_id'], ['pr_validations', 'validation_id'],
+        ['task_comments', 'comment_id'], ['task_attachments', 'attachment_id'],
+        ['activity_feed', 'activity_id'], ['execution_rollups', 'rollup_id']
+    ];
+    -- keys inside the group: table, column, referenced table, referenced column, action
+    inner_keys constant text[] := array[
+        ['tasks', 'parent_task_id', 'tasks', 'task_id', 'restrict'],
+        ['evidence', 'task_id', 'tasks', 'task_id', 'restrict'],
+        ['agent_executions', 'task_id', 'tasks', 'task_id', 'cascade'],
+        ['agent_executions', 'evidence_id', 'evidence', 'evidence_id', 'restrict'],
+        ['agent_execution_logs', 'execution_id', 'agent_executions', 'execution_id', 'cascade'],
+        ['pr_validations', 'task_id', 'tasks', 'task_id', 'cascade'],
+        ['pr_validations', 'execution_id', 'agent_executions', 'execution_id', 'restrict'],
+        ['task_comments', 'task_id', 'tasks', 'task_id', 'cascade'],
+        ['task_attachments', 'task_id', 'tasks', 'task_id', 'cascade'],
+        ['task_attachments', 'evidence_id', 'evidence', 'evidence_id', 'restrict'],
+        ['activity_feed', 'task_id', 'tasks', 'task_id', 'cascade']
+    ];
+    outer_keys text[] := '{}';
+    k text[];
+    t text;
+    r record;
+begin
+    if exists (
+        select from pg_catalog.pg_dist_partition as p
+        where p.logicalrelid = 'toolsdb.tasks'::regclass and p.partmethod = 'h'
+    ) then
+        return;
+    end if;
+    -- error_logs may have no project: it stays on the coordinator, and its
+    -- task and run are references Citus does not check.
+    alter table toolsdb.error_logs drop constraint if exists error_logs_task_id_fkey;
+    alter table toolsdb.error_logs drop constraint if exists error_logs_execution_id_fkey;
+    foreach k slice 1 in array inner_keys loop
+        execute pg_catalog.format('alter table toolsdb.%I drop constraint %I', k[1], k[1] || '_' || k[2] || '_fkey');
+    end loop;
+    for r in
+        select c.conrelid::regclass as tab, c.conname, pg_catalog.pg_get_constraintdef(c.oid) as def
+        from pg_catalog.pg_constraint as c
+        where c.contype = 'f'
+            and c.conrelid = any(array(select pg_catalog.format('toolsdb.%I', k2[1])::regclass
+                from pg_catalog.generate_subscripts(keyed, 1) as g (i)
+                cross join lateral (select array[keyed[g.i][1]]) as x (k2)))
+        order by c.conrelid::regclass::text, c.conname
+    loop
+        outer_keys := outer_keys || array[[r.tab::text, r.conname::text, r.def]];
+        execute pg_catalog.format('alter table %s drop constraint %I', r.tab, r.conname);
+    end loop;
+    foreach k slice 1 in array keyed loop
+        execute pg_catalog.format('alter table toolsdb.%I drop constraint %I', k[1], k[1] || '_pkey');
+        execute pg_catalog.format(
+            'alter table toolsdb.%I add constraint %I primary key (project_id, %I)', k[1], k[1] || '_pkey', k[2]
+        );
+    end loop;
+    perform pg_catalog.create_distributed_table('toolsdb.tasks', 'project_id', colocate_with => 'none');
+    foreach k slice 1 in array keyed[2:] loop
+        perform pg_catalog.create_distributed_table(
+            pg_catalog.format('toolsdb.%I', k[1]), 'project_id', colocate_with => 'toolsdb.tasks'
+        );
+    end loop;
+    foreach t in array array[
+        'toolsdb.users', 'toolsdb.projects', 'toolsdb.agents',
+        'toolsdb.task_status_transitions', 'toolsdb.model_prices', 'toolsdb.model_aliases'
+    ] loop
+        perform pg_catalog.create_reference_table(t::regclass);
+    end loop;
+    foreach k slice 1 in array outer_keys loop
+        execute pg_catalog.format('alter table %s add constraint %I %s', k[1], k[2], k[3]);
+    end loop;
+    foreach k slice 1 in array inner_keys loop
+        execute pg_catalog.format(
+            'alter table toolsdb.%I add constraint %I foreign key (project_id, %I) '
+            'references toolsdb.%I (project_id, %I) on delete %s',
+            k[1], k[1] || '_' || k[2] || '_fkey', k[2], k[3], k[4], k[5]
+        );
+        execute pg_catalog.format(
+            'create index %I on toolsdb.%I (project_id, %I)', k[1] || '_project_id_' || k[2] || '_idx', k[1], k[2]
+        );
+    end loop;
+end
+$citus$;
+
 -- Reference tables: a copy on every node. The first converts every table
 -- with a key to it into a Citus local table on the coordinator.
 select pg_catalog.create_reference_table('toolsdb.users')
