@@ -141,6 +141,19 @@ $function$;
 comment on function toolsdb.execution_create(uuid, uuid, jsonb) is
 'Creates a pending run of an agent on a task; returns its execution_id.';
 
+create or replace function toolsdb.project_of_execution(execution_id uuid)
+returns uuid
+language sql
+stable
+set search_path = ''
+as $function$
+    select e.project_id from toolsdb.agent_executions as e where e.execution_id = project_of_execution.execution_id;
+$function$;
+
+comment on function toolsdb.project_of_execution(uuid) is
+'The project of a run the caller sees, or null, e.g. select toolsdb.project_of_execution(''<run>''). '
+'The functions given a run look its project up first: on Citus it names the run''s shard (docs/citus.md).';
+
 create or replace function toolsdb.execution_move(
     p_execution_id uuid,
     p_status text,
@@ -158,6 +171,8 @@ set search_path = ''
 as $function$
 declare
     moved toolsdb.agent_executions;
+    -- On Citus the project names the run's shard, so the update touches that one only.
+    project constant uuid := toolsdb.project_of_execution(p_execution_id);
 begin
     update toolsdb.agent_executions as e
     set
@@ -168,7 +183,7 @@ begin
         output_tokens = coalesce(p_output_tokens, e.output_tokens),
         cached_tokens = coalesce(p_cached_tokens, e.cached_tokens),
         cost_usd = coalesce(p_cost_usd, e.cost_usd)
-    where e.execution_id = p_execution_id
+    where e.project_id = project and e.execution_id = p_execution_id
     returning e.* into moved;
     if not found then
         raise exception 'execution % not found', p_execution_id
@@ -195,15 +210,23 @@ create or replace function toolsdb.execution_log(
     execution_id uuid, message text, level text default 'info', data jsonb default '{}'
 )
 returns bigint
-language sql
+language plpgsql
 volatile
 set search_path = ''
 as $function$
+declare
+    -- The run's project (its shard on Citus); null when the run is not visible.
+    project constant uuid := toolsdb.project_of_execution(execution_log.execution_id);
+    logged bigint;
+begin
+    if project is null then
+        return null;
+    end if;
     insert into toolsdb.agent_execution_logs (execution_id, project_id, level, message, data)
-    select e.execution_id, e.project_id, execution_log.level, execution_log.message, coalesce(execution_log.data, '{}')
-    from toolsdb.agent_executions as e
-    where e.execution_id = execution_log.execution_id
-    returning log_id;
+    values (execution_log.execution_id, project, execution_log.level, execution_log.message, coalesce(execution_log.data, '{}'))
+    returning log_id into logged;
+    return logged;
+end;
 $function$;
 
 comment on function toolsdb.execution_log(uuid, text, text, jsonb) is

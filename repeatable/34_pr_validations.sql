@@ -74,6 +74,19 @@ select toolsdb.audit_table('toolsdb.pr_validations');
 
 select toolsdb.isolate_rows('toolsdb.pr_validations', 'project_id');
 
+create or replace function toolsdb.project_of_validation(validation_id uuid)
+returns uuid
+language sql
+stable
+set search_path = ''
+as $function$
+    select v.project_id from toolsdb.pr_validations as v where v.validation_id = project_of_validation.validation_id;
+$function$;
+
+comment on function toolsdb.project_of_validation(uuid) is
+'The project of a validation the caller sees, or null. The functions given a validation look its '
+'project up first: on Citus it names the validation''s shard (docs/citus.md).';
+
 create or replace function toolsdb.validation_record_check(
     validation_id uuid, check_name text, passed boolean, details jsonb default '{}'
 )
@@ -86,6 +99,8 @@ declare
     recorded toolsdb.pr_validations;
     -- Read before the update: Citus refuses a volatile function in it (docs/citus.md).
     recorded_at constant timestamptz := pg_catalog.clock_timestamp();
+    -- On Citus the project names the validation's shard.
+    project constant uuid := toolsdb.project_of_validation(validation_record_check.validation_id);
 begin
     if check_name is null or check_name !~ '^[a-z][a-z0-9_]*$' or char_length(check_name) > 63 or passed is null then
         raise exception 'a check needs a snake_case name and passed true or false, not % / %',
@@ -101,7 +116,7 @@ begin
                 'passed', passed, 'details', coalesce(details, '{}'), 'recorded_at', recorded_at
             )
         )
-    where v.validation_id = validation_record_check.validation_id
+    where v.project_id = project and v.validation_id = validation_record_check.validation_id
     returning v.* into recorded;
     if not found then
         raise exception 'validation % not found', validation_id
@@ -123,6 +138,7 @@ set search_path = ''
 as $function$
 declare
     settled toolsdb.pr_validations;
+    project constant uuid := toolsdb.project_of_validation(validation_settle.validation_id);
 begin
     update toolsdb.pr_validations as v
     set status = case
@@ -131,7 +147,7 @@ begin
             then 'passed'
         else 'failed'
     end
-    where v.validation_id = validation_settle.validation_id
+    where v.project_id = project and v.validation_id = validation_settle.validation_id
     returning v.* into settled;
     if not found then
         raise exception 'validation % not found', validation_id
@@ -153,9 +169,10 @@ set search_path = ''
 as $function$
 declare
     cancelled toolsdb.pr_validations;
+    project constant uuid := toolsdb.project_of_validation(validation_cancel.validation_id);
 begin
     update toolsdb.pr_validations as v set status = 'cancelled'
-    where v.validation_id = validation_cancel.validation_id
+    where v.project_id = project and v.validation_id = validation_cancel.validation_id
     returning v.* into cancelled;
     if not found then
         raise exception 'validation % not found', validation_id

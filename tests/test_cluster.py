@@ -576,19 +576,51 @@ def test_the_work_group_runs_on_the_workers_by_project(running: Path, migrated: 
         with pytest.raises(psycopg.errors.ForeignKeyViolation, match="not found") as refused:
             conn.execute("select toolsdb.execution_create(%s, gen_random_uuid())", (agent,))
         assert refused.value.diag.constraint_name == "agent_executions_task_id_fkey"
-        # Row-level security on the workers: the application sees its project only.
         first, second = projects.values()
+        # The functions given a run or a validation alone look its project up, and then
+        # write on its shard only: one worker, no two-phase commit. Eight more runs, so
+        # that PL/pgSQL's generic plans (after the fifth call) are exercised too.
+        parent = conn.execute(
+            "select task_id from toolsdb.tasks where project_id = %s and title = 'parent'", (first,)
+        ).fetchone()[0]
+        issued: list[str] = []
+        conn.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
+        for _ in range(8):
+            run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, parent)).fetchone()[0]
+            conn.execute("select toolsdb.execution_start(%s)", (run,))
+            issued.clear()
+            conn.execute("set citus.log_remote_commands = on")
+            assert conn.execute("select toolsdb.execution_log(%s, 'again')", (run,)).fetchone()[0] is not None
+            conn.execute("select toolsdb.execution_complete(%s, '{}', 10, 1, 0)", (run,))
+            conn.execute("set citus.log_remote_commands = off")
+            updates = [m for m in issued if m.startswith(("issuing UPDATE", "issuing INSERT"))]
+            assert len(updates) == 2 and not any("PREPARE" in m for m in issued), issued
+        validation = conn.execute(
+            "insert into toolsdb.pr_validations (project_id, task_id, pr_number, repository, branch_name)"
+            " values (%s, %s, 2, 'example/x', 'main') returning validation_id",
+            (first, parent),
+        ).fetchone()[0]
+        issued.clear()
+        conn.execute("set citus.log_remote_commands = on")
+        conn.execute("select toolsdb.validation_record_check(%s, 'tests', false)", (validation,))
+        assert conn.execute("select status from toolsdb.validation_cancel(%s)", (validation,)).fetchone()[0] == (
+            "cancelled"
+        )
+        conn.execute("set citus.log_remote_commands = off")
+        assert len([m for m in issued if m.startswith("issuing UPDATE")]) == 2, issued
+        assert not any("PREPARE" in m for m in issued), issued
+        # Row-level security on the workers: the application sees its project only.
         with conn.transaction():
             conn.execute("set local role toolsdb_app")
             conn.execute(f"set local toolsdb.project_id = '{first}'")
             assert conn.execute("select distinct project_id::text from toolsdb.tasks").fetchall() == [(first,)]
-            assert conn.execute("select count(*) from toolsdb.agent_executions").fetchone()[0] == 1
-            assert conn.execute("select sum(executions) from toolsdb.execution_rollups").fetchone()[0] == 1
+            assert conn.execute("select count(*) from toolsdb.agent_executions").fetchone()[0] == 9
+            assert conn.execute("select sum(executions) from toolsdb.execution_rollups").fetchone()[0] == 9
         # What the set-null keys did on one node: deleting the evidence frees the run and
         # the task; deleting the parent frees the child and takes its runs and validations.
         conn.execute("delete from toolsdb.evidence where project_id = %s", (first,))
         assert conn.execute(
-            "select evidence_id from toolsdb.agent_executions where project_id = %s", (first,)
+            "select distinct evidence_id from toolsdb.agent_executions where project_id = %s", (first,)
         ).fetchall() == [(None,)]
         conn.execute("delete from toolsdb.tasks where project_id = %s and title = 'parent'", (first,))
         assert conn.execute(
