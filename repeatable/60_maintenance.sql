@@ -45,6 +45,45 @@ comment on function toolsdb_private.remove_unreferenced_routes() is
 'notification rules whose project was deleted, as the keys that Citus drops there would have '
 '(docs/citus.md). Returns how many rows it deleted. On one node the keys cascade, and it finds none.';
 
+create or replace function toolsdb_private.null_unreferenced_error_links()
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $function$
+declare
+    named uuid[];
+    present uuid[];
+    nulled bigint;
+    n bigint;
+begin
+    -- On Citus, error_logs stays on the coordinator and its keys to the tasks and runs
+    -- on the workers are dropped (docs/citus.md): what their `on delete set null` did,
+    -- done here. Each read names one kind of table only, which Citus plans.
+    named := array(select distinct e.task_id from toolsdb.error_logs as e where e.task_id is not null);
+    present := array(select t.task_id from toolsdb.tasks as t where t.task_id = any(named));
+    update toolsdb.error_logs as e set task_id = null
+    where e.task_id = any(named) and e.task_id <> all(present);
+    get diagnostics nulled = row_count;
+    named := array(select distinct e.execution_id from toolsdb.error_logs as e where e.execution_id is not null);
+    present := array(
+        select x.execution_id from toolsdb.agent_executions as x where x.execution_id = any(named)
+    );
+    update toolsdb.error_logs as e set execution_id = null
+    where e.execution_id = any(named) and e.execution_id <> all(present);
+    get diagnostics n = row_count;
+    return nulled + n;
+end;
+$function$;
+
+comment on function toolsdb_private.null_unreferenced_error_links() is
+'On Citus, called by toolsdb.maintain(): nulls the task and the run of errors whose task or run was '
+'deleted, as the keys of toolsdb.error_logs that Citus drops there would have (docs/citus.md). '
+'Returns how many references it nulled. On one node the keys do it, and it finds none. Runs as the '
+'owner, as the rollups'' fold before it: Citus refuses one transaction''s access to the same workers'' '
+'shards as two roles.';
+
 create or replace function toolsdb_private.forget_deleted_sessions(sessions text[], deleted_at timestamptz[])
 returns void
 language plpgsql
@@ -198,6 +237,9 @@ begin
         n := toolsdb_private.remove_unreferenced_routes();
         return query select 'citus', 'toolsdb.notification_destinations', n,
             pg_catalog.format('%s destination(s) of a deleted user and rule(s) of a deleted project removed', n);
+        n := toolsdb_private.null_unreferenced_error_links();
+        return query select 'citus', 'toolsdb.error_logs', n,
+            pg_catalog.format('%s reference(s) of errors to a deleted task or run nulled', n);
         n := toolsdb_private.remove_deleted_sessions_rows();
         return query select 'citus', 'toolsdb.events', n,
             pg_catalog.format('%s event, notification, metric, usage or transcript row(s) of deleted sessions', n);
@@ -212,7 +254,8 @@ comment on function toolsdb.maintain(integer, integer) is
 'log (audit.retention), metrics (metrics.retention) and processed events (events.retention, default 30 '
 'days), seals the audit log, rolls up the metrics of closed days for get_metric_stats(), folds '
 'vision cache hits and deletes expired cache entries; on Citus, removes the notification destinations of '
-'deleted users, the rules of deleted projects and the rows of deleted sessions (keys Citus drops there, '
+'deleted users, the rules of deleted projects and the rows of deleted sessions, and nulls the references '
+'of errors to deleted tasks and runs (keys Citus drops there, '
 'docs/citus.md). Returns one '
 'row per step with how many things it changed. Running it again at once changes nothing but the '
 'audit_retention entry each run writes (the record that retention ran), which the next run seals. Refuses '

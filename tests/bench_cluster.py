@@ -27,7 +27,13 @@ cluster costs, not how it scales: the three nodes share the cores.
    coordinator on one node and on the worker (into the audit outbox) on the
    cluster. Then one audit_collect() moves the cluster's entries into the log,
    timed.
-5. Rows per node again, after that load.
+5. Runs of agents (the work group, distributed by project on the cluster):
+   WORK_PROJECTS projects with a task each; CLIENTS threads drive runs of a
+   task drawn at random through execution_create(), execution_start(),
+   execution_log() and execution_complete() (each looks the project up,
+   then writes on its shard; the rollups are kept by the runs' triggers);
+   runs per second, same alternation.
+6. Rows per node again, after that load.
 """
 
 from __future__ import annotations
@@ -142,6 +148,53 @@ def memory_round(url: str, clients: int, seconds: float) -> float:
     return sum(done) / (time.monotonic() - started)
 
 
+WORK_PROJECTS = 20  # the run rounds' tasks, one per project
+
+
+def work_tasks(url: str) -> tuple[str, list[str]]:
+    """An agent and one task in each of WORK_PROJECTS projects (made once per target)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        owner = conn.execute("select user_id from toolsdb.users order by username limit 1").fetchone()[0]
+        agent = conn.execute("select agent_id from toolsdb.agents order by name limit 1").fetchone()[0]
+        tasks = []
+        for n in range(WORK_PROJECTS):
+            project = conn.execute(
+                "insert into toolsdb.projects (slug, name, owner_id) values (%s, %s, %s)"
+                " on conflict (slug) do update set name = excluded.name returning project_id",
+                (f"bench-work-{n}", f"Bench work {n}", owner),
+            ).fetchone()[0]
+            tasks.append(
+                conn.execute(
+                    "insert into toolsdb.tasks (project_id, title) values (%s, 'bench') returning task_id", (project,)
+                ).fetchone()[0]
+            )
+    return agent, tasks
+
+
+def run_round(url: str, clients: int, seconds: float, agent: str, tasks: list[str]) -> float:
+    """Runs per second: create, start, log once and complete a run of a task drawn at random."""
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.monotonic() < stop:
+                run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, rng.choice(tasks))).fetchone()[0]
+                conn.execute("select toolsdb.execution_start(%s)", (run,))
+                conn.execute("select toolsdb.execution_log(%s, 'bench')", (run,))
+                conn.execute("select toolsdb.execution_complete(%s, '{}', 1000, 100, 0)", (run,))
+                done[n] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
 def claim_round(url: str, clients: int, events: int, batch: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("update toolsdb.events set processed_at = now() where processed_at is null")
@@ -222,6 +275,7 @@ def main() -> None:
                 cli("seed", "--database", url)
             show_rows("Rows per node after seeding", rows_per_node(coordinator), rows_per_node(single))
             targets = {"cluster": coordinator, "one node": single}
+            work = {name: work_tasks(url) for name, url in targets.items()}
             print("\nThroughput (median of rounds; the rounds alternate cluster / one node)")
             print("| what | clients | one node | cluster | cluster / one node |")
             print("|---|---|---|---|---|")
@@ -229,6 +283,7 @@ def main() -> None:
                 hook: dict[str, list[float]] = {"cluster": [], "one node": []}
                 claim: dict[str, list[float]] = {"cluster": [], "one node": []}
                 memory: dict[str, list[float]] = {"cluster": [], "one node": []}
+                runs: dict[str, list[float]] = {"cluster": [], "one node": []}
                 for n in range(rounds):
                     order = list(targets) if n % 2 == 0 else list(reversed(targets))
                     for name in order:
@@ -237,10 +292,13 @@ def main() -> None:
                         claim[name].append(claim_round(targets[name], clients, events, batch))
                     for name in order:
                         memory[name].append(memory_round(targets[name], clients, seconds))
+                    for name in order:
+                        runs[name].append(run_round(targets[name], clients, seconds, *work[name]))
                 for what, figures in (
                     ("hook_ingest(), events/s", hook),
                     (f"claim+ack of {batch}, events/s", claim),
                     ("memory_set() (audited), calls/s", memory),
+                    ("runs (create, start, log, complete), runs/s", runs),
                 ):
                     one, many = statistics.median(figures["one node"]), statistics.median(figures["cluster"])
                     print(f"| {what} | {clients} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")

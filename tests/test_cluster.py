@@ -616,6 +616,14 @@ def test_the_work_group_runs_on_the_workers_by_project(running: Path, migrated: 
             assert conn.execute("select distinct project_id::text from toolsdb.tasks").fetchall() == [(first,)]
             assert conn.execute("select count(*) from toolsdb.agent_executions").fetchone()[0] == 9
             assert conn.execute("select sum(executions) from toolsdb.execution_rollups").fetchone()[0] == 9
+        # An error of the parent task's run, on the coordinator: its project comes from the run.
+        error = conn.execute(
+            "select toolsdb.error_record('validation', 'lint failed', %s, %s)", (parent, runs[first])
+        ).fetchone()[0]
+        assert (
+            conn.execute("select project_id::text from toolsdb.error_logs where error_id = %s", (error,)).fetchone()[0]
+            == first
+        )
         # What the set-null keys did on one node: deleting the evidence frees the run and
         # the task; deleting the parent frees the child and takes its runs and validations.
         conn.execute("delete from toolsdb.evidence where project_id = %s", (first,))
@@ -636,6 +644,17 @@ def test_the_work_group_runs_on_the_workers_by_project(running: Path, migrated: 
             ).fetchone()[0]
             == 0
         )
+        # The error's keys are dropped on Citus (it stays on the coordinator): maintain
+        # nulls its references to the deleted task and run, as their keys do on one node.
+        assert conn.execute(
+            "select task_id is not null and execution_id is not null from toolsdb.error_logs where error_id = %s",
+            (error,),
+        ).fetchone()[0]
+        steps = conn.execute("select target, affected from toolsdb.maintain() where step = 'citus'").fetchall()
+        assert ("toolsdb.error_logs", 2) in steps, steps
+        assert conn.execute(
+            "select task_id, execution_id from toolsdb.error_logs where error_id = %s", (error,)
+        ).fetchone() == (None, None)
         # Deleting a project (a reference table) cascades to its rows on the workers.
         conn.execute("delete from toolsdb.projects where project_id = %s", (second,))
         assert conn.execute("select count(*) from toolsdb.tasks where project_id = %s", (second,)).fetchone()[0] == 0

@@ -251,7 +251,8 @@ begin
         return;
     end if;
     -- error_logs may have no project: it stays on the coordinator, and its
-    -- task and run are references Citus does not check.
+    -- task and run are references Citus does not check; maintain nulls those
+    -- whose task or run was deleted (toolsdb_private.null_unreferenced_error_links()).
     alter table toolsdb.error_logs drop constraint if exists error_logs_task_id_fkey;
     alter table toolsdb.error_logs drop constraint if exists error_logs_execution_id_fkey;
     foreach k slice 1 in array inner_keys loop
