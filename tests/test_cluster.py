@@ -1098,10 +1098,11 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
     running: Path, migrated: str
 ) -> None:
     """A third worker joins and the rebalancer moves shards of the session
-    group, of memories with the audit outbox (and of a plain distributed
-    table) to it while hook events and audited memory writes keep arriving
-    through the coordinator: every event, session and memory is kept, and
-    every memory write's audit entry reaches the log once, also those
+    group, of memories with the audit outbox and the work group (and of a
+    plain distributed table) to it while hook events, audited memory writes
+    and runs of agents keep arriving through the coordinator: every event,
+    session, memory and run is kept, the runs' rollups count each run once,
+    and every memory write's audit entry reaches the log once, also those
     captured on moved shards."""
     sessions = [f"rebalance-{n}" for n in range(40)]
     sent: list[int] = []
@@ -1116,8 +1117,46 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
             ).fetchone()[0]
             for i in range(16)
         ]
+        owner = conn.execute(
+            "insert into toolsdb.users (username, email) values ('rebalance', 'rebalance@example.com')"
+            " returning user_id"
+        ).fetchone()[0]
+        work_projects = [
+            conn.execute(
+                "insert into toolsdb.projects (slug, name, owner_id) values (%s, %s, %s) returning project_id",
+                (f"rebalance-{i}", f"Rebalance {i}", owner),
+            ).fetchone()[0]
+            for i in range(8)
+        ]
+        work_tasks = [
+            conn.execute(
+                "insert into toolsdb.tasks (project_id, title) values (%s, 'rebalance') returning task_id", (p,)
+            ).fetchone()[0]
+            for p in work_projects
+        ]
 
     retried: list[str] = []
+    ran: list[str] = []
+
+    def run_agents() -> None:
+        try:
+            with psycopg.connect(migrated, autocommit=True) as c:
+                while not stop.is_set() and len(ran) < 5_000:  # bounded
+                    try:
+                        with c.transaction():  # a whole run, or none of it
+                            run = c.execute(
+                                "select toolsdb.execution_create(%s, %s)", (agents[0], work_tasks[len(ran) % 8])
+                            ).fetchone()[0]
+                            c.execute("select toolsdb.execution_start(%s)", (run,))
+                            c.execute("select toolsdb.execution_complete(%s, '{}', 10, 1, 0)", (run,))
+                    except psycopg.errors.DeadlockDetected as exc:
+                        retried.append(str(exc).splitlines()[0])  # as for the memory writes
+                        if len(retried) > 20:
+                            raise
+                        continue
+                    ran.append(run)
+        except BaseException as exc:
+            failures.append(exc)
 
     def remember() -> None:
         try:
@@ -1182,7 +1221,12 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
         except BaseException as exc:
             failures.append(exc)
 
-    writers = [threading.Thread(target=hook), threading.Thread(target=remember), threading.Thread(target=claim)]
+    writers = [
+        threading.Thread(target=hook),
+        threading.Thread(target=remember),
+        threading.Thread(target=claim),
+        threading.Thread(target=run_agents),
+    ]
     for writer in writers:
         writer.start()
     try:
@@ -1246,7 +1290,25 @@ def test_add_worker_with_rebalance_while_the_hook_writes_moves_shards_and_keeps_
             "select count(*), count(distinct entity_id) from toolsdb.audit_logs where actor = 'rebalance-writer'"
         ).fetchone()
         assert logged == (len(written), len(written)), (logged, len(written))
+        # The runs: each kept once, finished, and counted once in the rollups.
+        assert len(ran) >= 2, ran
+        assert conn.execute(
+            "select count(*), count(*) filter (where status = 'success') from toolsdb.agent_executions"
+            " where project_id = any(%s)",
+            (work_projects,),
+        ).fetchone() == (len(ran), len(ran))
+        assert conn.execute(
+            "select sum(executions) filter (where status = 'success'), coalesce(sum(executions)"
+            " filter (where status <> 'success'), 0) from toolsdb.execution_rollups where project_id = any(%s)",
+            (work_projects,),
+        ).fetchone() == (len(ran), 0)
+        tasks_moved = conn.execute(
+            "select count(*) from run_command_on_placements('toolsdb.tasks', 'select 1') where nodename = %s",
+            (worker3["socket"],),
+        ).fetchone()[0]
+        print(f"rebalance: {len(ran)} runs, {len(written)} memory writes, {len(retried)} retried")
     assert worker3["socket"] in per and sum(per.values()) == 1000, per
+    assert tasks_moved > 0, "no shard of toolsdb.tasks moved to worker3"
     assert moved > 0, "no shard of toolsdb.sessions moved to worker3"
     assert outbox_moved > 0, "no shard of the audit outbox moved to worker3"
 
