@@ -127,10 +127,10 @@ begin
         new.task_id := old.task_id;
         return new;
     end if;
-    if pg_catalog.current_setting('citus.version', true) is null then
+    if new.project_id is null or pg_catalog.current_setting('citus.version', true) is null then
         select t.project_id into new.project_id from toolsdb.tasks as t where t.task_id = new.task_id;
     elsif not exists (
-        -- On Citus the row was routed by the project it names (given, as Citus requires),
+        -- On Citus a distributed row was routed by the project it names (as Citus requires),
         -- which must be the task's: the lookup stays on the row's own shard (docs/citus.md).
         select 1 from toolsdb.tasks as t where t.project_id = new.project_id and t.task_id = new.task_id
     ) then
