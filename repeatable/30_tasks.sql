@@ -102,17 +102,36 @@ select toolsdb.isolate_rows('toolsdb.tasks', 'project_id');
 
 create or replace function toolsdb.project_of_task(task_id uuid)
 returns uuid
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $function$
-    select t.project_id from toolsdb.tasks as t where t.task_id = project_of_task.task_id;
+declare
+    acting constant uuid := toolsdb.current_project_id();
+    project uuid;
+begin
+    -- The project the transaction acts for first (toolsdb.project_id, as the application
+    -- sets it): on Citus a read of that project's shard only, where the id alone reads every
+    -- shard (docs/citus.md).
+    if acting is not null then
+        select t.project_id into project from toolsdb.tasks as t
+        where t.project_id = acting and t.task_id = project_of_task.task_id;
+        if project is not null then
+            return project;
+        end if;
+    end if;
+    select t.project_id into project from toolsdb.tasks as t
+    where t.task_id = project_of_task.task_id;
+    return project;
+end;
 $function$;
 
 comment on function toolsdb.project_of_task(uuid) is
 'The project of a task the caller sees, or null, e.g. select toolsdb.project_of_task(''<task>''). '
 'On Citus the tasks are distributed by project: rows of a task name its project when inserted, and '
-'functions given a task look its project up first, to reach its shard (docs/citus.md).';
+'functions given a task look its project up first, to reach its shard. The project the transaction '
+'acts for (toolsdb.project_id) is tried first: on Citus one shard read, where the id alone reads all '
+'(docs/citus.md).';
 
 -- Rows that hang off a task take its project (for row-level security).
 create or replace function toolsdb_private.tg__project_from_task()

@@ -143,16 +143,35 @@ comment on function toolsdb.execution_create(uuid, uuid, jsonb) is
 
 create or replace function toolsdb.project_of_execution(execution_id uuid)
 returns uuid
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $function$
-    select e.project_id from toolsdb.agent_executions as e where e.execution_id = project_of_execution.execution_id;
+declare
+    acting constant uuid := toolsdb.current_project_id();
+    project uuid;
+begin
+    -- The project the transaction acts for first (toolsdb.project_id, as the application
+    -- sets it): on Citus a read of that project's shard only, where the id alone reads every
+    -- shard (docs/citus.md).
+    if acting is not null then
+        select e.project_id into project from toolsdb.agent_executions as e
+        where e.project_id = acting and e.execution_id = project_of_execution.execution_id;
+        if project is not null then
+            return project;
+        end if;
+    end if;
+    select e.project_id into project from toolsdb.agent_executions as e
+    where e.execution_id = project_of_execution.execution_id;
+    return project;
+end;
 $function$;
 
 comment on function toolsdb.project_of_execution(uuid) is
 'The project of a run the caller sees, or null, e.g. select toolsdb.project_of_execution(''<run>''). '
-'The functions given a run look its project up first: on Citus it names the run''s shard (docs/citus.md).';
+'The functions given a run look its project up first: on Citus it names the run''s shard. The project '
+'the transaction acts for (toolsdb.project_id) is tried first: on Citus one shard read, where the id '
+'alone reads all (docs/citus.md).';
 
 create or replace function toolsdb.execution_move(
     p_execution_id uuid,

@@ -76,16 +76,35 @@ select toolsdb.isolate_rows('toolsdb.pr_validations', 'project_id');
 
 create or replace function toolsdb.project_of_validation(validation_id uuid)
 returns uuid
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $function$
-    select v.project_id from toolsdb.pr_validations as v where v.validation_id = project_of_validation.validation_id;
+declare
+    acting constant uuid := toolsdb.current_project_id();
+    project uuid;
+begin
+    -- The project the transaction acts for first (toolsdb.project_id, as the application
+    -- sets it): on Citus a read of that project's shard only, where the id alone reads every
+    -- shard (docs/citus.md).
+    if acting is not null then
+        select v.project_id into project from toolsdb.pr_validations as v
+        where v.project_id = acting and v.validation_id = project_of_validation.validation_id;
+        if project is not null then
+            return project;
+        end if;
+    end if;
+    select v.project_id into project from toolsdb.pr_validations as v
+    where v.validation_id = project_of_validation.validation_id;
+    return project;
+end;
 $function$;
 
 comment on function toolsdb.project_of_validation(uuid) is
 'The project of a validation the caller sees, or null. The functions given a validation look its '
-'project up first: on Citus it names the validation''s shard (docs/citus.md).';
+'project up first: on Citus it names the validation''s shard. The project the transaction acts for '
+'(toolsdb.project_id) is tried first: on Citus one shard read, where the id alone reads all '
+'(docs/citus.md).';
 
 create or replace function toolsdb.validation_record_check(
     validation_id uuid, check_name text, passed boolean, details jsonb default '{}'

@@ -13,10 +13,7 @@ returns toolsdb.execution_rollups
 language sql
 immutable
 parallel safe
--- A quoted body, not a standard one: Citus cannot order a standard body's dependencies on
--- a distributed table's columns when it copies the function to a new worker (docs/citus.md).
-as $function$
-select row(
+return row(
     null, run.project_id, run.agent_id, run.agent_type, run.model_provider, run.model_name, run.status,
     sign,
     case when run.started_at is not null and run.completed_at is not null then sign else 0 end,
@@ -27,7 +24,6 @@ select row(
     case when run.cost_usd is not null then sign else 0 end,
     sign * coalesce(run.cost_usd, 0)
 )::toolsdb.execution_rollups;
-$function$;
 
 comment on function toolsdb_private.execution_rollup_row(toolsdb.agent_executions, integer) is
 'What one run adds to its group of toolsdb.execution_rollups (sign 1) or takes away from it (sign '

@@ -32,13 +32,17 @@ cluster costs, not how it scales: the three nodes share the cores.
    task drawn at random through execution_create(), execution_start(),
    execution_log() and execution_complete() (each looks the project up,
    then writes on its shard; the rollups are kept by the runs' triggers);
-   runs per second, same alternation.
+   runs per second, same alternation. Twice: each call on its own with the
+   ids alone (the lookup reads every shard on the cluster), and each run in
+   one transaction acting for its project (set local toolsdb.project_id, as
+   the application does: the lookup reads that project's shard).
 6. Rows per node again, after that load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -151,7 +155,7 @@ def memory_round(url: str, clients: int, seconds: float) -> float:
 WORK_PROJECTS = 20  # the run rounds' tasks, one per project
 
 
-def work_tasks(url: str) -> tuple[str, list[str]]:
+def work_tasks(url: str) -> tuple[str, list[tuple[str, str]]]:
     """An agent and one task in each of WORK_PROJECTS projects (made once per target)."""
     with psycopg.connect(url, autocommit=True) as conn:
         owner = conn.execute("select user_id from toolsdb.users order by username limit 1").fetchone()[0]
@@ -163,16 +167,17 @@ def work_tasks(url: str) -> tuple[str, list[str]]:
                 " on conflict (slug) do update set name = excluded.name returning project_id",
                 (f"bench-work-{n}", f"Bench work {n}", owner),
             ).fetchone()[0]
-            tasks.append(
-                conn.execute(
-                    "insert into toolsdb.tasks (project_id, title) values (%s, 'bench') returning task_id", (project,)
-                ).fetchone()[0]
-            )
+            task = conn.execute(
+                "insert into toolsdb.tasks (project_id, title) values (%s, 'bench') returning task_id", (project,)
+            ).fetchone()[0]
+            tasks.append((str(project), str(task)))
     return agent, tasks
 
 
-def run_round(url: str, clients: int, seconds: float, agent: str, tasks: list[str]) -> float:
-    """Runs per second: create, start, log once and complete a run of a task drawn at random."""
+def run_round(url: str, clients: int, seconds: float, agent: str, tasks: list[tuple[str, str]], acting: bool) -> float:
+    """Runs per second: create, start, log once and complete a run of a task drawn at random;
+    acting: in one transaction that acts for the task's project (set local toolsdb.project_id,
+    as the application does), else each call on its own with the ids alone."""
     done = [0] * clients
     stop = time.monotonic() + seconds
 
@@ -180,10 +185,14 @@ def run_round(url: str, clients: int, seconds: float, agent: str, tasks: list[st
         rng = random.Random(n)
         with psycopg.connect(url, autocommit=True) as conn:
             while time.monotonic() < stop:
-                run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, rng.choice(tasks))).fetchone()[0]
-                conn.execute("select toolsdb.execution_start(%s)", (run,))
-                conn.execute("select toolsdb.execution_log(%s, 'bench')", (run,))
-                conn.execute("select toolsdb.execution_complete(%s, '{}', 1000, 100, 0)", (run,))
+                project, task = rng.choice(tasks)
+                with conn.transaction() if acting else contextlib.nullcontext():
+                    if acting:
+                        conn.execute(f"set local toolsdb.project_id = '{project}'")
+                    run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, task)).fetchone()[0]
+                    conn.execute("select toolsdb.execution_start(%s)", (run,))
+                    conn.execute("select toolsdb.execution_log(%s, 'bench')", (run,))
+                    conn.execute("select toolsdb.execution_complete(%s, '{}', 1000, 100, 0)", (run,))
                 done[n] += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -284,6 +293,7 @@ def main() -> None:
                 claim: dict[str, list[float]] = {"cluster": [], "one node": []}
                 memory: dict[str, list[float]] = {"cluster": [], "one node": []}
                 runs: dict[str, list[float]] = {"cluster": [], "one node": []}
+                acting: dict[str, list[float]] = {"cluster": [], "one node": []}
                 for n in range(rounds):
                     order = list(targets) if n % 2 == 0 else list(reversed(targets))
                     for name in order:
@@ -293,12 +303,15 @@ def main() -> None:
                     for name in order:
                         memory[name].append(memory_round(targets[name], clients, seconds))
                     for name in order:
-                        runs[name].append(run_round(targets[name], clients, seconds, *work[name]))
+                        runs[name].append(run_round(targets[name], clients, seconds, *work[name], acting=False))
+                    for name in order:
+                        acting[name].append(run_round(targets[name], clients, seconds, *work[name], acting=True))
                 for what, figures in (
                     ("hook_ingest(), events/s", hook),
                     (f"claim+ack of {batch}, events/s", claim),
                     ("memory_set() (audited), calls/s", memory),
-                    ("runs (create, start, log, complete), runs/s", runs),
+                    ("runs (create, start, log, complete) by id, runs/s", runs),
+                    ("runs, acting for the project (one transaction), runs/s", acting),
                 ):
                     one, many = statistics.median(figures["one node"]), statistics.median(figures["cluster"])
                     print(f"| {what} | {clients} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")

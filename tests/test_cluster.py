@@ -595,6 +595,18 @@ def test_the_work_group_runs_on_the_workers_by_project(running: Path, migrated: 
             conn.execute("set citus.log_remote_commands = off")
             updates = [m for m in issued if m.startswith(("issuing UPDATE", "issuing INSERT"))]
             assert len(updates) == 2 and not any("PREPARE" in m for m in issued), issued
+        # By id alone the lookup reads every shard; acting for the project (as the
+        # application does), it reads that project's shard only.
+        for acting in (False, True):
+            run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, parent)).fetchone()[0]
+            with conn.transaction():
+                if acting:
+                    conn.execute(f"set local toolsdb.project_id = '{first}'")
+                issued.clear()
+                conn.execute("set local citus.log_remote_commands = on")
+                conn.execute("select toolsdb.execution_start(%s)", (run,))
+                reads = [m for m in issued if m.startswith("issuing SELECT")]
+                assert (len(reads) == 1) if acting else (len(reads) > 2), issued
         validation = conn.execute(
             "insert into toolsdb.pr_validations (project_id, task_id, pr_number, repository, branch_name)"
             " values (%s, %s, 2, 'example/x', 'main') returning validation_id",
@@ -614,8 +626,8 @@ def test_the_work_group_runs_on_the_workers_by_project(running: Path, migrated: 
             conn.execute("set local role toolsdb_app")
             conn.execute(f"set local toolsdb.project_id = '{first}'")
             assert conn.execute("select distinct project_id::text from toolsdb.tasks").fetchall() == [(first,)]
-            assert conn.execute("select count(*) from toolsdb.agent_executions").fetchone()[0] == 9
-            assert conn.execute("select sum(executions) from toolsdb.execution_rollups").fetchone()[0] == 9
+            assert conn.execute("select count(*) from toolsdb.agent_executions").fetchone()[0] == 11
+            assert conn.execute("select sum(executions) from toolsdb.execution_rollups").fetchone()[0] == 11
         # An error of the parent task's run, on the coordinator: its project comes from the run.
         error = conn.execute(
             "select toolsdb.error_record('validation', 'lint failed', %s, %s)", (parent, runs[first])
