@@ -22,7 +22,7 @@ from toolsdb import transcripts
 
 from .conftest import Pg, run_cli
 from .dbhelpers import one, scalar
-from .hookhelpers import Hook, payload
+from .hookhelpers import Hook, Result, payload
 from .servehelpers import Served, create_token, start_serve
 from .transcripts_corpus import CONVERSATION_KINDS, Corpus, Totals, write_corpus
 
@@ -206,6 +206,24 @@ def test_stop_imports_the_transcript_then_only_the_appended_part_and_subagent_st
     assert usage(su, session) == corpus.expected_total()
 
 
+STARVED = "stdin was still open at the end of the"
+
+
+def run_with_a_short_budget(hook: Hook, event: dict, env: dict[str, str]) -> Result:
+    """The hook with a budget of a fraction of a second. On a loaded machine the
+    test's own process may not write the payload before that budget ends; the
+    hook then stores nothing and logs that stdin stayed empty (tested in
+    test_hook_budget.py). That run says nothing of the transcript import: run
+    it again, at most three times."""
+    for _ in range(3):
+        result = hook.run(event, env=env)
+        lines = hook.log_lines()
+        if not (lines and STARVED in lines[-1].get("error", "") and lines[-1].get("payload") == ""):
+            return result
+        hook.log.unlink()
+    raise AssertionError(f"the payload never reached the hook within its budget: {lines}")
+
+
 def test_a_budget_too_small_leaves_the_rest_and_the_totals_end_exact(
     hook: Hook, su: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -214,10 +232,9 @@ def test_a_budget_too_small_leaves_the_rest_and_the_totals_end_exact(
     main = main_file(corpus, session)
     for _ in range(500):  # a few thousand lines: several batches
         corpus.append_response(main, blocks=6)
-    started = time.monotonic()
-    result = hook.run(stop(session, main, tmp_path), env={**ON, "TOOLSDB_HOOK_TIMEOUT": "0.4"})
+    result = run_with_a_short_budget(hook, stop(session, main, tmp_path), {**ON, "TOOLSDB_HOOK_TIMEOUT": "0.4"})
     assert result.code == 0 and result.stderr == ""
-    assert time.monotonic() - started < 5
+    assert result.seconds < 5
     stored = scalar(su, "select count(*) from toolsdb.events where session_id = %s", (session,))
     assert stored == 1, f"the event is stored whatever the transcript does: {hook.log_lines()}"
     offset = scalar(
@@ -242,7 +259,7 @@ def test_a_spent_budget_hands_the_rest_to_a_background_import(
     for _ in range(500):
         corpus.append_response(main, blocks=6)
     env = {**ON, "TOOLSDB_HOOK_TIMEOUT": "0.4", "TOOLSDB_HOOK_BACKGROUND_IMPORT": "on"}
-    result = hook.run(stop(session, main, tmp_path), env=env)
+    result = run_with_a_short_budget(hook, stop(session, main, tmp_path), env)
     assert result.code == 0 and result.stderr == ""
 
     def finished() -> bool:
