@@ -8,7 +8,9 @@
 -- Re-applied by every migrate after the migrations, each object only where it
 -- differs (docs/architecture.md).
 
-create or replace function toolsdb_private.remove_unreferenced_routes()
+create or replace function toolsdb_private.settle_dangling_references(
+    referrer text, referrer_column text, referenced text, referenced_column text, on_delete text
+)
 returns bigint
 language plpgsql
 volatile
@@ -17,27 +19,51 @@ as $function$
 declare
     named uuid[];
     present uuid[];
-    removed bigint;
-    n bigint;
+    settled bigint;
 begin
-    -- On Citus, users and projects are reference tables and the notification
-    -- tables plain ones on the coordinator, with no key between them
-    -- (docs/citus.md): what the keys' cascade did, done here. Each read names
-    -- one kind of table only, which Citus plans.
-    named := array(select distinct d.user_id from toolsdb.notification_destinations as d where d.user_id is not null);
-    present := array(select u.user_id from toolsdb.users as u where u.user_id = any(named));
-    delete from toolsdb.notification_destinations as d
-    where d.user_id = any(named) and d.user_id <> all(present);
-    get diagnostics removed = row_count;
-    named := array(
-        select distinct r.match_project_id from toolsdb.notification_rules as r where r.match_project_id is not null
-    );
-    present := array(select p.project_id from toolsdb.projects as p where p.project_id = any(named));
-    delete from toolsdb.notification_rules as r
-    where r.match_project_id = any(named) and r.match_project_id <> all(present);
-    get diagnostics n = row_count;
-    return removed + n;
+    -- What a key from toolsdb.<referrer>(<referrer_column>) to toolsdb.<referenced> did on
+    -- delete, for a key Citus drops (docs/citus.md). Each read names one kind of table
+    -- only, which Citus plans: the ids named, then those of them that still exist.
+    if on_delete not in ('cascade', 'set null') then
+        raise exception 'on_delete is cascade or set null, not %', pg_catalog.quote_nullable(on_delete)
+            using errcode = 'invalid_parameter_value';
+    end if;
+    execute pg_catalog.format(
+        'select array(select distinct r.%I from toolsdb.%I as r where r.%1$I is not null)', referrer_column, referrer
+    ) into named;
+    execute pg_catalog.format(
+        'select array(select x.%I from toolsdb.%I as x where x.%1$I = any($1))', referenced_column, referenced
+    ) into present using named;
+    execute pg_catalog.format(
+        case on_delete
+            when 'cascade' then 'delete from toolsdb.%I as r where r.%I = any($1) and r.%2$I <> all($2)'
+            else 'update toolsdb.%I as r set %I = null where r.%2$I = any($1) and r.%2$I <> all($2)'
+        end,
+        referrer, referrer_column
+    ) using named, present;
+    get diagnostics settled = row_count;
+    return settled;
 end;
+$function$;
+
+comment on function toolsdb_private.settle_dangling_references(text, text, text, text, text) is
+'On Citus, for toolsdb.maintain(): deletes (on_delete cascade) or nulls (set null) the rows of '
+'toolsdb.<referrer> whose <referrer_column> names a toolsdb.<referenced> row that no longer '
+'exists, as a key Citus drops would have (docs/citus.md). Returns how many rows it changed.';
+
+create or replace function toolsdb_private.remove_unreferenced_routes()
+returns bigint
+language sql
+volatile
+set search_path = ''
+as $function$
+    -- On Citus, users and projects are reference tables and the notification tables plain
+    -- ones on the coordinator, with no key between them (docs/citus.md).
+    select toolsdb_private.settle_dangling_references(
+        'notification_destinations', 'user_id', 'users', 'user_id', 'cascade'
+    ) + toolsdb_private.settle_dangling_references(
+        'notification_rules', 'match_project_id', 'projects', 'project_id', 'cascade'
+    );
 $function$;
 
 comment on function toolsdb_private.remove_unreferenced_routes() is
@@ -47,34 +73,17 @@ comment on function toolsdb_private.remove_unreferenced_routes() is
 
 create or replace function toolsdb_private.null_unreferenced_error_links()
 returns bigint
-language plpgsql
+language sql
 volatile
 security definer
 set search_path = ''
 as $function$
-declare
-    named uuid[];
-    present uuid[];
-    nulled bigint;
-    n bigint;
-begin
-    -- On Citus, error_logs stays on the coordinator and its keys to the tasks and runs
-    -- on the workers are dropped (docs/citus.md): what their `on delete set null` did,
-    -- done here. Each read names one kind of table only, which Citus plans.
-    named := array(select distinct e.task_id from toolsdb.error_logs as e where e.task_id is not null);
-    present := array(select t.task_id from toolsdb.tasks as t where t.task_id = any(named));
-    update toolsdb.error_logs as e set task_id = null
-    where e.task_id = any(named) and e.task_id <> all(present);
-    get diagnostics nulled = row_count;
-    named := array(select distinct e.execution_id from toolsdb.error_logs as e where e.execution_id is not null);
-    present := array(
-        select x.execution_id from toolsdb.agent_executions as x where x.execution_id = any(named)
-    );
-    update toolsdb.error_logs as e set execution_id = null
-    where e.execution_id = any(named) and e.execution_id <> all(present);
-    get diagnostics n = row_count;
-    return nulled + n;
-end;
+    -- On Citus, error_logs stays on the coordinator and its keys to the tasks and runs on
+    -- the workers are dropped (docs/citus.md): what their `on delete set null` did.
+    select toolsdb_private.settle_dangling_references('error_logs', 'task_id', 'tasks', 'task_id', 'set null')
+        + toolsdb_private.settle_dangling_references(
+            'error_logs', 'execution_id', 'agent_executions', 'execution_id', 'set null'
+        );
 $function$;
 
 comment on function toolsdb_private.null_unreferenced_error_links() is

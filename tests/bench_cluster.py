@@ -49,6 +49,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -104,7 +105,11 @@ def rows_per_node(url: str) -> dict[str, dict[str, int]]:
     return per
 
 
-def hook_round(url: str, clients: int, sessions: int, seconds: float, tag: str) -> float:
+def timed_round(
+    url: str, clients: int, seconds: float, step: Callable[[psycopg.Connection, random.Random], object]
+) -> float:
+    """CLIENTS threads, each on its own connection (autocommit) with its own seeded
+    random source, call step() until SECONDS have passed; steps per second, all together."""
     done = [0] * clients
     stop = time.monotonic() + seconds
 
@@ -112,8 +117,7 @@ def hook_round(url: str, clients: int, sessions: int, seconds: float, tag: str) 
         rng = random.Random(n)
         with psycopg.connect(url, autocommit=True) as conn:
             while time.monotonic() < stop:
-                payload = dict(PAYLOAD, session_id=f"{tag}-{rng.randrange(sessions)}")
-                conn.execute("select toolsdb.hook_ingest(%s::jsonb, '{}'::jsonb)", (json.dumps(payload),))
+                step(conn, rng)
                 done[n] += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -123,6 +127,14 @@ def hook_round(url: str, clients: int, sessions: int, seconds: float, tag: str) 
     for thread in threads:
         thread.join()
     return sum(done) / (time.monotonic() - started)
+
+
+def hook_round(url: str, clients: int, sessions: int, seconds: float, tag: str) -> float:
+    def step(conn: psycopg.Connection, rng: random.Random) -> None:
+        payload = dict(PAYLOAD, session_id=f"{tag}-{rng.randrange(sessions)}")
+        conn.execute("select toolsdb.hook_ingest(%s::jsonb, '{}'::jsonb)", (json.dumps(payload),))
+
+    return timed_round(url, clients, seconds, step)
 
 
 def memory_round(url: str, clients: int, seconds: float) -> float:
@@ -130,26 +142,14 @@ def memory_round(url: str, clients: int, seconds: float) -> float:
     coordinator's log on one node and into the worker's outbox on the cluster."""
     with psycopg.connect(url, autocommit=True) as conn:
         agents = [r[0] for r in conn.execute("select agent_id from toolsdb.agents order by name").fetchall()]
-    done = [0] * clients
-    stop = time.monotonic() + seconds
 
-    def client(n: int) -> None:
-        rng = random.Random(n)
-        with psycopg.connect(url, autocommit=True) as conn:
-            while time.monotonic() < stop:
-                conn.execute(
-                    "select toolsdb.memory_set(%s, %s, %s)",
-                    (rng.choice(agents), f"bench-{rng.randrange(1000)}", f"v{rng.random()}"),
-                )
-                done[n] += 1
+    def step(conn: psycopg.Connection, rng: random.Random) -> None:
+        conn.execute(
+            "select toolsdb.memory_set(%s, %s, %s)",
+            (rng.choice(agents), f"bench-{rng.randrange(1000)}", f"v{rng.random()}"),
+        )
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.monotonic() - started)
+    return timed_round(url, clients, seconds, step)
 
 
 WORK_PROJECTS = 20  # the run rounds' tasks, one per project
@@ -178,30 +178,18 @@ def run_round(url: str, clients: int, seconds: float, agent: str, tasks: list[tu
     """Runs per second: create, start, log once and complete a run of a task drawn at random;
     acting: in one transaction that acts for the task's project (set local toolsdb.project_id,
     as the application does), else each call on its own with the ids alone."""
-    done = [0] * clients
-    stop = time.monotonic() + seconds
 
-    def client(n: int) -> None:
-        rng = random.Random(n)
-        with psycopg.connect(url, autocommit=True) as conn:
-            while time.monotonic() < stop:
-                project, task = rng.choice(tasks)
-                with conn.transaction() if acting else contextlib.nullcontext():
-                    if acting:
-                        conn.execute(f"set local toolsdb.project_id = '{project}'")
-                    run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, task)).fetchone()[0]
-                    conn.execute("select toolsdb.execution_start(%s)", (run,))
-                    conn.execute("select toolsdb.execution_log(%s, 'bench')", (run,))
-                    conn.execute("select toolsdb.execution_complete(%s, '{}', 1000, 100, 0)", (run,))
-                done[n] += 1
+    def step(conn: psycopg.Connection, rng: random.Random) -> None:
+        project, task = rng.choice(tasks)
+        with conn.transaction() if acting else contextlib.nullcontext():
+            if acting:
+                conn.execute(f"set local toolsdb.project_id = '{project}'")
+            run = conn.execute("select toolsdb.execution_create(%s, %s)", (agent, task)).fetchone()[0]
+            conn.execute("select toolsdb.execution_start(%s)", (run,))
+            conn.execute("select toolsdb.execution_log(%s, 'bench')", (run,))
+            conn.execute("select toolsdb.execution_complete(%s, '{}', 1000, 100, 0)", (run,))
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.monotonic() - started)
+    return timed_round(url, clients, seconds, step)
 
 
 def claim_round(url: str, clients: int, events: int, batch: int) -> float:

@@ -37,6 +37,7 @@ class Committed:
     project_b: str
     run_a: str
     run_b: str
+    task_a: str
     task_b: str
     log_b: int
     model_name: str
@@ -60,6 +61,7 @@ def committed(pg: Pg, template: str) -> Iterator[Committed]:
             str(world.project_b),
             str(run_a),
             str(run_b),
+            str(world.task_a),
             str(world.task_b),
             log_b,
             world.model_name,
@@ -157,6 +159,36 @@ def test_the_app_cannot_create_a_run_for_another_project(pg: Pg, committed: Comm
         assert caught.diag.constraint_name == "agent_executions_task_id_fkey", (
             f"Inserting a run on B's task should be refused: the app does not see that task: {caught}"
         )
+
+
+def test_the_project_lookups_name_the_project_of_what_the_caller_sees(
+    pg: Pg, committed: Committed, app_login: str
+) -> None:
+    """toolsdb.project_of_task/execution/validation (on Citus they name the shard):
+    the app gets the project of its own project's rows and null for another's; a
+    caller who sees everything gets it whichever project the transaction acts for;
+    a malformed toolsdb.project_id is 22023, not a wrong answer."""
+    lookups = (("task", committed.task_a, committed.task_b), ("execution", committed.run_a, committed.run_b))
+    with connect_app(pg, committed.dbname, app_login) as app:
+        set_project(app, committed.project_a)
+        for kind, mine, theirs in lookups:
+            assert str(scalar(app, f"select toolsdb.project_of_{kind}(%s)", (mine,))) == committed.project_a, kind
+            assert scalar(app, f"select toolsdb.project_of_{kind}(%s)", (theirs,)) is None, kind
+        assert scalar(app, "select toolsdb.project_of_validation(gen_random_uuid())") is None
+    with psycopg.connect(pg.conninfo(committed.dbname)) as su:
+        validation = scalar(
+            su,
+            "insert into toolsdb.pr_validations (task_id, pr_number, repository, branch_name)"
+            " values (%s, 7, 'example/x', 'main') returning validation_id",
+            (committed.task_b,),
+        )
+        set_project(su, committed.project_a)  # acting for A, looking up B's rows: found all the same
+        assert str(scalar(su, "select toolsdb.project_of_task(%s)", (committed.task_b,))) == committed.project_b
+        assert str(scalar(su, "select toolsdb.project_of_execution(%s)", (committed.run_b,))) == committed.project_b
+        assert str(scalar(su, "select toolsdb.project_of_validation(%s)", (validation,))) == committed.project_b
+        set_project(su, "not-a-uuid")
+        expect_error(su, "22023", lambda: su.execute("select toolsdb.project_of_task(%s)", (committed.task_b,)))
+        su.rollback()
 
 
 def test_the_app_sees_no_run_without_a_project(pg: Pg, committed: Committed, app_login: str) -> None:

@@ -254,6 +254,18 @@ def test_maintain_keeps_events_under_a_longer_configured_retention(su: psycopg.C
     assert steps["toolsdb.events"] == 0
 
 
+def test_the_citus_steps_settle_dangling_references_as_the_dropped_keys_would(su: psycopg.Connection) -> None:
+    """maintain's Citus steps (toolsdb_private.settle_dangling_references(), docs/citus.md)
+    on one node, where the keys hold: they find nothing to settle; an action other than
+    cascade or set null is refused with 22023."""
+    assert su.execute("select toolsdb_private.remove_unreferenced_routes()").fetchone()[0] == 0
+    assert su.execute("select toolsdb_private.null_unreferenced_error_links()").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="cascade or set null, not 'restrict'"):
+        su.execute(
+            "select toolsdb_private.settle_dangling_references('error_logs', 'task_id', 'tasks', 'task_id', 'restrict')"
+        )
+
+
 def test_maintain_refuses_to_run_twice_at_once(pg: Pg, db: str, su: psycopg.Connection) -> None:
     with psycopg.connect(pg.conninfo(db)) as first:
         first.execute("select * from toolsdb.maintain()").fetchall()  # transaction stays open
