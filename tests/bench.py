@@ -14,8 +14,8 @@ against a baseline measured in the same run, on the same throwaway server:
   migrating an empty database in-process;
 * audit cost: pgbench insert throughput into toolsdb.agents with change
   capture against the same table without it (triggers dropped), 1 and 4
-  clients, rounds interleaved; the ratio is plain tps / audited tps (the
-  issue's target: at most 1.4);
+  clients, rounds interleaved; the ratio is plain tps / audited tps (target:
+  at most 1.3 at 1 and at 4 clients, docs/security.md "What capture costs");
 * sealing and verifying 100,000 audit entries, against inserting them.
 
 Medians of several rounds; absolute times are printed too, for context only.
@@ -40,6 +40,7 @@ from toolsdb.target import Target
 ROUNDS = 7
 PGBENCH_SECONDS = 5
 PGBENCH_ROUNDS = 5
+AUDIT_TARGET = 1.3  # audited / unaudited insert, at 1 and at 4 clients
 INSERT_AGENT = (
     "insert into toolsdb.agents (name, agent_type, model_provider, model_name, tags)\n"
     "values (gen_random_uuid()::text, 'coding', 'anthropic', 'claude', array['bench']);\n"
@@ -121,9 +122,11 @@ def main() -> int:
         verdict = "" if target is None else f"  target <= {target} s: {'met' if value <= target else 'MISSED'}"
         print(f"{name:40} {value * 1000:8.1f}ms {value / base:7.2f}x  {against}{verdict}")
     print(f"\ninsert into toolsdb.agents, pgbench, median of {PGBENCH_ROUNDS} rounds of {PGBENCH_SECONDS}s")
-    print(f"{'clients':>8} {'plain tps':>10} {'audited tps':>12} {'cost':>8}  (plain / audited; target <= 1.40)")
+    print(f"{'clients':>8} {'plain tps':>10} {'audited tps':>12} {'cost':>8}  (plain / audited)")
     for clients, plain, audited in audit_rows:
-        print(f"{clients:>8} {plain:10.0f} {audited:12.0f} {plain / audited:7.2f}x")
+        cost = plain / audited
+        verdict = "met" if cost <= AUDIT_TARGET else "MISSED"
+        print(f"{clients:>8} {plain:10.0f} {audited:12.0f} {cost:7.2f}x  target <= {AUDIT_TARGET}: {verdict}")
     print("\n100,000 audit entries")
     insert_time = seal_rows[0][1]
     for name, value in seal_rows:

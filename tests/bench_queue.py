@@ -53,6 +53,8 @@ Everything runs as the superuser: row-level security adds nothing.
    (issue 18). Misses are printed as misses.
    BENCH_QUEUE_ONLY=batch1 runs only this part's batch-1 cells (7 rounds of
    6,000 jobs, about three minutes; no pgqueuer, nothing else).
+   BENCH_QUEUE_ONLY=latency runs only part 3 (seconds), BENCH_QUEUE_ONLY=metrics
+   only part 5 (minutes: the load of the rows); no other system.
 3. Seed 001's latencies over the Unix socket, psycopg prepared statements, p50
    and p95 (jsonb read as text, so Python's JSON parsing is not timed):
    insert_event() and hook_ingest() with a realistic PreToolUse payload,
@@ -150,7 +152,10 @@ RETENTION = "20 days"
 TARGET_VS_PROCRASTINATE = 2.0
 TARGET_VS_PGQUEUER = 1.0  # on batch claims
 TARGET_WORKER_VS_PROCRASTINATE = 1.5  # settle+claim at batch 1 (issue 18)
-ONLY_BATCH1 = os.environ.get("BENCH_QUEUE_ONLY", "") == "batch1"
+ONLY = os.environ.get("BENCH_QUEUE_ONLY", "")
+if ONLY not in ("", "batch1", "latency", "metrics"):
+    raise SystemExit(f"BENCH_QUEUE_ONLY is batch1, latency or metrics, not {ONLY!r}")
+ONLY_BATCH1 = ONLY == "batch1"
 if ONLY_BATCH1:  # fewer jobs (a 3 s run acks fewer than 6,000 at batch 1), more rounds against the noise
     BATCHES = (1,)
     CLAIM_ROUNDS = 7
@@ -487,6 +492,15 @@ def pgqueuer() -> QueueSystem:
         prefill,
         worker,
     )
+
+
+def install_one(server: EmbeddedServer, info, admin: psycopg.Connection, name: str) -> None:
+    """One part's database alone (BENCH_QUEUE_ONLY): migrated, with the session events go to."""
+    admin.execute(f"drop database if exists {name} with (force)")
+    admin.execute(f"create database {name}")
+    engine.migrate(Target(server.conninfo(info, dbname=name), "bench"))
+    with psycopg.connect(server.conninfo(info, dbname=name), autocommit=True) as conn:
+        conn.execute("select toolsdb.create_session(%s)", (SESSION,))
 
 
 def install_queues(server: EmbeddedServer, info, admin: psycopg.Connection) -> tuple[list[QueueSystem], list[str]]:
@@ -1114,13 +1128,22 @@ def main() -> int:
                 name: admin.execute(f"show {name}").fetchone()[0]
                 for name in ("shared_buffers", "synchronous_commit", "fsync", "max_wal_size")
             }
-            systems, missing = install_queues(server, info, admin)
-            enqueuers = [s for s in systems if s.enqueue_sql]
-            if not ONLY_BATCH1:
+            if ONLY == "latency":
+                install_one(server, info, admin, LATENCY_DB)
+                progress("latencies")
+                latencies, waiting = measure_latencies(server, info)
+            elif ONLY == "metrics":
+                install_one(server, info, admin, METRICS_DB)
+                metrics = measure_metrics(server, info)
+            else:
+                systems, missing = install_queues(server, info, admin)
+                enqueuers = [s for s in systems if s.enqueue_sql]
+            if not ONLY:
                 progress("databases ready; enqueue")
                 measure_enqueue(server, info, enqueuers, tmp)
-            measure_claims(server, info, [s for s in systems if s.worker is not None])
-            if not ONLY_BATCH1:
+            if ONLY in ("", "batch1"):
+                measure_claims(server, info, [s for s in systems if s.worker is not None])
+            if not ONLY:
                 progress("latencies")
                 latencies, waiting = measure_latencies(server, info)
                 progress("hook command")
@@ -1141,6 +1164,15 @@ def main() -> int:
     if ONLY_BATCH1:
         print("BENCH_QUEUE_ONLY=batch1: only the batch-1 claim + ack cells (part 2)\n")
         print_targets(report_claims(systems, missing), started)
+        return 0
+    if ONLY == "latency":
+        print("BENCH_QUEUE_ONLY=latency: only the latencies (part 3)\n")
+        print_targets(report_latencies(latencies, waiting), started)
+        return 0
+    if ONLY == "metrics":
+        print("BENCH_QUEUE_ONLY=metrics: only the metrics at scale (part 5)\n")
+        report_metrics(metrics)
+        print_targets([], started)
         return 0
     report_enqueue(enqueuers, missing)
     targets = report_claims(systems, missing)
