@@ -108,6 +108,7 @@ as $function$
 declare
     policy_name text;
     reader text := 'toolsdb.current_' || pg_catalog.left(by_column, -3) || '_id()';
+    compared text;
     visible text;
 begin
     if by_column not in ('project_id', 'session_id') then
@@ -126,10 +127,20 @@ begin
     -- also the rows that belong to none (shared by every project or session).
     -- Written as PostgreSQL shows it back, so an unchanged policy is seen to be
     -- unchanged and left alone (a migrate with nothing to do writes nothing).
+    -- A column of a domain (toolsdb.audit_logs.session_id) is shown compared
+    -- through a cast to the domain's base type.
+    select case
+        when t.typtype = 'd' then pg_catalog.format('(%I)::%s', by_column, pg_catalog.format_type(t.typbasetype, null))
+        else pg_catalog.quote_ident(by_column)
+    end
+    into compared
+    from pg_catalog.pg_attribute as a
+    inner join pg_catalog.pg_type as t on t.oid = a.atttypid
+    where a.attrelid = target and a.attname = by_column;
     visible := case
         when coalesce(shared_when_null, false)
-            then pg_catalog.format('((%I IS NULL) OR (%I = %s))', by_column, by_column, reader)
-        else pg_catalog.format('(%I = %s)', by_column, reader)
+            then pg_catalog.format('((%I IS NULL) OR (%s = %s))', by_column, compared, reader)
+        else pg_catalog.format('(%s = %s)', compared, reader)
     end;
     if not (select c.relrowsecurity from pg_catalog.pg_class as c where c.oid = target) then
         execute pg_catalog.format('alter table %s enable row level security', target);

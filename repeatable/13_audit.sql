@@ -231,6 +231,15 @@ begin
         into entity
         from pg_catalog.unnest(key_columns) as k;
     end if;
+    -- A captured change names its entity. The rule is here, not a table CHECK
+    -- of the log, which PostgreSQL would plan again at every audited write;
+    -- audit_table() names the primary key, so only a trigger made by hand with
+    -- a column the row lacks can break it.
+    if entity is null then
+        raise exception 'a captured change of % names no entity: its key % is missing or null', tg_table_name, tg_argv[0]
+            using errcode = 'check_violation', constraint = 'captured_change_names_its_entity',
+            hint = 'toolsdb.audit_table() installs the capture triggers with the table''s primary key';
+    end if;
     -- The write of toolsdb_private.audit_write(), inlined: this runs for every
     -- audited row, and a call (plus the context helpers') costs about a fifth
     -- of the insert (make bench). Malformed uuid settings go through

@@ -163,6 +163,30 @@ def test_audit_table_rejects_a_table_without_primary_key(tx: psycopg.Connection)
     )
 
 
+def test_a_capture_trigger_made_by_hand_with_a_missing_key_names_the_rule_and_writes_nothing(
+    tx: psycopg.Connection,
+) -> None:
+    # The rule "a captured change names its entity" is the trigger's, not a table CHECK of the
+    # log (docs/security.md, "What capture costs"): audit_table() always names the primary key.
+    tx.execute("create temporary table audit_by_hand (id integer primary key, note text) on commit drop")
+    tx.execute(
+        "create trigger _900_audit after insert on audit_by_hand"
+        " for each row execute function toolsdb_private.tg__audit('no_such_column', '')"
+    )
+    before = scalar(tx, "select coalesce(max(audit_id), 0) from toolsdb.audit_logs")
+    expect_error(
+        tx,
+        errors.CheckViolation,
+        lambda: tx.execute("insert into audit_by_hand (id, note) values (1, 'x')"),
+        contains="names no entity",
+        constraint="captured_change_names_its_entity",
+    )
+    left = scalar(tx, "select count(*) from audit_by_hand") + scalar(
+        tx, "select count(*) from toolsdb.audit_logs where audit_id > %s", (before,)
+    )
+    assert left == 0, f"The refused insert should leave neither the row nor an entry, but {left} rows are there."
+
+
 def test_audit_table_rejects_an_unknown_redact_column(tx: psycopg.Connection) -> None:
     expect_error(
         tx,

@@ -91,7 +91,39 @@ def test_an_invalid_event_name_is_rejected(tx: psycopg.Connection) -> None:
     )
 
 
+def test_a_session_id_longer_than_200_characters_is_rejected_by_its_domain(tx: psycopg.Connection) -> None:
+    tx.execute("select set_config('toolsdb.session_id', %s, true)", ("s" * 201,))
+    caught = expect_error(
+        tx,
+        errors.CheckViolation,
+        lambda: tx.execute("select toolsdb.audit_event('permission_changed')"),
+        constraint="audit_text_200_length_is_valid",
+    )
+    assert caught.diag.datatype_name == "audit_text_200", (
+        f"The violation should name the domain toolsdb.audit_text_200, but it names {caught.diag.datatype_name}."
+    )
+    tx.execute("select set_config('toolsdb.session_id', %s, true)", ("s" * 200,))
+    audit_id = scalar(tx, "select toolsdb.audit_event('permission_changed')")
+    kept = scalar(tx, "select session_id from toolsdb.audit_logs where audit_id = %s", (audit_id,))
+    assert kept == "s" * 200, f"A session id of 200 characters should be kept as it is, not {kept!r}."
+
+
+def test_the_log_has_no_table_check(tx: psycopg.Connection) -> None:
+    # Every audited write inserts into the log, and PostgreSQL reads back and plans a table's
+    # CHECKs at every statement that writes the table: its rules are domains and the capture
+    # trigger's (docs/security.md, "What capture costs").
+    checks = column(
+        tx,
+        "select c.conrelid::regclass::text || ': ' || c.conname from pg_catalog.pg_constraint as c"
+        " where c.contype = 'c' and c.conrelid in (select 'toolsdb.audit_logs'::regclass"
+        " union all select p.relid from pg_catalog.pg_partition_tree('toolsdb.audit_logs') as p)"
+        " order by 1",
+    )
+    assert checks == [], f"toolsdb.audit_logs and its partitions should have no table CHECK, but have {checks}."
+
+
 # ---------------------------------------------------------------------------
+# Append-only, for everyone# ---------------------------------------------------------------------------
 # Append-only, for everyone
 # ---------------------------------------------------------------------------
 
