@@ -115,10 +115,18 @@ begin
         raise exception 'rows are isolated by project_id or session_id, not %', by_column
             using errcode = 'invalid_parameter_value';
     end if;
-    if not exists (
-        select from pg_catalog.pg_attribute as a
-        where a.attrelid = target and a.attname = by_column and a.attnum > 0 and not a.attisdropped
-    ) then
+    -- The column as the policy compares it: a column of a domain
+    -- (toolsdb.audit_logs.session_id) through a cast to the domain's base type,
+    -- which is how PostgreSQL shows the policy back.
+    select case
+        when t.typtype = 'd' then pg_catalog.format('(%I)::%s', by_column, pg_catalog.format_type(t.typbasetype, null))
+        else pg_catalog.quote_ident(by_column)
+    end
+    into compared
+    from pg_catalog.pg_attribute as a
+    inner join pg_catalog.pg_type as t on t.oid = a.atttypid
+    where a.attrelid = target and a.attname = by_column and a.attnum > 0 and not a.attisdropped;
+    if compared is null then
         raise exception 'cannot isolate %: it has no column %', target, by_column
             using errcode = 'undefined_column';
     end if;
@@ -127,16 +135,6 @@ begin
     -- also the rows that belong to none (shared by every project or session).
     -- Written as PostgreSQL shows it back, so an unchanged policy is seen to be
     -- unchanged and left alone (a migrate with nothing to do writes nothing).
-    -- A column of a domain (toolsdb.audit_logs.session_id) is shown compared
-    -- through a cast to the domain's base type.
-    select case
-        when t.typtype = 'd' then pg_catalog.format('(%I)::%s', by_column, pg_catalog.format_type(t.typbasetype, null))
-        else pg_catalog.quote_ident(by_column)
-    end
-    into compared
-    from pg_catalog.pg_attribute as a
-    inner join pg_catalog.pg_type as t on t.oid = a.atttypid
-    where a.attrelid = target and a.attname = by_column;
     visible := case
         when coalesce(shared_when_null, false)
             then pg_catalog.format('((%I IS NULL) OR (%s = %s))', by_column, compared, reader)

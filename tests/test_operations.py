@@ -256,10 +256,21 @@ def test_maintain_keeps_events_under_a_longer_configured_retention(su: psycopg.C
 
 def test_the_citus_steps_settle_dangling_references_as_the_dropped_keys_would(su: psycopg.Connection) -> None:
     """maintain's Citus steps (toolsdb_private.settle_dangling_references(), docs/citus.md)
-    on one node, where the keys hold: they find nothing to settle; an action other than
-    cascade or set null is refused with 22023."""
+    on one node, where the keys hold: they find nothing to settle. With the key dropped
+    (as Citus drops it; in a transaction rolled back), an error naming a deleted task has
+    that link nulled, once; an action other than cascade or set null is 22023."""
     assert su.execute("select toolsdb_private.remove_unreferenced_routes()").fetchone()[0] == 0
     assert su.execute("select toolsdb_private.null_unreferenced_error_links()").fetchone()[0] == 0
+    with su.transaction(force_rollback=True):
+        su.execute("alter table toolsdb.error_logs drop constraint error_logs_task_id_fkey")
+        error_id = su.execute(
+            "insert into toolsdb.error_logs (error_type, error_message, task_id)"
+            " values ('system', 'names a deleted task', gen_random_uuid()) returning error_id"
+        ).fetchone()[0]
+        assert su.execute("select toolsdb_private.null_unreferenced_error_links()").fetchone()[0] == 1
+        link = su.execute("select task_id from toolsdb.error_logs where error_id = %s", (error_id,)).fetchone()[0]
+        assert link is None, f"The error's link to the deleted task should be null now, not {link}."
+        assert su.execute("select toolsdb_private.null_unreferenced_error_links()").fetchone()[0] == 0
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="cascade or set null, not 'restrict'"):
         su.execute(
             "select toolsdb_private.settle_dangling_references('error_logs', 'task_id', 'tasks', 'task_id', 'restrict')"
